@@ -1,0 +1,62 @@
+"""The interface every Q-Align backbone implements.
+
+A backbone wraps one vision-language model and its processor and knows the two things Q-Align
+needs from it: the logits of the five level words at the position that answers the prompt
+(scoring), and batches of instruction-tuning conversations with the loss on the answer only
+(training). The scorer, the trainer and the evaluation code only talk to this interface, so the
+native OneAlign port and any Hugging Face ``AutoModelForImageTextToText`` model are interchangeable.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+if TYPE_CHECKING:  # heavy imports only for type checkers
+    import torch
+    from PIL import Image
+
+Task = Literal["quality", "aesthetics"]
+InputKind = Literal["image", "video"]
+
+Visual = Sequence["Image.Image"]
+"""One visual input: a list of RGB frames (a still image is a list of one)."""
+
+
+@dataclass
+class TrainingExample:
+    """One conversation turn ready for a backbone: frames, the human question, the answer text."""
+
+    frames: list["Image.Image"]
+    question: str
+    answer: str
+    kind: InputKind = "image"
+    level_distribution: Sequence[float] | None = None  # LEVELS order; for soft-label losses
+    score: float | None = None  # 1-5; for the direct-score baseline
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class QAlignBackbone(ABC):
+    """A vision-language model that answers "The {task} of the {input} is <level>"."""
+
+    model: "torch.nn.Module"
+    level_token_ids: list[int]  # in LEVELS order (excellent .. bad)
+
+    @abstractmethod
+    def scoring_batch(self, visuals: Sequence[Visual], task: Task, kind: InputKind) -> dict[str, Any]:
+        """Model inputs for scoring: the prompt per visual, padded so that the answer position
+        of every row can be read (left padding, or an explicit ``last_index``)."""
+
+    @abstractmethod
+    def level_logits(self, batch: dict[str, Any]) -> "torch.Tensor":
+        """Raw logits of the five level tokens at the answer position, shape (batch, 5),
+        computed with ``logits_to_keep=1`` where the model supports it."""
+
+    @abstractmethod
+    def training_batch(self, examples: Sequence[TrainingExample]) -> dict[str, Any]:
+        """Collated inputs with ``labels`` (-100 everywhere but the assistant answer)."""
+
+    @property
+    def device(self) -> "torch.device":
+        return next(self.model.parameters()).device
