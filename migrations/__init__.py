@@ -1,0 +1,1 @@
+"""Alembic migrations of the study store (applied by `qalign db upgrade`)."""

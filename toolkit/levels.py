@@ -104,7 +104,7 @@ class LevelScale:
         if outside.any():
             i = int(np.flatnonzero(outside)[0])
             raise LevelError(
-                f"score {arr[i]!r} at position {i} is outside the declared bounds [{self.low}, {self.high}]"
+                f"score {float(arr[i])!r} at position {i} is outside the declared bounds [{self.low}, {self.high}]"
                 f" ({int(outside.sum())} score(s) outside in all)"
             )
         return arr
@@ -163,7 +163,7 @@ def _finite_scores(scores: Sequence[float] | np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(arr)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise LevelError(f"score at position {i} is not a finite number ({arr[i]!r})")
+        raise LevelError(f"score at position {i} is not a finite number ({float(arr[i])!r})")
     return arr
 
 
@@ -176,7 +176,7 @@ def check_votes(votes: Sequence[float] | np.ndarray | pd.Series) -> np.ndarray:
     bad = ~np.isin(arr, LEVEL_VALUES)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise LevelError(f"vote {arr[i]!r} at row {i} is not an integer level 1-5")
+        raise LevelError(f"vote {float(arr[i])!r} at row {i} is not an integer level 1-5")
     return arr.astype(int)
 
 
@@ -255,7 +255,7 @@ def soft_label(mos: Sequence[float] | np.ndarray, sd: Sequence[float] | np.ndarr
     outside = (mu < 1) | (mu > 5)
     if outside.any():
         i = int(np.flatnonzero(outside)[0])
-        raise LevelError(f"MOS {mu[i]!r} at position {i} is outside [1, 5]; rescale first")
+        raise LevelError(f"MOS {float(mu[i])!r} at position {i} is outside [1, 5]; rescale first")
     if (s < 0).any():
         raise LevelError("SD must be non-negative")
 

@@ -1,0 +1,124 @@
+"""``qalign study``: create studies, add raters, import and export votes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from toolkit.cli.common import DbOption, console
+
+study_app = typer.Typer(help="Create studies, invite raters, import and export votes.", no_args_is_help=True)
+
+
+@study_app.command("create")
+def create_command(
+    name: str = typer.Argument(..., help="Study name (unique in the database)."),
+    media: Path = typer.Option(..., "--media", help="Media root: every image/video below it becomes an item."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV (path[,kind,content_group,role,expected_level,tolerance]) instead of scanning --media."),
+    task: str = typer.Option("quality", "--task", help="quality, aesthetics or custom (custom needs --question)."),
+    question: Optional[str] = typer.Option(None, "--question", help="The question shown to raters."),
+    target_votes: int = typer.Option(15, "--target-votes", help="Votes wanted per item (BT.500: at least 15)."),
+    items_per_session: int = typer.Option(50, "--items-per-session"),
+    self_register: bool = typer.Option(False, "--self-register/--invite-only", help="May raters join without an invite token?"),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Create a study from a media folder (or a manifest of files inside it)."""
+    from toolkit.store import Store, add_items, create_study, read_item_manifest, scan_media
+
+    store = Store(db)
+    specs = read_item_manifest(manifest) if manifest else scan_media(media)
+    with store.session() as session:
+        study = create_study(session, name, media, task=task, question=question, target_votes=target_votes,
+                             items_per_session=items_per_session, allow_self_register=self_register)
+        result = add_items(session, study, specs)
+    console.print(f"study [bold]{name}[/]: {len(result.added)} items added, {len(result.skipped)} already present")
+
+
+@study_app.command("add-items")
+def add_items_command(
+    name: str = typer.Argument(..., help="Study name."),
+    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV of items; default: scan the media root again."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Add new files to a study (files already in it are skipped)."""
+    from toolkit.store import Store, add_items, get_study, read_item_manifest, scan_media
+
+    store = Store(db)
+    with store.session() as session:
+        study = get_study(session, name)
+        specs = read_item_manifest(manifest) if manifest else scan_media(study.media_root)
+        result = add_items(session, study, specs)
+    console.print(f"{len(result.added)} items added, {len(result.skipped)} already present")
+
+
+@study_app.command("add-rater")
+def add_rater_command(
+    name: str = typer.Argument(..., help="Study name."),
+    rater: str = typer.Argument(..., help="Rater name (unique within the study)."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Invite a rater; prints the token once (only its hash is stored)."""
+    from toolkit.store import Store, add_rater, get_study
+
+    store = Store(db)
+    with store.session() as session:
+        _, token = add_rater(session, get_study(session, name), rater)
+    console.print(f"rater [bold]{rater}[/] token: {token}")
+
+
+@study_app.command("import")
+def import_command(
+    name: str = typer.Argument(..., help="Study name."),
+    votes: Path = typer.Argument(..., help="CSV/Parquet/JSON of votes, one row per vote."),
+    item_col: str = typer.Option("item", "--item-col", help="Column with the item path (relative to the media root)."),
+    rater_col: str = typer.Option("rater", "--rater-col"),
+    vote_col: str = typer.Option("vote", "--vote-col", help="Column with the vote, 1 (bad) .. 5 (excellent)."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Import votes collected elsewhere; all-or-nothing, re-runs count nothing twice."""
+    from toolkit.io import read_table
+    from toolkit.store import Store, get_study, import_votes
+
+    table = read_table(votes)
+    store = Store(db)
+    with store.session() as session:
+        added, skipped = import_votes(session, get_study(session, name), table, item_col, rater_col, vote_col, source=str(votes))
+    console.print(f"{added} votes imported, {skipped} already stored")
+
+
+@study_app.command("export")
+def export_command(
+    name: str = typer.Argument(..., help="Study name."),
+    out: Path = typer.Option(..., "--out", help="Output file: .csv, .parquet, .json or .jsonl."),
+    aggregate: bool = typer.Option(False, "--aggregate", help="Per-item MOS, SD, 95% CI and level histogram instead of raw votes."),
+    db: Optional[str] = DbOption,
+) -> None:
+    """Export raw votes or per-item aggregates."""
+    from toolkit.store import Store, export_study, get_study
+
+    store = Store(db)
+    with store.session() as session:
+        path = export_study(session, get_study(session, name), out, aggregate=aggregate)
+    console.print(f"wrote {path}")
+
+
+@study_app.command("list")
+def list_command(db: Optional[str] = DbOption) -> None:
+    """List the studies with their item, rater and vote counts."""
+    from rich.table import Table
+
+    from toolkit.store import Store, list_studies, votes_frame
+
+    store = Store(db)
+    table = Table("study", "task", "items", "raters", "votes", "target/item")
+    with store.session() as session:
+        for study in list_studies(session):
+            votes = votes_frame(session, study)
+            table.add_row(study.name, study.task, str(len(study.items)), str(len(study.raters)), str(len(votes)), str(study.target_votes))
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(study_app, name="study")

@@ -1,0 +1,73 @@
+"""Schema migrations through Alembic, callable from Python (``qalign db upgrade`` uses these)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from toolkit.errors import StoreError
+from toolkit.store.engine import make_engine, resolve_db_url, safe_url
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(url: str | None = None):
+    from alembic.config import Config
+
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise StoreError(f"migration scripts not found in {MIGRATIONS_DIR}")
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", resolve_db_url(url).replace("%", "%%"))
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> str:
+    """Bring the database at ``url`` to ``revision``; returns the revision it is at afterwards."""
+    from alembic import command
+
+    resolved = resolve_db_url(url)
+    engine = make_engine(resolved)  # fails early, with a clear message, on a bad URL
+    try:
+        cfg = alembic_config(resolved)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    finally:
+        engine.dispose()
+    return current_revision(resolved) or "base"
+
+
+def downgrade(url: str | None, revision: str) -> str:
+    from alembic import command
+
+    resolved = resolve_db_url(url)
+    engine = make_engine(resolved)
+    try:
+        cfg = alembic_config(resolved)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, revision)
+    finally:
+        engine.dispose()
+    return current_revision(resolved) or "base"
+
+
+def current_revision(url: str | None = None) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except Exception as exc:  # noqa: BLE001 - reported with the URL
+        raise StoreError(f"cannot read the schema revision of {safe_url(resolve_db_url(url))!r}: {exc}") from None
+    finally:
+        engine.dispose()

@@ -1,0 +1,235 @@
+"""Studies, their items and raters: the operations the CLI, the app and the demo share."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from toolkit.errors import InputError, StoreError
+from toolkit.store.models import Item, Rater, Study
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"})
+TASK_QUESTIONS = {
+    "quality": "How would you rate the quality of this {input}?",
+    "aesthetics": "How would you rate the aesthetics of this {input}?",
+}
+ITEM_ROLES = ("test", "training", "gold")
+
+
+@dataclass
+class ItemSpec:
+    """An item to add: ``path`` relative to the study's media root (or absolute inside it)."""
+
+    path: str
+    kind: str | None = None  # image | video; from the extension when None
+    content_group: str | None = None  # defaults to the file name without extension
+    role: str = "test"
+    expected_level: int | None = None
+    tolerance: int = 1
+
+
+@dataclass
+class AddItemsResult:
+    added: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already in the study
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def media_kind(path: str | Path) -> str:
+    ext = Path(path).suffix.lower()
+    if ext in IMAGE_EXTENSIONS:
+        return "image"
+    if ext in VIDEO_EXTENSIONS:
+        return "video"
+    raise InputError(f"{path}: not an image or video file (extension {ext or 'missing'!r})")
+
+
+def scan_media(folder: str | Path) -> list[ItemSpec]:
+    """Every image and video below ``folder``, sorted, as item specs relative to it."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"media folder {str(root)!r} does not exist")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
+    return [ItemSpec(path=p.relative_to(root).as_posix()) for p in files]
+
+
+def read_item_manifest(path: str | Path) -> list[ItemSpec]:
+    """A CSV with a ``path`` column and optional ``kind, content_group, role, expected_level, tolerance``."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise InputError(f"{path}: manifest needs a 'path' column (found {reader.fieldnames})")
+            specs = []
+            for line, row in enumerate(reader, start=2):
+                if None in row or any(v is None for v in row.values()):
+                    raise InputError(f"{path}, line {line}: wrong number of fields")
+                try:
+                    level = row.get("expected_level") or None
+                    specs.append(
+                        ItemSpec(
+                            path=row["path"].strip(),
+                            kind=(row.get("kind") or None),
+                            content_group=(row.get("content_group") or None),
+                            role=(row.get("role") or "test").strip(),
+                            expected_level=int(level) if level else None,
+                            tolerance=int(row.get("tolerance") or 1),
+                        )
+                    )
+                except ValueError as exc:
+                    raise InputError(f"{path}, line {line}: {exc}") from None
+    except FileNotFoundError:
+        raise InputError(f"manifest {str(path)!r} does not exist") from None
+    return specs
+
+
+def create_study(
+    session: Session,
+    name: str,
+    media_root: str | Path,
+    task: str = "quality",
+    question: str | None = None,
+    target_votes: int = 15,
+    items_per_session: int = 50,
+    allow_self_register: bool = False,
+) -> Study:
+    name = name.strip()
+    if not name:
+        raise InputError("a study needs a non-empty name")
+    root = Path(media_root).expanduser().resolve()
+    if not root.is_dir():
+        raise InputError(f"media root {str(root)!r} does not exist")
+    if task not in TASK_QUESTIONS and question is None:
+        raise InputError(f"task {task!r} needs an explicit question (built-in tasks: {', '.join(TASK_QUESTIONS)})")
+    if target_votes < 1 or items_per_session < 1:
+        raise InputError("target_votes and items_per_session must be at least 1")
+    if session.scalar(select(Study).where(Study.name == name)) is not None:
+        raise StoreError(f"a study named {name!r} already exists")
+    study = Study(
+        name=name,
+        task=task,
+        question=question or TASK_QUESTIONS[task],
+        media_root=str(root),
+        target_votes=target_votes,
+        items_per_session=items_per_session,
+        allow_self_register=allow_self_register,
+    )
+    session.add(study)
+    session.flush()
+    return study
+
+
+def get_study(session: Session, name: str) -> Study:
+    study = session.scalar(select(Study).where(Study.name == name))
+    if study is None:
+        known = session.scalars(select(Study.name).order_by(Study.name)).all()
+        raise StoreError(f"no study named {name!r} (studies: {', '.join(known) or 'none'})")
+    return study
+
+
+def list_studies(session: Session) -> list[Study]:
+    return list(session.scalars(select(Study).order_by(Study.created_at, Study.id)))
+
+
+def resolve_in_root(root: Path, path: str) -> Path:
+    """The absolute file for an item path; refuses paths that leave the media root."""
+    candidate = (root / path).resolve()
+    if candidate != root and root not in candidate.parents:
+        raise InputError(f"{path}: outside the study's media root {str(root)!r}")
+    return candidate
+
+
+def add_items(session: Session, study: Study, specs: Iterable[ItemSpec]) -> AddItemsResult:
+    """Add items (hashing each file); paths already in the study are skipped, not duplicated."""
+    root = Path(study.media_root)
+    existing = set(session.scalars(select(Item.path).where(Item.study_id == study.id)))
+    result = AddItemsResult()
+    for spec in specs:
+        absolute = resolve_in_root(root, spec.path)
+        relative = absolute.relative_to(root).as_posix()
+        if relative in existing:
+            result.skipped.append(relative)
+            continue
+        if not absolute.is_file():
+            raise InputError(f"{relative}: file not found under {str(root)!r}")
+        kind = spec.kind or media_kind(absolute)
+        if kind not in ("image", "video"):
+            raise InputError(f"{relative}: kind must be 'image' or 'video', got {kind!r}")
+        if spec.role not in ITEM_ROLES:
+            raise InputError(f"{relative}: role must be one of {', '.join(ITEM_ROLES)}, got {spec.role!r}")
+        if spec.expected_level is not None and spec.expected_level not in range(1, 6):
+            raise InputError(f"{relative}: expected_level must be 1-5, got {spec.expected_level!r}")
+        if spec.role == "gold" and spec.expected_level is None:
+            raise InputError(f"{relative}: a gold item needs an expected_level")
+        session.add(
+            Item(
+                study_id=study.id,
+                path=relative,
+                kind=kind,
+                sha256=sha256_file(absolute),
+                content_group=spec.content_group or Path(relative).stem,
+                role=spec.role,
+                expected_level=spec.expected_level,
+                tolerance=spec.tolerance,
+            )
+        )
+        existing.add(relative)
+        result.added.append(relative)
+    session.flush()
+    return result
+
+
+def study_items(session: Session, study: Study, roles: Sequence[str] | None = None) -> list[Item]:
+    query = select(Item).where(Item.study_id == study.id)
+    if roles:
+        query = query.where(Item.role.in_(list(roles)))
+    return list(session.scalars(query.order_by(Item.id)))
+
+
+def add_rater(session: Session, study: Study, name: str) -> tuple[Rater, str]:
+    """A new rater and their invite token. Only the token's hash is stored: show it once."""
+    name = name.strip()
+    if not name:
+        raise InputError("a rater needs a non-empty name")
+    token = secrets.token_urlsafe(18)
+    rater = Rater(study_id=study.id, name=name, token_hash=hash_token(token))
+    session.add(rater)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise StoreError(f"study {study.name!r} already has a rater named {name!r}") from None
+    return rater, token
+
+
+def rater_for_token(session: Session, token: str) -> Rater:
+    """The rater an invite token belongs to; unknown and revoked tokens are refused alike."""
+    rater = session.scalar(select(Rater).where(Rater.token_hash == hash_token(token.strip())))
+    if rater is None or rater.revoked:
+        raise StoreError("unknown or revoked rater token")
+    return rater
+
+
+def revoke_rater(session: Session, rater: Rater) -> None:
+    rater.revoked = True
+    session.flush()
