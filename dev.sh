@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Set-up and everyday commands on a fresh machine (Python >= 3.10, pip, a C compiler).
+#   ./dev.sh demo [ARGS]   install into .venv if needed, then run `qalign demo` (the whole loop)
+#   ./dev.sh test [ARGS]   install into .venv if needed, then run the test suite
+#   ./dev.sh install       only create/refresh .venv
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+VENV=${QALIGN_VENV:-.venv}
+# CPU build of PyTorch: an unpinned torch would pull a multi-GB CUDA build. Override on GPU machines.
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+
+install() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$PYTHON" -m venv "$VENV"
+  fi
+  local stamp="$VENV/.qalign-installed"
+  local want
+  want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)-$TORCH_SPEC
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    "$VENV/bin/python" -m pip install -q --upgrade pip
+    # torch first, pinned, so nothing below can pull another build.
+    "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
+    "$VENV/bin/python" -m pip install -q "$TORCH_SPEC" -e ".[test]"
+    echo "$want" > "$stamp"
+  fi
+}
+
+cmd=${1:-help}
+shift || true
+case "$cmd" in
+  install) install ;;
+  demo) install; exec "$VENV/bin/qalign" demo "$@" ;;
+  test) install; exec "$VENV/bin/python" -m pytest -q "$@" ;;
+  *) sed -n '2,6p' "$0"; exit 1 ;;
+esac
