@@ -1,0 +1,150 @@
+"""One entry point that turns a model name or folder (plus an optional LoRA adapter) into a backbone.
+
+``"tiny"`` is the embedded demonstration model; a folder whose ``config.json`` says
+``model_type: mplug_owl2`` is OneAlign / Q-Align and goes to the native port; anything else is
+loaded as a Hugging Face ``AutoModelForImageTextToText`` checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from toolkit.errors import InputError, ToolkitError
+from toolkit.models.base import QAlignBackbone
+
+if TYPE_CHECKING:
+    import torch
+
+_DTYPES = {
+    "float32": "float32", "fp32": "float32", "float": "float32",
+    "bfloat16": "bfloat16", "bf16": "bfloat16",
+    "float16": "float16", "fp16": "float16", "half": "float16",
+}  # fmt: skip
+
+
+def resolve_device(device: "str | torch.device" = "auto") -> "torch.device":
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; an unavailable device is an error."""
+    import torch
+
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} was asked for but CUDA is not available on this machine")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {device!r} was asked for but MPS is not available on this machine")
+    return dev
+
+
+def resolve_dtype(dtype: "str | torch.dtype" = "float32", device: "str | torch.device" = "cpu") -> "torch.dtype":
+    """A torch dtype from a name. ``"auto"``: bfloat16 on GPUs that support it, else float32."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    name = str(dtype).strip().lower()
+    if name == "auto":
+        dev = resolve_device(device)
+        if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if name not in _DTYPES:
+        raise InputError(f"unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto")
+    return getattr(torch, _DTYPES[name])
+
+
+def resolve_model_path(model: str | Path) -> Path:
+    """The local folder of a model: ``"tiny"`` is built on first use; anything else must exist."""
+    if str(model) == "tiny":
+        from toolkit.models.tiny import default_model_dir
+
+        return default_model_dir()
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise InputError(
+            f"model {str(model)!r} is neither 'tiny' nor an existing folder; download hub checkpoints first "
+            "(for example `huggingface-cli download q-future/one-align --local-dir one-align`)"
+        )
+    if not (path / "config.json").is_file():
+        raise InputError(f"model folder {path} has no config.json; is it a Hugging Face checkpoint?")
+    return path
+
+
+def model_type(path: str | Path) -> str:
+    """``model_type`` of a checkpoint's ``config.json``."""
+    cfg = Path(path) / "config.json"
+    try:
+        data = json.loads(cfg.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {cfg}: {exc}") from None
+    if not isinstance(data, dict) or not data.get("model_type"):
+        raise InputError(f"{cfg} has no model_type")
+    return str(data["model_type"])
+
+
+def load_backbone(
+    model: str | Path,
+    adapter: str | Path | None = None,
+    dtype: "str | torch.dtype" = "float32",
+    device: "str | torch.device" = "cpu",
+    merge: bool = False,
+) -> QAlignBackbone:
+    """Load a Q-Align backbone, in evaluation mode, on ``device``.
+
+    ``adapter`` is a PEFT LoRA folder (as ``qalign train --mode lora`` writes) applied on top of
+    the base model; ``merge=True`` folds it into the weights (faster inference, no PEFT wrapper).
+    """
+    path = resolve_model_path(model)
+    dev = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, dev)
+
+    if model_type(path) == "mplug_owl2":
+        try:
+            from toolkit.models.onealign import load_onealign_backbone
+        except ImportError as exc:
+            raise ToolkitError(
+                f"{path} is a OneAlign (mplug_owl2) checkpoint but the native OneAlign port cannot be imported: {exc}"
+            ) from None
+        backbone = load_onealign_backbone(path, torch_dtype, dev)
+    else:
+        backbone = _load_hf(path, torch_dtype, dev)
+
+    if adapter is not None:
+        backbone.model = _apply_adapter(backbone.model, Path(adapter).expanduser(), merge)
+        backbone.model.to(dev)
+    backbone.model.eval()
+    return backbone
+
+
+def _load_hf(path: Path, torch_dtype: "torch.dtype", dev: "torch.device") -> QAlignBackbone:
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from toolkit.models.hf import HFVisionLanguageBackbone
+
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+        net = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot load {path} as an image-text-to-text model: {exc}") from None
+    return HFVisionLanguageBackbone(net.to(dev), processor)
+
+
+def _apply_adapter(net: "torch.nn.Module", adapter: Path, merge: bool) -> "torch.nn.Module":
+    from peft import PeftModel
+
+    if not (adapter / "adapter_config.json").is_file():
+        raise InputError(f"adapter folder {adapter} has no adapter_config.json (expected a PEFT LoRA adapter)")
+    peft_model = PeftModel.from_pretrained(net, adapter)
+    return peft_model.merge_and_unload() if merge else peft_model
