@@ -1,0 +1,315 @@
+"""The Q-Align scorer: decoded inputs in, level probabilities and 1-5 scores out.
+
+For each input the backbone gives the logits of the five level words at the answer position;
+a softmax over those five only (the close-set softmax of Q-Align) is the predicted level
+distribution, its expectation with weights 5..1 is the score and its entropy the uncertainty.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import pandas as pd
+
+from toolkit.errors import InputError
+from toolkit.levels import entropy, expected_score
+from toolkit.models.base import InputKind, QAlignBackbone, Task, Visual
+from toolkit.scoring.decode import DecodeDataset, Decoded, keep_list
+from toolkit.scoring.inputs import ScoreInput, collect_inputs
+from toolkit.scoring.processes import ProcessGroup, current_processes, resolve_device
+from toolkit.scoring.results import (
+    PROB_COLUMNS,
+    ResultAppender,
+    empty_results,
+    existing_parts,
+    is_done,
+    merge_results,
+    normalise,
+    output_columns,
+    part_path,
+    read_results,
+    shard,
+    write_results,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+TASKS: tuple[str, ...] = ("quality", "aesthetics")
+
+
+def check_task(task: str) -> Task:
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
+    return task  # type: ignore[return-value]
+
+
+def level_probabilities(level_logits: "torch.Tensor | np.ndarray") -> np.ndarray:
+    """Close-set softmax over the five level logits (``LEVELS`` order), in float64."""
+    logits = np.asarray(
+        level_logits.detach().float().cpu().numpy() if hasattr(level_logits, "detach") else level_logits,
+        dtype=np.float64,
+    )
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Scorer:
+    """Scores files with one loaded backbone; reuse it for many calls without reloading.
+
+    >>> scorer = Scorer(load_backbone("tiny"))          # doctest: +SKIP
+    >>> df = scorer.score(["photos/"], task="quality")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        backbone: QAlignBackbone,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        max_frames: int | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.backbone = backbone
+        self.batch_size = _positive("batch_size", batch_size)
+        self.num_workers = _non_negative("num_workers", num_workers)
+        self.max_frames = None if max_frames is None else _positive("max_frames", max_frames)
+        self.progress = progress
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str = "tiny",
+        adapter: str | None = None,
+        dtype: str = "float32",
+        device: str = "cpu",
+        **kwargs: object,
+    ) -> "Scorer":
+        """Load ``model`` (a folder, a hub id or ``"tiny"``) with an optional adapter."""
+        from toolkit.models.loading import load_backbone
+
+        return cls(load_backbone(model, adapter, dtype, resolve_device(device, current_processes())), **kwargs)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------ in memory
+
+    def level_probs(self, visuals: Sequence[Visual], task: Task = "quality", kind: InputKind = "image") -> np.ndarray:
+        """Level distributions (n, 5) of in-memory visuals (each a list of RGB frames), one forward."""
+        import torch
+
+        check_task(task)
+        batch = self.backbone.scoring_batch(visuals, task, kind)
+        with torch.inference_mode():
+            logits = self.backbone.level_logits(batch)
+        if tuple(logits.shape) != (len(visuals), 5):
+            raise InputError(f"backbone returned level logits of shape {tuple(logits.shape)}, expected ({len(visuals)}, 5)")
+        return level_probabilities(logits)
+
+    # ------------------------------------------------------------------ files
+
+    def score(
+        self,
+        inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+        task: Task = "quality",
+        video: bool = False,
+        out: str | os.PathLike[str] | None = None,
+        batch_size: int | None = None,
+        num_workers: int | None = None,
+        max_frames: int | None = None,
+        progress: bool | None = None,
+        processes: ProcessGroup | None = None,
+    ) -> pd.DataFrame:
+        """Score files, folders and manifests; one row per input, in input order.
+
+        With ``out``, rows are appended to that CSV chunk by chunk as they are computed, inputs
+        already scored there are skipped (rows with an error are retried), and at the end the
+        file is rewritten with one row per path, the current inputs first in input order.
+        Under several processes (``accelerate launch``) each process scores its share; the main
+        process returns the whole table, the others their own rows.
+        """
+        task = check_task(task)
+        items = collect_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, video)
+        group = processes or current_processes()
+        bs = self.batch_size if batch_size is None else _positive("batch_size", batch_size)
+        workers = self.num_workers if num_workers is None else _non_negative("num_workers", num_workers)
+        cap = self.max_frames if max_frames is None else _positive("max_frames", max_frames)
+        show = self.progress if progress is None else progress
+        with_gt = any(it.gt_score is not None for it in items)
+
+        previous: list[pd.DataFrame] = []
+        if out is not None:
+            out = Path(out)
+            previous = [read_results(out)] + [read_results(p) for p in existing_parts(out)]
+            with_gt = with_gt or any("gt_score" in p.columns for p in previous)
+        done = merge_results(previous, []) if previous else empty_results()
+        done_paths = set(done.loc[is_done(done), "path"]) if len(done) else set()
+        # Shard the full input list, not what is left of it: the blocks then never depend on
+        # when each process happened to read the files another one is already appending to.
+        mine = [it for it in shard(items, group.rank, group.world) if it.path not in done_paths]
+        if done_paths:
+            log.info("resuming: %d input(s) already scored", len(done_paths & {it.path for it in items}))
+
+        appender = None
+        if out is not None:
+            journal = out if group.world == 1 else part_path(out, group.rank, group.world)
+            appender = ResultAppender(journal, output_columns(with_gt))
+        rows = self._run(mine, task, bs, workers, cap, show and group.is_main, appender, with_gt)
+
+        order = [it.path for it in items]
+        if out is None:
+            parts = group.gather_objects(rows)
+            return _in_order(merge_results(parts, order), order) if group.is_main else rows
+        group.barrier()  # every part is complete before the main process merges
+        if group.is_main:
+            sources = [read_results(out)] + [read_results(p) for p in existing_parts(out)]
+            merged = merge_results(sources, order)
+            write_results(merged.reindex(columns=output_columns(with_gt)), out)
+            for p in existing_parts(out):
+                p.unlink(missing_ok=True)
+            result = _in_order(merged, order)
+        else:
+            result = rows
+        group.barrier()  # nobody leaves (and, say, reads the output) before the merge is done
+        return result
+
+    def _run(
+        self,
+        items: Sequence[ScoreInput],
+        task: Task,
+        batch_size: int,
+        num_workers: int,
+        max_frames: int | None,
+        show: bool,
+        appender: ResultAppender | None,
+        with_gt: bool,
+    ) -> pd.DataFrame:
+        from torch.utils.data import DataLoader
+        from tqdm.auto import tqdm
+
+        if not items:
+            return empty_results(with_gt)
+        loader = DataLoader(
+            DecodeDataset(items, max_frames),
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=keep_list,
+            # Workers decode the next batches while the model runs on this one.
+            prefetch_factor=2 if num_workers > 0 else None,
+        )
+        chunks: list[pd.DataFrame] = []
+        self._any_success = False
+        with tqdm(total=len(items), desc=f"scoring {task}", unit="input", disable=not show) as bar:
+            for batch in loader:
+                chunk = self._score_batch(items, batch, task)
+                if with_gt:
+                    chunk["gt_score"] = [items[d.position].gt_score for d in batch]
+                chunk = normalise(chunk.reindex(columns=output_columns(with_gt)))
+                if appender is not None:
+                    appender.append(chunk)
+                chunks.append(chunk)
+                bar.update(len(batch))
+        return pd.concat(chunks, ignore_index=True)
+
+    def _score_batch(self, items: Sequence[ScoreInput], batch: list[Decoded], task: Task) -> pd.DataFrame:
+        n = len(batch)
+        probs = np.full((n, 5), np.nan)
+        errors = [d.error or "" for d in batch]
+        for d in batch:
+            if d.note:
+                log.info("%s: %s", items[d.position].path, d.note)
+        # Group by kind so every forward has one prompt form (all images or all videos).
+        for kind in ("image", "video"):
+            idx = [i for i, d in enumerate(batch) if d.frames is not None and items[d.position].kind == kind]
+            if idx:
+                probs[idx], errs = self._forward([batch[i].frames for i in idx], task, kind)  # type: ignore[misc]
+                for i, e in zip(idx, errs):
+                    if e:
+                        errors[i] = f"{items[batch[i].position].path}: {e}"
+        df = pd.DataFrame(probs, columns=list(PROB_COLUMNS))
+        ok = np.isfinite(probs).all(axis=1)
+        df.insert(0, "score", np.where(ok, expected_score(np.nan_to_num(probs)), np.nan))
+        df.insert(0, "path", [items[d.position].path for d in batch])
+        df["entropy"] = np.where(ok, entropy(np.nan_to_num(probs, nan=0.2)), np.nan)
+        df["error"] = errors
+        return df
+
+    def _forward(self, visuals: list[Visual], task: Task, kind: InputKind) -> tuple[np.ndarray, list[str]]:
+        """Probabilities for a batch; if the batch fails, each visual alone so one bad input
+        cannot take the others down. A failure before anything ever succeeded is re-raised:
+        that is a broken setup (device, dtype, model), not a bad file."""
+        try:
+            p = self.level_probs(visuals, task, kind)
+            self._any_success = True
+            return p, [""] * len(visuals)
+        except Exception as batch_exc:
+            if len(visuals) == 1:
+                if not self._any_success:
+                    raise
+                return np.full((1, 5), np.nan), [f"model failed: {type(batch_exc).__name__}: {batch_exc}"]
+            log.warning("batch of %d failed (%s); retrying one at a time", len(visuals), batch_exc)
+        out = np.full((len(visuals), 5), np.nan)
+        errors = [""] * len(visuals)
+        last_exc: Exception | None = None
+        for i, v in enumerate(visuals):
+            try:
+                out[i] = self.level_probs([v], task, kind)[0]
+                self._any_success = True
+            except Exception as exc:
+                last_exc = exc
+                errors[i] = f"model failed: {type(exc).__name__}: {exc}"
+        if not self._any_success and last_exc is not None:
+            raise last_exc
+        return out, errors
+
+
+def _in_order(df: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """The rows for ``order`` only, in that order."""
+    return df.set_index("path").loc[list(order)].reset_index()
+
+
+def _positive(name: str, value: int) -> int:
+    if int(value) != value or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _non_negative(name: str, value: int) -> int:
+    if int(value) != value or value < 0:
+        raise InputError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def score_images(
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    model: str = "tiny",
+    adapter: str | None = None,
+    task: Task = "quality",
+    batch_size: int = 8,
+    device: str = "cpu",
+    dtype: str = "float32",
+    num_workers: int = 0,
+    max_frames: int | None = None,
+    video: bool = False,
+    progress: bool = True,
+    out: str | os.PathLike[str] | None = None,
+) -> pd.DataFrame:
+    """Score images (or videos, with ``video=True``) with a Q-Align model, pyiqa style.
+
+    ``inputs`` are files, folders (searched recursively) or CSV/JSON manifests. Returns one row
+    per input with ``path, score, p_excellent .. p_bad, entropy, error`` (+ ``gt_score`` when a
+    manifest has it). ``out`` makes the run resumable (see :meth:`Scorer.score`).
+    """
+    check_task(task)
+    # Read the inputs before loading the model, so a bad manifest fails in a second, not a minute.
+    collect_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, video)
+    scorer = Scorer.from_pretrained(
+        model, adapter, dtype, device, batch_size=batch_size, num_workers=num_workers,
+        max_frames=max_frames, progress=progress,
+    )
+    return scorer.score(inputs, task=task, video=video, out=out)

@@ -1,0 +1,67 @@
+"""Which process this is when a scoring run is started with ``accelerate launch``.
+
+Launching, for example, ``accelerate launch --num_processes 4 -m toolkit.cli score ...`` starts
+four copies of the command; each scores its own contiguous block of the inputs on its own device
+and appends to its own part file, and the main process merges the parts into the one output.
+A plain ``python``/``qalign`` run is a world of one process and never imports ``accelerate``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+def _noop() -> None:
+    return None
+
+
+@dataclass
+class ProcessGroup:
+    """This process's place among the processes scoring one input list."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    barrier: Callable[[], None] = field(default=_noop, repr=False)
+    gather: Callable[[Any], list[Any]] | None = field(default=None, repr=False)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order (just ``[obj]`` for a single process)."""
+        if self.world == 1 or self.gather is None:
+            return [obj]
+        return self.gather(obj)
+
+
+def current_processes() -> ProcessGroup:
+    """The process group set up by ``accelerate launch`` / ``torchrun``, or a group of one."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return ProcessGroup()
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    state = PartialState()
+    return ProcessGroup(
+        rank=state.process_index,
+        world=state.num_processes,
+        local_rank=state.local_process_index,
+        barrier=state.wait_for_everyone,
+        gather=lambda obj: gather_object([obj]),
+    )
+
+
+def resolve_device(device: str, group: ProcessGroup | None = None) -> str:
+    """Under several processes, ``auto``/``cuda`` become this process's own GPU (``cuda:<local rank>``);
+    otherwise the name is passed on unchanged for the model loader to resolve."""
+    group = group or ProcessGroup()
+    if group.world > 1 and str(device).lower() in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{group.local_rank}"
+    return device

@@ -1,0 +1,197 @@
+"""The score table: its columns, crash-safe appending, reading back for resume, merging parts.
+
+A long run appends each finished chunk to the output CSV as one ``write`` of whole lines,
+flushed and synced, so a killed run loses at most the chunk in flight. Reading tolerates the
+torn last line such a kill can leave. When several processes score one input list, each
+appends to its own part file next to the output, and the main process merges everything
+into the output in input order at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from toolkit.errors import InputError
+from toolkit.levels import LEVELS
+
+PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{w}" for w in LEVELS)
+COLUMNS: tuple[str, ...] = ("path", "score", *PROB_COLUMNS, "entropy", "error")
+"""Output columns, in order; ``gt_score`` follows only when a manifest provided it."""
+NUMERIC_COLUMNS: tuple[str, ...] = ("score", *PROB_COLUMNS, "entropy", "gt_score")
+
+
+def output_columns(with_gt: bool) -> list[str]:
+    return [*COLUMNS, "gt_score"] if with_gt else list(COLUMNS)
+
+
+def empty_results(with_gt: bool = False) -> pd.DataFrame:
+    return normalise(pd.DataFrame(columns=output_columns(with_gt)))
+
+
+def normalise(df: pd.DataFrame) -> pd.DataFrame:
+    """Typed columns: ``path`` and ``error`` strings (``""`` = no error), the rest floats."""
+    df = df.copy()
+    df["path"] = df["path"].astype(str)
+    df["error"] = df["error"].fillna("").astype(str)
+    for col in NUMERIC_COLUMNS:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
+    return df
+
+
+def is_done(df: pd.DataFrame) -> pd.Series:
+    """Rows that hold a finished score (no error, every number present)."""
+    numbers = df[["score", *PROB_COLUMNS, "entropy"]].to_numpy(dtype=float)
+    return (df["error"] == "") & np.isfinite(numbers).all(axis=1)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_results(path: str | Path) -> pd.DataFrame:
+    """A score CSV as written by this module; a torn last line (no newline) is ignored."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return empty_results()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read existing scores ({exc})") from None
+    if not text.strip():
+        return empty_results()
+    if not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # a kill mid-write leaves a partial final line
+    rows = list(csv.reader(io.StringIO(text)))
+    if not rows:
+        return empty_results()
+    header, body = rows[0], rows[1:]
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise InputError(
+            f"{path}: exists but is not a score file (missing column(s) {', '.join(missing)});"
+            " choose another output path"
+        )
+    body = [r for r in body if len(r) == len(header)]
+    df = pd.DataFrame(body, columns=header)
+    keep = output_columns("gt_score" in header)
+    return normalise(df[keep])
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _csv_text(df: pd.DataFrame, header: bool) -> str:
+    buf = io.StringIO()
+    # repr-precision floats: a resumed or merged file holds exactly the computed numbers.
+    df.to_csv(buf, index=False, header=header, lineterminator="\n")
+    return buf.getvalue()
+
+
+def write_results(df: pd.DataFrame, path: str | Path) -> None:
+    """Write the whole table to a temporary file, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(_csv_text(df, header=True))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class ResultAppender:
+    """Appends chunks of rows to a score CSV, each chunk flushed and synced before returning."""
+
+    def __init__(self, path: str | Path, columns: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.columns = list(columns)
+        if self.path.exists() and self.path.stat().st_size > 0:
+            # Rewrite once if the file's header differs or a torn line must go, so every
+            # appended line matches the header above it.
+            if _header(self.path) != self.columns or not _ends_cleanly(self.path):
+                existing = read_results(self.path)
+                write_results(existing.reindex(columns=self.columns), self.path)
+        else:
+            write_results(pd.DataFrame(columns=self.columns), self.path)
+
+    def append(self, rows: pd.DataFrame) -> None:
+        if rows.empty:
+            return
+        text = _csv_text(rows.reindex(columns=self.columns), header=False)
+        with open(self.path, "a", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def _header(path: Path) -> list[str]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return next(csv.reader(fh), [])
+
+
+def _ends_cleanly(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() == 0:
+            return True
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
+# --------------------------------------------------------------------------- parts and merging
+
+
+def part_path(out: str | Path, rank: int, world: int) -> Path:
+    """Where process ``rank`` of ``world`` appends its rows while a multi-process run lasts."""
+    out = Path(out)
+    return out.with_name(f"{out.name}.part{rank:03d}-of-{world:03d}")
+
+
+def existing_parts(out: str | Path) -> list[Path]:
+    """Part files left next to ``out`` (by this run or a killed earlier one), in name order."""
+    out = Path(out)
+    if not out.parent.is_dir():
+        return []
+    return sorted(out.parent.glob(f"{out.name}.part*-of-*"))
+
+
+def shard(items: Sequence, rank: int, world: int) -> list:
+    """Contiguous block ``rank`` of ``world`` nearly equal blocks (sizes differ by at most one,
+    the first blocks take the extra), as ``accelerate``'s ``split_between_processes`` does."""
+    if world < 1 or not 0 <= rank < world:
+        raise InputError(f"process index {rank} is not within a world of {world} process(es)")
+    base, extra = divmod(len(items), world)
+    start = rank * base + min(rank, extra)
+    stop = start + base + (1 if rank < extra else 0)
+    return list(items[start:stop])
+
+
+def merge_results(sources: Iterable[pd.DataFrame], order: Sequence[str]) -> pd.DataFrame:
+    """One row per path from several tables (earlier sources first).
+
+    A finished score always beats an error row for the same path; otherwise the later row
+    wins (a retry replaces an older error). Paths in ``order`` come first, in that order;
+    rows for other paths (from earlier runs on other inputs) keep their first-seen order after.
+    """
+    frames = [normalise(s) for s in sources if s is not None and len(s)]
+    with_gt = any("gt_score" in f.columns for f in frames)
+    if not frames:
+        return empty_results(with_gt)
+    df = pd.concat([f.reindex(columns=output_columns(with_gt)) for f in frames], ignore_index=True)
+    df["_seq"] = np.arange(len(df))
+    df["_ok"] = is_done(df)
+    first_seen = df.drop_duplicates("path", keep="first").set_index("path")["_seq"]
+    best = df.sort_values(["_ok", "_seq"], kind="stable").drop_duplicates("path", keep="last")
+    rank_in_order = pd.Series(np.arange(len(order)), index=pd.Index(order).drop_duplicates())
+    key = best["path"].map(rank_in_order)
+    # Paths not among the current inputs sort after them, by where they were first seen.
+    key = key.fillna(len(order) + best["path"].map(first_seen))
+    best = best.assign(_key=key.to_numpy()).sort_values("_key", kind="stable")
+    return best.drop(columns=["_seq", "_ok", "_key"]).reset_index(drop=True)
