@@ -23,6 +23,7 @@ app = typer.Typer(
 COMMAND_MODULES: list[str] = [
     "db",
     "study",
+    "score",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,79 @@
+"""``qalign score``: Q-Align scores for images or videos, written to a CSV.
+
+Several processes (one per GPU) share a run when it is started through accelerate::
+
+    accelerate launch --num_processes 4 -m toolkit.cli score --model one-align --out scores.csv photos/
+
+Each process scores its own block of the inputs and the main process merges the parts into
+``scores.csv`` in input order.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from toolkit.cli.common import console
+
+
+class TaskChoice(str, Enum):
+    quality = "quality"
+    aesthetics = "aesthetics"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("score")(score_command)
+
+
+def score_command(
+    inputs: List[str] = typer.Argument(
+        ..., help="Image/video files, folders (searched recursively) or CSV/JSON manifests (column image, img_path or path; optional gt_score)."
+    ),
+    model: str = typer.Option(..., "--model", help="Model folder (OneAlign or any Hugging Face image-text-to-text checkpoint), or 'tiny'."),
+    adapter: Optional[Path] = typer.Option(None, "--adapter", help="LoRA adapter folder to apply on top of --model."),
+    task: TaskChoice = typer.Option(TaskChoice.quality, "--task", help="What to rate."),
+    video: bool = typer.Option(False, "--video", help="Inputs are videos: video files, or folders of frame images."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 or auto (bfloat16 where the GPU has it)."),
+    out: Path = typer.Option(..., "--out", help="Output CSV; if it exists, inputs already scored there are skipped."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Inputs per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    num_workers: int = typer.Option(0, "--num-workers", min=0, help="Decoding worker processes (0 = decode in the main process)."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Cap on frames per video (uniform subsample of the 1 fps frames)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Score images or videos with a Q-Align model.
+
+    Writes one CSV row per input: the 1-5 score, the five level probabilities, their entropy,
+    and the reason when an input could not be read (the run goes on without it).
+    """
+    from toolkit.scoring import score_images
+
+    df = score_images(
+        inputs,
+        model=model,
+        adapter=str(adapter) if adapter else None,
+        task=task.value,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        num_workers=num_workers,
+        max_frames=max_frames,
+        video=video,
+        progress=progress,
+        out=out,
+    )
+    failed = df[df["error"] != ""]
+    scored = df["score"].notna()
+    summary = f"{int(scored.sum())} of {len(df)} input(s) scored"
+    if scored.any():
+        summary += f", mean {task.value} score {df.loc[scored, 'score'].mean():.3f}"
+    console.print(f"{summary} -> [bold]{out}[/]")
+    if len(failed):
+        console.print(f"[yellow]{len(failed)} input(s) could not be scored:[/]")
+        for reason in failed["error"].head(10):
+            console.print(f"  {reason}", markup=False, highlight=False)
+        if len(failed) > 10:
+            console.print(f"  ... and {len(failed) - 10} more (see the error column)")
