@@ -1,0 +1,153 @@
+"""Score tables without a model: input collection, sharding, merging parts, crash-safe files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from toolkit.errors import InputError
+from toolkit.scoring import COLUMNS, collect_inputs, merge_results, read_results, shard
+from toolkit.scoring.results import ResultAppender, existing_parts, part_path, write_results
+
+
+def rows(paths: list[str], score: float = 3.0, error: str = "") -> pd.DataFrame:
+    n = len(paths)
+    p = np.tile([0.2, 0.2, 0.2, 0.2, 0.2], (n, 1)) if not error else np.full((n, 5), np.nan)
+    return pd.DataFrame(
+        {"path": paths, "score": score if not error else np.nan, "p_excellent": p[:, 0], "p_good": p[:, 1],
+         "p_fair": p[:, 2], "p_poor": p[:, 3], "p_bad": p[:, 4], "entropy": 1.6 if not error else np.nan,
+         "error": error}
+    )
+
+
+# --------------------------------------------------------------------------- sharding
+
+
+@pytest.mark.parametrize("n,world", [(10, 3), (2, 4), (0, 2), (7, 1), (8, 8)])
+def test_shards_are_contiguous_balanced_and_cover_everything(n: int, world: int) -> None:
+    items = list(range(n))
+    parts = [shard(items, r, world) for r in range(world)]
+    assert sum(parts, []) == items  # in order, nothing lost, nothing twice
+    sizes = [len(p) for p in parts]
+    assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+
+
+def test_shard_rejects_a_rank_outside_the_world() -> None:
+    with pytest.raises(InputError, match="process index 2"):
+        shard([1, 2], 2, 2)
+
+
+# --------------------------------------------------------------------------- merging
+
+
+def test_merge_puts_inputs_in_order_and_keeps_other_rows_after() -> None:
+    part0 = rows(["a", "b"], 3.0)
+    part1 = rows(["c", "d"], 4.0)
+    earlier = rows(["old"], 2.0)
+    merged = merge_results([earlier, part1, part0], order=["a", "b", "c", "d"])
+    assert merged["path"].tolist() == ["a", "b", "c", "d", "old"]
+    assert merged["score"].tolist() == [3.0, 3.0, 4.0, 4.0, 2.0]
+    assert list(merged.columns) == list(COLUMNS)
+
+
+def test_merge_prefers_a_score_over_an_error_and_a_retry_over_an_old_error() -> None:
+    first = pd.concat([rows(["a"], 3.5), rows(["b"], error="b: file not found")])
+    retry = pd.concat([rows(["a"], error="a: cannot decode"), rows(["b"], 2.5)])
+    merged = merge_results([first, retry], order=["a", "b"]).set_index("path")
+    assert merged.loc["a", "score"] == 3.5 and merged.loc["a", "error"] == ""
+    assert merged.loc["b", "score"] == 2.5 and merged.loc["b", "error"] == ""
+    again = merge_results([rows(["c"], error="old reason"), rows(["c"], error="new reason")], ["c"])
+    assert again["error"].tolist() == ["new reason"]
+
+
+def test_merge_keeps_gt_score_when_any_source_has_it() -> None:
+    with_gt = rows(["a"]).assign(gt_score=[4.2])
+    merged = merge_results([with_gt, rows(["b"])], order=["a", "b"])
+    assert list(merged.columns) == [*COLUMNS, "gt_score"]
+    assert merged["gt_score"].iloc[0] == 4.2 and np.isnan(merged["gt_score"].iloc[1])
+
+
+# --------------------------------------------------------------------------- files
+
+
+def test_write_then_read_round_trips_exact_values(tmp_path: Path) -> None:
+    df = rows(["x.png", "NA", "001.png"])
+    df.loc[0, "score"] = 3.123456789012345
+    out = tmp_path / "s.csv"
+    write_results(df, out)
+    back = read_results(out)
+    assert back["path"].tolist() == ["x.png", "NA", "001.png"]  # no NaN or int coercion of paths
+    assert back.loc[0, "score"] == 3.123456789012345
+    assert not list(tmp_path.glob(".*tmp*"))  # the temporary file was renamed away
+
+
+def test_appender_repairs_a_torn_line_and_aligns_columns(tmp_path: Path) -> None:
+    out = tmp_path / "s.csv"
+    write_results(rows(["a"]), out)
+    with open(out, "a") as fh:
+        fh.write("b,3.0,0.2,0.2")  # torn: no newline
+    assert read_results(out)["path"].tolist() == ["a"]
+    appender = ResultAppender(out, [*COLUMNS, "gt_score"])
+    appender.append(rows(["c"]).assign(gt_score=[1.5]))
+    text = out.read_text()
+    assert text.splitlines()[0].endswith(",error,gt_score") and "b,3.0" not in text
+    back = read_results(out)
+    assert back["path"].tolist() == ["a", "c"] and back["gt_score"].iloc[1] == 1.5
+
+
+def test_read_refuses_a_file_that_is_not_a_score_table(tmp_path: Path) -> None:
+    other = tmp_path / "other.csv"
+    other.write_text("name,value\nx,1\n")
+    with pytest.raises(InputError, match=r"other\.csv: exists but is not a score file"):
+        read_results(other)
+
+
+def test_part_files_are_found_next_to_the_output(tmp_path: Path) -> None:
+    out = tmp_path / "scores.csv"
+    for rank in range(3):
+        write_results(rows([f"p{rank}"]), part_path(out, rank, 3))
+    (tmp_path / "scores.csv.bak").write_text("unrelated")
+    assert [p.name for p in existing_parts(out)] == [f"scores.csv.part00{r}-of-003" for r in range(3)]
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def test_collect_images_recursively_in_natural_order(tmp_path: Path) -> None:
+    for rel in ["b/img10.png", "b/img2.png", "a.jpg", "b/c/x.PNG", "notes.txt", ".hidden.png", "v.mp4"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    got = [i.path for i in collect_inputs([tmp_path])]
+    assert got == [str(tmp_path / r) for r in ["a.jpg", "b/img2.png", "b/img10.png", "b/c/x.PNG"]]
+
+
+def test_collect_videos_and_frame_folders(tmp_path: Path) -> None:
+    for rel in ["clips/b.mp4", "clips/a.MKV", "clips/frames/f1.png", "clips/frames/f2.png", "still.png"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    items = collect_inputs([tmp_path / "clips", tmp_path / "still.png", tmp_path / "clips/b.mp4"], video=True)
+    assert [i.path for i in items] == [str(tmp_path / r) for r in ["clips/a.MKV", "clips/b.mp4", "clips/frames", "still.png"]]
+    assert all(i.kind == "video" for i in items)
+    assert items[-1].error and "not a video" in items[-1].error  # the duplicate b.mp4 was dropped
+
+
+def test_json_manifest_with_frame_lists_is_a_video(tmp_path: Path) -> None:
+    (tmp_path / "f").mkdir()
+    for i in range(2):
+        (tmp_path / "f" / f"{i}.png").write_bytes(b"")
+    manifest = tmp_path / "train.json"
+    manifest.write_text(json.dumps([{"id": "v1", "image": ["f/0.png", "f/1.png"], "gt_score": "3.25"}]))
+    (item,) = collect_inputs([manifest], video=True)
+    assert item.frames == (str(tmp_path / "f/0.png"), str(tmp_path / "f/1.png"))
+    assert item.gt_score == 3.25 and item.kind == "video" and item.error is None
+    (as_image,) = collect_inputs([manifest])
+    assert "video=True" in (as_image.error or "")
+
+
+def test_collect_needs_some_input() -> None:
+    with pytest.raises(InputError, match="no inputs"):
+        collect_inputs([])
