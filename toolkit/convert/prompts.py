@@ -1,0 +1,80 @@
+"""The question paraphrases and answer sentences of Q-Align's training data.
+
+The nine questions are the image-quality pool of the reference data; the video pool says
+"video" where the image pool says "image" or "picture", and the aesthetics pool says
+"aesthetics" where it says "quality". A question is drawn per record with a seeded generator, so
+the same input and seed always give the same file.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import numpy as np
+
+from toolkit.errors import InputError
+from toolkit.levels import LEVELS
+
+Task = Literal["quality", "aesthetics"]
+InputKind = Literal["image", "video"]
+
+IMAGE_TAG = "<|image|>"
+
+IQA_QUESTIONS: tuple[str, ...] = (
+    "How would you rate the quality of this image?",
+    "What do you think about the quality of this image?",
+    "How do you assess the quality of this image?",
+    "Can you rate the quality of this picture?",
+    "Rate the quality of this image.",
+    "How would you judge the quality of this image?",
+    "Could you evaluate the quality of this image?",
+    "What's your opinion on the quality of this picture?",
+    "What is your quality rating for this image?",
+)
+
+
+def _check(task: str, kind: str) -> None:
+    if task not in ("quality", "aesthetics"):
+        raise InputError(f"unknown task {task!r}; use 'quality' or 'aesthetics'")
+    if kind not in ("image", "video"):
+        raise InputError(f"unknown input kind {kind!r}; use 'image' or 'video'")
+
+
+def question_pool(task: Task = "quality", kind: InputKind = "image") -> tuple[str, ...]:
+    """The paraphrases for one task and input kind."""
+    _check(task, kind)
+    pool = IQA_QUESTIONS
+    if kind == "video":
+        pool = tuple(q.replace("image", "video").replace("picture", "video") for q in pool)
+    if task == "aesthetics":
+        pool = tuple(q.replace("quality", "aesthetics") for q in pool)
+    return pool
+
+
+def draw_questions(
+    count: int,
+    task: Task = "quality",
+    kind: InputKind = "image",
+    seed: int = 0,
+    pool: Sequence[str] | None = None,
+) -> list[str]:
+    """``count`` questions drawn uniformly with ``numpy.random.default_rng(seed)`` from ``pool``
+    (default: :func:`question_pool` of the task and input kind)."""
+    pool = tuple(pool) if pool is not None else question_pool(task, kind)
+    if not pool:
+        raise InputError("the question pool is empty")
+    picks = np.random.default_rng(seed).integers(0, len(pool), size=count)
+    return [pool[i] for i in picks]
+
+
+def human_turn(question: str) -> str:
+    """The human message: question, newline, image placeholder (as in the reference JSONs)."""
+    return f"{question}\n{IMAGE_TAG}"
+
+
+def answer_text(level: str, task: Task = "quality", kind: InputKind = "image") -> str:
+    """``'The quality of the image is good.'``"""
+    _check(task, kind)
+    if level not in LEVELS:
+        raise InputError(f"unknown level word {level!r}; expected one of {', '.join(LEVELS)}")
+    return f"The {task} of the {kind} is {level}."
