@@ -44,6 +44,9 @@ class Study(Base):
     items_per_session: Mapped[int] = mapped_column(Integer, default=50)
     allow_self_register: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Added in revision 0002 (annotation app).
+    level_labels: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of 5 labels, best first
+    gold_every: Mapped[int] = mapped_column(Integer, default=10, server_default="10")  # one gold item per N test votes; 0 = none
 
     items: Mapped[list["Item"]] = relationship(back_populates="study", cascade="all, delete-orphan")
     raters: Mapped[list["Rater"]] = relationship(back_populates="study", cascade="all, delete-orphan")
@@ -68,6 +71,8 @@ class Item(Base):
     expected_level: Mapped[int | None] = mapped_column(Integer, nullable=True)  # gold and training items
     tolerance: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Added in revision 0002: set when the file was not found on disk; raters are not served it.
+    missing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     study: Mapped[Study] = relationship(back_populates="items")
 
@@ -82,6 +87,10 @@ class Rater(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Added in revision 0002 (annotation app).
+    trained_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")  # screened out: votes not counted as valid
+    self_registered: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     study: Mapped[Study] = relationship(back_populates="raters")
 
@@ -101,3 +110,43 @@ class Rating(Base):
     shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     response_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # Added in revision 0002: the rating session the vote was given in (straightlining is per session).
+    session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("rating_sessions.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+
+
+class RatingSession(Base):
+    """A sitting of one rater: at most ``Study.items_per_session`` votes, then a break."""
+
+    __tablename__ = "rating_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), index=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    n_votes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Assignment(Base):
+    """The item a rater is looking at now. One per rater (unique), so a reload, a second tab or a
+    closed browser finds the same item, and the time it was first shown is kept on the server."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("rater_id", name="uq_assignments_rater"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("rating_sessions.id", ondelete="SET NULL"), nullable=True)
+    shown_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AppSetting(Base):
+    """Database-wide settings of the annotation app (e.g. the admin secret's salted hash)."""
+
+    __tablename__ = "app_settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

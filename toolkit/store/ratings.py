@@ -48,7 +48,8 @@ def _insert_ignoring_duplicate(session: Session, values: dict) -> bool:
         except IntegrityError:
             return False
     stmt = insert(Rating).values(**values).on_conflict_do_nothing(index_elements=["rater_id", "item_id"])
-    return session.execute(stmt).rowcount == 1
+    # RETURNING tells whether the row went in; rowcount is -1 for this statement on psycopg 3.
+    return session.execute(stmt.returning(Rating.id)).first() is not None
 
 
 def record_rating(

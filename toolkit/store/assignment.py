@@ -1,0 +1,467 @@
+"""Serving items to raters: balanced assignment, rating sessions, gold interleaving and undo.
+
+The rules (ITU-T P.910/P.913, ITU-R BT.500, the P.808 crowd kit):
+
+* Each rater sees the items in their own random order, never the same item twice.
+* Balanced assignment: the next test item is one with the fewest *valid* votes (raters not
+  screened out) that is still below the study's target; items being shown to other raters right
+  now count as half-voted so that concurrent raters spread over the items instead of piling on one.
+* One gold item (known answer) is interleaved after every ``Study.gold_every`` test votes; the
+  rater is told at once whether the answer was within tolerance.
+* A sitting holds at most ``Study.items_per_session`` votes, then the rater is asked to take a break.
+  A sitting idle for ``SESSION_IDLE`` ends by itself (BT.500: sessions of at most 30 minutes).
+* The item on screen is stored (table ``assignments``, one row per rater), so a reload, a second
+  tab or a browser closed and reopened shows the same item, and the time it was first shown comes
+  from the server, not from the browser.
+* A vote is stored once per (rater, item) whatever the number of clicks; undo removes only the
+  rater's own last vote of the current sitting, never a gold answer (its feedback was shown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from toolkit.errors import InputError, StoreError
+from toolkit.store.models import Assignment, Item, Rater, Rating, RatingSession, Study, utcnow
+from toolkit.store.ratings import record_rating
+from toolkit.store.studies import add_rater, resolve_in_root
+
+SESSION_IDLE = timedelta(minutes=30)
+"""A sitting without a vote for this long is over; the next request starts a new one."""
+
+RESERVATION = timedelta(minutes=20)
+"""How long an item on another rater's screen counts against the item's vote target."""
+
+StepStatus = Literal["rate", "session_done", "finished"]
+
+
+@dataclass
+class ServedItem:
+    """The item a rater should rate now."""
+
+    assignment_id: int
+    item_id: int
+    path: str  # relative to the study's media root
+    kind: str  # image | video
+    role: str  # test | gold
+    shown_at: datetime
+    file: Path  # absolute path on disk
+
+
+@dataclass
+class RaterProgress:
+    rated: int  # the rater's votes on test items
+    gold_rated: int
+    remaining: int  # test items this rater may still be served
+    session_votes: int
+    session_size: int
+
+    @property
+    def fraction(self) -> float:
+        """Share of this rater's reachable test items already rated (0..1)."""
+        total = self.rated + self.remaining
+        return 1.0 if total == 0 else self.rated / total
+
+    @property
+    def session_fraction(self) -> float:
+        return min(1.0, self.session_votes / max(1, self.session_size))
+
+
+@dataclass
+class NextStep:
+    status: StepStatus
+    item: ServedItem | None
+    progress: RaterProgress
+    skipped_missing: list[str] = field(default_factory=list)  # items found missing on disk just now
+
+
+@dataclass
+class GoldFeedback:
+    expected_level: int
+    given_level: int
+    tolerance: int
+
+    @property
+    def correct(self) -> bool:
+        return abs(self.given_level - self.expected_level) <= self.tolerance
+
+
+@dataclass
+class SubmitResult:
+    created: bool  # False for a repeated submission: the first vote stands
+    level: int  # the stored vote
+    item_path: str
+    gold: GoldFeedback | None = None
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or utcnow()
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes; the store writes UTC only.
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _check_rater(rater: Rater) -> None:
+    if rater.revoked:
+        raise StoreError("unknown or revoked rater token")
+
+
+def order_keys(rater: Rater, item_ids: np.ndarray) -> np.ndarray:
+    """A per-rater pseudo-random key for each item id (stable across requests, no stored state).
+
+    SplitMix64 of the item id mixed with a seed taken from the rater's token hash, which is
+    random per rater and never shown: the order cannot be guessed from ids.
+    """
+    seed = np.uint64(int(rater.token_hash[:16], 16))
+    with np.errstate(over="ignore"):
+        z = np.asarray(item_ids, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15) + seed
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+# --------------------------------------------------------------------------- joining
+
+
+def self_register(session: Session, study: Study, name: str) -> tuple[Rater, str]:
+    """A rater joining without an invite, where the study allows it; returns the token to keep."""
+    if not study.allow_self_register:
+        raise StoreError(f"study {study.name!r} is by invitation only")
+    rater, token = add_rater(session, study, name)
+    rater.self_registered = True
+    session.flush()
+    return rater, token
+
+
+def training_items(session: Session, study: Study) -> list[Item]:
+    """The study's training examples, best level first, with files present on disk."""
+    root = Path(study.media_root)
+    items = session.scalars(
+        select(Item)
+        .where(Item.study_id == study.id, Item.role == "training")
+        .order_by(Item.expected_level.desc(), Item.id)
+    ).all()
+    return [i for i in items if resolve_in_root(root, i.path).is_file()]
+
+
+def mark_trained(session: Session, rater: Rater, now: datetime | None = None) -> None:
+    _check_rater(rater)
+    if rater.trained_at is None:
+        rater.trained_at = _now(now)
+        session.flush()
+
+
+# --------------------------------------------------------------------------- sittings
+
+
+def open_session(session: Session, rater: Rater, now: datetime | None = None) -> RatingSession:
+    """The rater's current sitting; a new one when there is none or the last went idle."""
+    now = _now(now)
+    current = session.scalar(
+        select(RatingSession)
+        .where(RatingSession.rater_id == rater.id, RatingSession.ended_at.is_(None))
+        .order_by(RatingSession.id.desc())
+    )
+    if current is not None and _aware(current.last_seen_at) > now - SESSION_IDLE:
+        return current
+    if current is not None:
+        current.ended_at = _aware(current.last_seen_at)
+    fresh = RatingSession(rater_id=rater.id, started_at=now, last_seen_at=now, n_votes=0)
+    session.add(fresh)
+    session.flush()
+    return fresh
+
+
+def start_new_session(session: Session, rater: Rater, now: datetime | None = None) -> RatingSession:
+    """End the current sitting (after a break) and start the next one."""
+    _check_rater(rater)
+    now = _now(now)
+    session.execute(
+        update(RatingSession)
+        .where(RatingSession.rater_id == rater.id, RatingSession.ended_at.is_(None))
+        .values(ended_at=now)
+    )
+    session.execute(delete(Assignment).where(Assignment.rater_id == rater.id))
+    fresh = RatingSession(rater_id=rater.id, started_at=now, last_seen_at=now, n_votes=0)
+    session.add(fresh)
+    session.flush()
+    return fresh
+
+
+# --------------------------------------------------------------------------- choosing items
+
+
+def _rated_by_role(session: Session, rater: Rater) -> dict[str, int]:
+    rows = session.execute(
+        select(Item.role, func.count())
+        .select_from(Rating)
+        .join(Item, Rating.item_id == Item.id)
+        .where(Rating.rater_id == rater.id)
+        .group_by(Item.role)
+    ).all()
+    return {role: int(n) for role, n in rows}
+
+
+def _test_candidates(session: Session, rater: Rater, study: Study, now: datetime) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and current load of the test items this rater may get: not yet rated by them, not
+    flagged missing, below the target. Load = valid votes + 0.5 per item on another screen."""
+    valid_votes = (
+        select(Rating.item_id.label("item_id"), func.count().label("n"))
+        .join(Rater, Rating.rater_id == Rater.id)
+        .where(Rating.study_id == study.id, Rater.excluded.is_(False))
+        .group_by(Rating.item_id)
+        .subquery()
+    )
+    on_screen = (
+        select(Assignment.item_id.label("item_id"), func.count().label("n"))
+        .join(Item, Assignment.item_id == Item.id)
+        .where(Item.study_id == study.id, Assignment.rater_id != rater.id, Assignment.shown_at > now - RESERVATION)
+        .group_by(Assignment.item_id)
+        .subquery()
+    )
+    mine = select(Rating.item_id).where(Rating.rater_id == rater.id)
+    rows = session.execute(
+        select(Item.id, func.coalesce(valid_votes.c.n, 0), func.coalesce(on_screen.c.n, 0))
+        .outerjoin(valid_votes, valid_votes.c.item_id == Item.id)
+        .outerjoin(on_screen, on_screen.c.item_id == Item.id)
+        .where(
+            Item.study_id == study.id,
+            Item.role == "test",
+            Item.missing_since.is_(None),
+            Item.id.not_in(mine),
+            func.coalesce(valid_votes.c.n, 0) < study.target_votes,
+        )
+    ).all()
+    if not rows:
+        return np.empty(0, dtype=np.int64), np.empty(0)
+    table = np.asarray(rows, dtype=float)
+    load = table[:, 1] + 0.5 * np.minimum(table[:, 2], np.maximum(study.target_votes - table[:, 1], 0))
+    return table[:, 0].astype(np.int64), load
+
+
+def _gold_candidates(session: Session, rater: Rater, study: Study) -> np.ndarray:
+    mine = select(Rating.item_id).where(Rating.rater_id == rater.id)
+    ids = session.scalars(
+        select(Item.id).where(
+            Item.study_id == study.id, Item.role == "gold", Item.missing_since.is_(None), Item.id.not_in(mine)
+        )
+    ).all()
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _pick(rater: Rater, ids: np.ndarray, load: np.ndarray | None = None) -> list[int]:
+    """Candidates in serving order: least loaded first, the rater's own random order within a load."""
+    keys = order_keys(rater, ids)
+    order = np.lexsort((keys,) if load is None else (keys, load))
+    return [int(i) for i in ids[order]]
+
+
+def _flag_missing(session: Session, item: Item, now: datetime) -> None:
+    session.execute(update(Item).where(Item.id == item.id, Item.missing_since.is_(None)).values(missing_since=now))
+
+
+def _present(study: Study, item: Item) -> Path | None:
+    try:
+        file = resolve_in_root(Path(study.media_root), item.path)
+    except InputError:
+        return None
+    return file if file.is_file() else None
+
+
+def _choose(session: Session, rater: Rater, study: Study, rated: dict[str, int], now: datetime, skipped: list[str]) -> tuple[Item, Path] | None:
+    """The next item for the rater, flagging (and skipping) items whose file is gone."""
+    gold_due = study.gold_every > 0 and rated.get("test", 0) >= (rated.get("gold", 0) + 1) * study.gold_every
+    queues: list[list[int]] = []
+    if gold_due:
+        queues.append(_pick(rater, _gold_candidates(session, rater, study)))
+    ids, load = _test_candidates(session, rater, study, now)
+    queues.append(_pick(rater, ids, load))
+    for queue in queues:
+        for item_id in queue:
+            item = session.get(Item, item_id)
+            file = _present(study, item)
+            if file is not None:
+                return item, file
+            _flag_missing(session, item, now)
+            skipped.append(item.path)
+    return None
+
+
+def _served(assignment: Assignment, item: Item, file: Path) -> ServedItem:
+    return ServedItem(
+        assignment_id=assignment.id, item_id=item.id, path=item.path, kind=item.kind, role=item.role,
+        shown_at=_aware(assignment.shown_at), file=file,
+    )
+
+
+def _insert_assignment(session: Session, values: dict) -> None:
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        session.add(Assignment(**values))
+        session.flush()
+        return
+    # Two tabs of one rater asking at once: one row wins, both show it.
+    session.execute(insert(Assignment).values(**values).on_conflict_do_nothing(index_elements=["rater_id"]))
+
+
+def progress(session: Session, rater: Rater, now: datetime | None = None, sitting: RatingSession | None = None) -> RaterProgress:
+    now = _now(now)
+    study = session.get(Study, rater.study_id)
+    rated = _rated_by_role(session, rater)
+    ids, _ = _test_candidates(session, rater, study, now)
+    return RaterProgress(
+        rated=rated.get("test", 0),
+        gold_rated=rated.get("gold", 0),
+        remaining=len(ids),
+        session_votes=sitting.n_votes if sitting is not None else 0,
+        session_size=study.items_per_session,
+    )
+
+
+def next_step(session: Session, rater: Rater, now: datetime | None = None) -> NextStep:
+    """What the rater sees now: the item on screen (kept across reloads), a break, or the end."""
+    _check_rater(rater)
+    now = _now(now)
+    study = session.get(Study, rater.study_id)
+    sitting = open_session(session, rater, now)
+    skipped: list[str] = []
+
+    pending = session.scalar(select(Assignment).where(Assignment.rater_id == rater.id))
+    if pending is not None:
+        item = session.get(Item, pending.item_id)
+        file = _present(study, item) if item is not None else None
+        already = session.scalar(select(Rating.id).where(Rating.rater_id == rater.id, Rating.item_id == pending.item_id))
+        if file is not None and already is None and item.missing_since is None:
+            return NextStep("rate", _served(pending, item, file), progress(session, rater, now, sitting))
+        if item is not None and file is None:
+            _flag_missing(session, item, now)
+            skipped.append(item.path)
+        session.execute(delete(Assignment).where(Assignment.id == pending.id))
+
+    if sitting.n_votes >= study.items_per_session:
+        return NextStep("session_done", None, progress(session, rater, now, sitting), skipped)
+
+    chosen = _choose(session, rater, study, _rated_by_role(session, rater), now, skipped)
+    if chosen is None:
+        return NextStep("finished", None, progress(session, rater, now, sitting), skipped)
+    item, file = chosen
+    _insert_assignment(session, dict(rater_id=rater.id, item_id=item.id, session_id=sitting.id, shown_at=now))
+    session.flush()
+    assignment = session.scalar(select(Assignment).where(Assignment.rater_id == rater.id))
+    if assignment.item_id != item.id:  # lost a race against the rater's other tab: show its item
+        item = session.get(Item, assignment.item_id)
+        file = _present(study, item) or file
+    return NextStep("rate", _served(assignment, item, file), progress(session, rater, now, sitting), skipped)
+
+
+# --------------------------------------------------------------------------- voting
+
+
+def _feedback(item: Item, level: int) -> GoldFeedback | None:
+    if item.role != "gold" or item.expected_level is None:
+        return None
+    return GoldFeedback(expected_level=item.expected_level, given_level=level, tolerance=item.tolerance)
+
+
+def submit_vote(session: Session, rater: Rater, item_id: int, level: int, now: datetime | None = None) -> SubmitResult:
+    """Store the rater's vote on the item on their screen; repeats return the first vote.
+
+    The vote must be for the item the server showed this rater (so a rater can never vote on an
+    item of their choosing, or on another rater's behalf); the response time is measured from
+    when the server first showed it.
+    """
+    _check_rater(rater)
+    if isinstance(level, bool) or level not in (1, 2, 3, 4, 5):
+        raise InputError(f"vote must be an integer level 1-5, got {level!r}")
+    now = _now(now)
+    item = session.get(Item, item_id)
+    if item is None or item.study_id != rater.study_id:
+        raise StoreError(f"no item {item_id} in this rater's study")
+    # Read the assignment before the vote: a concurrent click that commits in between then
+    # shows up as a stored vote (its commit removes the assignment and adds the vote at once).
+    pending = session.scalar(select(Assignment).where(Assignment.rater_id == rater.id))
+    stored = session.scalar(select(Rating).where(Rating.rater_id == rater.id, Rating.item_id == item_id))
+    if stored is not None:  # double click, retried request, second tab
+        return SubmitResult(created=False, level=stored.level, item_path=item.path, gold=_feedback(item, stored.level))
+    if pending is None or pending.item_id != item_id:
+        raise StoreError(f"item {item.path!r} is not the item shown to rater {rater.name!r}; reload the page")
+    result = record_rating(session, rater, item, level, shown_at=_aware(pending.shown_at), answered_at=now)
+    if result.created:
+        session.execute(update(Rating).where(Rating.id == result.rating.id).values(session_id=pending.session_id))
+        if pending.session_id is not None:
+            session.execute(
+                update(RatingSession)
+                .where(RatingSession.id == pending.session_id)
+                .values(n_votes=RatingSession.n_votes + 1, last_seen_at=now)
+            )
+    session.execute(delete(Assignment).where(Assignment.id == pending.id))
+    session.flush()
+    stored_level = result.rating.level
+    return SubmitResult(created=result.created, level=stored_level, item_path=item.path, gold=_feedback(item, stored_level))
+
+
+def undo_last_vote(session: Session, rater: Rater, now: datetime | None = None) -> str | None:
+    """Take back the rater's last vote of the current sitting; the item is shown again.
+
+    Returns the item's path, or None when there is nothing that may be undone (no vote in this
+    sitting, or the last one was a gold item whose answer was already revealed).
+    """
+    _check_rater(rater)
+    now = _now(now)
+    sitting = open_session(session, rater, now)
+    last = session.execute(
+        select(Rating, Item)
+        .join(Item, Rating.item_id == Item.id)
+        .where(Rating.rater_id == rater.id, Rating.session_id == sitting.id)
+        .order_by(Rating.answered_at.desc(), Rating.id.desc())
+        .limit(1)
+    ).first()
+    if last is None or last.Item.role == "gold":
+        return None
+    rating, item = last.Rating, last.Item
+    session.execute(delete(Assignment).where(Assignment.rater_id == rater.id))
+    deleted = session.execute(delete(Rating).where(Rating.id == rating.id, Rating.rater_id == rater.id)).rowcount
+    if deleted != 1:  # undone concurrently in another tab
+        return None
+    session.execute(
+        update(RatingSession)
+        .where(and_(RatingSession.id == sitting.id, RatingSession.n_votes > 0))
+        .values(n_votes=RatingSession.n_votes - 1, last_seen_at=now)
+    )
+    _insert_assignment(session, dict(rater_id=rater.id, item_id=item.id, session_id=sitting.id, shown_at=now))
+    session.flush()
+    return item.path
+
+
+def can_undo(session: Session, rater: Rater, now: datetime | None = None) -> bool:
+    """Whether :func:`undo_last_vote` would take a vote back (read-only)."""
+    current = session.scalar(
+        select(RatingSession)
+        .where(RatingSession.rater_id == rater.id, RatingSession.ended_at.is_(None))
+        .order_by(RatingSession.id.desc())
+    )
+    if current is None or _aware(current.last_seen_at) <= _now(now) - SESSION_IDLE:
+        return False
+    role = session.scalar(
+        select(Item.role)
+        .join(Rating, Rating.item_id == Item.id)
+        .where(Rating.rater_id == rater.id, Rating.session_id == current.id)
+        .order_by(Rating.answered_at.desc(), Rating.id.desc())
+        .limit(1)
+    )
+    return role is not None and role != "gold"
