@@ -119,6 +119,18 @@ def test_videos_of_different_lengths_batched_equal_one_at_a_time(scorer: Scorer,
     # The video prompt and the frame count both matter: a 4-frame clip is not its first frame.
     first_frame_only = scorer.score([clips / "b.mp4"], video=True, max_frames=1)
     assert np.abs(probs_of(first_frame_only) - probs_of(single)[1]).max() > 1e-6
+    assert "max_frames=1" in first_frame_only.attrs["notes"][str(clips / "b.mp4")]
+    assert single.attrs["notes"] == {}
+
+
+def test_decoding_workers_give_the_same_scores(scorer: Scorer, tmp_path: Path) -> None:
+    make_images(tmp_path, 5, seed=11)
+    (tmp_path / "zz_broken.png").write_bytes(b"broken")
+    in_process = scorer.score([tmp_path], batch_size=2)
+    workers = scorer.score([tmp_path], batch_size=2, num_workers=2)
+    assert workers["path"].tolist() == in_process["path"].tolist()
+    assert workers["error"].tolist() == in_process["error"].tolist()
+    assert np.abs(probs_of(workers.iloc[:5]) - probs_of(in_process.iloc[:5])).max() < 1e-9
 
 
 # --------------------------------------------------------------------------- bad inputs

@@ -65,6 +65,9 @@ def score_command(
         progress=progress,
         out=out,
     )
+    notes = df.attrs.get("notes", {})
+    if notes:
+        console.print(f"{len(notes)} video(s) had more 1 fps frames than --max-frames {max_frames} and were subsampled uniformly")
     failed = df[df["error"] != ""]
     scored = df["score"].notna()
     summary = f"{int(scored.sum())} of {len(df)} input(s) scored"

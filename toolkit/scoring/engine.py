@@ -16,19 +16,18 @@ import numpy as np
 import pandas as pd
 
 from toolkit.errors import InputError
-from toolkit.levels import entropy, expected_score
 from toolkit.models.base import InputKind, QAlignBackbone, Task, Visual
 from toolkit.scoring.decode import DecodeDataset, Decoded, keep_list
 from toolkit.scoring.inputs import ScoreInput, collect_inputs
 from toolkit.scoring.processes import ProcessGroup, current_processes, resolve_device
 from toolkit.scoring.results import (
-    PROB_COLUMNS,
     ResultAppender,
+    ScoredChunk,
+    chunks_to_frame,
     empty_results,
     existing_parts,
     is_done,
     merge_results,
-    normalise,
     output_columns,
     part_path,
     read_results,
@@ -130,7 +129,8 @@ class Scorer:
         already scored there are skipped (rows with an error are retried), and at the end the
         file is rewritten with one row per path, the current inputs first in input order.
         Under several processes (``accelerate launch``) each process scores its share; the main
-        process returns the whole table, the others their own rows.
+        process returns the whole table, the others their own rows. ``df.attrs["notes"]`` maps
+        paths to remarks such as a video subsampled to ``max_frames`` (this process's inputs).
         """
         task = check_task(task)
         items = collect_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, video)
@@ -139,6 +139,8 @@ class Scorer:
         workers = self.num_workers if num_workers is None else _non_negative("num_workers", num_workers)
         cap = self.max_frames if max_frames is None else _positive("max_frames", max_frames)
         show = self.progress if progress is None else progress
+        self._notes: dict[str, str] = {}
+        self._any_success = False
         with_gt = any(it.gt_score is not None for it in items)
 
         previous: list[pd.DataFrame] = []
@@ -163,7 +165,8 @@ class Scorer:
         order = [it.path for it in items]
         if out is None:
             parts = group.gather_objects(rows)
-            return _in_order(merge_results(parts, order), order) if group.is_main else rows
+            result = _in_order(merge_results(parts, order), order) if group.is_main else rows
+            return self._with_notes(result)
         group.barrier()  # every part is complete before the main process merges
         if group.is_main:
             sources = [read_results(out)] + [read_results(p) for p in existing_parts(out)]
@@ -175,7 +178,13 @@ class Scorer:
         else:
             result = rows
         group.barrier()  # nobody leaves (and, say, reads the output) before the merge is done
-        return result
+        return self._with_notes(result)
+
+    def _with_notes(self, df: pd.DataFrame) -> pd.DataFrame:
+        # What the run did besides scoring (e.g. videos thinned to max_frames), by path; these
+        # are not errors and the CSV columns are fixed, so they travel in DataFrame.attrs.
+        df.attrs["notes"] = dict(self._notes)
+        return df
 
     def _run(
         self,
@@ -202,26 +211,24 @@ class Scorer:
             # Workers decode the next batches while the model runs on this one.
             prefetch_factor=2 if num_workers > 0 else None,
         )
-        chunks: list[pd.DataFrame] = []
-        self._any_success = False
+        chunks: list[ScoredChunk] = []
         with tqdm(total=len(items), desc=f"scoring {task}", unit="input", disable=not show) as bar:
             for batch in loader:
                 chunk = self._score_batch(items, batch, task)
                 if with_gt:
-                    chunk["gt_score"] = [items[d.position].gt_score for d in batch]
-                chunk = normalise(chunk.reindex(columns=output_columns(with_gt)))
+                    chunk.gt_scores = [items[d.position].gt_score for d in batch]
                 if appender is not None:
                     appender.append(chunk)
                 chunks.append(chunk)
                 bar.update(len(batch))
-        return pd.concat(chunks, ignore_index=True)
+        return chunks_to_frame(chunks, with_gt)
 
-    def _score_batch(self, items: Sequence[ScoreInput], batch: list[Decoded], task: Task) -> pd.DataFrame:
-        n = len(batch)
-        probs = np.full((n, 5), np.nan)
+    def _score_batch(self, items: Sequence[ScoreInput], batch: list[Decoded], task: Task) -> ScoredChunk:
+        probs = np.full((len(batch), 5), np.nan)
         errors = [d.error or "" for d in batch]
         for d in batch:
             if d.note:
+                self._notes[items[d.position].path] = d.note
                 log.info("%s: %s", items[d.position].path, d.note)
         # Group by kind so every forward has one prompt form (all images or all videos).
         for kind in ("image", "video"):
@@ -231,13 +238,7 @@ class Scorer:
                 for i, e in zip(idx, errs):
                     if e:
                         errors[i] = f"{items[batch[i].position].path}: {e}"
-        df = pd.DataFrame(probs, columns=list(PROB_COLUMNS))
-        ok = np.isfinite(probs).all(axis=1)
-        df.insert(0, "score", np.where(ok, expected_score(np.nan_to_num(probs)), np.nan))
-        df.insert(0, "path", [items[d.position].path for d in batch])
-        df["entropy"] = np.where(ok, entropy(np.nan_to_num(probs, nan=0.2)), np.nan)
-        df["error"] = errors
-        return df
+        return ScoredChunk([items[d.position].path for d in batch], probs, errors)
 
     def _forward(self, visuals: list[Visual], task: Task, kind: InputKind) -> tuple[np.ndarray, list[str]]:
         """Probabilities for a batch; if the batch fails, each visual alone so one bad input

@@ -12,19 +12,73 @@ from __future__ import annotations
 import csv
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from toolkit.errors import InputError
-from toolkit.levels import LEVELS
+from toolkit.levels import LEVELS, entropy, expected_score
 
 PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{w}" for w in LEVELS)
 COLUMNS: tuple[str, ...] = ("path", "score", *PROB_COLUMNS, "entropy", "error")
 """Output columns, in order; ``gt_score`` follows only when a manifest provided it."""
 NUMERIC_COLUMNS: tuple[str, ...] = ("score", *PROB_COLUMNS, "entropy", "gt_score")
+
+
+@dataclass
+class ScoredChunk:
+    """Rows of one batch as plain arrays; turning every batch into a DataFrame costs more
+    than scoring it with a small model."""
+
+    paths: list[str]
+    probs: np.ndarray  # (n, 5), LEVELS order; NaN rows where ``errors`` is set
+    errors: list[str]
+    gt_scores: list[float | None] | None = None
+
+    def columns(self) -> dict[str, Any]:
+        ok = np.isfinite(self.probs).all(axis=1)
+        safe = np.where(ok[:, None], self.probs, 0.2)
+        cols: dict[str, Any] = {"path": self.paths, "score": np.where(ok, expected_score(safe), np.nan)}
+        cols.update({name: self.probs[:, k] for k, name in enumerate(PROB_COLUMNS)})
+        cols["entropy"] = np.where(ok, entropy(safe), np.nan)
+        cols["error"] = self.errors
+        if self.gt_scores is not None:
+            cols["gt_score"] = np.array([np.nan if g is None else g for g in self.gt_scores], dtype=float)
+        return cols
+
+    def csv_text(self, columns: Sequence[str]) -> str:
+        """The rows as CSV lines under a header of ``columns`` (numbers at full precision)."""
+        cols = self.columns()
+        n = len(self.paths)
+        fields = [cols.get(c, [None] * n) for c in columns]
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        for i in range(n):
+            writer.writerow([_cell(f[i]) for f in fields])
+        return buf.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (float, np.floating)):
+        return "" if not np.isfinite(value) else repr(float(value))  # repr: shortest exact form
+    return str(value)
+
+
+def chunks_to_frame(chunks: Sequence[ScoredChunk], with_gt: bool) -> pd.DataFrame:
+    if not chunks:
+        return empty_results(with_gt)
+    merged = ScoredChunk(
+        [p for c in chunks for p in c.paths],
+        np.vstack([c.probs for c in chunks]),
+        [e for c in chunks for e in c.errors],
+        [g for c in chunks for g in (c.gt_scores or [None] * len(c.paths))] if with_gt else None,
+    )
+    return normalise(pd.DataFrame(merged.columns()))
 
 
 def output_columns(with_gt: bool) -> list[str]:
@@ -121,10 +175,13 @@ class ResultAppender:
         else:
             write_results(pd.DataFrame(columns=self.columns), self.path)
 
-    def append(self, rows: pd.DataFrame) -> None:
-        if rows.empty:
+    def append(self, rows: "pd.DataFrame | ScoredChunk") -> None:
+        if isinstance(rows, ScoredChunk):
+            text = rows.csv_text(self.columns)
+        else:
+            text = _csv_text(rows.reindex(columns=self.columns), header=False)
+        if not text:
             return
-        text = _csv_text(rows.reindex(columns=self.columns), header=False)
         with open(self.path, "a", encoding="utf-8", newline="") as fh:
             fh.write(text)
             fh.flush()
