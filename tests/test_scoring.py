@@ -15,7 +15,6 @@ from toolkit.scoring import COLUMNS, PROB_COLUMNS, Scorer, read_results
 from toolkit.scoring.processes import ProcessGroup
 
 VALUES = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
-REAL_LEVEL_PROBS = Scorer.level_probs  # spies below wrap the real method, never each other
 
 
 @pytest.fixture(scope="module")
@@ -164,31 +163,33 @@ def test_video_passed_without_video_flag_is_an_error_row(scorer: Scorer, tmp_pat
     assert "--video" in df.loc[0, "error"] and df.loc[1, "error"] == ""
 
 
-def test_a_model_failure_on_one_input_spares_the_batch(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_on_one_input_spares_the_batch(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = make_images(tmp_path, 4)
-    real = REAL_LEVEL_PROBS
+    real = scorer.backbone.scoring_batch
     poison_size = Image.open(paths[2]).size
 
-    def fragile(self, visuals, task="quality", kind="image"):  # type: ignore[no-untyped-def]
+    def fragile(visuals, task, kind):  # type: ignore[no-untyped-def]
         if any(v[0].size == poison_size for v in visuals):
-            raise RuntimeError("simulated kernel failure")
-        return real(self, visuals, task, kind)
+            raise RuntimeError("simulated preprocessing failure")
+        return real(visuals, task, kind)
 
     expected = scorer.score(paths, batch_size=1)
-    monkeypatch.setattr(Scorer, "level_probs", fragile)
-    df = scorer.score(paths, batch_size=4)
-    assert "simulated kernel failure" in df.loc[2, "error"] and np.isnan(df.loc[2, "score"])
-    keep = [0, 1, 3]
-    assert np.abs(probs_of(df.loc[keep]) - probs_of(expected.loc[keep])).max() < 1e-5
+    monkeypatch.setattr(scorer.backbone, "scoring_batch", fragile)
+    for workers in (0, 2):
+        df = scorer.score(paths, batch_size=4, num_workers=workers)
+        assert "simulated preprocessing failure" in df.loc[2, "error"] and np.isnan(df.loc[2, "score"])
+        keep = [0, 1, 3]
+        assert (df.loc[keep, "error"] == "").all()
+        assert np.abs(probs_of(df.loc[keep]) - probs_of(expected.loc[keep])).max() < 1e-5
 
 
 def test_a_broken_setup_raises_instead_of_filling_error_rows(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = make_images(tmp_path, 3)
 
-    def broken(self, visuals, task="quality", kind="image"):  # type: ignore[no-untyped-def]
+    def broken(batch):  # type: ignore[no-untyped-def]
         raise RuntimeError("expected all tensors to be on the same device")
 
-    monkeypatch.setattr(Scorer, "level_probs", broken)
+    monkeypatch.setattr(scorer.backbone, "level_logits", broken)
     with pytest.raises(RuntimeError, match="same device"):
         scorer.score(paths)
 
@@ -238,21 +239,22 @@ def test_manifest_problems_name_file_and_row(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- resume and chunks
 
 
-class CountingScorer:
-    """Counts the visuals that reach the model (a spy around the real method)."""
+class CountingForwards:
+    """Counts the inputs that reach the model (a spy around the backbone's real method)."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail_after: int | None = None) -> None:
+    def __init__(self, backbone, monkeypatch: pytest.MonkeyPatch, fail_after: int | None = None) -> None:  # type: ignore[no-untyped-def]
         self.seen = 0
-        real = REAL_LEVEL_PROBS
+        real = type(backbone).level_logits.__get__(backbone)
         spy = self
 
-        def counted(self, visuals, task="quality", kind="image"):  # type: ignore[no-untyped-def]
+        def counted(batch):  # type: ignore[no-untyped-def]
             if fail_after is not None and spy.seen >= fail_after:
                 raise KeyboardInterrupt  # what Ctrl-C or a kill does to a run: nothing is caught
-            spy.seen += len(visuals)
-            return real(self, visuals, task, kind)
+            logits = real(batch)
+            spy.seen += logits.shape[0]
+            return logits
 
-        monkeypatch.setattr(Scorer, "level_probs", counted)
+        monkeypatch.setattr(backbone, "level_logits", counted)
 
 
 def test_resume_skips_done_rows_and_retries_errors(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -267,7 +269,7 @@ def test_resume_skips_done_rows_and_retries_errors(scorer: Scorer, tmp_path: Pat
 
     make_images(imgs / "more", 2, seed=5)
     Image.open(imgs / "img0.png").save(late)  # now readable
-    spy = CountingScorer(monkeypatch)
+    spy = CountingForwards(scorer.backbone, monkeypatch)
     second = scorer.score([imgs], out=out)
     assert spy.seen == 3  # two new images and the retried one, nothing else
     on_disk = read_results(out)
@@ -282,14 +284,14 @@ def test_resume_skips_done_rows_and_retries_errors(scorer: Scorer, tmp_path: Pat
 def test_a_killed_run_keeps_finished_chunks_and_resumes(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_images(tmp_path / "imgs", 7)
     out = tmp_path / "scores.csv"
-    CountingScorer(monkeypatch, fail_after=4)  # dies during the third batch of two
+    CountingForwards(scorer.backbone, monkeypatch, fail_after=4)  # dies during the third batch of two
     with pytest.raises(KeyboardInterrupt):
         scorer.score([tmp_path / "imgs"], out=out, batch_size=2)
     partial = read_results(out)
     assert len(partial) == 4 and (partial["error"] == "").all()
     with open(out, "a") as fh:
         fh.write(str(tmp_path / "imgs" / "img5.png") + ",3.1,0.2")  # a torn line, as a kill mid-write leaves
-    spy = CountingScorer(monkeypatch)
+    spy = CountingForwards(scorer.backbone, monkeypatch)
     df = scorer.score([tmp_path / "imgs"], out=out, batch_size=2)
     assert spy.seen == 3 and len(read_results(out)) == 7 and (df["error"] == "").all()
     reference = scorer.score([tmp_path / "imgs"], batch_size=7)

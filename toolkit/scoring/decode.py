@@ -1,14 +1,17 @@
-"""Decoding inputs into frames, in DataLoader workers so decoding overlaps the model forward."""
+"""Decoding inputs into frames and model inputs, in DataLoader workers so that this work
+overlaps the model forward of the previous batch."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+import copy
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
 
 from torch.utils.data import Dataset
 
 from toolkit.errors import InputError
 from toolkit.media import cap_indices, load_video_frames, open_image
+from toolkit.models.base import QAlignBackbone, Task
 from toolkit.scoring.inputs import ScoreInput
 
 if TYPE_CHECKING:
@@ -58,6 +61,53 @@ class DecodeDataset(Dataset):
         return decode_input(self.items[index], self.max_frames, index)
 
 
-def keep_list(batch: list[Decoded]) -> list[Decoded]:
-    """Collate function: a batch is the list of decoded inputs (frames differ in size and count)."""
-    return batch
+@dataclass
+class PreparedBatch:
+    """A batch of decoded inputs and, per kind, the backbone's model inputs for the decoded ones."""
+
+    decoded: list[Decoded]
+    prepared: dict[str, tuple[list[int], dict[str, Any]]] = field(default_factory=dict)
+    # kind -> (positions within ``decoded``, output of ``backbone.scoring_batch`` for them)
+
+
+def detach_preprocessing(backbone: QAlignBackbone) -> QAlignBackbone | None:
+    """A shallow copy of ``backbone`` without its model, for worker processes.
+
+    ``scoring_batch`` only needs the processor (the device move happens in ``level_logits``),
+    so workers can build batches without a copy of the weights being pickled to them.
+    Returns ``None`` if the backbone does not allow it; batches are then built in the main process.
+    """
+    clone = copy.copy(backbone)
+    try:
+        clone.model = None  # type: ignore[assignment]
+    except Exception:
+        return None
+    return clone
+
+
+class BatchPreparer:
+    """Collate function: keeps the decoded inputs and runs ``scoring_batch`` on them.
+
+    With DataLoader workers this is where the image processing (padding, resizing,
+    normalising) happens in parallel with the forward pass of the previous batch. A failure
+    here is not reported: the main process builds that batch again and handles the error.
+    """
+
+    def __init__(self, backbone: QAlignBackbone | None, items: Sequence[ScoreInput], task: Task) -> None:
+        self.backbone = backbone
+        self.kinds = [it.kind for it in items]
+        self.task = task
+
+    def __call__(self, batch: list[Decoded]) -> PreparedBatch:
+        out = PreparedBatch(batch)
+        if self.backbone is None:
+            return out
+        for kind in ("image", "video"):
+            idx = [i for i, d in enumerate(batch) if d.frames is not None and self.kinds[d.position] == kind]
+            if not idx:
+                continue
+            try:
+                out.prepared[kind] = (idx, self.backbone.scoring_batch([batch[i].frames for i in idx], self.task, kind))  # type: ignore[misc]
+            except Exception:
+                pass
+        return out

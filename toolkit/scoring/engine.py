@@ -17,7 +17,7 @@ import pandas as pd
 
 from toolkit.errors import InputError
 from toolkit.models.base import InputKind, QAlignBackbone, Task, Visual
-from toolkit.scoring.decode import DecodeDataset, Decoded, keep_list
+from toolkit.scoring.decode import BatchPreparer, DecodeDataset, PreparedBatch, detach_preprocessing
 from toolkit.scoring.inputs import ScoreInput, collect_inputs
 from toolkit.scoring.processes import ProcessGroup, current_processes, resolve_device
 from toolkit.scoring.results import (
@@ -99,14 +99,16 @@ class Scorer:
 
     def level_probs(self, visuals: Sequence[Visual], task: Task = "quality", kind: InputKind = "image") -> np.ndarray:
         """Level distributions (n, 5) of in-memory visuals (each a list of RGB frames), one forward."""
+        check_task(task)
+        return self._batch_probs(self.backbone.scoring_batch(visuals, task, kind), len(visuals))
+
+    def _batch_probs(self, batch: dict, n: int) -> np.ndarray:
         import torch
 
-        check_task(task)
-        batch = self.backbone.scoring_batch(visuals, task, kind)
         with torch.inference_mode():
             logits = self.backbone.level_logits(batch)
-        if tuple(logits.shape) != (len(visuals), 5):
-            raise InputError(f"backbone returned level logits of shape {tuple(logits.shape)}, expected ({len(visuals)}, 5)")
+        if tuple(logits.shape) != (n, 5):
+            raise InputError(f"backbone returned level logits of shape {tuple(logits.shape)}, expected ({n}, 5)")
         return level_probabilities(logits)
 
     # ------------------------------------------------------------------ files
@@ -202,13 +204,14 @@ class Scorer:
 
         if not items:
             return empty_results(with_gt)
+        preparer = self.backbone if num_workers == 0 else detach_preprocessing(self.backbone)
         loader = DataLoader(
             DecodeDataset(items, max_frames),
             batch_size=batch_size,
             shuffle=False,
             num_workers=num_workers,
-            collate_fn=keep_list,
-            # Workers decode the next batches while the model runs on this one.
+            collate_fn=BatchPreparer(preparer, items, task),
+            # Workers decode and preprocess the next batches while the model runs on this one.
             prefetch_factor=2 if num_workers > 0 else None,
         )
         chunks: list[ScoredChunk] = []
@@ -216,36 +219,48 @@ class Scorer:
             for batch in loader:
                 chunk = self._score_batch(items, batch, task)
                 if with_gt:
-                    chunk.gt_scores = [items[d.position].gt_score for d in batch]
+                    chunk.gt_scores = [items[d.position].gt_score for d in batch.decoded]
                 if appender is not None:
                     appender.append(chunk)
                 chunks.append(chunk)
-                bar.update(len(batch))
+                bar.update(len(batch.decoded))
         return chunks_to_frame(chunks, with_gt)
 
-    def _score_batch(self, items: Sequence[ScoreInput], batch: list[Decoded], task: Task) -> ScoredChunk:
-        probs = np.full((len(batch), 5), np.nan)
-        errors = [d.error or "" for d in batch]
-        for d in batch:
+    def _score_batch(self, items: Sequence[ScoreInput], batch: PreparedBatch, task: Task) -> ScoredChunk:
+        decoded = batch.decoded
+        probs = np.full((len(decoded), 5), np.nan)
+        errors = [d.error or "" for d in decoded]
+        for d in decoded:
             if d.note:
                 self._notes[items[d.position].path] = d.note
                 log.info("%s: %s", items[d.position].path, d.note)
         # Group by kind so every forward has one prompt form (all images or all videos).
         for kind in ("image", "video"):
-            idx = [i for i, d in enumerate(batch) if d.frames is not None and items[d.position].kind == kind]
-            if idx:
-                probs[idx], errs = self._forward([batch[i].frames for i in idx], task, kind)  # type: ignore[misc]
-                for i, e in zip(idx, errs):
-                    if e:
-                        errors[i] = f"{items[batch[i].position].path}: {e}"
-        return ScoredChunk([items[d.position].path for d in batch], probs, errors)
+            idx = [i for i, d in enumerate(decoded) if d.frames is not None and items[d.position].kind == kind]
+            if not idx:
+                continue
+            ready = batch.prepared.get(kind)
+            model_inputs = ready[1] if ready is not None and ready[0] == idx else None
+            probs[idx], errs = self._forward([decoded[i].frames for i in idx], task, kind, model_inputs)  # type: ignore[misc]
+            for i, e in zip(idx, errs):
+                if e:
+                    errors[i] = f"{items[decoded[i].position].path}: {e}"
+        return ScoredChunk([items[d.position].path for d in decoded], probs, errors)
 
-    def _forward(self, visuals: list[Visual], task: Task, kind: InputKind) -> tuple[np.ndarray, list[str]]:
-        """Probabilities for a batch; if the batch fails, each visual alone so one bad input
-        cannot take the others down. A failure before anything ever succeeded is re-raised:
-        that is a broken setup (device, dtype, model), not a bad file."""
+    def _forward(
+        self, visuals: list[Visual], task: Task, kind: InputKind, model_inputs: dict | None = None
+    ) -> tuple[np.ndarray, list[str]]:
+        """Probabilities for a batch (``model_inputs``: its ``scoring_batch``, if already built).
+
+        If the batch fails, each visual is tried alone so one bad input cannot take the others
+        down. A failure before anything ever succeeded is re-raised: that is a broken setup
+        (device, dtype, model), not a bad file.
+        """
         try:
-            p = self.level_probs(visuals, task, kind)
+            if model_inputs is not None:
+                p = self._batch_probs(model_inputs, len(visuals))
+            else:
+                p = self.level_probs(visuals, task, kind)
             self._any_success = True
             return p, [""] * len(visuals)
         except Exception as batch_exc:
