@@ -24,6 +24,8 @@ COMMAND_MODULES: list[str] = [
     "db",
     "study",
     "score",
+    "convert",
+    "eval",
 ]
 
 for _name in COMMAND_MODULES:
