@@ -1,0 +1,163 @@
+"""From a long vote table to cleaned labels: screening, a subject model, agreement.
+
+:func:`analyze_votes` is what ``qalign analyze`` runs; :func:`clean_labels` is the short way to
+the per-item table the converters read (``item, score, sd, std, ci_low, ci_high, n``).
+
+Gold and training items (``role`` column, as the store exports it) serve the screening only;
+the subject model sees the study's own items.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from toolkit.analysis.agreement import SplitHalfResult, split_half_agreement
+from toolkit.analysis.mle import Solver
+from toolkit.analysis.models import ModelName, fit_subject_model
+from toolkit.analysis.mos import CiMethod, item_statistics
+from toolkit.analysis.result import SubjectModelResult
+from toolkit.analysis.screening import ScreeningConfig, ScreeningReport, screen_raters, study_rows
+from toolkit.analysis.votes import prepare_votes
+from toolkit.errors import InputError, StoreError
+from toolkit.io import read_table
+
+AUTO = "auto"
+CONTENT_COLUMNS: tuple[str, ...] = ("content", "content_group")
+"""Column names taken as the item's source content when ``content_col='auto'``."""
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    model: ModelName = "mle_co"
+    ci: CiMethod = "t"
+    solver: Solver = "auto"
+    min_rater_votes: int = 2
+    item_col: str = "item"
+    rater_col: str = "rater"
+    vote_col: str = "vote"
+    content_col: str | None = AUTO  # None: no content grouping (each item its own content)
+    screening: ScreeningConfig | None = field(default_factory=ScreeningConfig)
+    exclude_flagged: bool = False  # drop raters flagged by the screening before fitting
+    agreement_splits: int = 200  # 0 skips the split-half agreement
+    seed: int = 0
+
+
+@dataclass
+class Analysis:
+    """Everything ``qalign analyze`` reports."""
+
+    result: SubjectModelResult
+    item_stats: pd.DataFrame
+    screening: ScreeningReport | None
+    agreement: SplitHalfResult | None
+    n_votes: int
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def read_votes(path: str | Path) -> pd.DataFrame:
+    """A vote table from CSV, Parquet or JSON (errors name the file)."""
+    return read_table(path)
+
+
+def load_study_votes(study: str, db_url: str | None = None) -> pd.DataFrame:
+    """All votes of a study in the store, one row per vote (``toolkit.store.votes_frame``)."""
+    from toolkit.store import Store, get_study, votes_frame
+
+    store = Store(db_url)
+    try:
+        with store.session() as session:
+            frame = votes_frame(session, get_study(session, study))
+    finally:
+        store.dispose()
+    if frame.empty:
+        raise StoreError(f"study {study!r} has no votes yet")
+    return frame
+
+
+def _content_column(frame: pd.DataFrame, content_col: str | None) -> str | None:
+    if content_col != AUTO:
+        return content_col
+    return next((c for c in CONTENT_COLUMNS if c in frame.columns and frame[c].notna().all()), None)
+
+
+def _excluded_rater_rows(excluded: pd.DataFrame, scores: pd.Series, reasons: pd.Series) -> pd.DataFrame:
+    """Rater rows for raters dropped before the fit: descriptive bias/inconsistency on their votes."""
+    residual = excluded["vote"].to_numpy(dtype=float) - scores.reindex(excluded["item"]).to_numpy()
+    frame = pd.DataFrame({"rater": excluded["rater"].to_numpy(), "r": residual})
+    grouped = frame.groupby("rater")["r"]
+    bias = grouped.mean()
+    inconsistency = grouped.std(ddof=0).fillna(0.0)
+    rows = pd.DataFrame({"n": grouped.size(), "bias": bias, "bias_std": np.nan, "inconsistency": inconsistency,
+                         "inconsistency_ci_low": np.nan, "inconsistency_ci_high": np.nan, "rejected": True})
+    rows["reason"] = "screening: " + reasons.reindex(rows.index).fillna("flagged")
+    rows.index.name = "rater"
+    return rows
+
+
+def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, source: str = "votes") -> Analysis:
+    """Screen the raters, fit the subject model, measure the split-half agreement."""
+    opt = options or AnalysisOptions()
+    missing = [c for c in (opt.item_col, opt.rater_col, opt.vote_col) if c not in frame.columns]
+    if missing:
+        raise InputError(f"{source}: missing column(s) {', '.join(map(repr, missing))}; "
+                         f"found {', '.join(map(str, frame.columns))} (see --item-col, --rater-col, --vote-col)")
+    table = frame.rename(columns={opt.item_col: "item", opt.rater_col: "rater", opt.vote_col: "vote"})
+    notes: list[str] = []
+
+    screening = screen_raters(table, opt.screening) if opt.screening is not None else None
+    study = table[study_rows(table).to_numpy()]
+    if study.empty:
+        raise InputError(f"{source}: no votes on study items (only gold or training items)")
+    study_items = pd.unique(study["item"])
+
+    excluded = pd.DataFrame()
+    if opt.exclude_flagged and screening is not None and len(screening.flagged):
+        drop = study["rater"].isin(screening.flagged).to_numpy()
+        excluded, study = study[drop], study[~drop]
+        if study.empty:
+            raise InputError(f"{source}: the screening flagged every rater; nothing left to analyse")
+        notes.append(f"{len(pd.unique(excluded['rater']))} rater(s) flagged by the screening left out before fitting")
+
+    content_col = _content_column(study, opt.content_col)
+    votes = prepare_votes(study, content_col=content_col, items=study_items, source=source)
+    result = fit_subject_model(votes, opt.model, ci=opt.ci, solver=opt.solver, min_rater_votes=opt.min_rater_votes)
+
+    if screening is not None:
+        flagged = screening.table["reason"].where(screening.table["flagged"])
+        kept_flagged = result.raters.index.intersection(screening.flagged)
+        for rater in kept_flagged:
+            prefix = result.raters.at[rater, "reason"]
+            extra = f"flagged, kept: {flagged[rater]}" if not result.raters.at[rater, "rejected"] else flagged[rater]
+            result.raters.at[rater, "reason"] = f"{prefix}; {extra}" if prefix else extra
+        if not excluded.empty:
+            extra_rows = _excluded_rater_rows(excluded, result.scores, flagged)
+            result.raters = pd.concat([result.raters, extra_rows.loc[~extra_rows.index.isin(result.raters.index)]])
+            result.raters = result.raters.sort_index()
+
+    kept = votes.subset(~result.raters["rejected"].reindex(votes.raters).fillna(False).to_numpy(bool)[votes.rater])
+    agreement = None
+    if opt.agreement_splits > 0:
+        try:
+            agreement = split_half_agreement(kept, n_splits=opt.agreement_splits, seed=opt.seed)
+        except InputError as exc:
+            notes.append(f"split-half agreement not computed: {exc}")
+    if content_col is not None:
+        notes.append(f"content groups from column {content_col!r} ({votes.n_contents} contents)")
+
+    return Analysis(result=result, item_stats=item_statistics(votes), screening=screening, agreement=agreement,
+                    n_votes=votes.n_votes, source=source, notes=notes + result.notes)
+
+
+def clean_labels(frame: pd.DataFrame, model: ModelName = "mle_co", **options: object) -> pd.DataFrame:
+    """Cleaned per-item labels for the converters: ``item, score, sd, std, ci_low, ci_high, n``.
+
+    ``options`` are :class:`AnalysisOptions` fields (``ci``, ``exclude_flagged``, column names...).
+    The agreement is skipped here; run :func:`analyze_votes` for the full picture.
+    """
+    opts = AnalysisOptions(model=model, agreement_splits=0, **options)  # type: ignore[arg-type]
+    return analyze_votes(frame, opts).result.mos_table()
