@@ -26,6 +26,8 @@ COMMAND_MODULES: list[str] = [
     "score",
     "convert",
     "eval",
+    "ui",
+    "analyze",
 ]
 
 for _name in COMMAND_MODULES:

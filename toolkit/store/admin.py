@@ -116,6 +116,11 @@ def level_labels(study: Study) -> list[str]:
     return list(json.loads(study.level_labels))
 
 
+def study_question(study: Study, kind: str = "image") -> str:
+    """The question as raters read it, the built-in wording's ``{input}`` filled with the media kind."""
+    return study.question.replace("{input}", kind)
+
+
 def check_level_labels(labels: Sequence[str]) -> list[str]:
     cleaned = [str(label).strip() for label in labels]
     if len(cleaned) != 5 or not all(cleaned):

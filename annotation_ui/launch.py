@@ -1,0 +1,38 @@
+"""Starting the Streamlit server for the app (what ``qalign ui`` runs after preparing the database)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def streamlit_command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.port", str(port),
+        "--server.address", host,
+        "--server.headless", "true",
+        "--browser.gatherUsageStats", "false",
+        # Raters' media never change under a running server; watching files only costs CPU.
+        "--server.fileWatcherType", "none",
+        "--client.toolbarMode", "viewer",
+    ]
+
+
+def run_app(db_url: str, port: int = 8501, host: str = "127.0.0.1", sample: bool = True) -> int:
+    """Run the app until it is stopped; returns the server's exit code."""
+    env = dict(os.environ, QALIGN_DB_URL=db_url, QALIGN_UI_SAMPLE="1" if sample else "0")
+    process = subprocess.Popen(streamlit_command(port, host), env=env)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.terminate()
+        try:
+            return process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()

@@ -1,0 +1,5 @@
+"""Rate page: join with a token (or register), training examples, then rating."""
+
+from annotation_ui.rate import render
+
+render()
