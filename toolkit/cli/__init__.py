@@ -27,7 +27,6 @@ COMMAND_MODULES: list[str] = [
     "convert",
     "eval",
     "ui",
-    "analyze",
 ]
 
 for _name in COMMAND_MODULES:
