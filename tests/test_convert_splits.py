@@ -87,3 +87,21 @@ def test_missing_file_is_named(tmp_path):
     _write(tmp_path / "b.png", b"B")
     with pytest.raises(InputError, match="file not found: .*gone.png"):
         drop_duplicates(table, tmp_path)
+
+
+def test_store_vote_frame_with_recorded_hashes(tmp_path):
+    """The long vote table of a study database: hashes are known, no media needed to dedupe."""
+    from toolkit.convert import convert
+
+    rows = []
+    items = {"a.png": ("h1", "scene1"), "b.png": ("h2", "scene1"), "a_again.png": ("h1", "scene2"), "c.png": ("h3", "scene3")}
+    for i, (item, (digest, group)) in enumerate(items.items()):
+        for r, vote in enumerate((i % 5 + 1, (i + 1) % 5 + 1)):
+            rows.append({"item": item, "rater": f"r{r}", "vote": vote, "kind": "image", "content_group": group,
+                         "role": "test", "sha256": digest})
+    result = convert(pd.DataFrame(rows), tmp_path / "out", split="train=0.5,test=0.5", seed=0)
+    assert result.duplicates.dropped[["path", "duplicate_of"]].values.tolist() == [["a_again.png", "a.png"]]
+    frame = result.table.frame
+    assert sorted(frame["path"]) == ["a.png", "b.png", "c.png"]
+    assert (frame.groupby("group")["split"].nunique() == 1).all()
+    assert frame.loc[frame["path"] == "a.png", "mos"].item() == 1.5

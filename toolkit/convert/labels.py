@@ -269,6 +269,16 @@ def _finish(
     return LabelTable(out, scale, rule, kind, soft_kind, source)
 
 
+HASH_COLUMN = "sha256"
+"""A per-item content hash carried through when the input has one (the study store records it)."""
+
+
+def _hash_extra(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    if HASH_COLUMN not in frame.columns:
+        return {}
+    return {HASH_COLUMN: frame[HASH_COLUMN].astype("string").str.strip().fillna("").to_numpy(dtype=object)}
+
+
 def _optional_text(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
     if column is None:
         return None
@@ -303,7 +313,7 @@ def labels_from_mos(
     n_v = numeric_column(frame, n, source, required=False) if n else np.full(len(frame), np.nan)
     return _finish(
         frame, mos_v, sd_v, n_v, None, kind="mos", source=source, rule=rule, low=low, high=high, dmos=dmos,
-        soft=soft, group=_optional_text(frame, group), split=_optional_text(frame, split),
+        soft=soft, group=_optional_text(frame, group), split=_optional_text(frame, split), extra=_hash_extra(frame),
     )
 
 
@@ -373,7 +383,7 @@ def labels_from_counts(
     return _finish(
         frame, mos_v, sd_v, n_v, frac[:, ::-1], kind="counts", source=source, rule=rule, low=low, high=high,
         dmos=dmos, soft=soft, group=_optional_text(frame, group), split=_optional_text(frame, split),
-        extra={"vote_mean": vote_mean},
+        extra={"vote_mean": vote_mean, **_hash_extra(frame)},
     )
 
 
@@ -422,6 +432,8 @@ def labels_from_votes(
     if first_line is not None:
         per_item[LINE_COLUMN] = first_line.loc[order].to_numpy()
     attrs: dict[str, np.ndarray | None] = {}
+    if HASH_COLUMN in votes.columns:
+        per_item[HASH_COLUMN] = votes.groupby("path", sort=False)[HASH_COLUMN].first().loc[order].to_numpy()
     for role, column in (("group", group), ("split", split)):
         if column is None:
             attrs[role] = None
@@ -441,5 +453,5 @@ def labels_from_votes(
     return _finish(
         per_item, mos_v, stats["sd"].to_numpy(dtype=float), stats["n"].to_numpy(dtype=float), frac[:, ::-1],
         kind="votes", source=source, rule=rule, low=low, high=high, dmos=dmos, soft=soft,
-        group=attrs["group"], split=attrs["split"], extra={"vote_mean": mos_v},
+        group=attrs["group"], split=attrs["split"], extra={"vote_mean": mos_v, **_hash_extra(per_item)},
     )

@@ -15,7 +15,7 @@ from toolkit.convert.files import atomic_write_text
 from toolkit.convert.labels import LabelTable, SoftLabelMode, TableKind
 from toolkit.convert.prompts import Task
 from toolkit.convert.readers import ColumnMap, load_labels
-from toolkit.convert.splits import DuplicateReport, drop_duplicates, parse_fractions, split_table
+from toolkit.convert.splits import DuplicateReport, drop_duplicates, known_hashes, parse_fractions, split_table
 from toolkit.errors import InputError
 from toolkit.levels import LEVELS, MosRule
 
@@ -87,8 +87,9 @@ def convert(
     ends in ``.json`` and there is one split). ``'dataset'``: a ``DatasetDict`` saved to the
     folder ``out``. ``'parquet'``: ``out/<split>.parquet``.
 
-    Byte-identical media are dropped before splitting when the files can be read: always for
-    ``dataset``/``parquet``, for ``json`` when ``images`` is given (``dedupe`` forces either way).
+    Byte-identical media are dropped before splitting when their hashes are known (a ``sha256``
+    column) or the files can be read: always for ``dataset``/``parquet``, for ``json`` when
+    ``images`` is given (``dedupe`` forces either way).
     ``split`` is e.g. ``'train=0.8,test=0.2'``; without it a split column of the input is kept.
     """
     table = load_labels(
@@ -122,13 +123,13 @@ def write_training_data(
     notes: list[str] = []
     duplicates: DuplicateReport | None = None
     if dedupe is None:
-        dedupe = fmt != "json" or images is not None
+        dedupe = fmt != "json" or images is not None or known_hashes(table)
     if dedupe:
         table, duplicates = drop_duplicates(table, images, media)
         if len(duplicates):
             notes.append(f"dropped {len(duplicates)} byte-identical duplicate(s) before splitting")
     else:
-        notes.append("duplicates not checked: no media folder given")
+        notes.append("duplicates not checked: no media folder given and no sha256 column")
     if split:
         fractions = parse_fractions(split) if isinstance(split, str) else dict(split)
         table = split_table(table, fractions, seed)

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.convert.files import sha256_file
-from toolkit.convert.labels import LabelTable
+from toolkit.convert.labels import HASH_COLUMN, LabelTable
 from toolkit.convert.media import absolute, media_ref
 from toolkit.errors import InputError
 
@@ -92,8 +92,20 @@ class DuplicateReport:
         return len(self.dropped)
 
 
+def known_hashes(table: LabelTable) -> bool:
+    """Whether every item already carries a content hash (e.g. recorded by the study store)."""
+    frame = table.frame
+    return HASH_COLUMN in frame.columns and bool((frame[HASH_COLUMN].astype(str).str.len() > 0).all())
+
+
 def file_hashes(table: LabelTable, root: str | os.PathLike[str] | None, kind: str = "image") -> np.ndarray:
-    """SHA-256 of each item's media (frame lists hash all frames in order)."""
+    """SHA-256 of each item's media (frame lists hash all frames in order).
+
+    Hashes already in the table (a ``sha256`` column, as the study store records them) are
+    used as they are, without reading the files.
+    """
+    if known_hashes(table):
+        return table.frame[HASH_COLUMN].astype(str).to_numpy(dtype=object)
     base = Path(root) if root is not None else None
     out = []
     for value in table.frame["path"]:
