@@ -125,3 +125,28 @@ def test_cli_error_is_one_line_naming_file_and_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {bad} line 3: column 'mos' has non-numeric value 'oops'"]
     assert not (tmp_path / "o").exists()
+
+
+def test_video_datasets_hold_frames_or_file_paths(tmp_path):
+    import datasets
+
+    from toolkit.convert import labels_from_mos
+    from toolkit.convert.hf import to_hf_dataset
+
+    root = tmp_path / "media"
+    for clip in ("c1", "c2"):
+        (root / clip).mkdir(parents=True)
+        for k in range(3):
+            Image.new("RGB", (4, 3), (40 * k, 0, 0)).save(root / clip / f"{k:03d}.png")
+    frames = labels_from_mos(pd.DataFrame({"path": ["c1", "c2"], "mos": [1.0, 5.0]}))
+    ds = to_hf_dataset(frames, image_root=root, kind="video", seed=0)
+    assert isinstance(ds.features["frames"].feature, datasets.Image)
+    assert len(ds[0]["frames"]) == 3 and ds[0]["frames"][2].getpixel((0, 0)) == (80, 0, 0)
+    assert ds["answer"] == ["The quality of the video is bad.", "The quality of the video is excellent."]
+    assert ds["path"] == ["c1", "c2"]
+
+    (root / "v.mp4").write_bytes(b"\x00")
+    (root / "w.mp4").write_bytes(b"\x01")
+    files = labels_from_mos(pd.DataFrame({"path": ["v.mp4", "w.mp4"], "mos": [2.0, 3.0]}))
+    ds = to_hf_dataset(files, image_root=root, kind="video", seed=0)
+    assert ds["video"] == ["v.mp4", "w.mp4"]

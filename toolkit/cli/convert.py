@@ -107,7 +107,7 @@ def _print_result(result) -> None:  # noqa: ANN001 - ConvertResult, imported laz
     table = result.table
     scale = table.scale
     console.print(
-        f"{len(table)} item(s) from {table.source} ({table.kind} table), levels by the {table.rule} rule"
+        f"{len(table)} item(s) kept from {table.source} ({table.kind} table), levels by the {table.rule} rule"
         f" on [{scale.low:g}, {scale.high:g}]{' (DMOS, flipped)' if not scale.higher_is_better else ''};"
         f" level distribution: {table.soft}"
     )
