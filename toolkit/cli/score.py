@@ -2,10 +2,11 @@
 
 Several processes (one per GPU) share a run when it is started through accelerate::
 
-    accelerate launch --num_processes 4 -m toolkit.cli score --model one-align --out scores.csv photos/
+    accelerate launch --multi_gpu --num_processes 4 -m toolkit.cli score --model one-align --out scores.csv photos/
 
-Each process scores its own block of the inputs and the main process merges the parts into
-``scores.csv`` in input order.
+(or ``torchrun --nproc_per_node 4 -m toolkit.cli score --device cpu ...`` on CPUs). Each process
+scores its own block of the inputs and the main process merges the parts into ``scores.csv`` in
+input order; only the main process prints the summary.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def score_command(
         progress=progress,
         out=out,
     )
+    if not df.attrs.get("main_process", True):
+        return  # another process of a multi-process run: the main one reports for all
     notes = df.attrs.get("notes", {})
     if notes:
         console.print(f"{len(notes)} video(s) had more 1 fps frames than --max-frames {max_frames} and were subsampled uniformly")

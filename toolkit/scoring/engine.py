@@ -93,7 +93,8 @@ class Scorer:
         """Load ``model`` (a folder, a hub id or ``"tiny"``) with an optional adapter."""
         from toolkit.models.loading import load_backbone
 
-        return cls(load_backbone(model, adapter, dtype, resolve_device(device, current_processes())), **kwargs)  # type: ignore[arg-type]
+        group = current_processes(cpu=True if device == "cpu" else None)
+        return cls(load_backbone(model, adapter, dtype, resolve_device(device, group)), **kwargs)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ in memory
 
@@ -132,7 +133,8 @@ class Scorer:
         file is rewritten with one row per path, the current inputs first in input order.
         Under several processes (``accelerate launch``) each process scores its share; the main
         process returns the whole table, the others their own rows. ``df.attrs["notes"]`` maps
-        paths to remarks such as a video subsampled to ``max_frames`` (this process's inputs).
+        paths to remarks such as a video subsampled to ``max_frames`` (this process's inputs);
+        ``df.attrs["main_process"]`` says whether the table is the whole result.
         """
         task = check_task(task)
         items = collect_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, video)
@@ -168,7 +170,7 @@ class Scorer:
         if out is None:
             parts = group.gather_objects(rows)
             result = _in_order(merge_results(parts, order), order) if group.is_main else rows
-            return self._with_notes(result)
+            return self._with_notes(result, group)
         group.barrier()  # every part is complete before the main process merges
         if group.is_main:
             sources = [read_results(out)] + [read_results(p) for p in existing_parts(out)]
@@ -180,12 +182,13 @@ class Scorer:
         else:
             result = rows
         group.barrier()  # nobody leaves (and, say, reads the output) before the merge is done
-        return self._with_notes(result)
+        return self._with_notes(result, group)
 
-    def _with_notes(self, df: pd.DataFrame) -> pd.DataFrame:
+    def _with_notes(self, df: pd.DataFrame, group: ProcessGroup) -> pd.DataFrame:
         # What the run did besides scoring (e.g. videos thinned to max_frames), by path; these
         # are not errors and the CSV columns are fixed, so they travel in DataFrame.attrs.
         df.attrs["notes"] = dict(self._notes)
+        df.attrs["main_process"] = group.is_main  # False: this table is one process's share
         return df
 
     def _run(

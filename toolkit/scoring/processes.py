@@ -1,8 +1,9 @@
-"""Which process this is when a scoring run is started with ``accelerate launch``.
+"""Which process this is when a scoring run is started with ``accelerate launch`` or ``torchrun``.
 
-Launching, for example, ``accelerate launch --num_processes 4 -m toolkit.cli score ...`` starts
-four copies of the command; each scores its own contiguous block of the inputs on its own device
-and appends to its own part file, and the main process merges the parts into the one output.
+Launching, for example, ``accelerate launch --multi_gpu --num_processes 4 -m toolkit.cli score ...``
+starts four copies of the command; each scores its own contiguous block of the inputs on its own
+GPU and appends to its own part file, and the main process merges the parts into the one output.
+On CPUs, ``torchrun --nproc_per_node 4 -m toolkit.cli score --device cpu ...`` does the same.
 A plain ``python``/``qalign`` run is a world of one process and never imports ``accelerate``.
 """
 
@@ -38,14 +39,21 @@ class ProcessGroup:
         return self.gather(obj)
 
 
-def current_processes() -> ProcessGroup:
-    """The process group set up by ``accelerate launch`` / ``torchrun``, or a group of one."""
+def current_processes(cpu: bool | None = None) -> ProcessGroup:
+    """The process group set up by ``accelerate launch`` / ``torchrun``, or a group of one.
+
+    ``cpu`` asks for the CPU (gloo) backend; by default it is used when there is no GPU, since
+    accelerate otherwise treats a CPU-only launch as a single process.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return ProcessGroup()
+    import torch
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    state = PartialState()
+    if cpu is None:
+        cpu = not torch.cuda.is_available()
+    state = PartialState(cpu=cpu)
     return ProcessGroup(
         rank=state.process_index,
         world=state.num_processes,
