@@ -1,6 +1,6 @@
 """Demo stimuli: shipped source scenes with graded, spatially visible degradations.
 
-The degradation replaces a growing share of an 8x8 grid of cells by each cell's mean colour
+The degradation replaces a growing share of a 4x4 grid of cells by each cell's mean colour
 ("flat patches", as in heavy compression or missing data). It is chosen because a tiny model
 trained from scratch on a CPU can learn it in a few hundred steps; blur or noise strength are
 too subtle for a model of that size.
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-GRID = 8
-GRADE_FRACTIONS = (0.0, 0.2, 0.45, 0.7, 0.95)  # grade 0 = pristine .. 4 = almost all detail gone
+GRID = 4  # one cell per visual patch of the tiny model (32 px input, 8 px patches)
+GRADE_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)  # grade 0 = pristine .. 4 = no detail left
 
 
 @dataclass(frozen=True)
@@ -53,15 +53,16 @@ def latent_quality(grade: int, rng: np.random.Generator) -> float:
     return float(np.clip(base + rng.normal(0, 0.15), 1.0, 5.0))
 
 
-def make_stimuli(out_dir: Path, n_sources: int | None = None, seed: int = 0) -> list[Stimulus]:
-    """Write every source at every grade into ``out_dir``; returns what was written."""
+def make_stimuli(out_dir: Path, n_sources: int | None = None, variants: int = 2, seed: int = 0) -> list[Stimulus]:
+    """Write every source at every grade (``variants`` random cell choices each) into ``out_dir``."""
     rng = np.random.default_rng(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     stimuli = []
     for src in source_scenes()[:n_sources]:
         scene = Image.open(src).convert("RGB")
         for grade, fraction in enumerate(GRADE_FRACTIONS):
-            name = f"{src.stem}_g{grade}.png"
-            flatten_cells(scene, fraction, rng).save(out_dir / name)
-            stimuli.append(Stimulus(path=name, source=src.stem, grade=grade, quality=latent_quality(grade, rng)))
+            for variant in range(variants if 0 < fraction < 1 else 1):  # grades 0 and 4 have one form
+                name = f"{src.stem}_g{grade}v{variant}.png"
+                flatten_cells(scene, fraction, rng).save(out_dir / name)
+                stimuli.append(Stimulus(name, src.stem, grade, latent_quality(grade, rng)))
     return stimuli
