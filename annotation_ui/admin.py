@@ -121,23 +121,50 @@ def progress_tab(store: Store, name: str) -> None:
     st.dataframe(items.drop(columns=["item_id"]), hide_index=True)
 
 
-def _analysis_screening(store: Store, name: str) -> pd.DataFrame | None:
-    """Observer screening from ``toolkit.analysis`` when that package provides it."""
-    try:
-        from toolkit.analysis import screen_raters  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+def _study_votes(store: Store, name: str) -> pd.DataFrame:
     from toolkit.store import votes_frame
 
     with store.session() as session:
-        votes = votes_frame(session, get_study(session, name))
-    if votes.empty:
-        return None
+        return votes_frame(session, get_study(session, name))
+
+
+def analysis_screening(store: Store, name: str) -> None:
+    """Rater screening from ``toolkit.analysis`` (gold, straightlining, response times, agreement)."""
     try:
-        return screen_raters(votes[votes["role"] == "test"], item="item", rater="rater", vote="vote")
-    except (ToolkitError, TypeError, ValueError) as exc:
-        st.caption(f"Observer screening unavailable: {exc}")
-        return None
+        from toolkit.analysis import screen_raters
+    except ImportError:  # an install without the analysis package still shows the store figures
+        return
+    votes = _study_votes(store, name)
+    if votes.empty:
+        return
+    try:
+        report = screen_raters(votes)
+    except ToolkitError as exc:
+        st.caption(f"Rater screening unavailable: {exc}")
+        return
+    st.subheader("Screening")
+    st.dataframe(report.table)
+
+
+def subject_model(store: Store, name: str) -> None:
+    """Item scores from the MLE subject model (rater bias and inconsistency removed)."""
+    try:
+        from toolkit.analysis import fit_subject_model, prepare_votes
+    except ImportError:
+        return
+    votes = _study_votes(store, name)
+    votes = votes[votes["role"] == "test"] if not votes.empty else votes
+    if votes.empty or votes["rater"].nunique() < 2:
+        return
+    try:
+        result = fit_subject_model(prepare_votes(votes, source=f"study {name!r}"), "mle_co")
+    except ToolkitError as exc:
+        st.caption(f"Subject model unavailable: {exc}")
+        return
+    st.subheader("Subject model (MLE, P.910 Annex E)")
+    cols = st.columns(2)
+    cols[0].dataframe(result.items_table(), hide_index=True)
+    cols[1].dataframe(result.raters_table(), hide_index=True)
 
 
 def raters_tab(store: Store, name: str) -> None:
@@ -148,10 +175,7 @@ def raters_tab(store: Store, name: str) -> None:
         "longest_run: identical votes in a row. min_session_sd: 0 means a whole session answered with one level."
     )
     st.dataframe(stats, hide_index=True)
-    screening = _analysis_screening(store, name)
-    if screening is not None:
-        st.subheader("Observer screening")
-        st.dataframe(screening)
+    analysis_screening(store, name)
 
 
 def results_tab(store: Store, name: str) -> None:
@@ -187,6 +211,7 @@ def results_tab(store: Store, name: str) -> None:
     st.pyplot(fig)
     plt.close(fig)
     st.dataframe(stats)
+    subject_model(store, name)
 
 
 def level_labels_for(store: Store, name: str) -> list[str]:
@@ -220,21 +245,37 @@ def export_tab(store: Store, name: str) -> None:
 
 
 def hf_export(store: Store, name: str) -> None:
-    """Q-Align training data through ``toolkit.convert``, when that package offers it."""
+    """Q-Align training data (a Hugging Face dataset) through ``toolkit.convert``, when installed."""
     try:
-        from toolkit.convert import study_to_hf_dataset  # type: ignore[attr-defined]
+        from toolkit.convert import convert
     except ImportError:
         return
-    st.subheader("Hugging Face dataset")
-    out = st.text_input("Output folder on the server", key="hf_out")
-    if st.button("Write dataset", key="hf_write") and out:
-        try:
-            with store.session() as session:
-                path = study_to_hf_dataset(session, get_study(session, name), out)
-        except ToolkitError as exc:
-            st.error(str(exc))
-        else:
-            st.success(f"Dataset written to {plain(path)}")
+    st.subheader("Q-Align training data (Hugging Face dataset)")
+    with st.form("hf_export"):
+        out = st.text_input("Output folder on the server", key="hf_out")
+        split = st.text_input("Split (content groups never straddle two parts)", value="train=0.8,test=0.2", key="hf_split")
+        write = st.form_submit_button("Write dataset")
+    if not (write and out):
+        return
+    votes = _study_votes(store, name)
+    votes = votes[votes["role"] == "test"] if not votes.empty else votes
+    if votes.empty:
+        st.error("No votes on test items yet.")
+        return
+    with store.session() as session:
+        study = get_study(session, name)
+        task = study.task if study.task in ("quality", "aesthetics") else "quality"
+        root = study.media_root
+    try:
+        with st.spinner("Writing the dataset..."):
+            result = convert(
+                votes, out, fmt="dataset", images=root, task=task, video=bool((votes["kind"] == "video").all()),
+                split=split or None, group_by="content_group",
+            )
+    except ToolkitError as exc:
+        st.error(str(exc))
+    else:
+        st.success(f"Dataset of {len(result.table)} items written to {plain(out)}")
 
 
 def tokens_tab(store: Store, name: str) -> None:

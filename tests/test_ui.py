@@ -251,8 +251,9 @@ def test_admin_sets_up_a_study_invites_and_exports(store, tmp_path):
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download raw votes (CSV)", "Download per-item aggregates (CSV)"]
     assert len(at.get("image")) == 1  # the MOS-with-CI and level-histogram figure
-    raters = at.dataframe[-1].value
-    assert raters.set_index("rater").loc["bob", "votes"] == 3
+    stats = next(d.value for d in at.dataframe if "longest_run" in d.value.columns)
+    assert stats.set_index("rater").loc["bob", "votes"] == 3
+    assert "Screening" in [h.value for h in at.subheader]  # toolkit.analysis's rater screening
 
     at.selectbox(key="token_rater").set_value("bob")
     at.button(key="token_revoke").click().run()

@@ -22,17 +22,21 @@ def create_command(
     target_votes: int = typer.Option(15, "--target-votes", help="Votes wanted per item (BT.500: at least 15)."),
     items_per_session: int = typer.Option(50, "--items-per-session"),
     self_register: bool = typer.Option(False, "--self-register/--invite-only", help="May raters join without an invite token?"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Five comma-separated button labels, best first (default Excellent,Good,Fair,Poor,Bad)."),
+    gold_every: int = typer.Option(10, "--gold-every", help="Interleave one gold item after every N test votes (0: none)."),
     db: Optional[str] = DbOption,
 ) -> None:
     """Create a study from a media folder (or a manifest of files inside it)."""
-    from toolkit.store import Store, add_items, create_study, read_item_manifest, scan_media
+    from toolkit.store import Store
+    from toolkit.store.admin import StudySetup, setup_study
 
     store = Store(db)
-    specs = read_item_manifest(manifest) if manifest else scan_media(media)
     with store.session() as session:
-        study = create_study(session, name, media, task=task, question=question, target_votes=target_votes,
-                             items_per_session=items_per_session, allow_self_register=self_register)
-        result = add_items(session, study, specs)
+        _, result = setup_study(session, StudySetup(
+            name=name, media_root=media, manifest=manifest, task=task, question=question,
+            labels=labels.split(",") if labels else None, target_votes=target_votes,
+            items_per_session=items_per_session, allow_self_register=self_register, gold_every=gold_every,
+        ))
     console.print(f"study [bold]{name}[/]: {len(result.added)} items added, {len(result.skipped)} already present")
 
 
