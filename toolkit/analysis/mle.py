@@ -105,12 +105,22 @@ def _check_not_degenerate(model: str, votes: Votes, d: Design, st: MleState) -> 
     bad = ~((var >= _DEGENERATE_VARIANCE) & (var <= _RUNAWAY_VARIANCE))
     if not bad.any():
         return
-    pairs = [f"rater {votes.raters[r]!r}" + (f" on content {votes.contents[c]!r}" if model == "mle" else "")
-             for r, c in zip(d.pair_rater[bad][:3], d.pair_content[bad][:3])]
-    hint = ("too few votes per rater and content; use model 'mle_co' or coarser content groups"
-            if model == "mle" else "a rater whose few votes the model can fit exactly; raise --min-rater-votes")
-    raise InputError(f"{model}: the fit degenerated (zero or runaway variance) for {', '.join(pairs)}"
-                     f"{' and more' if bad.sum() > 3 else ''} ({hint})")
+    if model == "mle":
+        names = [f"rater {votes.raters[r]!r} on content {votes.contents[c]!r}"
+                 for r, c in zip(d.pair_rater[bad], d.pair_content[bad])]
+    else:
+        names = [f"rater {votes.raters[r]!r}" for r in d.pair_rater[bad]]
+    names = list(dict.fromkeys(names))
+    pairs = names[:3] + (["..."] if len(names) > 3 else [])
+    per_item = int(np.median(np.bincount(d.e, minlength=d.n_items)))
+    where = "rater and content" if model == "mle" else "rater"
+    advice = "model 'mle_co' or coarser content groups" if model == "mle" else "model 'p913' or 'mos'"
+    raise InputError(
+        f"{model}: the fit degenerated for {', '.join(pairs)}: "
+        f"their votes are fitted exactly and their variance runs to zero (or away), a singularity of the "
+        f"likelihood that few votes per {where} make easy to fall into (median {per_item} votes per item). "
+        f"sureal returns such fits without a warning; use {advice}, or collect more votes per item"
+    )
 
 
 def _assemble(model: str, votes: Votes, fitted: Votes, d: Design, st: MleState, sparse: np.ndarray,

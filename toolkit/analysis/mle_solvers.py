@@ -105,8 +105,10 @@ def initial_state(d: Design, content_ambiguity: bool) -> MleState:
         dev = r - mean[codes]
         return np.sqrt(np.bincount(codes, weights=dev * dev, minlength=n_groups) / n)
 
-    v = sd(d.s, d.n_raters)
-    a = sd(d.c, d.n_contents) if content_ambiguity else np.zeros(d.n_contents)
+    # Raters left out of the fit keep their code but have no votes: NaN for them, unused.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        v = sd(d.s, d.n_raters)
+        a = sd(d.c, d.n_contents) if content_ambiguity else np.zeros(d.n_contents)
     return MleState(mos, np.zeros(d.n_raters), v, a, 0, False)
 
 
@@ -162,19 +164,20 @@ def solve_fast(d: Design, tol: float = 1e-10, max_iter: int = 10000) -> MleState
     st = initial_state(d, content_ambiguity=False)
     x, b, v = st.x, st.b, st.v
     ps, n_p = d.pair_rater, d.n_p
+    fitted = d.n_s > 0  # raters left out of the fit have no votes
+    n_s = np.where(fitted, d.n_s, 1.0)
     converged = False
     it = 0
     for it in range(1, max_iter + 1):
         x_prev, b_prev, v_prev = x, b, v
         dev, dev2 = d.residual_sums(x)
         # With one variance per rater, the best bias given the scores is the plain mean residual.
-        b = d.per_rater(dev) / d.n_s
+        b = d.per_rater(dev) / n_s
         bp = b[ps]
-        v2 = np.maximum(d.per_rater(np.maximum(dev2 - 2.0 * bp * dev + n_p * bp * bp, 0.0)) / d.n_s,
-                        _MIN_VARIANCE)
+        v2 = np.maximum(d.per_rater(np.maximum(dev2 - 2.0 * bp * dev + n_p * bp * bp, 0.0)) / n_s, _MIN_VARIANCE)
         v = np.sqrt(v2)
         x = d.weighted_item_mean(b, 1.0 / v2[ps])
-        change = max(np.abs(x - x_prev).max(), np.abs(b - b_prev).max(), np.abs(v - v_prev).max())
+        change = max(np.abs(x - x_prev).max(), np.abs(b - b_prev)[fitted].max(), np.abs(v - v_prev)[fitted].max())
         if change < tol:
             converged = True
             break

@@ -21,7 +21,7 @@ from toolkit.analysis.models import ModelName, fit_subject_model
 from toolkit.analysis.mos import CiMethod, item_statistics
 from toolkit.analysis.result import SubjectModelResult
 from toolkit.analysis.screening import ScreeningConfig, ScreeningReport, screen_raters, study_rows
-from toolkit.analysis.votes import prepare_votes
+from toolkit.analysis.votes import check_vote_table, prepare_votes
 from toolkit.errors import InputError, StoreError
 from toolkit.io import read_table
 
@@ -107,6 +107,9 @@ def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, s
         raise InputError(f"{source}: missing column(s) {', '.join(map(repr, missing))}; "
                          f"found {', '.join(map(str, frame.columns))} (see --item-col, --rater-col, --vote-col)")
     table = frame.rename(columns={opt.item_col: "item", opt.rater_col: "rater", opt.vote_col: "vote"})
+    if table.empty:
+        raise InputError(f"{source}: no votes")
+    check_vote_table(table, source=source)  # every row, gold and training items included
     notes: list[str] = []
 
     screening = screen_raters(table, opt.screening) if opt.screening is not None else None

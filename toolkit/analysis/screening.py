@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 
 from toolkit.analysis.grouped import group_moments
+from toolkit.analysis.votes import check_vote_table
 from toolkit.errors import InputError
-from toolkit.levels import LEVEL_VALUES
 
 
 @dataclass(frozen=True)
@@ -142,11 +142,8 @@ def screen_raters(
             raise InputError(f"screening: missing column {col!r}; found {', '.join(map(str, frame.columns))}")
     if frame.empty:
         raise InputError("screening: no votes")
+    vote = check_vote_table(frame, item_col, rater_col, vote_col, source="screening")
     frame = frame.reset_index(drop=True)
-    vote = pd.to_numeric(frame[vote_col], errors="coerce").to_numpy(dtype=float)
-    if not np.isin(vote, LEVEL_VALUES).all():
-        row = int(np.flatnonzero(~np.isin(vote, LEVEL_VALUES))[0])
-        raise InputError(f"screening: vote {frame[vote_col].iloc[row]!r} in row {row} is not an integer level 1-5")
     rater, raters = pd.factorize(frame[rater_col], sort=True)
     n_r = len(raters)
     n_votes = np.bincount(rater, minlength=n_r)

@@ -94,6 +94,33 @@ def _names(values: Sequence[object]) -> str:
     return shown + (f" and {len(values) - _MAX_NAMED} more" if len(values) > _MAX_NAMED else "")
 
 
+def _show(value: object) -> str:
+    """``repr`` of a cell, numpy scalars shown as plain Python numbers."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def check_vote_table(frame: pd.DataFrame, item_col: str = "item", rater_col: str = "rater",
+                     vote_col: str = "vote", source: str = "votes") -> np.ndarray:
+    """Check ids and votes of a long table; return the votes as floats.
+
+    Errors name the rows (by the frame's index), and for a bad vote its item and rater.
+    """
+    for col, what in ((item_col, "item"), (rater_col, "rater")):
+        absent = frame[col].isna().to_numpy()
+        if absent.any():
+            raise InputError(f"{source}: {what} id missing in row(s) {_rows(absent, frame.index)}")
+    raw = pd.to_numeric(frame[vote_col], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isin(raw, LEVEL_VALUES)  # NaN and non-numeric text fail this too
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{source}: vote {_show(frame[vote_col].iloc[first])} in row {frame.index[first]} "
+            f"(item {_show(frame[item_col].iloc[first])}, rater {_show(frame[rater_col].iloc[first])}) is not an "
+            f"integer level 1-5; {int(bad.sum())} invalid vote(s) in all, rows {_rows(bad, frame.index)}"
+        )
+    return raw
+
+
 def prepare_votes(
     frame: pd.DataFrame,
     item_col: str = "item",
@@ -122,20 +149,7 @@ def prepare_votes(
     if frame.empty:
         raise InputError(f"{source}: no votes")
 
-    for col, what in ((item_col, "item"), (rater_col, "rater")):
-        absent = frame[col].isna().to_numpy()
-        if absent.any():
-            raise InputError(f"{source}: {what} id missing in row(s) {_rows(absent, frame.index)}")
-
-    raw = pd.to_numeric(frame[vote_col], errors="coerce").to_numpy(dtype=float)
-    bad = ~np.isin(raw, LEVEL_VALUES)  # NaN and non-numeric text fail this too
-    if bad.any():
-        first = int(np.flatnonzero(bad)[0])
-        raise InputError(
-            f"{source}: vote {frame[vote_col].iloc[first]!r} in row {frame.index[first]} "
-            f"(item {frame[item_col].iloc[first]!r}, rater {frame[rater_col].iloc[first]!r}) is not an integer "
-            f"level 1-5; {int(bad.sum())} invalid vote(s) in all, rows {_rows(bad, frame.index)}"
-        )
+    raw = check_vote_table(frame, item_col, rater_col, vote_col, source)
 
     if items is not None:
         catalogue = pd.Index(pd.unique(pd.Series(list(items), dtype=object)))

@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "convert",
     "eval",
     "ui",
+    "analyze",
 ]
 
 for _name in COMMAND_MODULES:

@@ -1,0 +1,113 @@
+"""``qalign analyze``: clean a study's votes into per-item scores with a subject model."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from toolkit.cli.common import DbOption, console, err_console
+
+
+class ModelChoice(str, Enum):
+    mos = "mos"
+    mle = "mle"
+    mle_co = "mle_co"
+    bt500 = "bt500"
+    p913 = "p913"
+
+
+class CiChoice(str, Enum):
+    t = "t"
+    normal = "normal"
+
+
+def analyze_command(
+    votes: Optional[Path] = typer.Argument(
+        None, help="Vote table (CSV, Parquet or JSON), one row per vote. Leave out with --study.",
+        show_default=False),
+    model: ModelChoice = typer.Option(
+        ModelChoice.mle_co, "--model", "-m",
+        help="mos: mean; bt500: BT.500 rejection + mean; p913: P.913 bias removal + rejection; "
+             "mle: subject model with content ambiguity; mle_co: subject model without it."),
+    out: Path = typer.Option(..., "--out", "-o", help="Per-item scores: item, score, ci_low, ci_high, n."),
+    raters_out: Optional[Path] = typer.Option(
+        None, "--raters-out", help="Per-rater table: rater, bias, inconsistency, rejected, reason."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Folder for report.md and its PNG plots."),
+    item_col: str = typer.Option("item", "--item-col", help="Item column of VOTES."),
+    rater_col: str = typer.Option("rater", "--rater-col", help="Rater column of VOTES."),
+    vote_col: str = typer.Option("vote", "--vote-col", help="Vote column of VOTES (levels 1-5)."),
+    content_col: str = typer.Option(
+        "auto", "--content-col",
+        help="Source-content column (content ambiguity of the mle model); 'auto' takes 'content' or "
+             "'content_group' when present, 'none' treats every item as its own content."),
+    study: Optional[str] = typer.Option(None, "--study", help="Analyse this study from the database instead."),
+    db: Optional[str] = DbOption,
+    ci: CiChoice = typer.Option(CiChoice.t, "--ci", help="Interval of the mean-based models: t, or normal (sureal's)."),
+    exclude_flagged: bool = typer.Option(
+        False, "--exclude-flagged", help="Leave raters flagged by the screening (gold, straightlining, speed, "
+                                         "agreement) out of the fit."),
+    min_rater_votes: int = typer.Option(2, "--min-rater-votes", help="MLE: raters with fewer votes are left out."),
+    splits: int = typer.Option(200, "--splits", help="Random splits for the split-half agreement (0 skips it)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split-half agreement."),
+) -> None:
+    """Fit a subject model to the votes and write per-item scores (and rater table, report)."""
+    from toolkit.analysis.pipeline import AnalysisOptions, analyze_votes, load_study_votes, read_votes
+    from toolkit.errors import InputError
+    from toolkit.io import write_table
+
+    if (votes is None) == (study is None):
+        raise InputError("give either a VOTES file or --study NAME (with --db), not both and not neither")
+    if study is not None:
+        frame, source = load_study_votes(study, db), f"study {study}"
+    else:
+        frame, source = read_votes(votes), str(votes)
+    options = AnalysisOptions(
+        model=model.value, ci=ci.value, min_rater_votes=min_rater_votes, item_col=item_col, rater_col=rater_col,
+        vote_col=vote_col, content_col=None if content_col.lower() == "none" else content_col,
+        exclude_flagged=exclude_flagged, agreement_splits=splits, seed=seed,
+    )
+    with console.status(f"Fitting {model.value} to {len(frame)} votes ..."):
+        analysis = analyze_votes(frame, options, source=source)
+    result = analysis.result
+
+    write_table(result.items_table(), out)
+    console.print(f"[bold]{len(result.items)}[/] item scores -> {out}")
+    if raters_out is not None:
+        write_table(result.raters_table(), raters_out)
+        console.print(f"[bold]{len(result.raters)}[/] raters -> {raters_out}")
+    if report is not None:
+        from toolkit.analysis.report import write_report
+
+        console.print(f"report -> {write_report(analysis, report)}")
+    _print_summary(analysis)
+
+
+def _print_summary(analysis) -> None:  # noqa: ANN001 - an Analysis; typed import kept out of --help
+    from rich.table import Table
+
+    res = analysis.result
+    rejected = res.raters[res.raters["rejected"]]
+    summary = Table(show_header=False, box=None)
+    summary.add_row("model", res.model)
+    summary.add_row("votes / items / raters", f"{analysis.n_votes} / {len(res.items)} / {len(res.raters)}")
+    summary.add_row("rejected raters", str(len(rejected)))
+    if res.iterations:
+        summary.add_row("iterations", f"{res.iterations} ({'converged' if res.converged else 'not converged'})")
+    if analysis.agreement is not None:
+        ag = analysis.agreement
+        summary.add_row("split-half SRCC (noise ceiling)", f"{ag.srcc:.3f} [{ag.srcc_ci[0]:.3f}, {ag.srcc_ci[1]:.3f}]")
+    console.print(summary)
+    if len(rejected):
+        table = Table("rater", "reason", title="Rejected raters")
+        for rater, row in rejected.iterrows():
+            table.add_row(str(rater), row["reason"])
+        console.print(table)
+    for note in analysis.notes:
+        err_console.print(f"[yellow]note:[/] {note}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("analyze", no_args_is_help=True)(analyze_command)
