@@ -279,14 +279,16 @@ def _present(study: Study, item: Item) -> Path | None:
     return file if file.is_file() else None
 
 
-def _choose(session: Session, rater: Rater, study: Study, rated: dict[str, int], now: datetime, skipped: list[str]) -> tuple[Item, Path] | None:
+def _choose(
+    session: Session, rater: Rater, study: Study, rated: dict[str, int], candidates: tuple[np.ndarray, np.ndarray],
+    now: datetime, skipped: list[str],
+) -> tuple[Item, Path] | None:
     """The next item for the rater, flagging (and skipping) items whose file is gone."""
     gold_due = study.gold_every > 0 and rated.get("test", 0) >= (rated.get("gold", 0) + 1) * study.gold_every
     queues: list[list[int]] = []
     if gold_due:
         queues.append(_pick(rater, _gold_candidates(session, rater, study)))
-    ids, load = _test_candidates(session, rater, study, now)
-    queues.append(_pick(rater, ids, load))
+    queues.append(_pick(rater, *candidates))
     for queue in queues:
         for item_id in queue:
             item = session.get(Item, item_id)
@@ -319,11 +321,15 @@ def _insert_assignment(session: Session, values: dict) -> None:
     session.execute(insert(Assignment).values(**values).on_conflict_do_nothing(index_elements=["rater_id"]))
 
 
-def progress(session: Session, rater: Rater, now: datetime | None = None, sitting: RatingSession | None = None) -> RaterProgress:
+def progress(
+    session: Session, rater: Rater, now: datetime | None = None, sitting: RatingSession | None = None,
+    rated: dict[str, int] | None = None, candidates: tuple[np.ndarray, np.ndarray] | None = None,
+) -> RaterProgress:
+    """The rater's progress; ``rated`` and ``candidates`` when the caller has them already."""
     now = _now(now)
     study = session.get(Study, rater.study_id)
-    rated = _rated_by_role(session, rater)
-    ids, _ = _test_candidates(session, rater, study, now)
+    rated = rated if rated is not None else _rated_by_role(session, rater)
+    ids, _ = candidates if candidates is not None else _test_candidates(session, rater, study, now)
     return RaterProgress(
         rated=rated.get("test", 0),
         gold_rated=rated.get("gold", 0),
@@ -341,24 +347,32 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
     sitting = open_session(session, rater, now)
     skipped: list[str] = []
 
+    rated = _rated_by_role(session, rater)
+    candidates = _test_candidates(session, rater, study, now)
+
+    def report() -> RaterProgress:
+        return progress(session, rater, now, sitting, rated=rated, candidates=candidates)
+
     pending = session.scalar(select(Assignment).where(Assignment.rater_id == rater.id))
     if pending is not None:
         item = session.get(Item, pending.item_id)
         file = _present(study, item) if item is not None else None
         already = session.scalar(select(Rating.id).where(Rating.rater_id == rater.id, Rating.item_id == pending.item_id))
         if file is not None and already is None and item.missing_since is None:
-            return NextStep("rate", _served(pending, item, file), progress(session, rater, now, sitting))
+            return NextStep("rate", _served(pending, item, file), report())
         if item is not None and file is None:
             _flag_missing(session, item, now)
             skipped.append(item.path)
-        session.execute(delete(Assignment).where(Assignment.id == pending.id))
+        session.execute(delete(Assignment).where(Assignment.rater_id == rater.id, Assignment.item_id == pending.item_id))
+        if skipped:  # the item just flagged must leave the candidates too
+            candidates = _test_candidates(session, rater, study, now)
 
     if sitting.n_votes >= study.items_per_session:
-        return NextStep("session_done", None, progress(session, rater, now, sitting), skipped)
+        return NextStep("session_done", None, report(), skipped)
 
-    chosen = _choose(session, rater, study, _rated_by_role(session, rater), now, skipped)
+    chosen = _choose(session, rater, study, rated, candidates, now, skipped)
     if chosen is None:
-        return NextStep("finished", None, progress(session, rater, now, sitting), skipped)
+        return NextStep("finished", None, report(), skipped)
     item, file = chosen
     _insert_assignment(session, dict(rater_id=rater.id, item_id=item.id, session_id=sitting.id, shown_at=now))
     session.flush()
@@ -409,7 +423,9 @@ def submit_vote(session: Session, rater: Rater, item_id: int, level: int, now: d
                 .where(RatingSession.id == pending.session_id)
                 .values(n_votes=RatingSession.n_votes + 1, last_seen_at=now)
             )
-    session.execute(delete(Assignment).where(Assignment.id == pending.id))
+    # Keyed by rater and item, not by id alone: SQLite reuses the id of a deleted last row, so a
+    # late duplicate submission must not remove an assignment that now belongs to someone else.
+    session.execute(delete(Assignment).where(Assignment.rater_id == rater.id, Assignment.item_id == item_id))
     session.flush()
     stored_level = result.rating.level
     return SubmitResult(created=result.created, level=stored_level, item_path=item.path, gold=_feedback(item, stored_level))
