@@ -1,33 +1,117 @@
-"""Writing files so that a crash never leaves a half-written one: write beside, then rename."""
+"""File helpers: atomic writes, content hashes, and tables by extension.
+
+Every file the toolkit produces is first written under a temporary name in the destination
+folder and then renamed over the target, so that a crash or a full disk never leaves a
+half-written JSON, CSV or Parquet file where a training run or an analysis would pick it up.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Iterator
 
+import numpy as np
 import pandas as pd
 
 from toolkit.errors import InputError
 
 TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json", ".jsonl": "jsonl"}
+_HASH_CHUNK = 1 << 20
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path in the target's folder; it replaces ``path`` only if the block succeeds."""
-    target = Path(path)
+def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; on success it replaces ``target``.
+
+    The caller writes the file at the yielded path by any means (``json.dump``, pyarrow,
+    matplotlib ...). On an exception the temporary file is removed and ``target`` is untouched.
+    """
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
+    tmp = Path(tmp_name)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(target: str | os.PathLike[str], text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``target`` atomically; return the target path."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding=encoding)
+    return Path(target)
+
+
+def atomic_write_bytes(target: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``target`` atomically; return the target path."""
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+    return Path(target)
+
+
+@contextmanager
+def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; on success it takes ``target``'s place.
+
+    An existing ``target`` folder is moved aside first and deleted only once the new one is in
+    place, so at every moment either the old or the new complete folder exists.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        old: Path | None = None
+        if target.exists():
+            if not target.is_dir():
+                raise InputError(f"{target} exists and is not a folder")
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            old.rmdir()
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(_HASH_CHUNK), b""):
+                digest.update(chunk)
+    except FileNotFoundError:
+        raise InputError(f"file not found: {path}") from None
+    except IsADirectoryError:
+        return sha256_tree(path)
+    return digest.hexdigest()
+
+
+def sha256_tree(folder: str | os.PathLike[str]) -> str:
+    """Hash of a folder of files (a video stored as frames): names and bytes, in sorted order."""
+    digest = hashlib.sha256()
+    root = Path(folder)
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(root).as_posix().encode())
+        digest.update(bytes.fromhex(sha256_file(file)))
+    return digest.hexdigest()
+
+
+def sha256_files(paths: list[str] | np.ndarray) -> np.ndarray:
+    """SHA-256 of many files, as an object array aligned with ``paths``."""
+    return np.array([sha256_file(p) for p in paths], dtype=object)
 
 
 @contextmanager

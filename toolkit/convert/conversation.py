@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from toolkit.convert.files import atomic_write_text
+from toolkit.io import atomic_write_text
 from toolkit.convert.labels import LabelTable
 from toolkit.convert.media import item_key, media_refs, relative_path, with_prefix
 from toolkit.convert.prompts import InputKind, Task, answer_text, draw_questions, human_turn

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toolkit.convert.files import atomic_directory, atomic_path
+from toolkit.io import atomic_directory, atomic_path
 from toolkit.convert.labels import LabelTable
 from toolkit.convert.media import absolute, media_refs
 from toolkit.convert.prompts import InputKind, Task, answer_text, draw_questions

@@ -11,7 +11,7 @@ from typing import Any, Literal, Mapping
 import pandas as pd
 
 from toolkit.convert.conversation import DEFAULT_INDENT, conversation_records, write_conversations
-from toolkit.convert.files import atomic_write_text
+from toolkit.io import atomic_write_text
 from toolkit.convert.labels import LabelTable, SoftLabelMode, TableKind
 from toolkit.convert.prompts import Task
 from toolkit.convert.readers import ColumnMap, load_labels

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toolkit.convert.files import sha256_file
+from toolkit.io import sha256_file
 from toolkit.convert.labels import HASH_COLUMN, LabelTable
 from toolkit.convert.media import absolute, media_ref
 from toolkit.errors import InputError

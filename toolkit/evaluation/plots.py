@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.convert.files import atomic_path
+from toolkit.io import atomic_path
 from toolkit.evaluation.metrics import AgreementReport
 
 

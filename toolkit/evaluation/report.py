@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from toolkit.convert.files import atomic_write_text
+from toolkit.io import atomic_write_text
 from toolkit.errors import InputError
 from toolkit.evaluation.metrics import (
     DEFAULT_BOOT,

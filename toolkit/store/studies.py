@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
+from toolkit.io import sha256_file
 from toolkit.store.models import Item, Rater, Study
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
@@ -41,14 +42,6 @@ class ItemSpec:
 class AddItemsResult:
     added: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # already in the study
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def hash_token(token: str) -> str:
