@@ -269,3 +269,25 @@ def test_app_entry_navigates_to_admin(store, tmp_path):
     at.switch_page("views/admin.py").run()
     assert at.text_input(key="admin_secret") is not None
 
+
+
+def test_qalign_ui_prepares_an_empty_database(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+    from toolkit.store import list_studies
+    from toolkit.store.admin import check_admin_secret
+
+    monkeypatch.delenv("QALIGN_ADMIN_SECRET", raising=False)
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    result = CliRunner().invoke(app, ["ui", "--prepare-only", "--db", url])
+    assert result.exit_code == 0, result.output
+    assert "(migrated)" in result.output and "sample-study" in result.output
+    secret = result.output.split("admin secret (shown once, stored hashed):")[1].split()[0]
+    store = Store(url)
+    with store.session() as s:
+        assert [st.name for st in list_studies(s)] == ["sample-study"]
+        assert check_admin_secret(s, secret)
+    store.dispose()
+    again = CliRunner().invoke(app, ["ui", "--prepare-only", "--db", url])
+    assert again.exit_code == 0 and "admin secret" not in again.output and "sample" not in again.output
