@@ -167,3 +167,39 @@ def test_unknown_dtype_and_missing_folder(tmp_path: Path) -> None:
         load_onealign_backbone(FIXTURE, dtype="int8")
     with pytest.raises(InputError):
         load_onealign_backbone(tmp_path / "nothing-here")
+
+
+def test_stale_rotary_frequencies_are_ignored(tmp_path: Path, weights: dict[str, torch.Tensor]) -> None:
+    # Files written by transformers 4.x may hold the rotary inv_freq buffers; they are recomputed.
+    extra = dict(weights)
+    extra["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(8)
+    model = MPLUGOwl2LlamaForCausalLM.from_pretrained(_write_safetensors(tmp_path / "rope", extra))
+    np.testing.assert_allclose(_image0_quality_logits(model).numpy(), IMG0["quality"]["level_logits"], atol=1e-4, rtol=0)
+
+
+def test_lora_on_the_reference_targets() -> None:
+    # The reference LoRA recipe: every LLM q_proj and the visual branch of v_proj.
+    from peft import LoraConfig, get_peft_model
+
+    from toolkit.models.base import TrainingExample
+
+    bb = load_onealign_backbone(FIXTURE)
+    cfg = LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
+                     target_modules=r".*layers\.\d+\.self_attn\.(q_proj|v_proj\.multiway\.1)")  # fmt: skip
+    bb.model = get_peft_model(bb.model, cfg)
+    trainable = [n for n, p in bb.model.named_parameters() if p.requires_grad]
+    assert len(trainable) == 8 and all(("q_proj" in n or "v_proj.multiway.1" in n) and "lora_" in n for n in trainable)
+
+    with Image.open(FIXTURE / IMG0["file"]) as img:
+        frames = [img.convert("RGB")]
+    example = TrainingExample(frames=frames, question="How would you rate the quality of this image?\n<|image|>",
+                              answer="The quality of the image is good.")  # fmt: skip
+    bb.model.train()
+    batch = bb.training_batch([example])
+    bb.model(**batch, use_cache=False).loss.backward()
+    assert all(p.grad is not None and bool(p.grad.any()) for n, p in bb.model.named_parameters() if p.requires_grad)
+    bb.model.eval()
+    adapted = bb.level_logits(bb.scoring_batch([frames], "quality", "image"))
+    assert float((adapted[0] - torch.tensor(IMG0["quality"]["level_logits"])).abs().max()) > 1e-3
+    bb.model = bb.model.merge_and_unload()
+    torch.testing.assert_close(bb.level_logits(bb.scoring_batch([frames], "quality", "image")), adapted, atol=1e-5, rtol=0)

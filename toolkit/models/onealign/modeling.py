@@ -208,6 +208,8 @@ class MPLUGOwl2PreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_attention_backend = True
     _can_compile_fullgraph = False  # data-dependent placeholder expansion and branch selection
+    # Checkpoints saved by older transformers may carry the (recomputed) rotary frequencies.
+    _keys_to_ignore_on_load_unexpected = [r"rotary_emb\.inv_freq"]
 
     def _init_weights(self, module: nn.Module) -> None:
         """Random initialisation for models built from a config (checkpoints overwrite it)."""
