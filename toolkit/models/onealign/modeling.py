@@ -77,7 +77,6 @@ except ImportError:  # transformers < 5.2x
         return hidden_states[:, index, :]
 
 
-
 # Buffers that the reference saves but that are a fixed function of the config: a checkpoint
 # without them is still complete.
 _REBUILDABLE_SUFFIXES = ("q_pos_embed", "k_pos_embed")
