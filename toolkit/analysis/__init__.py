@@ -21,6 +21,7 @@ from toolkit.analysis.normalize import ScaleMapping, fit_scale_mapping, rescale_
 from toolkit.analysis.pipeline import (
     Analysis,
     AnalysisOptions,
+    analyze_study,
     analyze_votes,
     clean_labels,
     load_study_votes,
@@ -37,7 +38,7 @@ __all__ = [
     "MODELS", "ModelName", "fit_subject_model",
     "fit_mos", "item_statistics",
     "ScaleMapping", "fit_scale_mapping", "rescale_range", "zscore_votes",
-    "Analysis", "AnalysisOptions", "analyze_votes", "clean_labels", "load_study_votes", "read_votes",
+    "Analysis", "AnalysisOptions", "analyze_study", "analyze_votes", "clean_labels", "load_study_votes", "read_votes",
     "Bt500Screening", "bt500_screen", "fit_bt500", "fit_p913", "p913_bias",
     "ITEM_COLUMNS", "MOS_TABLE_COLUMNS", "RATER_COLUMNS", "SubjectModelResult",
     "ScreeningConfig", "ScreeningReport", "screen_raters",

@@ -48,17 +48,26 @@ def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return (a * b).sum(axis=-1) / np.sqrt((a * a).sum(axis=-1) * (b * b).sum(axis=-1))
 
 
-def _half_means(votes: Votes, rng: np.random.Generator, n_e: np.ndarray, start: np.ndarray,
-                half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((rng.random(votes.n_votes), votes.item))
+def _padded(votes: Votes, n_e: np.ndarray) -> np.ndarray:
+    """Votes as an (items, max votes per item) matrix, NaN-padded, one row per item."""
+    order = np.argsort(votes.item, kind="stable")
     e = votes.item[order]
-    rank = np.arange(order.size) - start[e]
-    in_a = rank < half[e]
-    in_b = (rank >= half[e]) & (rank < 2 * half[e])
-    x = votes.vote[order]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_a = np.bincount(e, weights=np.where(in_a, x, 0.0), minlength=votes.n_items) / half
-        mean_b = np.bincount(e, weights=np.where(in_b, x, 0.0), minlength=votes.n_items) / half
+    start = np.concatenate([[0], np.cumsum(n_e)[:-1]])
+    matrix = np.full((votes.n_items, int(n_e.max())), np.nan)
+    matrix[e, np.arange(e.size) - start[e]] = votes.vote[order]
+    return matrix
+
+
+def _half_means(matrix: np.ndarray, padding: np.ndarray, half: np.ndarray,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One random split: shuffle each row (padding last), first ``half`` votes vs the next ``half``."""
+    keys = rng.random(matrix.shape)
+    keys[padding] = np.inf
+    shuffled = np.take_along_axis(matrix, np.argsort(keys, axis=1), axis=1)
+    col = np.arange(matrix.shape[1])[None, :]
+    h = half[:, None]
+    mean_a = np.where(col < h, shuffled, 0.0).sum(axis=1) / half
+    mean_b = np.where((col >= h) & (col < 2 * h), shuffled, 0.0).sum(axis=1) / half
     return mean_a, mean_b
 
 
@@ -71,15 +80,15 @@ def split_half_agreement(votes: Votes, n_splits: int = 200, confidence: float = 
     eligible = np.flatnonzero(n_e >= 2)
     if eligible.size < 3:
         raise InputError(f"split-half agreement needs at least 3 items with 2 or more votes; found {eligible.size}")
-    start = np.concatenate([[0], np.cumsum(n_e)[:-1]])
-    half = n_e // 2
+    matrix = _padded(votes, n_e)[eligible]
+    padding = np.isnan(matrix)
+    half = n_e[eligible] // 2
     rng = np.random.default_rng(seed)
 
     halves_a = np.empty((n_splits, eligible.size))
     halves_b = np.empty((n_splits, eligible.size))
-    for k in range(n_splits):  # one vectorised pass over all votes per split
-        mean_a, mean_b = _half_means(votes, rng, n_e, start, half)
-        halves_a[k], halves_b[k] = mean_a[eligible], mean_b[eligible]
+    for k in range(n_splits):  # one vectorised pass over the vote matrix per split
+        halves_a[k], halves_b[k] = _half_means(matrix, padding, half, rng)
     boot = rng.integers(0, eligible.size, size=(n_splits, eligible.size))
     boot_a = np.take_along_axis(halves_a, boot, axis=1)
     boot_b = np.take_along_axis(halves_b, boot, axis=1)

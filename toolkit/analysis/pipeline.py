@@ -9,7 +9,7 @@ the subject model sees the study's own items.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,19 +64,35 @@ def read_votes(path: str | Path) -> pd.DataFrame:
     return read_table(path)
 
 
-def load_study_votes(study: str, db_url: str | None = None) -> pd.DataFrame:
-    """All votes of a study in the store, one row per vote (``toolkit.store.votes_frame``)."""
-    from toolkit.store import Store, get_study, votes_frame
+def load_study_votes(study: str, db_url: str | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """A study's votes from the store (``toolkit.store.votes_frame``, one row per vote) and the
+    paths of its test items."""
+    from toolkit.store import Store, get_study, study_items, votes_frame
 
     store = Store(db_url)
     try:
         with store.session() as session:
-            frame = votes_frame(session, get_study(session, study))
+            record = get_study(session, study)
+            frame = votes_frame(session, record)
+            items = [item.path for item in study_items(session, record, roles=["test"])]
     finally:
         store.dispose()
     if frame.empty:
         raise StoreError(f"study {study!r} has no votes yet")
-    return frame
+    return frame, items
+
+
+def analyze_study(study: str, db_url: str | None = None, options: AnalysisOptions | None = None) -> Analysis:
+    """:func:`analyze_votes` on a study in the store. Items nobody has rated yet are not scored
+    (a study in progress is normal); the analysis notes how many there are."""
+    frame, items = load_study_votes(study, db_url)
+    # The store's columns have fixed names; content groups come from its content_group column.
+    opts = replace(options or AnalysisOptions(), item_col="item", rater_col="rater", vote_col="vote")
+    analysis = analyze_votes(frame, opts, source=f"study {study}")
+    unrated = len(set(items) - set(analysis.result.items.index))
+    if unrated:
+        analysis.notes.append(f"{unrated} study item(s) have no votes yet and are not scored")
+    return analysis
 
 
 def _content_column(frame: pd.DataFrame, content_col: str | None) -> str | None:

@@ -54,23 +54,22 @@ def analyze_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the split-half agreement."),
 ) -> None:
     """Fit a subject model to the votes and write per-item scores (and rater table, report)."""
-    from toolkit.analysis.pipeline import AnalysisOptions, analyze_votes, load_study_votes, read_votes
+    from toolkit.analysis.pipeline import AnalysisOptions, analyze_study, analyze_votes, read_votes
     from toolkit.errors import InputError
     from toolkit.io import write_table
 
     if (votes is None) == (study is None):
         raise InputError("give either a VOTES file or --study NAME (with --db), not both and not neither")
-    if study is not None:
-        frame, source = load_study_votes(study, db), f"study {study}"
-    else:
-        frame, source = read_votes(votes), str(votes)
     options = AnalysisOptions(
         model=model.value, ci=ci.value, min_rater_votes=min_rater_votes, item_col=item_col, rater_col=rater_col,
         vote_col=vote_col, content_col=None if content_col.lower() == "none" else content_col,
         exclude_flagged=exclude_flagged, agreement_splits=splits, seed=seed,
     )
-    with console.status(f"Fitting {model.value} to {len(frame)} votes ..."):
-        analysis = analyze_votes(frame, options, source=source)
+    with console.status(f"Fitting {model.value} ..."):
+        if study is not None:
+            analysis = analyze_study(study, db, options)
+        else:
+            analysis = analyze_votes(read_votes(votes), options, source=str(votes))
     result = analysis.result
 
     write_table(result.items_table(), out)
