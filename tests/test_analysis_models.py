@@ -134,6 +134,12 @@ def test_bt500_rejects_a_rater_who_strays_both_ways_not_one_who_is_biased():
     assert biased.raters.loc["x", "bias"] > 1.5
 
 
+def test_item_left_without_raters_by_rejection_is_an_error():
+    data = pd.concat([_lab_panel(lambda e: 5 if e % 2 == 0 else 1), frame([("solo", "x", 4)])])
+    with pytest.raises(InputError, match="every rater of item.*'solo'.*was rejected"):
+        fit_bt500(prepare_votes(data))
+
+
 def test_bt500_keeps_everyone_when_everyone_would_go():
     # Two raters who always disagree by four levels: each is an outlier on every item.
     data = frame([(f"i{e}", r, v) for e in range(6) for r, v in (("a", 1), ("b", 5))]

@@ -116,6 +116,13 @@ def test_pipeline_scores_study_items_only_and_can_exclude_flagged_raters():
     assert strict.agreement.srcc > kept.agreement.srcc
 
 
+def test_excluding_flagged_raters_never_drops_an_item_silently():
+    data = crowd_study()
+    solo = data[(data["rater"] == "flat") & (data["item"] == "img00.png")].assign(item="only_flat.png")
+    with pytest.raises(InputError, match="rated only by raters the screening flagged.*'only_flat.png'"):
+        analyze_votes(pd.concat([data, solo]), AnalysisOptions(exclude_flagged=True, agreement_splits=0))
+
+
 def test_clean_labels_is_the_converters_table():
     table = clean_labels(crowd_study(), "p913", exclude_flagged=True)
     assert list(table.columns) == ["item", "score", "sd", "std", "ci_low", "ci_high", "n"]

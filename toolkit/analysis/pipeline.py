@@ -140,6 +140,10 @@ def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, s
         excluded, study = study[drop], study[~drop]
         if study.empty:
             raise InputError(f"{source}: the screening flagged every rater; nothing left to analyse")
+        lost = pd.Index(study_items).difference(pd.Index(pd.unique(study["item"])))
+        if len(lost):
+            raise InputError(f"{source}: {len(lost)} item(s) were rated only by raters the screening flagged "
+                             f"({', '.join(map(repr, lost[:5]))}); run without excluding flagged raters")
         notes.append(f"{len(pd.unique(excluded['rater']))} rater(s) flagged by the screening left out before fitting")
 
     content_col = _content_column(study, opt.content_col)

@@ -33,6 +33,7 @@ from toolkit.analysis.grouped import group_mean, group_moments
 from toolkit.analysis.mos import CiMethod, descriptive_rater_stats, mean_scores
 from toolkit.analysis.result import SubjectModelResult, rater_frame
 from toolkit.analysis.votes import Votes
+from toolkit.errors import InputError
 
 # Votes are integers, so a range edge such as mean + 2 SD can coincide with a vote exactly; the
 # comparison is inclusive (as sureal's) up to floating-point noise in the moments.
@@ -96,6 +97,10 @@ def p913_bias(votes: Votes) -> np.ndarray:
 def _screened_result(model: str, votes: Votes, values: np.ndarray, screen: Bt500Screening, ci: CiMethod,
                      bias: np.ndarray | None) -> SubjectModelResult:
     kept = votes.with_values(values).subset(~screen.rejected[votes.rater])
+    orphans = kept.item_counts() == 0
+    if orphans.any():
+        raise InputError(f"{model}: every rater of item(s) {', '.join(map(repr, votes.items[orphans][:5]))} was "
+                         "rejected, so they have no score; use model 'mos' or 'mle_co', or collect more votes")
     items = mean_scores(kept, ci)
     notes = []
     if screen.all_rejected_overridden:
