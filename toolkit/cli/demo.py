@@ -1,0 +1,34 @@
+"""``qalign demo``: the whole rating -> training -> evaluation loop on the embedded default."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from toolkit.cli.common import console
+
+
+def demo_command(
+    out: Path = typer.Option(Path("qalign-demo"), "--out", help="Folder for the study DB, data, model and report (recreated each run)."),
+    steps: int = typer.Option(None, "--steps", help="Fine-tuning steps (default: the demo's tuned value)."),
+    raters: int = typer.Option(None, "--raters", help="Number of simulated raters."),
+    sources: int = typer.Option(None, "--sources", help="Number of shipped scenes to use (at most 16)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for stimuli, raters, split and training."),
+) -> None:
+    """Run a synthetic study end to end: store, simulated raters, MOS, Q-Align data,
+    fine-tuning of a tiny from-scratch model, held-out scoring and a report."""
+    from toolkit.demo import DemoConfig, run_demo
+
+    config = DemoConfig(out_dir=out, seed=seed)
+    if steps is not None:
+        config.train_steps = steps
+    if raters is not None:
+        config.n_raters = raters
+    if sources is not None:
+        config.n_sources = sources
+    run_demo(config, log=console.print)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_command)
