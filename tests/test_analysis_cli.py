@@ -38,6 +38,7 @@ def test_analyze_csv_writes_the_contract_files_and_report(tmp_path):
 
     text = (report / "report.md").read_text()
     assert "MLE subject model" in text and "Content ambiguity" in text and "Split-half agreement" in text
+    assert "## Votes" in text and "Widest intervals" in text
     for png in ("raters.png", "scores.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "noise ceiling" in result.output

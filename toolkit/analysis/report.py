@@ -117,8 +117,15 @@ def write_report(analysis: Analysis, folder: str | Path) -> Path:
         ]
     for note in analysis.notes:
         lines.append(f"- Note: {note}")
-    lines += ["", "## Scores", "", "![scores](scores.png)", "",
-              f"Mean 95 % interval width: {(items['ci_high'] - items['ci_low']).mean():.3f}.", ""]
+    counts = analysis.item_stats[["c5", "c4", "c3", "c2", "c1"]].sum()
+    shares = counts / counts.sum()
+    lines += ["", "## Votes", "",
+              "| excellent | good | fair | poor | bad |", "|---|---|---|---|---|",
+              "| " + " | ".join(f"{int(c)} ({s:.0%})" for c, s in zip(counts, shares)) + " |", ""]
+    widest = items.assign(width=items["ci_high"] - items["ci_low"]).nlargest(5, "width")
+    lines += ["## Scores", "", "![scores](scores.png)", "",
+              f"Mean 95 % interval width: {(items['ci_high'] - items['ci_low']).mean():.3f}. Widest intervals:", "",
+              _md_table(widest.reset_index()[["item", "score", "ci_low", "ci_high", "n"]]), ""]
 
     lines += ["## Raters", "", "![raters](raters.png)", ""]
     rejected = raters[raters["rejected"]]
