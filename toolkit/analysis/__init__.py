@@ -10,7 +10,10 @@ Typical use::
 
 or, with screening and the noise ceiling, ``analyze_votes(frame, AnalysisOptions(model="p913"))``.
 The subject models reproduce Netflix sureal 0.9.0 (``MOS``, ``MLE``, ``MLE_CO``, ``BT500``,
-``P913``) on fully and partially sampled studies.
+``P913``); on partially sampled studies BT.500 counts a rater's outliers against the votes the
+rater cast rather than the study's item count (see :mod:`toolkit.analysis.rejection`). MLE fits
+that collapse onto a zero-variance singularity are refused with the reason, where sureal
+returns them (see :mod:`toolkit.analysis.mle`).
 """
 
 from toolkit.analysis.agreement import SplitHalfResult, spearman_brown, split_half_agreement
