@@ -13,6 +13,13 @@ scores shifted to match (the likelihood cannot tell the two apart).
 
 Raters with fewer than ``min_rater_votes`` votes are left out of the fit (their inconsistency
 cannot be estimated: one vote always fits perfectly) and reported as rejected with the reason.
+
+The likelihood has no upper bound: fitting one rater's votes exactly (moving the scores of the
+items it rated) and letting its variance go to zero makes it infinite. With many votes per item
+the iteration stays clear of that, but with few (about ten or fewer per item, or few votes per
+rater and content for the ``mle`` model) it can fall in; sureal then returns an inconsistency of
+1e-15 and scores that copy that rater. Such a fit is refused here with an error naming the
+raters, rather than returned.
 """
 
 from __future__ import annotations
