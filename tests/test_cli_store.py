@@ -52,3 +52,33 @@ def test_errors_are_one_readable_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: no database at")
     assert "Traceback" not in proc.stderr
+
+
+def test_convert_reads_a_study_from_the_database(tmp_path):
+    import json
+
+    media = tmp_path / "media"
+    media.mkdir()
+    rows = []
+    for i in range(6):
+        Image.new("RGB", (8, 8), (i * 40, 0, 0)).save(media / f"s{i}.png")
+        for r in range(4):
+            rows.append({"item": f"s{i}.png", "rater": f"r{r}", "vote": 1 + (i + r) % 5})
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    run("db", "upgrade", "--db", db)
+    run("study", "create", "conv", "--media", str(media), "--db", db)
+    votes = tmp_path / "votes.csv"
+    pd.DataFrame(rows).to_csv(votes, index=False)
+    assert run("study", "import", "conv", str(votes), "--db", db).exit_code == 0
+    out = tmp_path / "data"
+    result = run("convert", "--study", "conv", "--out", str(out), "--split", "train=0.5,test=0.5", "--db", db)
+    assert result.exit_code == 0, result.output
+    records = json.loads((out / "train.json").read_text()) + json.loads((out / "test.json").read_text())
+    assert len(records) == 6
+    mos = pd.DataFrame(rows).groupby("item")["vote"].mean()
+    for record in records:
+        assert record["gt_score"] == mos[record["image"]]
+    result = run("convert", "--study", "conv", "--subject-model", "mle_co", "--out", str(tmp_path / "mle.json"), "--db", db)
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((tmp_path / "mle.json").read_text())) == 6
+    assert run("convert", "--out", str(tmp_path / "x.json"), "--db", db).exit_code != 0

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from toolkit.cli.common import console
+from toolkit.cli.common import DbOption, console
 
 
 class FormatChoice(str, Enum):
@@ -46,8 +46,8 @@ def register(app: typer.Typer) -> None:
 
 
 def convert_command(
-    input: Path = typer.Argument(
-        ..., help="Rating table (CSV, TSV, Parquet or JSON): MOS per item, vote counts c1..c5, or one vote per row."
+    input: Optional[Path] = typer.Argument(
+        None, help="Rating table (CSV, TSV, Parquet or JSON): MOS per item, vote counts c1..c5, or one vote per row. Omit with --study."
     ),
     out: Path = typer.Option(..., "--out", help="Output folder (or a .json file for a single split in json format)."),
     fmt: FormatChoice = typer.Option(FormatChoice.json, "--format", help="json (Q-Align conversations), dataset (HF save_to_disk) or parquet."),
@@ -68,6 +68,9 @@ def convert_command(
     soft: SoftChoice = typer.Option(SoftChoice.auto, "--soft", help="Level distribution: vote histogram, Gaussian from MOS and SD, or one-hot."),
     soft_labels: bool = typer.Option(False, "--soft-labels", help="Add a level_probs field to each JSON record."),
     prefix: str = typer.Option("", "--prefix", help="Folder put in front of every media path in the JSON (e.g. koniq)."),
+    study: Optional[str] = typer.Option(None, "--study", help="Read the votes of this study from the database instead of a file."),
+    subject_model: str = typer.Option("mos", "--subject-model", help="With --study: mos (plain mean, vote histograms) or a cleaned label: mle, mle_co, bt500, p913."),
+    db: Optional[str] = DbOption,
 ) -> None:
     """Turn human ratings into Q-Align training data (JSON, HF dataset or Parquet).
 
@@ -75,11 +78,25 @@ def convert_command(
     media are dropped and splits keep each content group on one side.
     """
     from toolkit.convert import convert
+    from toolkit.errors import InputError
 
+    if (input is None) == (study is None):
+        raise InputError("give either a rating table or --study NAME")
+    source = input
+    if study is not None:
+        from toolkit.convert.study import study_labels
+
+        source, media_root = study_labels(study, db, subject_model)
+        images = images or media_root
+        group_by = group_by or "content_group"
+        if subject_model == "mos":
+            # plain vote means live on the nominal 1-5 scale; a subject model's scores may not
+            low = 1.0 if low is None else low
+            high = 5.0 if high is None else high
     columns = {k: v for k, v in (("path", path_col), ("mos", mos_col), ("sd", sd_col)) if v}
     with console.status("converting ..."):
         result = convert(
-            input,
+            source,
             out,
             fmt=fmt.value,
             images=images,
