@@ -345,3 +345,25 @@ def test_cli_writes_the_exact_columns(tmp_path: Path) -> None:
 
     bad = runner.invoke(app, ["score", "--model", "tiny", "--task", "beauty", "--out", str(out2), str(manifest)])
     assert bad.exit_code != 0
+
+
+def test_cli_applies_an_adapter(tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+    from toolkit.models.loading import load_backbone
+
+    # A LoRA adapter with non-zero weights (the default init would leave the model unchanged).
+    base = load_backbone("tiny").model
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=r".*language_model.*\.(q_proj|v_proj)", init_lora_weights=False)
+    get_peft_model(base, lora).save_pretrained(tmp_path / "adapter")
+    make_images(tmp_path / "imgs", 2)
+    runner = CliRunner()
+    common = ["score", "--model", "tiny", "--device", "cpu", "--no-progress"]
+    plain = runner.invoke(app, [*common, "--out", str(tmp_path / "plain.csv"), str(tmp_path / "imgs")])
+    adapted = runner.invoke(app, [*common, "--adapter", str(tmp_path / "adapter"), "--out", str(tmp_path / "lora.csv"),
+                                  str(tmp_path / "imgs")])
+    assert plain.exit_code == 0 and adapted.exit_code == 0, adapted.output
+    a, b = read_results(tmp_path / "plain.csv"), read_results(tmp_path / "lora.csv")
+    assert (b["error"] == "").all() and np.abs(probs_of(a) - probs_of(b)).max() > 1e-4
