@@ -1,0 +1,114 @@
+"""Training throughput (samples/s) of the fine-tuning loop on randomly initialised models.
+
+    python bench/train_throughput.py                      # tiny + mid-size, CPU, full and LoRA
+    python bench/train_throughput.py --models tiny --threads 1 2
+    python bench/train_throughput.py --device cuda --dtype bf16 --models mid
+
+Each configuration trains for ``--steps`` optimizer steps on random images with Q-Align
+conversations (loading and saving excluded from the timing; the first ``--warmup`` steps are
+dropped). Timings on shared machines vary 2-3x from run to run: compare figures from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from toolkit.levels import level_word
+from toolkit.models.tiny import build_tiny_model
+from toolkit.training import TrainConfig, TrainProgress, train
+
+SIZES = {
+    # name: build_tiny_model arguments
+    "tiny": {},
+    "mid": dict(image_size=224, patch_size=16, vision_hidden=256, vision_layers=4, text_hidden=512, text_layers=4, heads=8),
+}
+
+
+def write_data(folder: Path, n: int, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(n):
+        value = int(rng.integers(1, 6))
+        name = f"img/{i}.png"
+        Image.fromarray(rng.integers(0, 256, (256, 320, 3), dtype=np.uint8)).save(folder / name)
+        records.append({
+            "id": name, "image": name,
+            "conversations": [{"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"},
+                              {"from": "gpt", "value": f"The quality of the image is {level_word(value)}."}],
+        })  # fmt: skip
+    path = folder / "train.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+def measure(model_dir: Path, data: Path, out: Path, args: argparse.Namespace, mode: str, threads: int | None) -> dict:
+    times: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick(p: TrainProgress) -> None:
+        now = time.perf_counter()
+        times.append(now - last[0])
+        last[0] = now
+
+    config = TrainConfig(
+        model=str(model_dir), data=str(data), out=str(out), mode=mode, lr=1e-3, max_steps=args.steps,
+        batch_size=args.batch_size, device=args.device, dtype=args.dtype, cpu_threads=threads,
+    )  # fmt: skip
+    result = train(config, progress=tick)
+    steady = times[args.warmup :] or times
+    sec_per_step = float(np.median(steady))
+    return {
+        "mode": mode,
+        "threads": threads or "default",
+        "trainable": result.trainable_parameters,
+        "params": result.total_parameters,
+        "sec_per_step": sec_per_step,
+        "samples_per_s": args.batch_size / sec_per_step,
+        "overall_samples_per_s": result.samples_per_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", default=["tiny", "mid"], choices=sorted(SIZES))
+    parser.add_argument("--modes", nargs="+", default=["full", "lora"], choices=["full", "lora"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[0], help="CPU threads; 0 = torch default")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        data = write_data(root / "data", max(args.batch_size * 4, 32))
+        for name in args.models:
+            model_dir = build_tiny_model(root / name, **SIZES[name])
+            for mode in args.modes:
+                for threads in args.threads:
+                    row = {"model": name, **measure(model_dir, data, root / f"out-{name}-{mode}", args, mode, threads or None)}
+                    rows.append(row)
+                    print(
+                        f"{name:5s} {mode:4s} threads={row['threads']!s:7s} params={row['params'] / 1e6:6.2f}M "
+                        f"trainable={row['trainable'] / 1e6:6.3f}M  {row['sec_per_step'] * 1e3:8.1f} ms/step  "
+                        f"{row['samples_per_s']:8.1f} samples/s (batch {args.batch_size}, {args.device}, {args.dtype})",
+                        flush=True,
+                    )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Fine-tuning v1 on the tiny model: data reading, settings, learning, saving and reloading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from toolkit.errors import InputError
+from toolkit.levels import level_word
+from toolkit.models.loading import load_backbone
+from toolkit.models.tiny import build_tiny_model
+from toolkit.training import TrainConfig, TrainResult, load_training_data, read_record, train
+from toolkit.training.schedule import warmup_cosine, warmup_steps_for
+
+QUESTION = "How would you rate the quality of this image?\n<|image|>"
+
+
+def toy_image(value: int, rng: np.random.Generator, size: int = 32, grid: int = 4) -> Image.Image:
+    """A high-contrast checkerboard in a random colour with (5 - value) / 4 of its cells flattened.
+
+    Visible to a model trained from scratch in a few dozen steps, because each flat cell is
+    one whole 8-pixel patch of the tiny model.
+    """
+    yy, xx = np.mgrid[0:size, 0:size]
+    colour = rng.integers(60, 200, 3).astype(np.float32)
+    arr = colour + 50.0 * np.where((yy // 2 + xx // 2) % 2 == 0, 1.0, -1.0)[..., None]
+    cell = size // grid
+    for c in rng.permutation(grid * grid)[: round((5 - value) / 4 * grid * grid)]:
+        r, q = divmod(int(c), grid)
+        block = arr[r * cell : (r + 1) * cell, q * cell : (q + 1) * cell]
+        block[...] = block.reshape(-1, 3).mean(axis=0)
+    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+
+
+def write_toy(folder: Path, name: str, n: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    (folder / "img").mkdir(parents=True, exist_ok=True)
+    records = []
+    for i in range(n):
+        value = int(rng.integers(1, 6))
+        rel = f"img/{name}_{i}.png"
+        toy_image(value, rng).save(folder / rel)
+        records.append({
+            "id": rel, "image": rel, "gt_score": value,
+            "conversations": [{"from": "human", "value": QUESTION},
+                              {"from": "gpt", "value": f"The quality of the image is {level_word(value)}."}],
+        })  # fmt: skip
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(records))
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("toy")
+    return {
+        "root": root,
+        "model": build_tiny_model(root / "tiny", seed=0),
+        "train": write_toy(root, "train", 256, seed=1),
+        "heldout": write_toy(root, "heldout", 48, seed=2),
+    }
+
+
+def _config(toy: dict[str, Path], out: Path, **kw: object) -> TrainConfig:
+    values: dict[str, object] = dict(
+        model=str(toy["model"]), data=str(toy["train"]), out=str(out), device="cpu", cpu_threads=1, batch_size=8
+    )
+    values.update(kw)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def full_run(toy: dict[str, Path]) -> TrainResult:
+    out = toy["root"] / "full"
+    # Settings checked over several seeds: held-out SRCC goes from about 0.46 to 0.84-0.94.
+    return train(_config(toy, out, mode="full", lr=2e-3, max_steps=80, batch_size=16,
+                         eval_data=str(toy["heldout"]), eval_every=40))  # fmt: skip
+
+
+def _scoring_logits(backbone, images: list[Image.Image]) -> torch.Tensor:
+    with torch.no_grad():
+        return backbone.level_logits(backbone.scoring_batch([[im] for im in images], "quality", "image"))
+
+
+def _heldout_images(toy: dict[str, Path], n: int = 6) -> list[Image.Image]:
+    records = json.loads(toy["heldout"].read_text())[:n]
+    return [Image.open(toy["root"] / r["image"]).convert("RGB") for r in records]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_schedule_warms_up_then_decays_to_zero() -> None:
+    total, warm = 100, warmup_steps_for(100, 0.03)
+    assert warm == 3
+    lrs = [warmup_cosine(s, total, warm) for s in range(total)]
+    assert lrs[0] == pytest.approx(1 / 3) and lrs[2] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+    assert lrs[-1] < 0.01 and warmup_cosine(total, total, warm) == pytest.approx(0.0)
+
+
+def test_config_checks_and_files(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="mode"):
+        TrainConfig(mode="half")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="batch_size"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(InputError, match="unknown loss"):
+        TrainConfig(loss="mse")  # type: ignore[arg-type]
+    assert TrainConfig(mode="full").learning_rate == 2e-5 and TrainConfig().learning_rate == 2e-4
+    (tmp_path / "c.yaml").write_text("mode: full\nlr: 0.001\nbatch_size: 4\n")
+    cfg = TrainConfig.from_file(tmp_path / "c.yaml", batch_size=2, lr=None)
+    assert (cfg.mode, cfg.lr, cfg.batch_size) == ("full", 0.001, 2)
+    (tmp_path / "c.json").write_text(json.dumps({"epochs": 2, "bogus": 1}))
+    with pytest.raises(InputError, match="bogus"):
+        TrainConfig.from_file(tmp_path / "c.json")
+
+
+# --------------------------------------------------------------------------- data
+
+
+def test_conversation_json_becomes_training_examples(toy: dict[str, Path], tmp_path: Path) -> None:
+    frames = [toy["root"] / "img/train_0.png", toy["root"] / "img/train_1.png"]
+    records = [
+        {"id": "a", "image": "img/train_0.png", "gt_score": "3.5",
+         "conversations": [{"from": "human", "value": QUESTION}, {"from": "gpt", "value": "The quality of the image is fair."}],
+         "level_probs": [0.1, 0.2, 0.4, 0.2, 0.1]},
+        {"id": "v", "image": [str(f) for f in frames],
+         "conversations": [{"from": "human", "value": "Rate the quality of this video.\n<|image|>"},
+                           {"from": "gpt", "value": "The quality of the video is poor."}]},
+    ]  # fmt: skip
+    path = tmp_path / "conv.json"
+    path.write_text(json.dumps(records))
+    data = load_training_data(path, images=toy["root"])
+    assert len(data) == 2
+    a, v = data[0], data[1]
+    assert a.kind == "image" and len(a.frames) == 1 and a.frames[0].mode == "RGB"
+    assert a.answer == "The quality of the image is fair." and a.meta["gt_score"] == 3.5
+    assert list(a.level_distribution) == [0.1, 0.2, 0.4, 0.2, 0.1]
+    assert v.kind == "video" and len(v.frames) == 2 and v.meta["level"] == 2
+    assert data.targets() == [3.5, 2]
+
+
+def test_conversation_json_errors_name_the_problem(toy: dict[str, Path], tmp_path: Path) -> None:
+    good = json.loads(toy["heldout"].read_text())[:2]
+    path = tmp_path / "conv.json"
+
+    path.write_text(json.dumps([good[0], {**good[1], "image": "img/nowhere.png"}]))
+    with pytest.raises(InputError, match="nowhere.png"):
+        load_training_data(path, images=toy["root"])
+
+    path.write_text(json.dumps([good[0], {**good[1], "conversations": [{"from": "human", "value": "hi"}]}]))
+    with pytest.raises(InputError, match=r"record 1 .*'gpt'"):
+        load_training_data(path, images=toy["root"])
+
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    path.write_text(json.dumps([{**good[0], "image": "img/broken.png"}]))
+    data = load_training_data(path)  # exists: found at access, not at load
+    with pytest.raises(InputError, match="broken.png"):
+        data[0]
+
+
+def test_saved_hf_dataset_becomes_training_examples(toy: dict[str, Path], tmp_path: Path) -> None:
+    import datasets as hf
+
+    files = [str(toy["root"] / f"img/heldout_{i}.png") for i in range(3)]
+    ds = hf.Dataset.from_dict(
+        {"image": files, "question": ["Rate the quality of this image."] * 3,
+         "answer": [f"The quality of the image is {w}." for w in ("good", "bad", "fair")],
+         "level_probs": [[0.0, 1.0, 0.0, 0.0, 0.0]] * 3, "mos": [4.0, 1.0, 3.0]},
+        features=hf.Features({"image": hf.Image(), "question": hf.Value("string"), "answer": hf.Value("string"),
+                              "level_probs": hf.List(hf.Value("float64"), length=5), "mos": hf.Value("float64")}),
+    )  # fmt: skip
+    hf.DatasetDict({"train": ds, "test": ds.select([0])}).save_to_disk(str(tmp_path / "ds"))
+    data = load_training_data(tmp_path / "ds")
+    assert len(data) == 3 and data.targets() == [4.0, 1.0, 3.0]
+    ex = data[1]
+    assert ex.answer.endswith("bad.") and ex.frames[0].size == (32, 32) and ex.frames[0].mode == "RGB"
+    assert list(ex.level_distribution) == [0.0, 1.0, 0.0, 0.0, 0.0]
+    assert len(load_training_data(tmp_path / "ds", split="test")) == 1
+    with pytest.raises(InputError, match="no split 'dev'"):
+        load_training_data(tmp_path / "ds", split="dev")
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_full_training_learns_the_toy_task(full_run: TrainResult) -> None:
+    assert full_run.steps == 80 and len(full_run.losses) == 80
+    assert full_run.trainable_parameters == full_run.total_parameters
+    assert np.mean(full_run.losses[:5]) > 5.0  # random init: about ln(vocabulary)
+    assert full_run.final_loss < 1.0
+    before, after = full_run.heldout[0], full_run.heldout[-1]
+    assert [h.step for h in full_run.heldout] == [0, 40, 80]
+    assert after.loss < before.loss / 5
+    # Ranking of unseen images by the Q-Align score: chance before, clearly learned after.
+    assert after.srcc is not None and after.srcc > 0.7
+    assert after.srcc > (before.srcc or 0.0) + 0.2
+    assert full_run.samples == 80 * 16 and full_run.samples_per_s > 0
+
+
+def test_full_model_saves_and_reloads(full_run: TrainResult, toy: dict[str, Path]) -> None:
+    out = full_run.output_dir
+    assert (out / "config.json").is_file() and (out / "chat_template.jinja").is_file()
+    record = read_record(out)
+    assert record["config"]["mode"] == "full" and record["result"]["steps"] == 80
+    assert len(record["result"]["losses"]) == 80 and record["result"]["heldout"][-1]["step"] == 80
+    images = _heldout_images(toy)
+    reloaded = load_backbone(out)
+    torch.testing.assert_close(_scoring_logits(reloaded, images), _scoring_logits(full_run.backbone, images), atol=1e-5, rtol=0)
+    base = load_backbone(toy["model"])
+    assert (_scoring_logits(base, images) - _scoring_logits(reloaded, images)).abs().max() > 0.1
+
+
+def test_lora_adapter_saves_and_reloads(full_run: TrainResult, toy: dict[str, Path]) -> None:
+    # LoRA on top of the fine-tuned model (the realistic case: adapters on a pretrained model).
+    out = toy["root"] / "lora"
+    result = train(_config(toy, out, model=str(full_run.output_dir), mode="lora", lr=5e-2, max_steps=6,
+                           lora_r=4, lora_alpha=8, lora_dropout=0.0, trainable_modules=["multi_modal_projector"]))  # fmt: skip
+    assert 0 < result.trainable_parameters < result.total_parameters / 5
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    assert not (out / "model.safetensors").exists()  # only the adapter is saved
+    assert read_record(out)["config"]["mode"] == "lora"
+    images = _heldout_images(toy)
+    trained = _scoring_logits(result.backbone, images)
+    with_adapter = load_backbone(full_run.output_dir, adapter=out)
+    torch.testing.assert_close(_scoring_logits(with_adapter, images), trained, atol=1e-5, rtol=0)
+    merged = load_backbone(full_run.output_dir, adapter=out, merge=True)
+    assert not hasattr(merged.model, "peft_config")
+    torch.testing.assert_close(_scoring_logits(merged, images), trained, atol=1e-4, rtol=0)
+    base = _scoring_logits(load_backbone(full_run.output_dir), images)
+    assert (base - trained).abs().max() > 1e-3  # the adapter changed the model
+
+
+def test_training_is_deterministic_for_a_seed(toy: dict[str, Path]) -> None:
+    runs = [train(_config(toy, toy["root"] / f"det{i}", mode="full", lr=1e-3, max_steps=3, seed=seed))
+            for i, seed in enumerate((5, 5, 6))]  # fmt: skip
+    assert runs[0].losses == runs[1].losses
+    assert runs[0].losses != runs[2].losses
+    a, b = runs[:2]
+    for (na, pa), (nb, pb) in zip(a.backbone.model.named_parameters(), b.backbone.model.named_parameters()):
+        assert na == nb and torch.equal(pa, pb), na
+
+
+def test_refuses_to_overwrite_a_foreign_folder(toy: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not empty"):
+        train(_config(toy, tmp_path, max_steps=1))
+    assert (tmp_path / "precious.txt").read_text() == "keep me"

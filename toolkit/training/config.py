@@ -1,0 +1,128 @@
+"""The settings of one fine-tuning run, readable from JSON or YAML and recorded with the output."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from toolkit.errors import InputError
+
+Mode = Literal["lora", "full"]
+LossName = Literal["ce"]
+
+DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|v_proj)"
+"""Query and value projections of the language model only. A plain ``["q_proj", "v_proj"]``
+would also match the attention layers of LLaVA-style vision towers."""
+
+DEFAULT_LR = {"lora": 2e-4, "full": 2e-5}
+"""The reference recipes' learning rates (Q-Align LoRA and full fine-tuning)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a run; ``train(config)`` needs nothing else."""
+
+    model: str = "tiny"  # "tiny", a checkpoint folder, or a OneAlign folder
+    data: str = ""  # conversation JSON or a save_to_disk dataset folder
+    out: str = "qalign-finetuned"  # adapter folder (lora) or model folder (full)
+    images: str | None = None  # folder that relative media paths are resolved against
+    split: str = "train"  # split of a saved DatasetDict
+    mode: Mode = "lora"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list[str] = DEFAULT_LORA_TARGETS  # regex or list of module names
+    trainable_modules: list[str] = field(default_factory=list)  # fully trained beside LoRA, e.g. a projector
+    lr: float | None = None  # None: the mode's reference default (DEFAULT_LR)
+    epochs: float = 3.0
+    max_steps: int | None = None  # optimizer steps; overrides epochs
+    batch_size: int = 8  # per device, per micro-step
+    grad_accum: int = 1
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    dtype: str = "float32"  # float32, bf16 or fp16 (mixed precision; master weights stay float32)
+    device: str = "auto"  # auto, cpu, cuda, mps
+    loss: LossName = "ce"
+    eval_data: str | None = None  # held-out conversation file or dataset folder
+    eval_images: str | None = None
+    eval_every: int = 0  # optimizer steps between evaluations; 0: only before and after training
+    eval_batch_size: int = 16
+    max_frames: int | None = None  # cap on frames decoded per video file
+    log_every: int = 1
+    cpu_threads: int | None = None  # torch CPU threads during the run; None keeps torch's default.
+    # Small models on a busy machine train several times faster with 1 thread than with many.
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.lr) if self.lr is not None else DEFAULT_LR[self.mode]
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming the first setting that cannot work."""
+        if self.mode not in ("lora", "full"):
+            raise InputError(f"mode must be 'lora' or 'full', got {self.mode!r}")
+        if self.loss != "ce":
+            raise InputError(f"unknown loss {self.loss!r}; available: ce")
+        positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "lora_r": self.lora_r,
+                    "eval_batch_size": self.eval_batch_size, "log_every": self.log_every}  # fmt: skip
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
+        if self.cpu_threads is not None and (not isinstance(self.cpu_threads, int) or self.cpu_threads < 1):
+            raise InputError(f"cpu_threads must be a positive integer, got {self.cpu_threads!r}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise InputError(f"max_steps must be at least 1, got {self.max_steps}")
+        if self.max_steps is None and not self.epochs > 0:
+            raise InputError(f"epochs must be positive, got {self.epochs}")
+        if self.lr is not None and not self.lr > 0:
+            raise InputError(f"lr must be positive, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise InputError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0 <= self.lora_dropout < 1:
+            raise InputError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.eval_every < 0:
+            raise InputError(f"eval_every must be 0 or more, got {self.eval_every}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InputError(f"unknown training setting(s): {', '.join(unknown)}")
+        return cls(**values)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+        """Read a ``.json`` or ``.yaml``/``.yml`` file; ``overrides`` (not None) win over it."""
+        values = read_config_file(path)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(values)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read config file {p}: {exc}") from None
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as exc:  # json.JSONDecodeError or yaml.YAMLError
+        raise InputError(f"config file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}") from None
+    if not isinstance(values, dict):
+        raise InputError(f"config file {p} must hold a mapping of settings")
+    return values

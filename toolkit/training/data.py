@@ -1,0 +1,263 @@
+"""Training data: Q-Align conversation JSON or a saved Hugging Face dataset, as ``TrainingExample`` s.
+
+Records are parsed and checked up front (a malformed record or a missing file fails before any
+training starts, naming the record); images are decoded lazily, one batch at a time, so a large
+data set never has to fit in memory.
+
+Conversation JSON (the reference format)::
+
+    {"id": "...", "image": "koniq/1.jpg" | "clips/a.mp4" | ["f/1.png", "f/2.png"],
+     "conversations": [{"from": "human", "value": "...?\\n<|image|>"},
+                       {"from": "gpt", "value": "The quality of the image is good."}],
+     "gt_score": 77.38, "level_probs": [..5 floats, excellent first..]}
+
+A dataset folder written with ``save_to_disk`` has an ``image`` (``Image`` feature), ``frames``
+(list of ``Image``) or ``video`` (file path) column, ``question``/``answer`` or ``conversations``,
+and optionally ``level_probs`` and ``mos``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from toolkit.errors import InputError
+from toolkit.levels import LEVELS, level_value
+from toolkit.models.base import InputKind, TrainingExample
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+_LEVEL_WORD = re.compile(r"\b(" + "|".join(LEVELS) + r")\b", re.IGNORECASE)
+
+
+def answer_level(answer: str) -> int | None:
+    """Level value (5..1) of the level word in an answer, or None if it names none."""
+    m = _LEVEL_WORD.search(answer)
+    return level_value(m.group(1)) if m else None
+
+
+@dataclass
+class _Record:
+    """One parsed record; ``media`` is resolved to absolute paths (or dataset row indices)."""
+
+    id: str
+    media: str | list[str] | None
+    question: str
+    answer: str
+    kind: InputKind
+    level_probs: list[float] | None
+    gt_score: float | None
+
+
+class TrainingData(Sequence[TrainingExample]):
+    """A sequence of training examples whose frames are opened on access."""
+
+    def __init__(self, records: list[_Record], source: str, max_frames: int | None = None,
+                 dataset: Any = None, media_column: str | None = None, root: Path | None = None) -> None:  # fmt: skip
+        self.records = records
+        self.source = source
+        self.max_frames = max_frames
+        self._dataset = dataset
+        self._media_column = media_column
+        self._root = root
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> TrainingExample:  # type: ignore[override]
+        if isinstance(index, slice):
+            raise TypeError("TrainingData does not support slicing; index one example at a time")
+        rec = self.records[index]
+        frames = self._frames(index, rec)
+        meta: dict[str, Any] = {"id": rec.id, "source": self.source}
+        if rec.gt_score is not None:
+            meta["gt_score"] = rec.gt_score
+        level = answer_level(rec.answer)
+        if level is not None:
+            meta["level"] = level
+        return TrainingExample(
+            frames=frames, question=rec.question, answer=rec.answer, kind=rec.kind,
+            level_distribution=rec.level_probs, meta=meta,
+        )  # fmt: skip
+
+    def targets(self) -> list[float | None]:
+        """What an evaluation ranks against: ``gt_score`` where given, else the answer's level."""
+        return [r.gt_score if r.gt_score is not None else answer_level(r.answer) for r in self.records]
+
+    def _frames(self, index: int, rec: _Record) -> list["Image.Image"]:
+        from toolkit.media import open_image
+
+        if self._dataset is not None:
+            try:
+                value = self._dataset[index][self._media_column]
+            except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for undecodable bytes
+                raise InputError(f"{self.source}, row {index} (id {rec.id!r}): cannot decode its image: {exc}") from None
+            return _dataset_frames(value, rec, self.max_frames, self._root)
+        if isinstance(rec.media, list):
+            return [open_image(p) for p in rec.media]
+        assert rec.media is not None
+        if rec.kind == "video":
+            from toolkit.media import load_video_frames
+
+            return list(load_video_frames(rec.media, max_frames=self.max_frames).frames)
+        return [open_image(rec.media)]
+
+
+def load_training_data(
+    path: str | os.PathLike[str],
+    images: str | os.PathLike[str] | None = None,
+    split: str = "train",
+    max_frames: int | None = None,
+) -> TrainingData:
+    """Read a conversation JSON file or a ``save_to_disk`` dataset folder.
+
+    ``images`` is the folder that relative media paths in a JSON file are resolved against
+    (default: the JSON file's folder). ``split`` picks one split of a saved ``DatasetDict``.
+    ``max_frames`` caps the frames decoded from a video file (uniform subsample).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"training data {p} does not exist")
+    if p.is_dir():
+        return _load_dataset(p, split, max_frames, Path(images) if images is not None else None)
+    return _load_json(p, Path(images) if images is not None else p.parent, max_frames)
+
+
+# --------------------------------------------------------------------------- conversation JSON
+
+
+def _load_json(path: Path, root: Path, max_frames: int | None) -> TrainingData:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read conversation file {path}: {exc}") from None
+    if not isinstance(data, list) or not data:
+        raise InputError(f"{path}: expected a non-empty JSON list of records")
+    records, missing = [], []
+    for i, raw in enumerate(data):
+        where = f"{path}, record {i}"
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: a record must be an object, got {type(raw).__name__}")
+        rid = str(raw.get("id", i))
+        where = f"{path}, record {i} (id {rid!r})"
+        question, answer = _turns(raw.get("conversations"), where)
+        media_value = raw.get("image", raw.get("img_path", raw.get("video")))
+        media, kind = _media(media_value, root, where)
+        for f in media if isinstance(media, list) else [media]:
+            if not os.path.exists(f):
+                missing.append(f"{f} ({where})")
+        records.append(_Record(rid, media, question, answer, kind, _probs(raw.get("level_probs"), where),
+                               _score(raw.get("gt_score"), where)))  # fmt: skip
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise InputError(f"media file not found: {missing[0]}{more}; check --images (now {root})")
+    return TrainingData(records, str(path), max_frames)
+
+
+def _turns(conv: Any, where: str) -> tuple[str, str]:
+    if not isinstance(conv, list) or not conv:
+        raise InputError(f"{where}: 'conversations' must be a list of turns")
+    human = next((t for t in conv if isinstance(t, dict) and t.get("from") == "human"), None)
+    gpt = next((t for t in conv if isinstance(t, dict) and t.get("from") == "gpt"), None)
+    if human is None or gpt is None:
+        raise InputError(f"{where}: needs one turn from 'human' and one from 'gpt'")
+    q, a = human.get("value"), gpt.get("value")
+    if not isinstance(q, str) or not isinstance(a, str) or not a.strip():
+        raise InputError(f"{where}: turn values must be non-empty strings")
+    return q, a.strip()
+
+
+def _media(value: Any, root: Path, where: str) -> tuple[str | list[str], InputKind]:
+    if isinstance(value, str) and value:
+        p = str(root / value)
+        from toolkit.media import is_video_path
+
+        return p, ("video" if is_video_path(p) else "image")
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return [str(root / v) for v in value], "video"
+    raise InputError(f"{where}: 'image' must be a path or a non-empty list of frame paths, got {value!r}")
+
+
+def _probs(value: Any, where: str) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        probs = [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: level_probs must be five numbers, got {value!r}") from None
+    if len(probs) != 5 or min(probs) < 0 or abs(sum(probs) - 1) > 1e-3:
+        raise InputError(f"{where}: level_probs must be five non-negative numbers summing to 1, got {value!r}")
+    return probs
+
+
+def _score(value: Any, where: str) -> float | None:
+    # Files in the wild store gt_score as a number or as a string.
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: gt_score {value!r} is not a number") from None
+
+
+# --------------------------------------------------------------------------- HF datasets
+
+
+def _load_dataset(folder: Path, split: str, max_frames: int | None, root: Path | None) -> TrainingData:
+    import datasets as hf
+
+    try:
+        ds = hf.load_from_disk(str(folder))
+    except (FileNotFoundError, ValueError) as exc:
+        raise InputError(f"{folder} is not a dataset saved with save_to_disk: {exc}") from None
+    if isinstance(ds, hf.DatasetDict):
+        if split not in ds:
+            raise InputError(f"{folder} has no split {split!r}; it has {', '.join(ds)}")
+        ds = ds[split]
+    if len(ds) == 0:
+        raise InputError(f"{folder} (split {split!r}) has no rows")
+    cols = set(ds.column_names)
+    media_column = next((c for c in ("image", "frames", "video") if c in cols), None)
+    if media_column is None:
+        raise InputError(f"{folder}: needs an 'image', 'frames' or 'video' column; it has {sorted(cols)}")
+    kind: InputKind = "image" if media_column == "image" else "video"
+    text = ds.select_columns([c for c in ("question", "answer", "conversations", "id", "path") if c in cols])
+    rows = text.to_dict()
+    n = len(ds)
+    if "question" in rows and "answer" in rows:
+        qa = list(zip(rows["question"], rows["answer"]))
+    elif "conversations" in rows:
+        qa = [_turns(c, f"{folder}, row {i}") for i, c in enumerate(rows["conversations"])]
+    else:
+        raise InputError(f"{folder}: needs 'question' and 'answer' columns, or 'conversations'")
+    ids = rows.get("id") or rows.get("path") or [str(i) for i in range(n)]
+    probs = list(ds["level_probs"]) if "level_probs" in cols else [None] * n
+    scores = list(ds["mos"]) if "mos" in cols else [None] * n
+    records = []
+    for i in range(n):
+        q, a = qa[i]
+        where = f"{folder}, row {i}"
+        if not isinstance(a, str) or not a.strip():
+            raise InputError(f"{where}: empty answer")
+        records.append(_Record(str(ids[i]), None, q, a.strip(), kind, _probs(probs[i], where), _score(scores[i], where)))
+    return TrainingData(records, str(folder), max_frames, dataset=ds, media_column=media_column, root=root)
+
+
+def _dataset_frames(value: Any, rec: _Record, max_frames: int | None, root: Path | None) -> list["Image.Image"]:
+    from PIL import Image
+
+    if isinstance(value, Image.Image):
+        return [value.convert("RGB")]
+    if isinstance(value, list) and value and all(isinstance(v, Image.Image) for v in value):
+        return [v.convert("RGB") for v in value]
+    if isinstance(value, str):  # a video file, relative to the media folder when not absolute
+        from toolkit.media import load_video_frames
+
+        path = Path(value) if root is None else root / value
+        return list(load_video_frames(path, max_frames=max_frames).frames)
+    raise InputError(f"row {rec.id!r}: cannot read its media ({type(value).__name__})")
