@@ -28,6 +28,7 @@ COMMAND_MODULES: list[str] = [
     "eval",
     "ui",
     "analyze",
+    "train",
 ]
 
 for _name in COMMAND_MODULES:
