@@ -150,6 +150,8 @@ class Scorer:
         previous: list[pd.DataFrame] = []
         if out is not None:
             out = Path(out)
+            if out.is_dir():
+                raise InputError(f"output {out} is a folder; give a CSV file path")
             previous = [read_results(out)] + [read_results(p) for p in existing_parts(out)]
             with_gt = with_gt or any("gt_score" in p.columns for p in previous)
         done = merge_results(previous, []) if previous else empty_results()
