@@ -36,11 +36,15 @@ HERE = Path(__file__).resolve().parent
 SUREAL_NAMES = {"mle_co": "MLE_CO", "mle": "MLE"}
 
 
-def run_toolkit(frame: pd.DataFrame, model: str, solver: str) -> tuple[float, object]:
-    start = time.perf_counter()
-    votes = prepare_votes(frame, content_col="content")
-    result = fit_mle(votes, content_ambiguity=model == "mle", solver=solver)  # type: ignore[arg-type]
-    return time.perf_counter() - start, result
+def run_toolkit(frame: pd.DataFrame, model: str, solver: str, repeat: int) -> tuple[float, object]:
+    """Median wall time of ``repeat`` runs (coding the votes plus the fit) and the last result."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        votes = prepare_votes(frame, content_col="content")
+        result = fit_mle(votes, content_ambiguity=model == "mle", solver=solver)  # type: ignore[arg-type]
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)), result
 
 
 def run_sureal(csv: Path, models: list[str], python: str | None, workdir: Path) -> dict | None:
@@ -77,6 +81,7 @@ def main() -> None:
     parser.add_argument("--sureal-python", default=os.environ.get("SUREAL_PYTHON"),
                         help="a Python with sureal==0.9.0 (when sureal is not importable here)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the CSV and sureal's JSON go")
+    parser.add_argument("--repeat", type=int, default=3, help="toolkit runs per model (the median is reported)")
     args = parser.parse_args()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
 
@@ -86,23 +91,25 @@ def main() -> None:
     csv = workdir / "votes.csv"
     study.votes.to_csv(csv, index=False)
     frame = pd.read_csv(csv)  # both sides read the same file
+    print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (timings are wall clock)")
     print(f"study: {args.items} items x {args.raters} raters, {len(frame)} votes "
           f"({len(frame) / args.items:.0f} per item, {len(frame) / args.raters:.0f} per rater), "
           f"{args.contents} contents; data in {workdir}")
 
     ours: dict[str, tuple[float, object]] = {}
     for model in models:
-        ours[model] = run_toolkit(frame, model, "auto")
+        ours[model] = run_toolkit(frame, model, "auto", args.repeat)
         print(f"toolkit {model:7s} (auto solver):   {ours[model][0]:8.2f} s, {ours[model][1].iterations} iterations")
     if "mle_co" in models:
-        seconds, damped = run_toolkit(frame, "mle_co", "sureal")
+        seconds, damped = run_toolkit(frame, "mle_co", "sureal", args.repeat)
         print(f"toolkit mle_co  (sureal solver): {seconds:8.2f} s, {damped.iterations} iterations")
 
     reference = run_sureal(csv, models, args.sureal_python, workdir)
     if reference is None:
         print("sureal: not importable and no --sureal-python / SUREAL_PYTHON given; no comparison")
         return
-    print(f"sureal 0.9.0 subprocess wall time (loading, all models): {reference['wall']:.1f} s")
+    print(f"sureal 0.9.0 subprocess wall time (loading, all models): {reference['wall']:.1f} s; "
+          f"load average now {os.getloadavg()[0]:.1f}")
     header = f"{'model':7s} {'toolkit s':>10s} {'sureal s':>9s} {'ratio':>7s} {'iter':>11s}  max |difference|"
     print(header)
     print("-" * (len(header) + 50))
