@@ -61,7 +61,7 @@ def measure(model_dir: Path, data: Path, out: Path, args: argparse.Namespace, mo
 
     config = TrainConfig(
         model=str(model_dir), data=str(data), out=str(out), mode=mode, lr=1e-3, max_steps=args.steps,
-        batch_size=args.batch_size, device=args.device, dtype=args.dtype, cpu_threads=threads,
+        batch_size=args.batch_size, device=args.device, dtype=args.dtype, cpu_threads=threads, num_workers=args.workers,
     )  # fmt: skip
     result = train(config, progress=tick)
     steady = times[args.warmup :] or times
@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -103,7 +104,7 @@ def main() -> None:
                     print(
                         f"{name:5s} {mode:4s} threads={row['threads']!s:7s} params={row['params'] / 1e6:6.2f}M "
                         f"trainable={row['trainable'] / 1e6:6.3f}M  {row['sec_per_step'] * 1e3:8.1f} ms/step  "
-                        f"{row['samples_per_s']:8.1f} samples/s (batch {args.batch_size}, {args.device}, {args.dtype})",
+                        f"{row['samples_per_s']:8.1f} samples/s (batch {args.batch_size}, {args.device}, {args.dtype}, workers {args.workers})",
                         flush=True,
                     )
     if args.json:

@@ -135,7 +135,7 @@ def test_teacher_forced_level_logits_match_scoring(backbone: HFVisionLanguageBac
 
 
 def test_load_backbone_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(InputError, match="neither 'tiny' nor an existing folder"):
+    with pytest.raises(InputError, match="neither 'tiny', an existing folder nor a hub id"):
         load_backbone(tmp_path / "missing")
     with pytest.raises(InputError, match="no config.json"):
         load_backbone(tmp_path)
@@ -143,6 +143,31 @@ def test_load_backbone_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setitem(sys.modules, "toolkit.models.onealign", None)  # the port cannot be imported
     with pytest.raises(ToolkitError, match="OneAlign"):
         load_backbone(tmp_path)
+
+
+def test_tiny_resolves_to_the_cached_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QALIGN_CACHE", str(tmp_path))
+    bb = load_backbone("tiny")
+    assert isinstance(bb, HFVisionLanguageBackbone) and not bb.model.training
+    assert (tmp_path / "tiny-1" / "config.json").is_file()
+
+
+def test_hub_ids_go_through_the_hub_cache(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    asked: list[str] = []
+
+    def cached(repo_id: str) -> str:
+        asked.append(repo_id)
+        if repo_id != "someone/tiny-vlm":
+            raise huggingface_hub.errors.LocalEntryNotFoundError("not in the cache and offline")
+        return str(tiny_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", cached)
+    assert isinstance(load_backbone("someone/tiny-vlm"), HFVisionLanguageBackbone)
+    with pytest.raises(InputError, match="cannot be fetched from the Hugging Face hub"):
+        load_backbone("someone/else")
+    assert asked == ["someone/tiny-vlm", "someone/else"]
 
 
 def test_load_backbone_rejects_a_non_adapter_folder(tiny_dir: Path, tmp_path: Path) -> None:

@@ -187,6 +187,55 @@ def test_saved_hf_dataset_becomes_training_examples(toy: dict[str, Path], tmp_pa
         load_training_data(tmp_path / "ds", split="dev")
 
 
+def _write_mp4(path: Path, n_frames: int, fps: int) -> Path:
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+        for _ in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_video_file_records_decode_at_one_frame_per_second(toy: dict[str, Path], tmp_path: Path) -> None:
+    _write_mp4(tmp_path / "clip.mp4", n_frames=30, fps=10)  # 3 s: frames 0, 10, 20
+    record = {"id": "clip", "image": "clip.mp4",
+              "conversations": [{"from": "human", "value": "Rate the quality of this video.\n<|image|>"},
+                                {"from": "gpt", "value": "The quality of the video is good."}]}  # fmt: skip
+    (tmp_path / "v.json").write_text(json.dumps([record]))
+    data = load_training_data(tmp_path / "v.json")
+    ex = data[0]
+    assert ex.kind == "video" and len(ex.frames) == 3 and ex.frames[0].size == (48, 32)
+    assert len(load_training_data(tmp_path / "v.json", max_frames=2)[0].frames) == 2
+    # A video's frames are consecutive images in one prompt, and a batch trains on them.
+    backbone = load_backbone(toy["model"])
+    batch = backbone.training_batch([ex])
+    assert batch["pixel_values"].shape[0] == 3
+    assert int((batch["input_ids"] == backbone.model.config.image_token_index).sum()) == 3 * 16
+
+
+def test_saved_dataset_with_frame_lists(toy: dict[str, Path], tmp_path: Path) -> None:
+    import datasets as hf
+
+    frames = [[str(toy["root"] / f"img/heldout_{i + j}.png") for j in range(2)] for i in range(2)]
+    ds = hf.Dataset.from_dict(
+        {"frames": frames, "conversations": [[{"from": "human", "value": "Rate the quality of this video."},
+                                              {"from": "gpt", "value": "The quality of the video is poor."}]] * 2},
+        features=hf.Features({"frames": hf.List(hf.Image()),
+                              "conversations": hf.List({"from": hf.Value("string"), "value": hf.Value("string")})}),
+    )  # fmt: skip
+    ds.save_to_disk(str(tmp_path / "ds"))
+    data = load_training_data(tmp_path / "ds")
+    ex = data[1]
+    assert ex.kind == "video" and len(ex.frames) == 2 and ex.meta["level"] == 2 and ex.level_distribution is None
+
+
 # --------------------------------------------------------------------------- training
 
 
@@ -245,6 +294,12 @@ def test_training_is_deterministic_for_a_seed(toy: dict[str, Path]) -> None:
     a, b = runs[:2]
     for (na, pa), (nb, pb) in zip(a.backbone.model.named_parameters(), b.backbone.model.named_parameters()):
         assert na == nb and torch.equal(pa, pb), na
+
+
+def test_dataloader_workers_give_the_same_run(toy: dict[str, Path]) -> None:
+    runs = [train(_config(toy, toy["root"] / f"workers{n}", mode="full", lr=1e-3, max_steps=2, seed=1, num_workers=n))
+            for n in (0, 2)]  # fmt: skip
+    assert runs[0].losses == runs[1].losses
 
 
 def test_refuses_to_overwrite_a_foreign_folder(toy: dict[str, Path], tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ loaded as a Hugging Face ``AutoModelForImageTextToText`` checkpoint.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,21 +66,40 @@ def resolve_dtype(dtype: "str | torch.dtype" = "float32", device: "str | torch.d
     return getattr(torch, _DTYPES[name])
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
 def resolve_model_path(model: str | Path) -> Path:
-    """The local folder of a model: ``"tiny"`` is built on first use; anything else must exist."""
+    """The local folder of a model.
+
+    ``"tiny"`` is built on first use; an existing folder is used as is; a Hugging Face hub id
+    such as ``"q-future/one-align"`` that is not a local folder is fetched into (or read from)
+    the hub cache.
+    """
     if str(model) == "tiny":
         from toolkit.models.tiny import default_model_dir
 
         return default_model_dir()
     path = Path(model).expanduser()
+    if not path.exists() and isinstance(model, str) and _HUB_ID.match(model):
+        path = _from_hub(model)
     if not path.exists():
-        raise InputError(
-            f"model {str(model)!r} is neither 'tiny' nor an existing folder; download hub checkpoints first "
-            "(for example `huggingface-cli download q-future/one-align --local-dir one-align`)"
-        )
+        raise InputError(f"model {str(model)!r} is neither 'tiny', an existing folder nor a hub id (org/name)")
     if not (path / "config.json").is_file():
         raise InputError(f"model folder {path} has no config.json; is it a Hugging Face checkpoint?")
     return path
+
+
+def _from_hub(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=repo_id))
+    except Exception as exc:  # offline, unknown repository, gated model: one readable line
+        raise InputError(
+            f"model {repo_id!r} is not a local folder and cannot be fetched from the Hugging Face hub "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
 
 
 def model_type(path: str | Path) -> str:

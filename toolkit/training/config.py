@@ -53,6 +53,7 @@ class TrainConfig:
     eval_batch_size: int = 16
     max_frames: int | None = None  # cap on frames decoded per video file
     log_every: int = 1
+    num_workers: int = 0  # DataLoader processes that decode images and build batches (0: in the loop)
     cpu_threads: int | None = None  # torch CPU threads during the run; None keeps torch's default.
     # Small models on a busy machine train several times faster with 1 thread than with many.
 
@@ -86,6 +87,8 @@ class TrainConfig:
             raise InputError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 <= self.lora_dropout < 1:
             raise InputError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise InputError(f"num_workers must be 0 or more, got {self.num_workers!r}")
         if self.eval_every < 0:
             raise InputError(f"eval_every must be 0 or more, got {self.eval_every}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from toolkit.models.base import QAlignBackbone
 from toolkit.training.config import TrainConfig
-from toolkit.training.data import TrainingData, load_training_data
+from toolkit.training.data import load_training_data
 from toolkit.training.heldout import HeldOutResult, evaluate_heldout
 from toolkit.training.lora import count_parameters, prepare_trainable
 from toolkit.training.losses import get_loss
@@ -108,6 +109,9 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
     backbone.model = prepare_trainable(backbone.model, config)
     trainable, total = count_parameters(backbone.model)
     params = [p for p in backbone.model.parameters() if p.requires_grad]
+    if config.num_workers > 0:
+        # Forked workers must not use the tokenizer's own thread pool (it warns, then disables it).
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     optimizer = torch.optim.AdamW(_param_groups(backbone.model, config.weight_decay), lr=config.learning_rate)
     loader = torch.utils.data.DataLoader(
         data,  # type: ignore[arg-type]  # a map-style dataset of TrainingExample
@@ -115,6 +119,9 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
         shuffle=True,
         collate_fn=backbone.training_batch,
         generator=torch.Generator().manual_seed(config.seed),
+        # Image decoding and preprocessing, not the model, bound small models on a GPU.
+        num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
     )
     model, optimizer, loader = accelerator.prepare(backbone.model, optimizer, loader)
     backbone.model = accelerator.unwrap_model(model)
