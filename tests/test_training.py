@@ -18,6 +18,7 @@ from toolkit.training import TrainConfig, TrainResult, load_training_data, read_
 from toolkit.training.schedule import warmup_cosine, warmup_steps_for
 
 QUESTION = "How would you rate the quality of this image?\n<|image|>"
+ONEALIGN_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
 
 
 def toy_image(value: int, rng: np.random.Generator, size: int = 32, grid: int = 4) -> Image.Image:
@@ -284,6 +285,33 @@ def test_lora_adapter_saves_and_reloads(full_run: TrainResult, toy: dict[str, Pa
     torch.testing.assert_close(_scoring_logits(merged, images), trained, atol=1e-4, rtol=0)
     base = _scoring_logits(load_backbone(full_run.output_dir), images)
     assert (base - trained).abs().max() > 1e-3  # the adapter changed the model
+
+
+@pytest.mark.skipif(not ONEALIGN_FIXTURE.is_dir(), reason="needs ../shared/fixtures/onealign-tiny")
+def test_the_same_loop_trains_onealign(tmp_path: Path) -> None:
+    # The reference records (an image, another task, a video as frame files) through the
+    # OneAlign backbone: LoRA with the Q-Align recipe's targets, then a reload with the adapter.
+    fixture = ONEALIGN_FIXTURE
+    result = train(TrainConfig(model=str(fixture), data=str(fixture / "training_records.json"), out=str(tmp_path / "oa"),
+                               lr=1e-2, max_steps=3, batch_size=3, device="cpu", cpu_threads=1))  # fmt: skip
+    assert result.losses[-1] < result.losses[0]
+    peft_config = result.backbone.model.peft_config["default"]
+    assert "multiway" in str(peft_config.target_modules) and "visual_abstractor" in peft_config.modules_to_save
+    trainable = {n for n, p in result.backbone.model.named_parameters() if p.requires_grad}
+    assert not any("vision_model" in n for n in trainable)  # the vision encoder stays frozen
+    assert any("visual_abstractor" in n for n in trainable)
+    image = Image.open(fixture / "images" / "img0_gradient_64x64.png").convert("RGB")
+    reloaded = load_backbone(fixture, adapter=tmp_path / "oa")
+    torch.testing.assert_close(_scoring_logits(reloaded, [image]), _scoring_logits(result.backbone, [image]), atol=1e-5, rtol=0)
+
+    # Full mode: the folder holds the model plus the base's tokenizer and preprocessor files.
+    full = train(TrainConfig(model=str(fixture), data=str(fixture / "training_records.json"), out=str(tmp_path / "full"),
+                             mode="full", lr=1e-3, max_steps=1, batch_size=3, device="cpu", cpu_threads=1))  # fmt: skip
+    names = {p.name for p in (tmp_path / "full").iterdir()}
+    assert {"config.json", "tokenizer.model", "preprocessor_config.json", "qalign_train.json"} <= names
+    assert "expected.json" not in names  # only files that define the model's inputs are copied
+    reloaded = load_backbone(tmp_path / "full")
+    torch.testing.assert_close(_scoring_logits(reloaded, [image]), _scoring_logits(full.backbone, [image]), atol=1e-5, rtol=0)
 
 
 def test_training_is_deterministic_for_a_seed(toy: dict[str, Path]) -> None:

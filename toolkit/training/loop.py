@@ -23,7 +23,7 @@ from toolkit.training.data import load_training_data
 from toolkit.training.heldout import HeldOutResult, evaluate_heldout
 from toolkit.training.lora import count_parameters, prepare_trainable
 from toolkit.training.losses import get_loss
-from toolkit.training.output import atomic_output_dir, check_output_dir, write_record
+from toolkit.training.output import atomic_output_dir, check_output_dir, copy_auxiliary_files, write_record
 from toolkit.training.schedule import warmup_cosine, warmup_steps_for
 
 if TYPE_CHECKING:
@@ -241,9 +241,12 @@ def _save(backbone: QAlignBackbone, config: TrainConfig, result: TrainResult, ba
             # LoRA: a PEFT model saves only the adapter (and any fully trained modules).
             backbone.model.save_pretrained(tmp)
             if config.mode == "full":
-                processor = getattr(backbone, "processor", None) or getattr(backbone, "tokenizer", None)
-                if processor is not None:
+                processor = getattr(backbone, "processor", None)
+                if hasattr(processor, "save_pretrained"):
                     processor.save_pretrained(tmp)
+                # Tokenizer and preprocessing files the backbone cannot write itself (OneAlign's
+                # processor, for one) come unchanged from the base model folder.
+                copy_auxiliary_files(base_path, tmp)
             write_record(tmp, record)
     finally:
         if bars:

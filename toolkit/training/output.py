@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -44,6 +45,25 @@ def atomic_output_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# Files that describe how text and images are turned into inputs (and remote code named by
+# ``auto_map``); weights, configs and anything else in the folder are not copied.
+_AUXILIARY_FILES = re.compile(
+    r"^(tokenizer.*|special_tokens_map\.json|added_tokens\.json|vocab\..*|merges\.txt|.*\.tiktoken|.*\.model"
+    r"|preprocessor_config\.json|processor_config\.json|chat_template.*|[\w-]+\.py)$"
+)
+
+
+def copy_auxiliary_files(base: Path, folder: Path) -> list[str]:
+    """Copy the base model folder's tokenizer, preprocessor and chat-template files that
+    ``folder`` does not already have; returns their names."""
+    copied = []
+    for f in sorted(base.iterdir()):
+        if f.is_file() and _AUXILIARY_FILES.match(f.name) and not (folder / f.name).exists():
+            shutil.copy2(f, folder / f.name)
+            copied.append(f.name)
+    return copied
 
 
 def write_record(folder: Path, record: dict[str, Any]) -> None:
