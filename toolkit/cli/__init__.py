@@ -29,6 +29,7 @@ COMMAND_MODULES: list[str] = [
     "ui",
     "analyze",
     "train",
+    "demo",
 ]
 
 for _name in COMMAND_MODULES:
