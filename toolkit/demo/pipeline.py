@@ -106,6 +106,10 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     from toolkit.store.studies import ItemSpec
     from toolkit.training import TrainConfig, train
 
+    import transformers
+
+    # Loading a 1 MB model four times needs no progress bars in the demo's output.
+    transformers.utils.logging.disable_progress_bar()
     t0 = time.perf_counter()
     seconds: dict[str, float] = {}
     out = Path(config.out_dir)
