@@ -6,6 +6,8 @@ The rules (ITU-T P.910/P.913, ITU-R BT.500, the P.808 crowd kit):
 * Balanced assignment: the next test item is one with the fewest *valid* votes (raters not
   screened out) that is still below the study's target; items being shown to other raters right
   now count as half-voted so that concurrent raters spread over the items instead of piling on one.
+  An item's ``priority`` (set by ``qalign suggest --push``) comes before all that: higher-priority
+  items are served first, and the balancing applies among items of equal priority.
 * One gold item (known answer) is interleaved after every ``Study.gold_every`` test votes; the
   rater is told at once whether the answer was within tolerance.
 * A sitting holds at most ``Study.items_per_session`` votes, then the rater is asked to take a break.
@@ -213,9 +215,11 @@ def _rated_by_role(session: Session, rater: Rater) -> dict[str, int]:
     return {role: int(n) for role, n in rows}
 
 
-def _test_candidates(session: Session, rater: Rater, study: Study, now: datetime) -> tuple[np.ndarray, np.ndarray]:
-    """Ids and current load of the test items this rater may get: not yet rated by them, not
-    flagged missing, below the target. Load = valid votes + 0.5 per item on another screen."""
+def _test_candidates(
+    session: Session, rater: Rater, study: Study, now: datetime
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ids, current load and priority of the test items this rater may get: not yet rated by
+    them, not flagged missing, below the target. Load = valid votes + 0.5 per item on another screen."""
     valid_votes = (
         select(Rating.item_id.label("item_id"), func.count().label("n"))
         .join(Rater, Rating.rater_id == Rater.id)
@@ -232,7 +236,7 @@ def _test_candidates(session: Session, rater: Rater, study: Study, now: datetime
     )
     mine = select(Rating.item_id).where(Rating.rater_id == rater.id)
     rows = session.execute(
-        select(Item.id, func.coalesce(valid_votes.c.n, 0), func.coalesce(on_screen.c.n, 0))
+        select(Item.id, func.coalesce(valid_votes.c.n, 0), func.coalesce(on_screen.c.n, 0), Item.priority)
         .outerjoin(valid_votes, valid_votes.c.item_id == Item.id)
         .outerjoin(on_screen, on_screen.c.item_id == Item.id)
         .where(
@@ -244,10 +248,10 @@ def _test_candidates(session: Session, rater: Rater, study: Study, now: datetime
         )
     ).all()
     if not rows:
-        return np.empty(0, dtype=np.int64), np.empty(0)
+        return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
     table = np.asarray(rows, dtype=float)
     load = table[:, 1] + 0.5 * np.minimum(table[:, 2], np.maximum(study.target_votes - table[:, 1], 0))
-    return table[:, 0].astype(np.int64), load
+    return table[:, 0].astype(np.int64), load, table[:, 3]
 
 
 def _gold_candidates(session: Session, rater: Rater, study: Study) -> np.ndarray:
@@ -260,10 +264,14 @@ def _gold_candidates(session: Session, rater: Rater, study: Study) -> np.ndarray
     return np.asarray(ids, dtype=np.int64)
 
 
-def _pick(rater: Rater, ids: np.ndarray, load: np.ndarray | None = None) -> list[int]:
-    """Candidates in serving order: least loaded first, the rater's own random order within a load."""
+def _pick(rater: Rater, ids: np.ndarray, load: np.ndarray | None = None, priority: np.ndarray | None = None) -> list[int]:
+    """Candidates in serving order: highest priority first, then least loaded, then the rater's
+    own random order."""
     keys = order_keys(rater, ids)
-    order = np.lexsort((keys,) if load is None else (keys, load))
+    sort_keys: tuple[np.ndarray, ...] = (keys,) if load is None else (keys, load)
+    if priority is not None:
+        sort_keys += (-priority,)  # lexsort: the last key is the primary one
+    order = np.lexsort(sort_keys)
     return [int(i) for i in ids[order]]
 
 
@@ -280,7 +288,7 @@ def _present(study: Study, item: Item) -> Path | None:
 
 
 def _choose(
-    session: Session, rater: Rater, study: Study, rated: dict[str, int], candidates: tuple[np.ndarray, np.ndarray],
+    session: Session, rater: Rater, study: Study, rated: dict[str, int], candidates: tuple[np.ndarray, ...],
     now: datetime, skipped: list[str],
 ) -> tuple[Item, Path] | None:
     """The next item for the rater, flagging (and skipping) items whose file is gone."""
@@ -323,13 +331,13 @@ def _insert_assignment(session: Session, values: dict) -> None:
 
 def progress(
     session: Session, rater: Rater, now: datetime | None = None, sitting: RatingSession | None = None,
-    rated: dict[str, int] | None = None, candidates: tuple[np.ndarray, np.ndarray] | None = None,
+    rated: dict[str, int] | None = None, candidates: tuple[np.ndarray, ...] | None = None,
 ) -> RaterProgress:
     """The rater's progress; ``rated`` and ``candidates`` when the caller has them already."""
     now = _now(now)
     study = session.get(Study, rater.study_id)
     rated = rated if rated is not None else _rated_by_role(session, rater)
-    ids, _ = candidates if candidates is not None else _test_candidates(session, rater, study, now)
+    ids = (candidates if candidates is not None else _test_candidates(session, rater, study, now))[0]
     return RaterProgress(
         rated=rated.get("test", 0),
         gold_rated=rated.get("gold", 0),

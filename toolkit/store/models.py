@@ -73,6 +73,8 @@ class Item(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Added in revision 0002: set when the file was not found on disk; raters are not served it.
     missing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Added in revision 0003: raters are served higher-priority items first (``qalign suggest --push``).
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     study: Mapped[Study] = relationship(back_populates="items")
 
