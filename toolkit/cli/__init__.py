@@ -30,6 +30,7 @@ COMMAND_MODULES: list[str] = [
     "analyze",
     "train",
     "demo",
+    "suggest",
 ]
 
 for _name in COMMAND_MODULES:
