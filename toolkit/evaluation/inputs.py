@@ -87,8 +87,12 @@ def _normalise(paths: pd.Series) -> pd.Series:
     return paths.map(lambda p: posixpath.normpath(str(p).replace("\\", "/")))
 
 
-def _match(keys: pd.Series, truth: pd.Series) -> pd.Series:
-    """For each of ``keys``, the matching entry of ``truth`` (or NaN)."""
+def match_paths(keys: pd.Series, truth: pd.Series) -> pd.Series:
+    """For each of ``keys``, the matching entry of ``truth`` (or NaN).
+
+    Exact match first, then after normalising separators and ``./``, then by file name where
+    file names are unique on both sides.
+    """
     exact = pd.Series(truth.to_numpy(), index=truth.to_numpy())
     found = keys.map(exact)
     if found.notna().all():
@@ -134,7 +138,7 @@ def align(sets: list[ScoreSet], truth: pd.DataFrame | None = None) -> AlignedSco
     common: set[str] | None = None
     matched: dict[str, pd.Series] = {}
     for s in sets:
-        key = _match(s.frame["path"], truth["path"])
+        key = match_paths(s.frame["path"], truth["path"])
         scores = pd.Series(s.frame["score"].to_numpy(dtype=float), index=s.frame["path"].to_numpy())
         ok = key.notna().to_numpy()
         series = pd.Series(scores.to_numpy()[ok], index=key.to_numpy()[ok])
