@@ -26,7 +26,14 @@ def streamlit_command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
 def run_app(db_url: str, port: int = 8501, host: str = "127.0.0.1", sample: bool = True) -> int:
     """Run the app until it is stopped; returns the server's exit code."""
     env = dict(os.environ, QALIGN_DB_URL=db_url, QALIGN_UI_SAMPLE="1" if sample else "0")
-    process = subprocess.Popen(streamlit_command(port, host), env=env)
+    command = streamlit_command(port, host)
+    if os.name == "posix":
+        # Become the server instead of waiting on it: a signal sent to `qalign ui` (Ctrl-C, a
+        # supervisor's SIGTERM) then reaches Streamlit itself and no orphan is left behind.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(command[0], command, env)
+    process = subprocess.Popen(command, env=env)
     try:
         return process.wait()
     except KeyboardInterrupt:

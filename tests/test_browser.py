@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import signal
 import subprocess
 import sys
 import time
@@ -52,7 +53,7 @@ def server(tmp_path):
     log = open(tmp_path / "server.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "toolkit.cli", "ui", "--port", str(port), "--db", url],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -70,11 +71,13 @@ def server(tmp_path):
             time.sleep(0.5)
         yield dict(base=base, token=token, store=store)
     finally:
-        process.terminate()
+        # The whole process group: nothing of the server may outlive the test.
+        os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
         log.close()
         store.dispose()
 
