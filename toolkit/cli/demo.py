@@ -16,8 +16,11 @@ def demo_command(
     sources: int = typer.Option(None, "--sources", help="Number of shipped scenes to use (at most 16)."),
     seed: int = typer.Option(0, "--seed", help="Seed for stimuli, raters, split and training."),
 ) -> None:
-    """Run a synthetic study end to end: store, simulated raters, MOS, Q-Align data,
-    fine-tuning of a tiny from-scratch model, held-out scoring and a report."""
+    """Run a synthetic study end to end on the embedded default.
+
+    Store, simulated raters, MOS, Q-Align data, fine-tuning of a tiny from-scratch model,
+    held-out scoring and a report, in a fresh folder. Real use loads OneAlign instead.
+    """
     from toolkit.demo import DemoConfig, run_demo
 
     config = DemoConfig(out_dir=out, seed=seed)
