@@ -31,6 +31,7 @@ COMMAND_MODULES: list[str] = [
     "train",
     "demo",
     "suggest",
+    "export_dataset",
 ]
 
 for _name in COMMAND_MODULES:
