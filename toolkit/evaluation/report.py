@@ -193,6 +193,51 @@ def _cell(m: MetricResult) -> str:
     return f"{_fmt(m.value)} [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}]"
 
 
+def results_table(results: Mapping[str, AgreementReport], first_column: str = "set") -> list[str]:
+    """Markdown table rows: one line per prediction set, every coefficient with its interval."""
+    lines = [
+        f"| {first_column} | " + " | ".join(METRIC_LABELS[m] for m in METRIC_NAMES) + " |",
+        "|---|" + "---|" * len(METRIC_NAMES),
+    ]
+    for name, res in results.items():
+        lines.append(f"| {name} | " + " | ".join(_cell(res[m]) for m in METRIC_NAMES) + " |")
+    return lines
+
+
+def fisher_line(results: Mapping[str, AgreementReport]) -> str:
+    return "Fisher-z interval of the raw PLCC: " + ", ".join(
+        f"{name} [{_fmt(r.plcc_fisher.ci_low)}, {_fmt(r.plcc_fisher.ci_high)}]" for name, r in results.items()
+    ) + "."
+
+
+def ceiling_line(nc: MetricResult) -> str:
+    ci = "" if not math.isfinite(nc.ci_low) else f" [{_fmt(nc.ci_low)}, {_fmt(nc.ci_high)}]"
+    return (
+        f"**Noise ceiling** (inter-rater {_CEILING_LABELS.get(nc.name, nc.name)}): {_fmt(nc.value)}{ci}."
+        " A model's SRCC with the MOS is not expected to exceed the raters' agreement with each other."
+    )
+
+
+def comparison_lines(comp: Comparison, confidence: float, heading: str = "##") -> list[str]:
+    """A paired comparison as a Markdown section (heading, difference table, Fisher-z line)."""
+    pct = f"{confidence * 100:g}%"
+    lines = [
+        f"{heading} {comp.b} vs {comp.a}",
+        "",
+        f"Paired bootstrap on the same items; difference = {comp.b} - {comp.a} (for RMSE, negative is better).",
+        "",
+        f"| metric | {comp.a} | {comp.b} | difference [{pct} CI] | p |",
+        "|---|---|---|---|---|",
+    ]
+    for m, d in comp.differences.items():
+        lines.append(
+            f"| {METRIC_LABELS[m]} | {_fmt(d.a)} | {_fmt(d.b)} | {_fmt(d.diff)} [{_fmt(d.ci_low)}, {_fmt(d.ci_high)}]"
+            f" | {_fmt(d.p_value, 3)} |"
+        )
+    lines += ["", f"Fisher-z test of the fitted PLCCs (ITU-T P.1401): z = {_fmt(comp.fisher_z, 3)}, p = {_fmt(comp.fisher_p, 3)}."]
+    return lines
+
+
 def render_markdown(report: EvaluationReport, title: str, plots: Mapping[str, str]) -> str:
     """The Markdown text of a report (plots: set name -> PNG file name in the same folder)."""
     first = next(iter(report.results.values()))
@@ -204,39 +249,14 @@ def render_markdown(report: EvaluationReport, title: str, plots: Mapping[str, st
         "PLCC and RMSE are given raw (no fit, as the Q-Align reference and pyiqa report them) and after the",
         "4-parameter logistic `y = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2` (VQEG, ITU-T P.1401).",
         "",
-        "| set | " + " | ".join(METRIC_LABELS[m] for m in METRIC_NAMES) + " |",
-        "|---|" + "---|" * len(METRIC_NAMES),
+        *results_table(report.results),
     ]
-    for name, res in report.results.items():
-        lines.append(f"| {name} | " + " | ".join(_cell(res[m]) for m in METRIC_NAMES) + " |")
     lines.append("")
-    lines.append("Fisher-z interval of the raw PLCC: " + ", ".join(
-        f"{name} [{_fmt(r.plcc_fisher.ci_low)}, {_fmt(r.plcc_fisher.ci_high)}]" for name, r in report.results.items()
-    ) + ".")
+    lines.append(fisher_line(report.results))
     if report.noise_ceiling is not None:
-        nc = report.noise_ceiling
-        ci = "" if not math.isfinite(nc.ci_low) else f" [{_fmt(nc.ci_low)}, {_fmt(nc.ci_high)}]"
-        lines += [
-            "",
-            f"**Noise ceiling** (inter-rater {_CEILING_LABELS.get(nc.name, nc.name)}): {_fmt(nc.value)}{ci}."
-            " A model's SRCC with the MOS is not expected to exceed the raters' agreement with each other.",
-        ]
+        lines += ["", ceiling_line(report.noise_ceiling)]
     for comp in report.comparisons:
-        lines += [
-            "",
-            f"## {comp.b} vs {comp.a}",
-            "",
-            f"Paired bootstrap on the same items; difference = {comp.b} - {comp.a} (for RMSE, negative is better).",
-            "",
-            f"| metric | {comp.a} | {comp.b} | difference [{pct} CI] | p |",
-            "|---|---|---|---|---|",
-        ]
-        for m, d in comp.differences.items():
-            lines.append(
-                f"| {METRIC_LABELS[m]} | {_fmt(d.a)} | {_fmt(d.b)} | {_fmt(d.diff)} [{_fmt(d.ci_low)}, {_fmt(d.ci_high)}]"
-                f" | {_fmt(d.p_value, 3)} |"
-            )
-        lines += ["", f"Fisher-z test of the fitted PLCCs (ITU-T P.1401): z = {_fmt(comp.fisher_z, 3)}, p = {_fmt(comp.fisher_p, 3)}."]
+        lines += ["", *comparison_lines(comp, first.confidence)]
     for name, res in report.results.items():
         fit = res.fit
         params = ", ".join(f"{p:.4g}" for p in fit.params)
