@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from toolkit.errors import InputError
-from toolkit.levels import LEVELS, level_value
-from toolkit.models.base import InputKind, TrainingExample
+from toolkit.levels import LEVELS, LevelScale, expected_score, level_value
+from toolkit.models.base import InputKind, Task, TrainingExample
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -35,10 +35,28 @@ if TYPE_CHECKING:
 _LEVEL_WORD = re.compile(r"\b(" + "|".join(LEVELS) + r")\b", re.IGNORECASE)
 
 
+_TASK = re.compile(r"\bthe (quality|aesthetics) of the (image|video|picture)\b", re.IGNORECASE)
+
+
 def answer_level(answer: str) -> int | None:
     """Level value (5..1) of the level word in an answer, or None if it names none."""
     m = _LEVEL_WORD.search(answer)
     return level_value(m.group(1)) if m else None
+
+
+def answer_task(answer: str) -> Task:
+    """The task an answer rates ("The aesthetics of the image is ..."); quality when it says none."""
+    m = _TASK.search(answer)
+    return "aesthetics" if m and m.group(1).lower() == "aesthetics" else "quality"
+
+
+def score_answer(answer: str, score: float, decimals: int = 2) -> str:
+    """The direct-score baseline's answer: the level word replaced by the score as text
+    ("The quality of the image is good." -> "The quality of the image is 3.42.")."""
+    text, n = _LEVEL_WORD.subn(f"{score:.{decimals}f}", answer, count=1)
+    if n == 0:
+        raise InputError(f"answer {answer!r} names no level word to replace by a score")
+    return text
 
 
 @dataclass
@@ -52,6 +70,7 @@ class _Record:
     kind: InputKind
     level_probs: list[float] | None
     gt_score: float | None
+    score: float | None = None  # 1-5 target of the direct-score baseline
 
 
 class TrainingData(Sequence[TrainingExample]):
@@ -82,12 +101,54 @@ class TrainingData(Sequence[TrainingExample]):
             meta["level"] = level
         return TrainingExample(
             frames=frames, question=rec.question, answer=rec.answer, kind=rec.kind,
-            level_distribution=rec.level_probs, meta=meta,
+            level_distribution=rec.level_probs, score=rec.score, meta=meta,
         )  # fmt: skip
 
     def targets(self) -> list[float | None]:
-        """What an evaluation ranks against: ``gt_score`` where given, else the answer's level."""
-        return [r.gt_score if r.gt_score is not None else answer_level(r.answer) for r in self.records]
+        """What an evaluation ranks against: ``gt_score`` where given, else the answer's level
+        (or, for numeric answers, their score)."""
+        out: list[float | None] = []
+        for r in self.records:
+            level = answer_level(r.answer)
+            out.append(r.gt_score if r.gt_score is not None else level if level is not None else r.score)
+        return out
+
+    def tasks(self) -> list[Task]:
+        """The task each record's answer rates (quality or aesthetics)."""
+        return [answer_task(r.answer) for r in self.records]
+
+    def score_targets(self) -> list[float]:
+        """The 1-5 score each record stands for, for the direct-score baseline.
+
+        In order of preference: the expectation of ``level_probs`` (the vote mean on the five
+        levels); ``gt_score``, as is when every score of the data set lies in [1, 5] (a MOS of
+        level votes), else mapped linearly from the data set's own min and max to [1, 5] (as the
+        paper maps scores to levels); the answer's level.
+        """
+        gt = [r.gt_score for r in self.records if r.gt_score is not None]
+        scale = None
+        if gt and not (min(gt) >= 1 and max(gt) <= 5):
+            scale = LevelScale.from_data(gt) if max(gt) > min(gt) else None
+        out = []
+        for r in self.records:
+            if r.level_probs is not None:
+                out.append(float(expected_score(r.level_probs)))
+            elif r.gt_score is not None:
+                out.append(float(scale.rescale([r.gt_score])[0]) if scale is not None else min(max(r.gt_score, 1.0), 5.0))
+            elif (level := answer_level(r.answer)) is not None:
+                out.append(float(level))
+            else:
+                raise InputError(f"{self.source}, record {r.id!r}: no level_probs, gt_score or level word to take a score from")
+        return out
+
+    def with_score_answers(self, decimals: int = 2) -> "TrainingData":
+        """The same data with every answer's level word replaced by its score (see
+        :meth:`score_targets`): the training data of the direct-score baseline."""
+        records = [
+            replace(r, answer=score_answer(r.answer, s, decimals), score=s)
+            for r, s in zip(self.records, self.score_targets())
+        ]
+        return TrainingData(records, self.source, self.max_frames, self._dataset, self._media_column, self._root)
 
     def _frames(self, index: int, rec: _Record) -> list["Image.Image"]:
         from toolkit.media import open_image

@@ -1,33 +1,49 @@
-"""Fine-tuning v1: a plain training loop over the backbone interface.
+"""The training loop: a plain loop over the backbone interface.
 
 Deliberately small and readable (in the spirit of nanoGPT rather than the HF ``Trainer``): load
 data and backbone, choose what trains (LoRA or everything), then for each optimizer step run
-``grad_accum`` micro-batches, clip, step, schedule the learning rate. ``accelerate`` places the
-model and batches on the device and makes the same loop run under ``accelerate launch`` on
-several GPUs; on one CPU it is a no-op.
+``grad_accum`` micro-batches, clip, step, schedule the learning rate; evaluate, checkpoint and
+keep the best model along the way. ``accelerate`` places the model and batches on the device
+and makes the same loop run under ``accelerate launch`` on several GPUs and nodes (DDP or
+DeepSpeed ZeRO-3, see ``configs/``); on one CPU it is a no-op.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from toolkit.errors import InputError
 from toolkit.models.base import QAlignBackbone
+from toolkit.training.checkpoint import TrainState, is_deepspeed, latest_checkpoint, load_checkpoint, save_checkpoint
 from toolkit.training.config import TrainConfig
-from toolkit.training.data import load_training_data
+from toolkit.training.data import TrainingData, answer_level, load_training_data
 from toolkit.training.heldout import HeldOutResult, evaluate_heldout
-from toolkit.training.lora import count_parameters, prepare_trainable
-from toolkit.training.losses import get_loss
-from toolkit.training.output import atomic_output_dir, check_output_dir, copy_auxiliary_files, write_record
+from toolkit.training.lora import count_parameters, model_type_of, prepare_trainable
+from toolkit.training.losses import Collate, get_loss
+from toolkit.training.mixing import MixedTrainingData, MixtureSampler
+from toolkit.training.output import (
+    BEST_DIR,
+    CHECKPOINTS_DIR,
+    RECORD_NAME,
+    check_output_dir,
+    copy_auxiliary_files,
+    publish_dir,
+    replace_dir,
+    staging_dir,
+    write_record,
+)
+from toolkit.training.recipes import ONEALIGN_MODEL_TYPE, check_recipe_fits
 from toolkit.training.schedule import warmup_cosine, warmup_steps_for
 
 if TYPE_CHECKING:
     import torch
+    from accelerate import Accelerator
 
 _MIXED_PRECISION = {"float32": "no", "fp32": "no", "bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16"}
 
@@ -44,6 +60,7 @@ class TrainProgress:
     samples: int
     elapsed_s: float
     heldout: HeldOutResult | None = None  # set on steps that ran an evaluation
+    checkpoint: Path | None = None  # set on steps that wrote a checkpoint
 
 
 @dataclass
@@ -54,7 +71,7 @@ class TrainResult:
     samples: int
     final_loss: float  # mean loss of the last tenth of the steps (at least one)
     samples_per_s: float  # training samples per second, all processes together
-    seconds: float  # training loop wall time (loading and saving excluded)
+    seconds: float  # training loop wall time (loading and saving excluded; resumed runs add up)
     losses: list[float]  # one per optimizer step
     lrs: list[float]
     heldout: list[HeldOutResult] = field(default_factory=list)
@@ -62,6 +79,8 @@ class TrainResult:
     total_parameters: int = 0
     backbone: QAlignBackbone | None = field(default=None, repr=False, compare=False)  # the trained model
     main_process: bool = True  # False in the other processes of a multi-process run
+    best: dict[str, Any] | None = None  # {"step", "metric", "value"} of the model copied to out/best
+    resumed_from: str | None = None  # the checkpoint this run continued from
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("backbone", "heldout", "main_process")}
@@ -83,29 +102,61 @@ def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None 
         torch.set_num_threads(threads)
 
 
-def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None) -> TrainResult:
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-
-    from toolkit.models.loading import load_backbone, resolve_device, resolve_model_path
-
-    config.validate()
-    out_dir = check_output_dir(config.out)
-    data = load_training_data(config.data, config.images, config.split, config.max_frames)
-    heldout_data = (
+def load_run_data(config: TrainConfig) -> tuple[MixedTrainingData, TrainingData | None]:
+    """The training data sets (as one mixture) and the held-out set, in the form the loss needs."""
+    parts = [load_training_data(p, root, config.split, config.max_frames)
+             for p, root in zip(config.data_paths, config.image_roots)]  # fmt: skip
+    heldout = (
         load_training_data(config.eval_data, config.eval_images, config.split, config.max_frames)
         if config.eval_data
         else None
     )
+    if config.loss == "score":
+        parts = [p.with_score_answers() for p in parts]
+        heldout = heldout.with_score_answers() if heldout is not None else None
+    if config.loss == "soft":
+        for part in parts:
+            for r in part.records:
+                if r.level_probs is None and answer_level(r.answer) is None:
+                    raise InputError(f"{part.source}, record {r.id!r}: the soft-label loss needs level_probs or a "
+                                     f"level word in the answer, got {r.answer!r}")  # fmt: skip
+    return MixedTrainingData(parts), heldout
+
+
+def _mixed_precision(dtype: str, device: "torch.device") -> str:
+    import torch
+
+    name = dtype.lower()
+    if name == "auto":
+        return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
+    if name not in _MIXED_PRECISION:
+        raise InputError(f"unknown dtype {dtype!r}; use float32, bf16, fp16 or auto")
+    return _MIXED_PRECISION[name]
+
+
+def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None) -> TrainResult:
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import GradientAccumulationPlugin, set_seed
+
+    from toolkit.models.loading import resolve_device, resolve_model_path
+
+    config.validate()
+    out_dir = check_output_dir(config.out)
+    data, heldout_data = load_run_data(config)
     device = resolve_device(config.device)  # fails early on a device this machine lacks
     accelerator = Accelerator(
-        cpu=device.type == "cpu", mixed_precision=_MIXED_PRECISION.get(config.dtype.lower(), "no")
+        cpu=device.type == "cpu",
+        mixed_precision=_mixed_precision(config.dtype, device),
+        # Optimizer steps are counted by the loop, not by passes over the data: an accumulation
+        # window may span the end of an epoch.
+        gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=config.grad_accum, sync_with_dataloader=False),
     )
-    set_seed(config.seed)  # before the adapters are initialised and the data is shuffled
+    set_seed(config.seed)  # before the adapters are initialised
 
     base_path = resolve_model_path(config.model)
-    backbone = load_backbone(base_path, dtype="float32", device="cpu")  # master weights in float32
+    backbone = _load_backbone(base_path, accelerator)
+    check_recipe_fits(config.recipe, model_type_of(backbone.model))
     backbone.model = prepare_trainable(backbone.model, config)
     trainable, total = count_parameters(backbone.model)
     params = [p for p in backbone.model.parameters() if p.requires_grad]
@@ -113,11 +164,13 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
         # Forked workers must not use the tokenizer's own thread pool (it warns, then disables it).
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     optimizer = torch.optim.AdamW(_param_groups(backbone.model, config.weight_decay), lr=config.learning_rate)
+    sampler = MixtureSampler(data.sizes, config.weights, config.seed)
     loader = torch.utils.data.DataLoader(
         data,  # type: ignore[arg-type]  # a map-style dataset of TrainingExample
         batch_size=config.batch_size,
-        shuffle=True,
-        collate_fn=backbone.training_batch,
+        sampler=sampler,  # type: ignore[arg-type]
+        collate_fn=Collate(backbone, config.loss),
+        # Worker seeds come from this generator, not from the global one that a resumed run restores.
         generator=torch.Generator().manual_seed(config.seed),
         # Image decoding and preprocessing, not the model, bound small models on a GPU.
         num_workers=config.num_workers,
@@ -130,90 +183,139 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
     steps_per_epoch = max(1, math.ceil(len(loader) / config.grad_accum))
     total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
     warmup = warmup_steps_for(total_steps, config.warmup_ratio)
-    heldout: list[HeldOutResult] = []
+    method = "generate" if config.loss == "score" else "levels"
+
+    state = TrainState(num_processes=accelerator.num_processes)
+    resumed = latest_checkpoint(out_dir) if config.resume else None
+    if resumed is None and accelerator.is_main_process:
+        _clear_previous_run(out_dir)  # a fresh run replaces the earlier one's checkpoints and best model
+    accelerator.wait_for_everyone()
+    if resumed is not None:
+        state = load_checkpoint(resumed, accelerator, model, optimizer, config)  # also restores the RNG states
 
     def run_heldout(step: int) -> HeldOutResult | None:
         if heldout_data is None:
             return None
-        result = evaluate_heldout(backbone, heldout_data, config.eval_batch_size, step, accelerator.autocast)
-        heldout.append(result)
+        result = evaluate_heldout(backbone, heldout_data, config.eval_batch_size, step, accelerator.autocast, method)
+        state.heldout.append(result.to_dict())
+        if step > 0:
+            _keep_if_best(result, state, config, accelerator, model, backbone, base_path, out_dir)
         return result
 
-    run_heldout(0)
+    if resumed is None:
+        run_heldout(0)
     model.train()
-    batches = _forever(loader)
-    losses: list[float] = []
-    lrs: list[float] = []
-    samples = 0
-    start = time.perf_counter()
-    for step in range(total_steps):
+    batches = _batches(loader, sampler, state)
+    epoch = state.epoch + state.batch_in_epoch / max(1, len(loader))
+    start = time.perf_counter() - state.seconds
+    for step in range(state.step, total_steps):
         lr = config.learning_rate * warmup_cosine(step, total_steps, warmup)
         for group in optimizer.param_groups:
             group["lr"] = lr
         micro_losses = []
-        for micro in range(config.grad_accum):
+        for _ in range(config.grad_accum):
             epoch, batch = next(batches)
-            # Gradients are all-reduced between processes on the last micro-batch only.
-            sync = contextlib.nullcontext() if micro == config.grad_accum - 1 else accelerator.no_sync(model)
-            with sync:
+            # accumulate(): no gradient all-reduce but on the last micro-batch; backward() divides
+            # the loss by grad_accum (DeepSpeed does both itself).
+            with accelerator.accumulate(model):
                 loss = loss_fn(model, backbone, batch)
-                accelerator.backward(loss / config.grad_accum)
+                accelerator.backward(loss)
             micro_losses.append(loss.detach())
-            samples += int(batch["input_ids"].shape[0]) * accelerator.num_processes
+            state.samples += int(batch["input_ids"].shape[0]) * accelerator.num_processes
         if config.max_grad_norm > 0:
             accelerator.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
         step_loss = float(accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean"))
-        losses.append(step_loss)
-        lrs.append(lr)
-        done = step + 1
-        evaluated = None
-        if heldout_data is not None and config.eval_every and done % config.eval_every == 0 and done < total_steps:
-            evaluated = run_heldout(done)
-        if progress is not None and accelerator.is_main_process and (done % config.log_every == 0 or done == total_steps):
-            progress(TrainProgress(done, total_steps, step_loss, lr, epoch, samples, time.perf_counter() - start, evaluated))
-    seconds = time.perf_counter() - start
+        state.losses.append(step_loss)
+        state.lrs.append(lr)
+        done = state.step = step + 1
+        state.seconds = time.perf_counter() - start
+        save = bool(config.save_every) and done % config.save_every == 0 and done < total_steps
+        evaluate = heldout_data is not None and done < total_steps and (
+            save or (config.eval_every > 0 and done % config.eval_every == 0)
+        )
+        evaluated = run_heldout(done) if evaluate else None
+        checkpoint = None
+        if save:
+            checkpoint = save_checkpoint(accelerator, model, optimizer, state, config, out_dir, config.keep_checkpoints)
+        if progress is not None and accelerator.is_main_process and (
+            done % config.log_every == 0 or done == total_steps or evaluated is not None or checkpoint is not None
+        ):
+            progress(TrainProgress(done, total_steps, step_loss, lr, epoch, state.samples, state.seconds, evaluated, checkpoint))
     model.eval()
     final = run_heldout(total_steps)
     if final is not None and progress is not None and accelerator.is_main_process:
-        progress(TrainProgress(total_steps, total_steps, losses[-1], lrs[-1], epoch, samples, seconds, final))
+        progress(TrainProgress(total_steps, total_steps, state.losses[-1], state.lrs[-1], epoch, state.samples, state.seconds, final))
 
-    tail = losses[-max(1, len(losses) // 10) :]
+    tail = state.losses[-max(1, len(state.losses) // 10) :]
     result = TrainResult(
         output_dir=out_dir,
         mode=config.mode,
         steps=total_steps,
-        samples=samples,
+        samples=state.samples,
         final_loss=sum(tail) / len(tail),
-        samples_per_s=samples / seconds if seconds > 0 else float("nan"),
-        seconds=seconds,
-        losses=losses,
-        lrs=lrs,
-        heldout=heldout,
+        samples_per_s=state.samples / state.seconds if state.seconds > 0 else float("nan"),
+        seconds=state.seconds,
+        losses=list(state.losses),
+        lrs=list(state.lrs),
+        heldout=[HeldOutResult(**h) for h in state.heldout],
         trainable_parameters=trainable,
         total_parameters=total,
         backbone=backbone,
         main_process=accelerator.is_main_process,
+        best=state.best,
+        resumed_from=str(resumed) if resumed is not None else None,
     )
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        _save(backbone, config, result, base_path)
-    accelerator.wait_for_everyone()
+    _write_model(accelerator, model, backbone, config, base_path, out_dir, _record(config, base_path, result.to_dict()), whole=False)
     return result
 
 
-def _forever(loader: Any) -> Iterator[tuple[float, dict[str, Any]]]:
-    """Batches across epochs (a fresh shuffle each), with the fractional epoch they belong to."""
+def _load_backbone(base_path: Path, accelerator: "Accelerator") -> QAlignBackbone:
+    """The backbone with float32 master weights on the CPU (``prepare`` moves it).
+
+    Under DeepSpeed ZeRO-3 the model must be built without a device map, so that transformers
+    partitions the weights over the processes while loading instead of loading them whole in
+    every process.
+    """
+    from toolkit.models.loading import load_backbone, model_type
+
+    if _zero3(accelerator) and model_type(base_path) == ONEALIGN_MODEL_TYPE:
+        import torch
+
+        from toolkit.models.onealign import MPLUGOwl2LlamaForCausalLM, OneAlignBackbone, OneAlignProcessor
+
+        net = MPLUGOwl2LlamaForCausalLM.from_pretrained(str(base_path), dtype=torch.float32)
+        return OneAlignBackbone(net, OneAlignProcessor.from_pretrained(base_path))
+    return load_backbone(base_path, dtype="float32", device="cpu")
+
+
+def _zero3(accelerator: "Accelerator") -> bool:
+    if not is_deepspeed(accelerator):
+        return False
+    return int(accelerator.state.deepspeed_plugin.zero_stage) == 3
+
+
+def _batches(loader: Any, sampler: MixtureSampler, state: TrainState) -> Iterator[tuple[float, dict[str, Any]]]:
+    """Batches across epochs with the fractional epoch they belong to; ``state`` tracks the
+    position (a resumed run skips the consumed batches of its epoch without loading them)."""
+    from accelerate import skip_first_batches
+
     n = len(loader)
-    epoch = 0
     while True:
-        if hasattr(loader, "set_epoch"):
-            loader.set_epoch(epoch)
-        for i, batch in enumerate(loader):
-            yield epoch + (i + 1) / n, batch
-        epoch += 1
+        source = skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
+        # accelerate's loaders set the sampler's epoch from their own counter at every pass;
+        # setting it here keeps the order a function of the epoch alone.
+        if hasattr(source, "set_epoch"):
+            source.set_epoch(state.epoch)
+        else:
+            sampler.set_epoch(state.epoch)
+        for batch in source:
+            state.batch_in_epoch += 1
+            yield state.epoch + state.batch_in_epoch / n, batch
+        state.epoch += 1
+        state.batch_in_epoch = 0
 
 
 def _param_groups(model: "torch.nn.Module", weight_decay: float) -> list[dict[str, Any]]:
@@ -224,30 +326,96 @@ def _param_groups(model: "torch.nn.Module", weight_decay: float) -> list[dict[st
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def _save(backbone: QAlignBackbone, config: TrainConfig, result: TrainResult, base_path: Path) -> None:
+def _clear_previous_run(out_dir: Path) -> None:
+    for name in (CHECKPOINTS_DIR, BEST_DIR):
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+
+
+def _is_better(result: HeldOutResult, best: dict[str, Any] | None, metric: str) -> tuple[bool, str, float] | None:
+    """Whether ``result`` beats the best so far on ``metric`` (SRCC/PLCC: higher; loss: lower).
+    Falls back to the loss when the correlation is undefined."""
+    value = result.metric(metric)
+    if value is None:
+        metric, value = "loss", result.loss
+    if best is not None and best["metric"] == metric:
+        better = value < best["value"] if metric == "loss" else value > best["value"]
+    else:
+        better = best is None
+    return (better, metric, float(value)) if better else None
+
+
+def _keep_if_best(
+    result: HeldOutResult,
+    state: TrainState,
+    config: TrainConfig,
+    accelerator: "Accelerator",
+    model: "torch.nn.Module",
+    backbone: QAlignBackbone,
+    base_path: Path,
+    out_dir: Path,
+) -> None:
+    """Copy the model to ``out/best`` when this evaluation is the best so far."""
+    verdict = _is_better(result, state.best, config.best_metric)
+    if verdict is None:
+        return
+    _, metric, value = verdict
+    state.best = {"step": result.step, "metric": metric, "value": value}
+    record = _record(config, base_path, {"step": result.step, "heldout": result.to_dict(), "best": state.best})
+    _write_model(accelerator, model, backbone, config, base_path, out_dir / BEST_DIR, record, whole=True)
+
+
+def _record(config: TrainConfig, base_path: Path, result: dict[str, Any]) -> dict[str, Any]:
     import transformers
 
-    record = {
+    return {
         "base_model": str(config.model),
         "base_model_path": str(base_path.resolve()),
         "config": config.to_dict(),
-        "result": result.to_dict(),
+        "result": result,
         "transformers": transformers.__version__,
     }
-    bars = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()
-    try:
-        with atomic_output_dir(result.output_dir) as tmp:
+
+
+def _write_model(
+    accelerator: "Accelerator",
+    model: "torch.nn.Module",
+    backbone: QAlignBackbone,
+    config: TrainConfig,
+    base_path: Path,
+    target: Path,
+    record: dict[str, Any],
+    whole: bool,
+) -> None:
+    """Save the adapter (LoRA) or model (full) with its record to ``target``; every process
+    must call it (ZeRO-3 gathers the sharded weights first). ``whole``: swap the folder as a
+    whole; else replace the top-level files and keep ``checkpoints/`` and ``best/``."""
+    import transformers
+
+    state_dict = accelerator.get_state_dict(model) if _zero3(accelerator) else None
+    if accelerator.is_main_process:
+        bars = transformers.utils.logging.is_progress_bar_enabled()
+        transformers.utils.logging.disable_progress_bar()
+        staged = staging_dir(target)
+        try:
             # LoRA: a PEFT model saves only the adapter (and any fully trained modules).
-            backbone.model.save_pretrained(tmp)
+            backbone.model.save_pretrained(staged, state_dict=state_dict)
             if config.mode == "full":
                 processor = getattr(backbone, "processor", None)
                 if hasattr(processor, "save_pretrained"):
-                    processor.save_pretrained(tmp)
+                    processor.save_pretrained(staged)
                 # Tokenizer and preprocessing files the backbone cannot write itself (OneAlign's
                 # processor, for one) come unchanged from the base model folder.
-                copy_auxiliary_files(base_path, tmp)
-            write_record(tmp, record)
-    finally:
-        if bars:
-            transformers.utils.logging.enable_progress_bar()
+                copy_auxiliary_files(base_path, staged)
+            write_record(staged, record)
+            if whole:
+                replace_dir(staged, target)
+            else:
+                publish_dir(staged, target)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+            if bars:
+                transformers.utils.logging.enable_progress_bar()
+    accelerator.wait_for_everyone()
+
+
+__all__ = ["RECORD_NAME", "TrainProgress", "TrainResult", "load_run_data", "train"]

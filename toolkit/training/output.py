@@ -1,4 +1,11 @@
-"""Writing a run's output folder: all at once, and never over a folder that is not a previous run."""
+"""Writing a run's output folder: never over a folder that is not a previous run, and never
+half-written.
+
+Layout of ``out/``: the final adapter (LoRA) or model (full) with ``qalign_train.json`` at the top;
+``checkpoints/step-N/`` with the state a resumed run continues from; ``best/`` a copy of the model
+at the held-out evaluation that scored best. The top-level files are replaced in one sweep at
+the end of a run, ``qalign_train.json`` last, so a folder with that file holds a finished run.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +23,10 @@ from toolkit.errors import InputError
 RECORD_NAME = "qalign_train.json"
 """The run record (settings and metrics) written beside the adapter or model."""
 
+CHECKPOINTS_DIR = "checkpoints"
+BEST_DIR = "best"
+RUN_SUBDIRS = (CHECKPOINTS_DIR, BEST_DIR)
+
 
 def check_output_dir(out: str | os.PathLike[str]) -> Path:
     """Fail early, before any training, if ``out`` cannot be (re)written."""
@@ -23,26 +34,64 @@ def check_output_dir(out: str | os.PathLike[str]) -> Path:
     if target.exists():
         if not target.is_dir():
             raise InputError(f"output {target} exists and is not a folder")
-        if any(target.iterdir()) and not (target / RECORD_NAME).is_file():
+        is_run = (target / RECORD_NAME).is_file() or (target / CHECKPOINTS_DIR).is_dir()
+        if any(target.iterdir()) and not is_run:
             raise InputError(f"output folder {target} is not empty and holds no previous training run; choose another --out")
     return target
+
+
+def staging_dir(target: Path) -> Path:
+    """A fresh temporary sibling of ``target`` (same file system, so renames are atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+
+
+def publish_dir(staged: Path, target: Path, keep: tuple[str, ...] = RUN_SUBDIRS) -> None:
+    """Make ``target`` hold the entries of ``staged`` plus its own ``keep`` entries.
+
+    The old record goes first (the folder stops claiming a finished run), stale entries are
+    removed, each new entry is renamed into place, and the new record comes last.
+    """
+    target.mkdir(parents=True, exist_ok=True)
+    (target / RECORD_NAME).unlink(missing_ok=True)
+    new = {e.name for e in staged.iterdir()}
+    for entry in target.iterdir():
+        if entry.name not in keep and entry.name not in new:
+            _remove(entry)
+    for entry in sorted(staged.iterdir(), key=lambda e: e.name == RECORD_NAME):
+        dest = target / entry.name
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(entry, dest)
+    shutil.rmtree(staged, ignore_errors=True)
+
+
+def replace_dir(staged: Path, target: Path) -> None:
+    """Swap ``staged`` in for ``target`` as a whole (the old folder is removed afterwards)."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.{os.getpid()}.old")
+        os.replace(target, old)
+    os.replace(staged, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 @contextmanager
 def atomic_output_dir(out: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary sibling folder that replaces ``out`` once the block succeeds."""
     target = check_output_dir(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp = staging_dir(target)
     try:
         yield tmp
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.{os.getpid()}.old")
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

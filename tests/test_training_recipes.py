@@ -1,0 +1,114 @@
+"""Recipe presets: the settings they stand for, and what they make trainable on real module names."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from toolkit.errors import InputError
+from toolkit.models.loading import load_backbone
+from toolkit.models.tiny import build_tiny_model
+from toolkit.training import TrainConfig, read_record, train
+from toolkit.training.lora import prepare_trainable
+from toolkit.training.recipes import RECIPES, check_recipe_fits
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
+needs_fixture = pytest.mark.skipif(not FIXTURE.is_dir(), reason="needs ../shared/fixtures/onealign-tiny")
+
+
+def _trainable(model: torch.nn.Module) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_recipe_values_and_precedence(tmp_path: Path) -> None:
+    lora = TrainConfig(recipe="onealign-lora")
+    assert (lora.mode, lora.lora_r, lora.lora_alpha, lora.lora_dropout) == ("lora", 128, 256, 0.05)
+    assert lora.trainable_modules == ["visual_abstractor"] and lora.learning_rate == 2e-4 and lora.epochs == 3
+    assert lora.gradient_checkpointing and lora.dtype == "auto"
+    full = TrainConfig(recipe="onealign-full")
+    assert (full.mode, full.learning_rate, full.epochs, full.warmup_ratio, full.weight_decay) == ("full", 2e-5, 2, 0.03, 0.0)
+    # Explicit settings win: in the constructor over defaults, in files even when equal to a default.
+    assert TrainConfig(recipe="onealign-lora", lr=1e-3, lora_r=16).learning_rate == 1e-3
+    assert TrainConfig.from_dict({"recipe": "onealign-full", "epochs": 3.0}).epochs == 3.0
+    (tmp_path / "r.yaml").write_text("recipe: onealign-lora\nlora_r: 8\n")
+    cfg = TrainConfig.from_file(tmp_path / "r.yaml", lr=5e-4)
+    assert (cfg.recipe, cfg.lora_r, cfg.lora_alpha, cfg.learning_rate) == ("onealign-lora", 8, 256, 5e-4)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # the recorded settings reproduce the run's
+    with pytest.raises(InputError, match="unknown recipe"):
+        TrainConfig(recipe="llava-13b")
+
+
+@needs_fixture
+def test_onealign_lora_recipe_trains_what_the_reference_trains() -> None:
+    backbone = load_backbone(FIXTURE)
+    n_layers = backbone.model.config.num_hidden_layers
+    model = prepare_trainable(backbone.model, TrainConfig(recipe="onealign-lora"))
+    peft = model.peft_config["default"]
+    assert (peft.r, peft.lora_alpha, peft.lora_dropout) == (128, 256, 0.05)
+    trainable = _trainable(model)
+    lora = {n for n in trainable if ".lora_" in n}
+    wrapped = {re.sub(r"\.lora_[AB]\.default\.weight$", "", n).removeprefix("base_model.model.") for n in lora}
+    assert wrapped == {f"model.layers.{i}.self_attn.{m}" for i in range(n_layers) for m in ("q_proj", "v_proj.multiway.1")}
+    rest = trainable - lora
+    assert rest and all(".visual_abstractor.modules_to_save." in n for n in rest)  # the abstractor, in full
+    n_abstractor = sum(1 for n, _ in backbone.model.named_parameters() if ".visual_abstractor.original_module." in n)
+    assert len(rest) == n_abstractor
+    assert not any("vision_model" in n or "embed_tokens" in n or "lm_head" in n for n in trainable)
+    assert model.base_model.model.is_activation_checkpointing
+
+
+@needs_fixture
+def test_onealign_full_recipe_trains_everything() -> None:
+    backbone = load_backbone(FIXTURE)
+    names = {n for n, _ in backbone.model.named_parameters()}
+    model = prepare_trainable(backbone.model, TrainConfig(recipe="onealign-full"))
+    assert _trainable(model) == names
+    assert any(n.startswith("model.vision_model.") for n in names)
+
+
+def test_hf_recipes_on_a_llava_model(tmp_path: Path) -> None:
+    path = build_tiny_model(tmp_path / "tiny")
+    lora = prepare_trainable(load_backbone(path).model, TrainConfig(recipe="hf-lora"))
+    trainable = _trainable(lora)
+    adapted = {n.split(".self_attn.")[1].split(".")[0] for n in trainable if ".lora_" in n}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert all("language_model" in n for n in trainable if ".lora_" in n)
+    assert any("multi_modal_projector.modules_to_save" in n for n in trainable)
+    assert not any("vision_tower" in n for n in trainable)
+
+    full = prepare_trainable(load_backbone(path).model, TrainConfig(recipe="hf-full"))
+    names = {n for n, _ in full.named_parameters()}
+    assert _trainable(full) == {n for n in names if ".vision_tower." not in n}
+
+
+def test_a_recipe_refuses_the_other_architecture(tmp_path: Path) -> None:
+    check_recipe_fits("hf-lora", "llava")
+    with pytest.raises(InputError, match="for OneAlign"):
+        check_recipe_fits("onealign-lora", "llava")
+    with pytest.raises(InputError, match="onealign-full"):
+        check_recipe_fits("hf-full", "mplug_owl2")
+    assert set(RECIPES) == {"onealign-lora", "onealign-full", "hf-lora", "hf-full"}
+
+
+@needs_fixture
+def test_the_onealign_lora_recipe_runs_and_its_adapter_loads(tmp_path: Path) -> None:
+    # The whole recipe (r 128, gradient checkpointing, dtype auto = float32 on a CPU) for two steps.
+    out = tmp_path / "adapter"
+    result = train(TrainConfig(recipe="onealign-lora", model=str(FIXTURE), data=str(FIXTURE / "training_records.json"),
+                               out=str(out), max_steps=2, batch_size=3, lr=1e-2, device="cpu", cpu_threads=1))  # fmt: skip
+    assert result.losses[1] < result.losses[0]
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 128
+    assert read_record(out)["config"]["recipe"] == "onealign-lora"
+    from PIL import Image
+
+    image = Image.open(FIXTURE / "images" / "img0_gradient_64x64.png").convert("RGB")
+    reloaded = load_backbone(FIXTURE, adapter=out)
+    with torch.no_grad():
+        a = reloaded.level_logits(reloaded.scoring_batch([[image]], "quality", "image"))
+        result.backbone.model.eval()
+        b = result.backbone.level_logits(result.backbone.scoring_batch([[image]], "quality", "image"))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
