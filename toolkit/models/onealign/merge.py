@@ -48,64 +48,77 @@ def merge_visual_tokens(
     """Replace each ``-200`` placeholder by the next entry of ``visual_features`` (tokens, hidden).
 
     Returns ``inputs_embeds``, ``modality_indicators`` (1 on visual tokens), ``attention_mask`` and
-    ``labels`` (-100 on visual tokens) of the expanded sequences. Rows that end up with different
-    lengths are padded with zero embeddings, mask 0 and label -100: on the right as the reference
-    training code does, or on the left so that the last position of every row is its last token.
+    ``labels`` (-100 on visual tokens) of the expanded sequences, on the device of
+    ``embed_tokens``. Rows that end up with different lengths are padded with zero embeddings,
+    mask 0 and label -100: on the right as the reference training code does, or on the left so
+    that the last position of every row is its last token.
+
+    The layout (where every token lands) is worked out on the host from the ids, which are
+    small; the device then only does one scatter per output, whatever the batch size, instead
+    of slicing and concatenating row by row.
     """
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    placeholders = input_ids == IMAGE_TOKEN_INDEX
+    device = embed_tokens.weight.device
+    ids_host = input_ids.detach().cpu()  # free for prompts built on the host, one copy otherwise
+    placeholders = ids_host == IMAGE_TOKEN_INDEX
     n_placeholders = int(placeholders.sum())
     if n_placeholders != len(visual_features):
         raise ValueError(
             f"the prompts hold {n_placeholders} image placeholder(s) ({IMAGE_TOKEN_INDEX}) but "
             f"{len(visual_features)} image/video item(s) were given"
         )
-    text_embeds = embed_tokens(input_ids.masked_fill(placeholders, 0))
-    mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+    batch, length = ids_host.shape
+    sizes = torch.tensor([f.shape[0] for f in visual_features], dtype=torch.long)
+    # Each source position expands to 1 (text) or to its item's token count (placeholder).
+    repeats = torch.ones_like(ids_host)
+    repeats[placeholders] = sizes
+    row_lengths = repeats.sum(dim=1)
+    longest = int(row_lengths.max()) if batch else 0
+    shift = (longest - row_lengths) if padding_side == "left" else torch.zeros_like(row_lengths)
+    start = repeats.cumsum(dim=1) - repeats + shift[:, None]  # output column of each source position
+    dest = torch.arange(batch)[:, None] * longest + start  # ... as a flat (batch * longest) index
+    text = ~placeholders
+    text_src = torch.nonzero(text.reshape(-1)).flatten()
+    text_dest = dest[text]
+    # Visual token j of placeholder k lands at start_k + j.
+    offsets = torch.arange(int(sizes.sum())) - torch.repeat_interleave(sizes.cumsum(0) - sizes, sizes)
+    visual_dest = torch.repeat_interleave(dest[placeholders], sizes) + offsets
 
-    rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
-    feature_iter = iter(visual_features)
-    for b in range(input_ids.shape[0]):
-        embeds, modality, row_mask, row_labels = [], [], [], []
-        start = 0
-        for pos in torch.nonzero(placeholders[b]).flatten().tolist() + [input_ids.shape[1]]:
-            embeds.append(text_embeds[b, start:pos])
-            modality.append(torch.full((pos - start,), TEXT, dtype=torch.long, device=input_ids.device))
-            row_mask.append(mask[b, start:pos])
-            if labels is not None:
-                row_labels.append(labels[b, start:pos])
-            if pos == input_ids.shape[1]:
-                break
-            feats = next(feature_iter).to(device=text_embeds.device, dtype=text_embeds.dtype)
-            n = feats.shape[0]
-            embeds.append(feats)
-            modality.append(torch.full((n,), VISUAL, dtype=torch.long, device=input_ids.device))
-            row_mask.append(torch.ones(n, dtype=torch.bool, device=input_ids.device))
-            if labels is not None:
-                row_labels.append(torch.full((n,), IGNORE_INDEX, dtype=labels.dtype, device=labels.device))
-            start = pos + 1
-        rows.append(
-            (
-                torch.cat(embeds),
-                torch.cat(modality),
-                torch.cat(row_mask),
-                torch.cat(row_labels) if labels is not None else None,
-            )
-        )
+    def to_device(x: torch.Tensor) -> torch.Tensor:
+        return x.to(device, non_blocking=True)
 
-    longest = max(r[0].shape[0] for r in rows)
+    text_src, text_dest, visual_dest = to_device(text_src), to_device(text_dest), to_device(visual_dest)
+    ids = input_ids.to(device, non_blocking=True)
+    text_embeds = embed_tokens(ids.masked_fill(ids == IMAGE_TOKEN_INDEX, 0))
+    hidden = text_embeds.shape[-1]
+    embeds = text_embeds.new_zeros(batch * longest, hidden)
+    embeds[text_dest] = text_embeds.reshape(-1, hidden)[text_src]
+    if len(visual_features):
+        feats = torch.cat([f.to(device=device, dtype=text_embeds.dtype) for f in visual_features])
+        embeds[visual_dest] = feats
 
-    def pad(x: torch.Tensor, value: float | int) -> torch.Tensor:
-        fill = x.new_full((longest - x.shape[0], *x.shape[1:]), value)
-        return torch.cat([fill, x] if padding_side == "left" else [x, fill])
-
-    out_mask = torch.stack([pad(r[2], False) for r in rows])
+    modality = torch.full((batch * longest,), TEXT, dtype=torch.long, device=device)
+    modality[visual_dest] = VISUAL
+    source_mask = (
+        torch.ones(batch * length, dtype=torch.bool, device=device)
+        if attention_mask is None
+        else attention_mask[:, :length].to(device, non_blocking=True).reshape(-1).bool()
+    )
+    out_mask = torch.zeros(batch * longest, dtype=torch.bool, device=device)
+    out_mask[text_dest] = source_mask[text_src]
+    out_mask[visual_dest] = True
+    out_labels = None
+    if labels is not None:
+        out_labels = torch.full((batch * longest,), IGNORE_INDEX, dtype=labels.dtype, device=labels.device)
+        out_labels[text_dest.to(labels.device)] = labels.reshape(-1)[text_src.to(labels.device)]
+        out_labels = out_labels.view(batch, longest)
+    out_mask = out_mask.view(batch, longest)
     return {
-        "inputs_embeds": torch.stack([pad(r[0], 0.0) for r in rows]),
-        "modality_indicators": torch.stack([pad(r[1], TEXT) for r in rows]),
+        "inputs_embeds": embeds.view(batch, longest, hidden),
+        "modality_indicators": modality.view(batch, longest),
         "attention_mask": out_mask.to(attention_mask.dtype) if attention_mask is not None else out_mask.long(),
-        "labels": torch.stack([pad(r[3], IGNORE_INDEX) for r in rows]) if labels is not None else None,
+        "labels": out_labels,
     }
 
 

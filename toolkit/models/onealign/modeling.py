@@ -23,6 +23,7 @@ at once peaks at about 17 GB in bfloat16 with SDPA).
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Sequence
 
@@ -48,7 +49,6 @@ from toolkit.models.onealign.configuration import MPLUGOwl2Config
 from toolkit.models.onealign.merge import (
     IGNORE_INDEX,
     IMAGE_TOKEN_INDEX,
-    TEXT,
     merge_visual_tokens,
     split_images,
     widen_placeholder_mask,
@@ -89,6 +89,53 @@ class CheckpointMismatchError(InputError):
 # --------------------------------------------------------------------------- language model
 
 
+@dataclass(frozen=True)
+class ModalityRouting:
+    """Which tokens go through which branch of the modality-adaptive layers.
+
+    Built once per forward from ``modality_indicators`` and shared by the 4 multiway modules of
+    every layer. Selecting tokens with a boolean mask (``hidden[indicators == k]``) makes the
+    host wait for the device each time, because the output size depends on the data; with the
+    flat token indices and counts of each branch computed here once (one wait per forward),
+    the layers only gather and scatter with index tensors of known size, and the device queue
+    never drains. The tokens of a branch keep their row-major order, so each branch sees the
+    same rows in the same order as with mask selection and computes bit-identical results.
+    """
+
+    counts: tuple[int, ...]
+    """Number of tokens per branch."""
+    indices: tuple["torch.Tensor | None", ...]
+    """Flat (batch * length) token indices per branch; ``None`` when a branch has no token."""
+
+    @classmethod
+    def from_indicators(cls, modality_indicators: torch.Tensor, num_branches: int = 2) -> "ModalityRouting":
+        flat = modality_indicators.reshape(-1).long()
+        # Branch sizes and the count of out-of-range values in one device-to-host copy.
+        in_range = ((flat >= 0) & (flat < num_branches)).sum()
+        stats = torch.stack([(flat == k).sum() for k in range(num_branches)] + [flat.numel() - in_range]).tolist()
+        *counts_list, invalid = (int(v) for v in stats)
+        if invalid:
+            raise ValueError(
+                f"modality_indicators must lie in 0..{num_branches - 1}; {invalid} value(s) do not "
+                f"(found {sorted(set(flat.unique().tolist()))})"
+            )
+        counts = tuple(counts_list)
+        if max(counts, default=0) == flat.numel():  # one modality only: no index needed
+            return cls(counts, (None,) * num_branches)
+        # A stable sort groups the token positions by branch, row-major within each branch.
+        order = torch.sort(flat, stable=True).indices
+        parts = torch.split(order, list(counts))
+        return cls(counts, tuple(part if n else None for part, n in zip(parts, counts)))
+
+    def only_branch(self) -> int | None:
+        """The branch that holds every token, if there is one."""
+        total = sum(self.counts)
+        for k, n in enumerate(self.counts):
+            if n == total:
+                return k
+        return None
+
+
 class MultiwayNetwork(nn.Module):
     """One module per modality; each token goes through the branch its indicator names."""
 
@@ -96,23 +143,32 @@ class MultiwayNetwork(nn.Module):
         super().__init__()
         self.multiway = nn.ModuleList([make() for _ in range(num_multiway)])
 
-    def forward(self, hidden_states: torch.Tensor, modality_indicators: torch.Tensor | None) -> torch.Tensor:
-        if modality_indicators is None or len(self.multiway) == 1:
+    def forward(
+        self, hidden_states: torch.Tensor, modality: "ModalityRouting | torch.Tensor | None"
+    ) -> torch.Tensor:
+        """``modality``: the routing of the forward (see :class:`ModalityRouting`), or per-token
+        indicators (B, T), which are turned into a routing here (one host-device wait)."""
+        if modality is None or len(self.multiway) == 1:
             return self.multiway[0](hidden_states)
+        routing = modality if isinstance(modality, ModalityRouting) else ModalityRouting.from_indicators(
+            modality, len(self.multiway)
+        )
+        only = routing.only_branch()
+        if only is not None:
+            return self.multiway[only](hidden_states)
+        flat = hidden_states.reshape(-1, hidden_states.shape[-1])
         out: torch.Tensor | None = None
-        for idx, branch in enumerate(self.multiway):
-            selected = modality_indicators == idx
-            if not bool(selected.any()):
+        for branch, index in zip(self.multiway, routing.indices):
+            if index is None:
+                # Only the selected tokens go through a branch (as in the reference), so a
+                # branch that sees no token of a batch gets no gradient from it.
                 continue
-            # Only the selected tokens go through a branch (as in the reference), so a branch
-            # that sees no token of a batch gets no gradient from it.
-            y = branch(hidden_states[selected])
+            y = branch(flat.index_select(0, index))
             if out is None:
-                out = y.new_zeros(*hidden_states.shape[:-1], y.shape[-1])
-            out[selected] = y
-        if out is None:  # an empty sequence
-            out = self.multiway[0](hidden_states)
-        return out
+                out = y.new_empty(flat.shape[0], y.shape[-1])
+            out.index_copy_(0, index, y)
+        assert out is not None  # at least two branches hold tokens here
+        return out.view(*hidden_states.shape[:-1], out.shape[-1])
 
 
 class MPLUGOwl2Attention(nn.Module):
@@ -137,7 +193,7 @@ class MPLUGOwl2Attention(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        modality_indicators: torch.Tensor | None,
+        modality_indicators: ModalityRouting | torch.Tensor | None,
         position_embeddings: tuple[torch.Tensor, torch.Tensor],
         attention_mask: torch.Tensor | None,
         cache: Cache | None = None,
@@ -180,7 +236,7 @@ class MPLUGOwl2DecoderLayer(GradientCheckpointingLayer):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        modality_indicators: torch.Tensor | None = None,
+        modality_indicators: ModalityRouting | torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: Cache | None = None,
@@ -251,7 +307,8 @@ class MPLUGOwl2LlamaModel(MPLUGOwl2PreTrainedModel):
         """(N, 3, S, S) preprocessed images -> (N, Q + 1, hidden) LLM tokens."""
         dtype = self.vision_model.embeddings.patch_embed.weight.dtype
         device = self.vision_model.embeddings.patch_embed.weight.device
-        vision_tokens = self.vision_model(pixel_values.to(device=device, dtype=dtype))
+        # Move first, then cast on the device: the cast is far cheaper there than on the host.
+        vision_tokens = self.vision_model(pixel_values.to(device, non_blocking=True).to(dtype))
         return self.visual_abstractor(vision_tokens)
 
     def forward(
@@ -275,8 +332,13 @@ class MPLUGOwl2LlamaModel(MPLUGOwl2PreTrainedModel):
                 raise ValueError("input_ids contain image placeholders: pass images to the causal-LM model")
             inputs_embeds = self.embed_tokens(input_ids)
         batch, length = inputs_embeds.shape[:2]
-        if modality_indicators is None:
-            modality_indicators = torch.full((batch, length), TEXT, dtype=torch.long, device=inputs_embeds.device)
+        # Which tokens take the visual branches, worked out once for all layers (no indicators:
+        # text only, the text branches for every token).
+        if modality_indicators is not None and tuple(modality_indicators.shape) != (batch, length):
+            raise ValueError(
+                f"modality_indicators has shape {tuple(modality_indicators.shape)}, the inputs {(batch, length)}"
+            )
+        routing = None if modality_indicators is None else ModalityRouting.from_indicators(modality_indicators)
         use_cache = self.config.use_cache if use_cache is None else use_cache
         if use_cache and cache is None and not self.training:
             cache = DynamicCache(config=self.config)
@@ -300,7 +362,7 @@ class MPLUGOwl2LlamaModel(MPLUGOwl2PreTrainedModel):
                 all_hidden += (hidden_states,)
             hidden_states = layer(
                 hidden_states,
-                modality_indicators,
+                routing,
                 attention_mask=causal_mask,
                 position_embeddings=position_embeddings,
                 cache=cache,
@@ -374,6 +436,10 @@ class MPLUGOwl2LlamaForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
 
     def encode_images(self, images: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Visual tokens per placeholder: one (frames * (Q + 1), hidden) tensor per image or video."""
+        if not isinstance(images, torch.Tensor):
+            # Stack on the device rather than on the host (a batch of 448 px frames is tens of MB).
+            device = self.model.vision_model.embeddings.patch_embed.weight.device
+            images = [x.to(device, non_blocking=True) for x in images]
         stacked, counts = split_images(images)
         tokens = self.model.encode_images(stacked)
         return [chunk.flatten(0, 1) for chunk in torch.split(tokens, counts, dim=0)]
@@ -391,11 +457,10 @@ class MPLUGOwl2LlamaForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
         ``forward`` does this itself when given ``images`` (right padding, as the reference); call
         it directly to left-pad, then pass the result to ``forward``.
         """
-        input_ids = input_ids.to(self.model.embed_tokens.weight.device)
-        if attention_mask is not None:
-            attention_mask = attention_mask.to(input_ids.device)
+        # The ids stay where they are: the merge reads their layout on the host (no wait for the
+        # device when they come from the host) and moves them itself.
         if labels is not None:
-            labels = labels.to(input_ids.device)
+            labels = labels.to(self.model.embed_tokens.weight.device)
         features = self.encode_images(images)
         return merge_visual_tokens(self.model.embed_tokens, input_ids, features, attention_mask, labels, padding_side)
 
@@ -516,6 +581,7 @@ __all__ = [
     "IGNORE_INDEX",
     "IMAGE_TOKEN_INDEX",
     "CheckpointMismatchError",
+    "ModalityRouting",
     "MPLUGOwl2LlamaForCausalLM",
     "MPLUGOwl2LlamaModel",
     "MPLUGOwl2PreTrainedModel",
