@@ -4,10 +4,11 @@ overlaps the model forward of the previous batch."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, get_worker_info
 
 from toolkit.errors import InputError
 from toolkit.media import cap_indices, load_video_frames, open_image
@@ -26,6 +27,12 @@ class Decoded:
     frames: list["Image.Image"] | None
     error: str | None = None
     note: str | None = None  # e.g. the frame cap subsampled the clip
+    released: bool = False  # decoded fine, frames dropped once a worker built the model inputs
+
+    @property
+    def usable(self) -> bool:
+        """Whether the input decoded (its frames may have been released since)."""
+        return self.frames is not None or self.released
 
 
 def decode_input(item: ScoreInput, max_frames: int | None = None, position: int = 0) -> Decoded:
@@ -45,6 +52,32 @@ def decode_input(item: ScoreInput, max_frames: int | None = None, position: int 
         return Decoded(position, None, str(exc))
     except Exception as exc:  # a decoder bug or an exotic file: report it on the row, go on
         return Decoded(position, None, f"{item.path}: {type(exc).__name__}: {exc}")
+
+
+class BatchVisuals(SequenceABC):
+    """The frames of some decoded inputs, decoding again those a worker released.
+
+    Workers drop the frames of inputs whose model inputs they built (shipping full-size
+    pictures back to the main process costs more than decoding them), so the frames are
+    only needed again when a batch fails and its inputs are retried one at a time.
+    """
+
+    def __init__(self, decoded: Sequence[Decoded], items: Sequence[ScoreInput], max_frames: int | None) -> None:
+        self.decoded = list(decoded)
+        self.items = items
+        self.max_frames = max_frames
+
+    def __len__(self) -> int:
+        return len(self.decoded)
+
+    def __getitem__(self, index: int) -> list["Image.Image"]:  # type: ignore[override]
+        d = self.decoded[index]
+        if d.frames is not None:
+            return d.frames
+        again = decode_input(self.items[d.position], self.max_frames, d.position)
+        if again.frames is None:
+            raise InputError(again.error or f"{self.items[d.position].path}: cannot be decoded again")
+        return again.frames
 
 
 class DecodeDataset(Dataset):
@@ -102,6 +135,7 @@ class BatchPreparer:
         out = PreparedBatch(batch)
         if self.backbone is None:
             return out
+        in_worker = get_worker_info() is not None
         for kind in ("image", "video"):
             idx = [i for i, d in enumerate(batch) if d.frames is not None and self.kinds[d.position] == kind]
             if not idx:
@@ -109,5 +143,11 @@ class BatchPreparer:
             try:
                 out.prepared[kind] = (idx, self.backbone.scoring_batch([batch[i].frames for i in idx], self.task, kind))  # type: ignore[misc]
             except Exception:
-                pass
+                continue
+            if in_worker:
+                # Pickling full-size pictures back to the main process would cost that process
+                # more than the model inputs themselves (which travel in shared memory).
+                for i in idx:
+                    batch[i].frames = None
+                    batch[i].released = True
         return out

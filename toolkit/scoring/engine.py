@@ -17,7 +17,7 @@ import pandas as pd
 
 from toolkit.errors import InputError
 from toolkit.models.base import InputKind, QAlignBackbone, Task, Visual
-from toolkit.scoring.decode import BatchPreparer, DecodeDataset, PreparedBatch, detach_preprocessing
+from toolkit.scoring.decode import BatchPreparer, BatchVisuals, DecodeDataset, PreparedBatch, detach_preprocessing
 from toolkit.scoring.inputs import ScoreInput, collect_inputs
 from toolkit.scoring.processes import ProcessGroup, current_processes, resolve_device
 from toolkit.scoring.results import (
@@ -222,7 +222,7 @@ class Scorer:
         chunks: list[ScoredChunk] = []
         with tqdm(total=len(items), desc=f"scoring {task}", unit="input", disable=not show) as bar:
             for batch in loader:
-                chunk = self._score_batch(items, batch, task)
+                chunk = self._score_batch(items, batch, task, max_frames)
                 if with_gt:
                     chunk.gt_scores = [items[d.position].gt_score for d in batch.decoded]
                 if appender is not None:
@@ -231,7 +231,9 @@ class Scorer:
                 bar.update(len(batch.decoded))
         return chunks_to_frame(chunks, with_gt)
 
-    def _score_batch(self, items: Sequence[ScoreInput], batch: PreparedBatch, task: Task) -> ScoredChunk:
+    def _score_batch(
+        self, items: Sequence[ScoreInput], batch: PreparedBatch, task: Task, max_frames: int | None = None
+    ) -> ScoredChunk:
         decoded = batch.decoded
         probs = np.full((len(decoded), 5), np.nan)
         errors = [d.error or "" for d in decoded]
@@ -241,19 +243,20 @@ class Scorer:
                 log.info("%s: %s", items[d.position].path, d.note)
         # Group by kind so every forward has one prompt form (all images or all videos).
         for kind in ("image", "video"):
-            idx = [i for i, d in enumerate(decoded) if d.frames is not None and items[d.position].kind == kind]
+            idx = [i for i, d in enumerate(decoded) if d.usable and items[d.position].kind == kind]
             if not idx:
                 continue
             ready = batch.prepared.get(kind)
             model_inputs = ready[1] if ready is not None and ready[0] == idx else None
-            probs[idx], errs = self._forward([decoded[i].frames for i in idx], task, kind, model_inputs)  # type: ignore[misc]
+            visuals = BatchVisuals([decoded[i] for i in idx], items, max_frames)
+            probs[idx], errs = self._forward(visuals, task, kind, model_inputs)
             for i, e in zip(idx, errs):
                 if e:
                     errors[i] = f"{items[decoded[i].position].path}: {e}"
         return ScoredChunk([items[d.position].path for d in decoded], probs, errors)
 
     def _forward(
-        self, visuals: list[Visual], task: Task, kind: InputKind, model_inputs: dict | None = None
+        self, visuals: Sequence[Visual], task: Task, kind: InputKind, model_inputs: dict | None = None
     ) -> tuple[np.ndarray, list[str]]:
         """Probabilities for a batch (``model_inputs``: its ``scoring_batch``, if already built).
 
@@ -277,9 +280,9 @@ class Scorer:
         out = np.full((len(visuals), 5), np.nan)
         errors = [""] * len(visuals)
         last_exc: Exception | None = None
-        for i, v in enumerate(visuals):
+        for i in range(len(visuals)):
             try:
-                out[i] = self.level_probs([v], task, kind)[0]
+                out[i] = self.level_probs([visuals[i]], task, kind)[0]
                 self._any_success = True
             except Exception as exc:
                 last_exc = exc
