@@ -9,7 +9,22 @@ on a noisy shared machine where absolute figures wander. Examples::
         --batch-sizes 1,8,16,32 --num-workers 8 --images 256 --size 1024x768
 
 ``--random-init`` builds a OneAlign folder's model from its ``config.json`` with random weights,
-which measures the real model's speed where its 16 GB of weights are not at hand.
+straight on the device, which measures the real model's speed where its 16 GB of weights are
+not at hand.
+
+``--model-batch-sizes`` adds a "model alone" table: the same preprocessed 448 px pixels scored
+again and again (host-to-device copy, vision tower, abstractor, token merge, LLM), so decoding
+and preprocessing are left out. ``--compare-masked`` repeats that table with the branch
+selection of the reference code (boolean-mask indexing per modality-adaptive module, which
+makes the host wait for the device about 8 times per layer) to show what routing tokens once
+per forward gains. ``--num-workers`` takes a list (``0,8``) to compare DataLoader settings.
+
+A full-size GPU run that fits in a few minutes::
+
+    python bench/score_throughput.py --model one-align-folder --random-init --device cuda \
+        --dtype bfloat16 --model-batch-sizes 1,8,16,32,64 --compare-masked \
+        --batch-sizes 16,32,64 --num-workers 8,14 --images 256 --size 1024x768 \
+        --repeats 1 --baseline-images 16
 
 ``max |dp|`` is the largest probability difference from the baseline. It is rounding only: on a
 CPU in float32 it stays near 1e-7; on GPUs batch-size-dependent kernels, TF32 convolutions and
@@ -21,6 +36,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +47,12 @@ def make_images(folder: Path, n: int, width: int, height: int, seed: int = 0) ->
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width]
+    xs, ys = np.arange(width), np.arange(height)
+    noise = rng.normal(0, 20, (height, width, 3))  # drawn once and shifted per image: generation stays cheap
     paths = []
     for i in range(n):
-        base = (np.sin(xx / (20 + i)) + np.cos(yy / (15 + i))) * 60 + 128
-        arr = np.clip(base[..., None] + rng.normal(0, 20, (height, width, 3)), 0, 255).astype(np.uint8)
+        base = (np.sin(xs / (20 + i))[None, :] + np.cos(ys / (15 + i))[:, None]) * 60 + 128
+        arr = np.clip(base[..., None] + np.roll(noise, 37 * i, axis=1), 0, 255).astype(np.uint8)
         p = folder / f"img{i:04d}.jpg"
         Image.fromarray(arr).save(p, quality=90)
         paths.append(p)
@@ -47,6 +64,78 @@ def sync(device: str) -> None:
 
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+
+
+@contextmanager
+def masked_selection():
+    """Within this block the modality-adaptive modules select their tokens as the reference
+    code does (a boolean mask per branch, which waits for the device), for before/after figures."""
+    from toolkit.models.onealign import modeling
+
+    def forward(self, hidden_states, modality):  # the reference MultiwayNetwork.forward
+        if modality is None:
+            return self.multiway[0](hidden_states)
+        out = None
+        for idx, branch in enumerate(self.multiway):
+            selected = modality == idx
+            if not bool(selected.any()):
+                continue
+            y = branch(hidden_states[selected])
+            if out is None:
+                out = y.new_zeros(*hidden_states.shape[:-1], y.shape[-1])
+            out[selected] = y
+        return out
+
+    saved = modeling.MultiwayNetwork.forward, modeling.ModalityRouting.__dict__["from_indicators"]
+    modeling.MultiwayNetwork.forward = forward
+    modeling.ModalityRouting.from_indicators = classmethod(lambda cls, indicators, num_branches=2: indicators)
+    try:
+        yield
+    finally:
+        modeling.MultiwayNetwork.forward, modeling.ModalityRouting.from_indicators = saved
+
+
+def model_batches(backbone, sizes: list[int], task: str) -> dict[int, dict]:
+    """Preprocessed scoring batches of pictures of several sizes and aspect ratios, per batch size."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    shapes = [(768, 1024), (1024, 768), (500, 500), (300, 900)]
+    pictures = [Image.fromarray(rng.integers(0, 256, (*shapes[i % 4], 3), dtype=np.uint8)) for i in range(max(sizes))]
+    return {bs: backbone.scoring_batch([[im] for im in pictures[:bs]], task, "image") for bs in sizes}
+
+
+def model_alone(backbone, batches: dict[int, dict], repeats: int) -> dict[int, float]:
+    """Images/s of ``level_logits`` on preprocessed pixels (median of ``repeats`` timed calls)."""
+    import torch
+
+    out = {}
+    for bs, batch in batches.items():
+        with torch.inference_mode():
+            backbone.level_logits(batch)  # warm-up: kernels, allocator
+            sync(str(backbone.device))
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                backbone.level_logits(batch)
+                sync(str(backbone.device))
+                times.append(time.perf_counter() - t)
+        out[bs] = bs / float(np.median(times))
+    return out
+
+
+def preprocessing_cost(backbone, paths: list[Path], task: str) -> tuple[float, float]:
+    """Milliseconds per image, in this process: decoding, then building the model inputs."""
+    from toolkit.media import open_image
+
+    t = time.perf_counter()
+    pictures = [open_image(p) for p in paths]
+    decode_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for i in range(0, len(pictures), 16):
+        backbone.scoring_batch([[im] for im in pictures[i : i + 16]], task, "image")
+    prep_s = time.perf_counter() - t
+    return 1000 * decode_s / len(paths), 1000 * prep_s / len(paths)
 
 
 def baseline_loop(backbone, paths: list[Path], task: str) -> tuple[float, np.ndarray]:
@@ -93,8 +182,15 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=64)
     ap.add_argument("--size", default="512x384", help="WIDTHxHEIGHT of the generated images")
     ap.add_argument("--batch-sizes", default="1,2,4,8,16")
-    ap.add_argument("--num-workers", type=int, default=0)
+    ap.add_argument("--num-workers", default="0", help="DataLoader workers, one value or a list such as 0,8")
     ap.add_argument("--repeats", type=int, default=2, help="timed passes per setting (best is reported)")
+    ap.add_argument("--baseline-images", type=int, default=None,
+                    help="run the batch-of-1 baseline on the first N images only (it is slow on big models)")
+    ap.add_argument("--model-batch-sizes", default="",
+                    help="also time the model alone on preprocessed pixels at these batch sizes (e.g. 1,8,16,32)")
+    ap.add_argument("--model-repeats", type=int, default=5, help="timed calls per model-alone setting (median)")
+    ap.add_argument("--compare-masked", action="store_true",
+                    help="model alone also with the reference code's per-module mask selection (before/after)")
     ap.add_argument("--random-init", action="store_true",
                     help="OneAlign folder without weights: random weights from its config.json (throughput only)")
     ap.add_argument("--threads", type=int, default=None,
@@ -110,38 +206,78 @@ def main() -> None:
     from toolkit.scoring import PROB_COLUMNS, Scorer
 
     width, height = (int(v) for v in args.size.lower().split("x"))
-    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    sizes = [int(b) for b in args.batch_sizes.split(",") if b]
+    worker_counts = [int(w) for w in str(args.num_workers).split(",") if w]
+    model_sizes = [int(b) for b in args.model_batch_sizes.split(",") if b]
     t0 = time.perf_counter()
     if args.random_init:
         backbone = random_onealign(args.model, args.dtype, args.device)
     else:
         backbone = load_backbone(args.model, args.adapter, args.dtype, args.device)
+    sync(args.device)
     load_s = time.perf_counter() - t0
     params = sum(p.numel() for p in backbone.model.parameters())
     print(f"model {args.model} ({params / 1e6:.2f} M parameters) on {backbone.device}, {args.dtype}; "
-          f"loaded in {load_s:.1f} s; torch threads {torch.get_num_threads()}")
+          f"loaded in {load_s:.1f} s; torch threads {torch.get_num_threads()}", flush=True)
+    if str(backbone.device).startswith("cuda"):
+        print(f"device {torch.cuda.get_device_name(backbone.device)}, torch {torch.__version__}", flush=True)
+
+    summary: list[tuple[str, float]] = []
+    if model_sizes:
+        batches = model_batches(backbone, model_sizes, args.task)
+        tables = {"routed": model_alone(backbone, batches, args.model_repeats)}
+        if args.compare_masked:
+            try:
+                with masked_selection():
+                    tables["masked"] = model_alone(backbone, batches, args.model_repeats)
+            except Exception as exc:  # the figures of the current code still get printed
+                print(f"masked-selection run failed: {type(exc).__name__}: {exc}")
+        del batches
+        print("\nmodel alone (preprocessed pixels; copy to device, vision, abstractor, merge, LLM), images/s")
+        print(f"{'batch':>6} | " + " | ".join(f"{name:>10}" for name in tables)
+              + (" | routed/masked" if "masked" in tables else ""))
+        for bs in model_sizes:
+            row = f"{bs:>6} | " + " | ".join(f"{tables[name][bs]:10.1f}" for name in tables)
+            if "masked" in tables:
+                row += f" | {tables['routed'][bs] / tables['masked'][bs]:12.2f}x"
+            print(row, flush=True)
+        for name, table in tables.items():
+            best = max(table, key=table.get)
+            summary.append((f"model alone, {name} selection, best batch {best}", table[best]))
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_images(Path(tmp), args.images, width, height)
-        scorer = Scorer(backbone, progress=False, num_workers=args.num_workers)
-        baseline_loop(backbone, paths[:4], args.task)  # warm-up (lazy inits, kernels)
-        base_s, base_probs = min((baseline_loop(backbone, paths, args.task) for _ in range(args.repeats)),
+        decode_ms, prep_ms = preprocessing_cost(backbone, paths[: min(len(paths), 32)], args.task)
+        print(f"\n{len(paths)} images {width}x{height}, task {args.task}; in one process: decoding "
+              f"{decode_ms:.1f} ms/image, model inputs (pad, resize, normalise) {prep_ms:.1f} ms/image", flush=True)
+        base_paths = paths[: args.baseline_images] if args.baseline_images else paths
+        baseline_loop(backbone, base_paths[:4], args.task)  # warm-up (lazy inits, kernels)
+        base_s, base_probs = min((baseline_loop(backbone, base_paths, args.task) for _ in range(args.repeats)),
                                  key=lambda r: r[0])
-        base_ips = len(paths) / base_s
-        print(f"\n{len(paths)} images {width}x{height}, task {args.task}, num_workers {args.num_workers}\n")
-        print(f"{'setting':>22} | {'images/s':>9} | {'vs baseline':>11} | {'max |dp|':>9}")
-        print("-" * 62)
-        print(f"{'baseline loop (bs 1)':>22} | {base_ips:9.2f} | {1.0:10.2f}x | {0.0:9.1e}")
-        for bs in sizes:
-            best = float("inf")
-            for _ in range(args.repeats):
-                t = time.perf_counter()
-                df = scorer.score(paths, task=args.task, batch_size=bs)
-                sync(str(backbone.device))
-                best = min(best, time.perf_counter() - t)
-            diff = np.abs(df[list(PROB_COLUMNS)].to_numpy(float) - base_probs).max()
-            ips = len(paths) / best
-            print(f"{'Scorer batch ' + str(bs):>22} | {ips:9.2f} | {ips / base_ips:10.2f}x | {diff:9.1e}")
+        base_ips = len(base_paths) / base_s
+        summary.append(("engine, baseline loop (bs 1)", base_ips))
+        print(f"\n{'setting':>28} | {'images/s':>9} | {'vs baseline':>11} | {'max |dp|':>9}")
+        print("-" * 68)
+        print(f"{'baseline loop (bs 1)':>28} | {base_ips:9.2f} | {1.0:10.2f}x | {0.0:9.1e}", flush=True)
+        for workers in worker_counts:
+            scorer = Scorer(backbone, progress=False, num_workers=workers)
+            for bs in sizes:
+                best = float("inf")
+                for _ in range(args.repeats):
+                    t = time.perf_counter()
+                    df = scorer.score(paths, task=args.task, batch_size=bs)
+                    sync(str(backbone.device))
+                    best = min(best, time.perf_counter() - t)
+                probs = df[list(PROB_COLUMNS)].to_numpy(float)[: len(base_paths)]
+                diff = np.abs(probs - base_probs).max()
+                ips = len(paths) / best
+                label = f"Scorer batch {bs}, workers {workers}"
+                summary.append((f"engine, {label}", ips))
+                print(f"{label:>28} | {ips:9.2f} | {ips / base_ips:10.2f}x | {diff:9.1e}", flush=True)
+
+    print("\nsummary (images/s)")
+    for label, ips in summary:
+        print(f"  {label:<52} {ips:9.1f}")
 
 
 if __name__ == "__main__":
