@@ -217,3 +217,28 @@ def test_cli_eval_models_and_v1_with_votes(setup, tmp_path):
 
     res = CliRunner().invoke(app, ["eval", "--model", str(m0), "--out", str(tmp_path / "x")])
     assert res.exit_code != 0 and "--test" in str(res.exception)
+
+
+def test_noise_ceiling_from_a_study_leaves_screened_out_raters_out(setup, tmp_path):
+    from fixtures_ui import sqlite_url
+    from toolkit.store import Store, import_votes
+    from toolkit.store.admin import StudySetup, set_rater_excluded, setup_study
+
+    root, votes = setup["root"], setup["votes"]
+    items = setup["names"][4:]
+    (root / "imgs" / "study.csv").write_text("path,role\n" + "".join(f"{n},test\n" for n in items))
+    url = sqlite_url(tmp_path)
+    store = Store(url)
+    with store.session() as s:
+        study, _ = setup_study(s, StudySetup(name="pilot", media_root=root / "imgs", manifest=root / "imgs" / "study.csv"))
+        of_test = votes[votes["item"].isin(items)]
+        noisy = of_test[of_test["rater"] == "r0"].assign(rater="noisy", vote=lambda f: 6 - f["vote"])
+        import_votes(s, study, pd.concat([of_test, noisy]))
+        set_rater_excluded(s, study, "noisy", True)
+    store.dispose()
+    scores = [str(root / "report" / "scores" / "mine" / f"{m}.csv") for m in ("base", "tuned")]
+    res = CliRunner().invoke(app, ["eval", *scores, "--gt", str(root / "imgs" / "mine.csv"), "--study", "pilot",
+                                   "--db", url, "--out", str(tmp_path / "rep"), "--boot", "50", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert data["noise_ceiling"]["value"] == pytest.approx(setup["report"].tests["mine"].noise_ceiling.value)

@@ -30,7 +30,7 @@ def suggest_command(
     top: Optional[int] = typer.Option(None, "--top", min=1, help="Keep (and push) only the best N items."),
     push: bool = typer.Option(False, "--push", help="Put the ranked items at the front of the study's assignment queue (replaces an earlier push)."),
     target: Optional[int] = typer.Option(None, "--target", min=1, help="Vote target: items with this many votes are not ranked (default: the study's target; none without a study)."),
-    include_complete: bool = typer.Option(False, "--include-complete", help="Rank items that reached the vote target too."),
+    include_complete: bool = typer.Option(False, "--include-complete", help="Rank items that reached the vote target too (raters are not served them unless the target is raised)."),
     w_uncertainty: float = typer.Option(1.0, "--w-uncertainty", min=0.0, help="Weight of the model's level entropy."),
     w_disagreement: float = typer.Option(1.0, "--w-disagreement", min=0.0, help="Weight of |score - MOS| in units of the MOS interval."),
     task: TaskChoice = typer.Option(TaskChoice.quality, "--task", help="What the model rates (with --model)."),
