@@ -182,3 +182,17 @@ def test_priority_migration_upgrades_and_downgrades(tmp_path):
     assert "priority" not in {c["name"] for c in inspect(make_engine(url)).get_columns("items")}
     engine.dispose()
     assert upgrade(url) == "0003"
+
+
+def test_suggest_scores_the_study_items_with_a_model(study, tmp_path):
+    from toolkit.models.tiny import build_tiny_model
+    from toolkit.scoring import Scorer
+
+    store, url, media = study
+    model = build_tiny_model(tmp_path / "tiny", seed=0)
+    result = suggest("pilot", db_url=url, model=str(model), device="cpu", progress=False, out=tmp_path / "r.csv")
+    ranked = result.ranking.set_index("item")
+    assert sorted(ranked.index) == [f"test_{k:02d}.png" for k in range(6)] and (ranked["n"] == 0).all()
+    direct = Scorer.from_pretrained(str(model), device="cpu", progress=False).score([str(media / "test_03.png")])
+    assert ranked.loc["test_03.png", "entropy"] == pytest.approx(direct["entropy"].iloc[0])
+    assert ranked.loc["test_03.png", "priority"] == pytest.approx(direct["entropy"].iloc[0] / LN5)
