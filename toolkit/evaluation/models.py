@@ -30,7 +30,7 @@ import pandas as pd
 from toolkit.errors import InputError
 from toolkit.evaluation.calibration import DEFAULT_BINS, CalibrationResult, calibration, onehot_levels
 from toolkit.evaluation.metrics import DEFAULT_BOOT, AgreementReport, MetricResult
-from toolkit.evaluation.report import Comparison, evaluate_sets
+from toolkit.evaluation.report import METRIC_DEFINITIONS, Comparison, evaluate_sets
 from toolkit.evaluation.testsets import HISTOGRAM_SOURCE, ONEHOT_SOURCE, TestSet, TestVotes, load_test_set, match_votes
 from toolkit.levels import LEVELS
 
@@ -298,16 +298,13 @@ class ModelsReport:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
-        from toolkit.evaluation.report import EvaluationReport
-
-        definitions = EvaluationReport(self.out_dir, {}, [], None).to_dict()["metric_definitions"]
         return {
             "models": [{"name": m.label, "model": m.model, "adapter": m.adapter} for m in self.models],
             "reference": self.models[0].label if self.models else None,
             "test_sets": {k: v.to_dict() for k, v in self.tests.items()},
             "notes": list(self.notes),
             "metric_definitions": {
-                **definitions,
+                **METRIC_DEFINITIONS,
                 "noise_ceiling": "inter-rater split-half correlation of the MOS, Spearman-Brown corrected",
                 "mean_kl": "mean over items of KL(observed level distribution || predicted), nats",
                 "ece": "classwise expected calibration error over the five levels (equal-width bins)",

@@ -45,6 +45,15 @@ METRIC_LABELS: dict[str, str] = {
     "rmse_logistic": "RMSE (logistic)",
 }
 
+METRIC_DEFINITIONS: dict[str, str] = {
+    "plcc": "Pearson correlation of the raw predictions (as the Q-Align reference and pyiqa report it)",
+    "plcc_logistic": "Pearson correlation after the 4-parameter logistic fit (VQEG, ITU-T P.1401)",
+    "rmse": "RMSE of the raw predictions against the MOS (only meaningful on a shared scale)",
+    "rmse_logistic": "RMSE after the 4-parameter logistic fit, in MOS units",
+    "intervals": "percentile bootstrap over items; plcc_fisher: Fisher-z interval",
+}
+"""What the report's coefficients are, written into every ``report.json``."""
+
 _CEILING_LABELS = {"split_half_srcc": "split-half SRCC", "split_half_plcc": "split-half PLCC"}
 
 
@@ -84,13 +93,7 @@ class EvaluationReport:
             "comparisons": [c.to_dict() for c in self.comparisons],
             "noise_ceiling": None if self.noise_ceiling is None else self.noise_ceiling.to_dict(),
             "notes": list(self.notes),
-            "metric_definitions": {
-                "plcc": "Pearson correlation of the raw predictions (as the Q-Align reference and pyiqa report it)",
-                "plcc_logistic": "Pearson correlation after the 4-parameter logistic fit (VQEG, ITU-T P.1401)",
-                "rmse": "RMSE of the raw predictions against the MOS (only meaningful on a shared scale)",
-                "rmse_logistic": "RMSE after the 4-parameter logistic fit, in MOS units",
-                "intervals": "percentile bootstrap over items; plcc_fisher: Fisher-z interval",
-            },
+            "metric_definitions": dict(METRIC_DEFINITIONS),
         }
 
 
