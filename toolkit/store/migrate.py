@@ -29,35 +29,29 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> str:
-    """Bring the database at ``url`` to ``revision``; returns the revision it is at afterwards."""
+def _apply(step: str, url: str | None, revision: str) -> str:
     from alembic import command
 
     resolved = resolve_db_url(url)
     engine = make_engine(resolved)  # fails early, with a clear message, on a bad URL
     try:
         cfg = alembic_config(resolved)
-        with engine.begin() as conn:
+        with engine.begin() as conn:  # one transaction: a failed migration changes nothing
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+            getattr(command, step)(cfg, revision)
     finally:
         engine.dispose()
     return current_revision(resolved) or "base"
+
+
+def upgrade(url: str | None = None, revision: str = "head") -> str:
+    """Bring the database at ``url`` to ``revision``; returns the revision it is at afterwards."""
+    return _apply("upgrade", url, revision)
 
 
 def downgrade(url: str | None, revision: str) -> str:
-    from alembic import command
-
-    resolved = resolve_db_url(url)
-    engine = make_engine(resolved)
-    try:
-        cfg = alembic_config(resolved)
-        with engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, revision)
-    finally:
-        engine.dispose()
-    return current_revision(resolved) or "base"
+    """Take the database at ``url`` back to ``revision`` (``base`` removes the schema)."""
+    return _apply("downgrade", url, revision)
 
 
 def current_revision(url: str | None = None) -> str | None:
