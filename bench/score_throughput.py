@@ -138,6 +138,24 @@ def preprocessing_cost(backbone, paths: list[Path], task: str) -> tuple[float, f
     return 1000 * decode_s / len(paths), 1000 * prep_s / len(paths)
 
 
+def loader_rate(backbone, paths: list[Path], task: str, batch_size: int, workers: int) -> float:
+    """Images/s of decoding and building model inputs in DataLoader workers, with no model:
+    the most the engine can score with that many workers."""
+    from torch.utils.data import DataLoader
+
+    from toolkit.scoring.decode import BatchPreparer, DecodeDataset, detach_preprocessing
+    from toolkit.scoring.inputs import collect_inputs
+
+    items = collect_inputs([str(p) for p in paths], False)
+    preparer = backbone if workers == 0 else detach_preprocessing(backbone)
+    loader = DataLoader(DecodeDataset(items), batch_size=batch_size, num_workers=workers,
+                        collate_fn=BatchPreparer(preparer, items, task), prefetch_factor=2 if workers else None)
+    t = time.perf_counter()
+    for _ in loader:
+        pass
+    return len(paths) / (time.perf_counter() - t)
+
+
 def baseline_loop(backbone, paths: list[Path], task: str) -> tuple[float, np.ndarray]:
     """One image at a time, no DataLoader: the naive reference loop."""
     import torch
@@ -189,6 +207,8 @@ def main() -> None:
     ap.add_argument("--model-batch-sizes", default="",
                     help="also time the model alone on preprocessed pixels at these batch sizes (e.g. 1,8,16,32)")
     ap.add_argument("--model-repeats", type=int, default=5, help="timed calls per model-alone setting (median)")
+    ap.add_argument("--loader-rate", action="store_true",
+                    help="also time decoding + model inputs in the workers alone (no model): the engine's ceiling")
     ap.add_argument("--compare-masked", action="store_true",
                     help="model alone also with the reference code's per-module mask selection (before/after)")
     ap.add_argument("--random-init", action="store_true",
@@ -260,6 +280,10 @@ def main() -> None:
         print("-" * 68)
         print(f"{'baseline loop (bs 1)':>28} | {base_ips:9.2f} | {1.0:10.2f}x | {0.0:9.1e}", flush=True)
         for workers in worker_counts:
+            if args.loader_rate and workers:
+                rate = loader_rate(backbone, paths, args.task, max(sizes), workers)
+                summary.append((f"decoding + model inputs alone, {workers} workers", rate))
+                print(f"{'inputs alone, workers ' + str(workers):>28} | {rate:9.2f} |", flush=True)
             scorer = Scorer(backbone, progress=False, num_workers=workers)
             for bs in sizes:
                 best = float("inf")
