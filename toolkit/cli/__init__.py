@@ -16,6 +16,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown joins the hard-wrapped lines of docstrings into paragraphs in --help.
+    rich_markup_mode="markdown",
 )
 
 # Modules under toolkit.cli that define ``register(app)``; imported lazily by name so one
