@@ -65,6 +65,7 @@ class TrainState:
     heldout: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None  # {"step", "metric", "value"} of the model in out/best
     num_processes: int = 1
+    draws: list[int] = field(default_factory=list)  # training examples drawn from each data set
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -81,6 +81,7 @@ class TrainResult:
     main_process: bool = True  # False in the other processes of a multi-process run
     best: dict[str, Any] | None = None  # {"step", "metric", "value"} of the model copied to out/best
     resumed_from: str | None = None  # the checkpoint this run continued from
+    draws: list[int] = field(default_factory=list)  # examples drawn from each training data set
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k not in ("backbone", "heldout", "main_process")}
@@ -136,7 +137,6 @@ def _mixed_precision(dtype: str, device: "torch.device") -> str:
 
 def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None) -> TrainResult:
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import GradientAccumulationPlugin, set_seed
 
     from toolkit.models.loading import resolve_device, resolve_model_path
@@ -145,7 +145,7 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
     out_dir = check_output_dir(config.out)
     data, heldout_data = load_run_data(config)
     device = resolve_device(config.device)  # fails early on a device this machine lacks
-    accelerator = Accelerator(
+    accelerator = _accelerator(
         cpu=device.type == "cpu",
         mixed_precision=_mixed_precision(config.dtype, device),
         # Optimizer steps are counted by the loop, not by passes over the data: an accumulation
@@ -185,7 +185,7 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
     warmup = warmup_steps_for(total_steps, config.warmup_ratio)
     method = "generate" if config.loss == "score" else "levels"
 
-    state = TrainState(num_processes=accelerator.num_processes)
+    state = TrainState(num_processes=accelerator.num_processes, draws=[0] * len(data.parts))
     resumed = latest_checkpoint(out_dir) if config.resume else None
     if resumed is None and accelerator.is_main_process:
         _clear_previous_run(out_dir)  # a fresh run replaces the earlier one's checkpoints and best model
@@ -213,6 +213,7 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
         for group in optimizer.param_groups:
             group["lr"] = lr
         micro_losses = []
+        draws = torch.zeros(len(state.draws), dtype=torch.long, device=accelerator.device)
         for _ in range(config.grad_accum):
             epoch, batch = next(batches)
             # accumulate(): no gradient all-reduce but on the last micro-batch; backward() divides
@@ -221,6 +222,7 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
                 loss = loss_fn(model, backbone, batch)
                 accelerator.backward(loss)
             micro_losses.append(loss.detach())
+            draws += torch.bincount(batch["target_dataset"].to(draws.device), minlength=len(state.draws))
             state.samples += int(batch["input_ids"].shape[0]) * accelerator.num_processes
         if config.max_grad_norm > 0:
             accelerator.clip_grad_norm_(params, config.max_grad_norm)
@@ -230,6 +232,7 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
         step_loss = float(accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean"))
         state.losses.append(step_loss)
         state.lrs.append(lr)
+        state.draws = [a + int(b) for a, b in zip(state.draws, accelerator.reduce(draws, reduction="sum").tolist())]
         done = state.step = step + 1
         state.seconds = time.perf_counter() - start
         save = bool(config.save_every) and done % config.save_every == 0 and done < total_steps
@@ -267,9 +270,29 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
         main_process=accelerator.is_main_process,
         best=state.best,
         resumed_from=str(resumed) if resumed is not None else None,
+        draws=list(state.draws),
     )
     _write_model(accelerator, model, backbone, config, base_path, out_dir, _record(config, base_path, result.to_dict()), whole=False)
     return result
+
+
+def _accelerator(**kwargs: Any) -> "Accelerator":
+    """An ``Accelerator``; in a single process, also after an earlier run with another precision.
+
+    accelerate keeps one process-wide state and refuses a second ``Accelerator`` with other
+    settings. A launched multi-process run trains once per process, but a notebook or a script
+    that calls ``train()`` with bf16 after float32 would fail; there the state is reset.
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+
+    try:
+        return Accelerator(**kwargs)
+    except ValueError as exc:
+        if "already been initialized" not in str(exc) or PartialState().num_processes != 1:
+            raise
+        AcceleratorState._reset_state(reset_partial_state=True)
+        return Accelerator(**kwargs)
 
 
 def _load_backbone(base_path: Path, accelerator: "Accelerator") -> QAlignBackbone:

@@ -46,16 +46,20 @@ def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
 
 class Collate:
     """``DataLoader`` collate function: the backbone's training batch, plus the five-level
-    target distribution of every example when the loss needs it (``target_level_probs``)."""
+    target distribution of every example when the loss needs it (``target_level_probs``) and
+    the data set each example came from (``target_dataset``, for the run's draw counts)."""
 
     def __init__(self, backbone: QAlignBackbone, loss: str = "ce") -> None:
         self.backbone = backbone
         self.loss = loss
 
     def __call__(self, examples: Sequence[TrainingExample]) -> dict[str, Any]:
+        import torch
+
         batch = self.backbone.training_batch(examples)
         if self.loss == "soft":
             batch[TARGET_PREFIX + "level_probs"] = level_targets(examples)
+        batch[TARGET_PREFIX + "dataset"] = torch.tensor([int(ex.meta.get("dataset", 0)) for ex in examples])
         return batch
 
 
