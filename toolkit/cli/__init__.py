@@ -31,6 +31,8 @@ COMMAND_MODULES: list[str] = [
     "ui",
     "analyze",
     "train",
+    "ablate",
+    "merge",
     "demo",
     "suggest",
     "export_dataset",
