@@ -328,12 +328,12 @@ def _batches(loader: Any, sampler: MixtureSampler, state: TrainState) -> Iterato
     n = len(loader)
     while True:
         source = skip_first_batches(loader, state.batch_in_epoch) if state.batch_in_epoch else loader
-        # accelerate's loaders set the sampler's epoch from their own counter at every pass;
-        # setting it here keeps the order a function of the epoch alone.
+        # accelerate's loaders set the sampler's epoch from their own counter at every pass (when
+        # they reach it through their wrappers: not through a skipping loader on several
+        # processes); setting both keeps the order a function of the epoch alone.
         if hasattr(source, "set_epoch"):
             source.set_epoch(state.epoch)
-        else:
-            sampler.set_epoch(state.epoch)
+        sampler.set_epoch(state.epoch)
         for batch in source:
             state.batch_in_epoch += 1
             yield state.epoch + state.batch_in_epoch / n, batch
