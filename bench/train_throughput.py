@@ -3,6 +3,8 @@
     python bench/train_throughput.py                      # tiny + mid-size, CPU, full and LoRA
     python bench/train_throughput.py --models tiny --threads 1 2
     python bench/train_throughput.py --device cuda --dtype bf16 --models mid
+    python bench/train_throughput.py --models tiny --modes full --losses ce soft score --threads 1
+    python bench/train_throughput.py --models mid --modes lora --gradient-checkpointing
 
 Each configuration trains for ``--steps`` optimizer steps on random images with Q-Align
 conversations (loading and saving excluded from the timing; the first ``--warmup`` steps are
@@ -12,6 +14,7 @@ dropped). Timings on shared machines vary 2-3x from run to run: compare figures 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from toolkit.levels import level_word
+from toolkit.levels import level_word, soft_label
 from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig, TrainProgress, train
 
@@ -40,8 +43,10 @@ def write_data(folder: Path, n: int, seed: int = 0) -> Path:
         value = int(rng.integers(1, 6))
         name = f"img/{i}.png"
         Image.fromarray(rng.integers(0, 256, (256, 320, 3), dtype=np.uint8)).save(folder / name)
+        # A vote histogram for the soft-label loss (and a 1-5 score for the direct-score one).
+        probs = soft_label([value], [0.8])[0]
         records.append({
-            "id": name, "image": name,
+            "id": name, "image": name, "gt_score": value, "level_probs": probs.tolist(),
             "conversations": [{"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"},
                               {"from": "gpt", "value": f"The quality of the image is {level_word(value)}."}],
         })  # fmt: skip
@@ -50,7 +55,8 @@ def write_data(folder: Path, n: int, seed: int = 0) -> Path:
     return path
 
 
-def measure(model_dir: Path, data: Path, out: Path, args: argparse.Namespace, mode: str, threads: int | None) -> dict:
+def measure(model_dir: Path, data: Path, out: Path, args: argparse.Namespace, mode: str, threads: int | None,
+            loss: str = "ce") -> dict:
     times: list[float] = []
     last = [time.perf_counter()]
 
@@ -62,12 +68,14 @@ def measure(model_dir: Path, data: Path, out: Path, args: argparse.Namespace, mo
     config = TrainConfig(
         model=str(model_dir), data=str(data), out=str(out), mode=mode, lr=1e-3, max_steps=args.steps,
         batch_size=args.batch_size, device=args.device, dtype=args.dtype, cpu_threads=threads, num_workers=args.workers,
+        loss=loss, gradient_checkpointing=args.gradient_checkpointing,
     )  # fmt: skip
     result = train(config, progress=tick)
     steady = times[args.warmup :] or times
     sec_per_step = float(np.median(steady))
     return {
         "mode": mode,
+        "loss": loss,
         "threads": threads or "default",
         "trainable": result.trainable_parameters,
         "params": result.total_parameters,
@@ -81,6 +89,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["tiny", "mid"], choices=sorted(SIZES))
     parser.add_argument("--modes", nargs="+", default=["full", "lora"], choices=["full", "lora"])
+    parser.add_argument("--losses", nargs="+", default=["ce"], choices=["ce", "soft", "score"])
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward pass")
     parser.add_argument("--threads", nargs="+", type=int, default=[0], help="CPU threads; 0 = torch default")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
@@ -97,16 +107,17 @@ def main() -> None:
         data = write_data(root / "data", max(args.batch_size * 4, 32))
         for name in args.models:
             model_dir = build_tiny_model(root / name, **SIZES[name])
-            for mode in args.modes:
-                for threads in args.threads:
-                    row = {"model": name, **measure(model_dir, data, root / f"out-{name}-{mode}", args, mode, threads or None)}
-                    rows.append(row)
-                    print(
-                        f"{name:5s} {mode:4s} threads={row['threads']!s:7s} params={row['params'] / 1e6:6.2f}M "
-                        f"trainable={row['trainable'] / 1e6:6.3f}M  {row['sec_per_step'] * 1e3:8.1f} ms/step  "
-                        f"{row['samples_per_s']:8.1f} samples/s (batch {args.batch_size}, {args.device}, {args.dtype}, workers {args.workers})",
-                        flush=True,
-                    )
+            for mode, loss, threads in itertools.product(args.modes, args.losses, args.threads):
+                out = root / f"out-{name}-{mode}-{loss}-{threads}"
+                row = {"model": name, **measure(model_dir, data, out, args, mode, threads or None, loss)}
+                rows.append(row)
+                print(
+                    f"{name:5s} {mode:4s} {loss:5s} threads={row['threads']!s:7s} params={row['params'] / 1e6:6.2f}M "
+                    f"trainable={row['trainable'] / 1e6:6.3f}M  {row['sec_per_step'] * 1e3:8.1f} ms/step  "
+                    f"{row['samples_per_s']:8.1f} samples/s (batch {args.batch_size}, {args.device}, {args.dtype}, "
+                    f"workers {args.workers}{', grad. checkpointing' if args.gradient_checkpointing else ''})",
+                    flush=True,
+                )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

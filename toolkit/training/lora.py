@@ -75,8 +75,9 @@ def enable_gradient_checkpointing(model: "torch.nn.Module") -> None:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    if getattr(model, "config", None) is not None:
-        model.config.use_cache = False
+    for config in (getattr(model, "config", None), getattr(getattr(model, "config", None), "text_config", None)):
+        if config is not None:
+            config.use_cache = False
 
 
 def _in_modules(param_name: str, modules: list[str]) -> bool:
