@@ -8,52 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from fixtures_training import QUESTIONS, write_toy
 from PIL import Image
 
 from toolkit.errors import InputError
-from toolkit.levels import level_word
 from toolkit.models.loading import load_backbone
 from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig, TrainResult, load_training_data, read_record, train
 from toolkit.training.schedule import warmup_cosine, warmup_steps_for
 
-QUESTION = "How would you rate the quality of this image?\n<|image|>"
+QUESTION = QUESTIONS["quality"]
 ONEALIGN_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
-
-
-def toy_image(value: int, rng: np.random.Generator, size: int = 32, grid: int = 4) -> Image.Image:
-    """A high-contrast checkerboard in a random colour with (5 - value) / 4 of its cells flattened.
-
-    Visible to a model trained from scratch in a few dozen steps, because each flat cell is
-    one whole 8-pixel patch of the tiny model.
-    """
-    yy, xx = np.mgrid[0:size, 0:size]
-    colour = rng.integers(60, 200, 3).astype(np.float32)
-    arr = colour + 50.0 * np.where((yy // 2 + xx // 2) % 2 == 0, 1.0, -1.0)[..., None]
-    cell = size // grid
-    for c in rng.permutation(grid * grid)[: round((5 - value) / 4 * grid * grid)]:
-        r, q = divmod(int(c), grid)
-        block = arr[r * cell : (r + 1) * cell, q * cell : (q + 1) * cell]
-        block[...] = block.reshape(-1, 3).mean(axis=0)
-    return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
-
-
-def write_toy(folder: Path, name: str, n: int, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    (folder / "img").mkdir(parents=True, exist_ok=True)
-    records = []
-    for i in range(n):
-        value = int(rng.integers(1, 6))
-        rel = f"img/{name}_{i}.png"
-        toy_image(value, rng).save(folder / rel)
-        records.append({
-            "id": rel, "image": rel, "gt_score": value,
-            "conversations": [{"from": "human", "value": QUESTION},
-                              {"from": "gpt", "value": f"The quality of the image is {level_word(value)}."}],
-        })  # fmt: skip
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(records))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -126,3 +126,25 @@ def test_gradient_checkpointing_and_bf16_run(votes: dict[str, Path]) -> None:
     bf16 = _run(votes, "ce", steps=2, eval_data=None, out=str(votes["root"] / "bf16"), dtype="bf16")
     assert bf16.losses != plain.losses  # autocast ran in bfloat16...
     np.testing.assert_allclose(bf16.losses, plain.losses, rtol=5e-2)  # ...and stays close
+
+
+ONEALIGN = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
+
+
+@pytest.mark.skipif(not ONEALIGN.is_dir(), reason="needs ../shared/fixtures/onealign-tiny")
+def test_both_prediction_methods_run_on_the_native_onealign_model() -> None:
+    from PIL import Image
+
+    backbone = load_backbone(ONEALIGN)
+    image = Image.open(ONEALIGN / "images" / "img0_gradient_64x64.png").convert("RGB")
+    frames = [Image.open(ONEALIGN / "images" / f"video_frame{i}_72x40.png").convert("RGB") for i in range(4)]
+    visuals = [[image], frames, frames[:2], [image]]  # videos of different lengths in one call
+    tasks, kinds = ["quality", "quality", "quality", "aesthetics"], ["image", "video", "video", "image"]
+    levels = predict_scores(backbone, visuals, tasks, kinds, method="levels")
+    assert levels.scores.shape == (4,) and np.all((levels.scores >= 1) & (levels.scores <= 5))
+    # The reference score() of image 0 (quality): the expectation of the five level probabilities.
+    expected = json.loads((ONEALIGN / "expected.json").read_text())["images"]["img0_gradient_64x64.png"]["quality"]["score_1_to_5"]
+    assert levels.scores[0] == pytest.approx(expected, abs=1e-4)
+    generated = predict_scores(backbone, visuals, tasks, kinds, method="generate", max_new_tokens=4)
+    assert len(generated.texts) == 4 and all(isinstance(t, str) for t in generated.texts)
+    assert generated.failed == int(np.isnan([parse_score(t) for t in generated.texts]).sum())

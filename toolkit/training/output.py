@@ -34,7 +34,8 @@ def check_output_dir(out: str | os.PathLike[str]) -> Path:
     if target.exists():
         if not target.is_dir():
             raise InputError(f"output {target} exists and is not a folder")
-        is_run = (target / RECORD_NAME).is_file() or (target / CHECKPOINTS_DIR).is_dir()
+        # A finished run has its record; a killed one may have left only checkpoints or a best model.
+        is_run = (target / RECORD_NAME).is_file() or any((target / d).is_dir() for d in RUN_SUBDIRS)
         if any(target.iterdir()) and not is_run:
             raise InputError(f"output folder {target} is not empty and holds no previous training run; choose another --out")
     return target

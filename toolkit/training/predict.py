@@ -60,15 +60,17 @@ def predict_scores(
     n = len(visuals)
     scores = np.full(n, np.nan)
     texts = [""] * n
-    groups: dict[tuple[Task, InputKind], list[int]] = {}
-    for i, key in enumerate(zip(tasks, kinds)):
-        groups.setdefault(key, []).append(i)
+    # Generation also groups by frame count: a KV cache needs every row of a batch to expand to
+    # the same number of visual tokens.
+    groups: dict[tuple[Task, InputKind, int], list[int]] = {}
+    for i, (task, kind) in enumerate(zip(tasks, kinds)):
+        groups.setdefault((task, kind, len(visuals[i]) if method == "generate" else 0), []).append(i)
     model = backbone.model
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            for (task, kind), idx in groups.items():
+            for (task, kind, _), idx in groups.items():
                 for start in range(0, len(idx), batch_size):
                     chunk = idx[start : start + batch_size]
                     batch = backbone.scoring_batch([visuals[i] for i in chunk], task, kind)
