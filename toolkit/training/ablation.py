@@ -106,8 +106,10 @@ def run_ablation(
     predictions: dict[str, np.ndarray] = {}
     arms: list[ArmResult] = []
     for name in losses:
-        config = dataclasses.replace(base, loss=name, out=str(out_dir / RUNS_DIR / name), eval_data=None,
-                                     save_every=0, resume=False)  # fmt: skip
+        # from_dict, not dataclasses.replace: every setting of ``base`` stays explicit, so a recipe
+        # cannot take back a value that happens to equal a field's default.
+        config = TrainConfig.from_dict({**base.to_dict(), "loss": name, "out": str(out_dir / RUNS_DIR / name),
+                                        "eval_data": None, "save_every": 0, "resume": False})  # fmt: skip
         say(f"training with loss {name} ({SET_NAMES[name]})...")
         start = time.perf_counter()
         result = train(config)
