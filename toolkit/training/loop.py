@@ -71,7 +71,8 @@ class TrainResult:
     samples: int
     final_loss: float  # mean loss of the last tenth of the steps (at least one)
     samples_per_s: float  # training samples per second, all processes together
-    seconds: float  # training loop wall time (loading and saving excluded; resumed runs add up)
+    seconds: float  # training loop wall time, evaluations and checkpoints included (loading and the final save
+    # excluded; a resumed run adds its time to the checkpoint's)
     losses: list[float]  # one per optimizer step
     lrs: list[float]
     heldout: list[HeldOutResult] = field(default_factory=list)
