@@ -145,6 +145,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     converted = write_training_data(
         labels, data_dir, fmt="json", images=media,
         split={"train": 1 - config.test_fraction, "test": config.test_fraction}, seed=config.seed,
+        soft_labels_in_json=True,  # the vote histograms, for `qalign ablate` / `--loss soft` on this data
     )
     table = converted.table.frame
     train_items = table[table["split"] == "train"]
