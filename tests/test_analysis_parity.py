@@ -3,7 +3,7 @@
 * The Netflix public data set (full sampling) and sureal's results on it, from ``../shared/data``.
 * A simulated partially sampled study and sureal's results on it, from ``tests/data/analysis``.
 
-The brief asks for agreement within 1e-3; the tolerance here is far tighter so a drift shows up
+The requirement is agreement within 1e-3; the tolerance here is far tighter so a drift shows up
 long before it matters.
 """
 
