@@ -72,3 +72,29 @@ def test_default_model_dir_builds_once_into_the_cache(tmp_path: Path, monkeypatc
     assert (first / "model.safetensors").stat().st_mtime_ns == stamp
     # Nothing half-built is left next to it.
     assert [p.name for p in tmp_path.iterdir()] == [first.name]
+
+
+def test_lora_on_the_untrained_tiny_model_warns(tmp_path):
+    import json
+
+    import pytest
+
+    from toolkit.models.tiny import build_tiny_model, is_untrained_tiny_model
+    from toolkit.training import TrainConfig, train
+
+    base = build_tiny_model(tmp_path / "base", seed=0)
+    assert is_untrained_tiny_model(base)
+    records = [{"id": "a", "image": "a.png", "conversations": [
+        {"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"},
+        {"from": "gpt", "value": "The quality of the image is good."}]}]
+    from PIL import Image
+
+    Image.new("RGB", (16, 16), (90, 90, 90)).save(tmp_path / "a.png")
+    (tmp_path / "train.json").write_text(json.dumps(records))
+    with pytest.warns(UserWarning, match="--mode full"):
+        train(TrainConfig(model=str(base), data=str(tmp_path / "train.json"), images=str(tmp_path),
+                          out=str(tmp_path / "lora"), mode="lora", max_steps=1, batch_size=1, device="cpu"))
+    full = tmp_path / "full"
+    train(TrainConfig(model=str(base), data=str(tmp_path / "train.json"), images=str(tmp_path),
+                      out=str(full), mode="full", max_steps=1, batch_size=1, device="cpu"))
+    assert not is_untrained_tiny_model(full)

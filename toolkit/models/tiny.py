@@ -224,6 +224,16 @@ def build_tiny_model(
     return out
 
 
+def is_untrained_tiny_model(path: str | Path) -> bool:
+    """True for a tiny model as :func:`build_tiny_model` wrote it, before any fine-tuning.
+
+    Its weights are random: LoRA adapters on random weights cannot learn the task, so training
+    it needs full mode.
+    """
+    folder = Path(path)
+    return (folder / "qalign_tiny.json").is_file() and not (folder / "qalign_train.json").is_file()
+
+
 def default_model_dir() -> Path:
     """The embedded default model, built on first use into the cache and reused afterwards.
 

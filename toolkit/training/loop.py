@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -141,6 +142,7 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
     from accelerate.utils import GradientAccumulationPlugin, set_seed
 
     from toolkit.models.loading import resolve_device, resolve_model_path
+    from toolkit.models.tiny import is_untrained_tiny_model
 
     config.validate()
     out_dir = check_output_dir(config.out)
@@ -156,6 +158,12 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
     set_seed(config.seed)  # before the adapters are initialised
 
     base_path = resolve_model_path(config.model)
+    if config.mode == "lora" and is_untrained_tiny_model(base_path):
+        warnings.warn(
+            f"{base_path} is the randomly initialised tiny demonstration model: LoRA on random weights "
+            "learns next to nothing; train it with mode 'full' (--mode full)",
+            stacklevel=2,
+        )
     backbone = _load_backbone(base_path, accelerator)
     check_recipe_fits(config.recipe, model_type_of(backbone.model))
     backbone.model = prepare_trainable(backbone.model, config)
