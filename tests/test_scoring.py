@@ -165,16 +165,20 @@ def test_video_passed_without_video_flag_is_an_error_row(scorer: Scorer, tmp_pat
 
 def test_a_failure_on_one_input_spares_the_batch(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths = make_images(tmp_path, 4)
-    real = scorer.backbone.scoring_batch
     poison_size = Image.open(paths[2]).size
 
-    def fragile(visuals, task, kind):  # type: ignore[no-untyped-def]
-        if any(v[0].size == poison_size for v in visuals):
-            raise RuntimeError("simulated preprocessing failure")
-        return real(visuals, task, kind)
+    def fragile(real):  # type: ignore[no-untyped-def]
+        def build(visuals, task, kind):  # type: ignore[no-untyped-def]
+            if any(v[0].size == poison_size for v in visuals):
+                raise RuntimeError("simulated preprocessing failure")
+            return real(visuals, task, kind)
+
+        return build
 
     expected = scorer.score(paths, batch_size=1)
-    monkeypatch.setattr(scorer.backbone, "scoring_batch", fragile)
+    # Both forms of a batch: the engine's (sent from the workers) and the retry's.
+    for method in ("scoring_batch", "transfer_batch"):
+        monkeypatch.setattr(scorer.backbone, method, fragile(getattr(scorer.backbone, method)))
     for workers in (0, 2):
         df = scorer.score(paths, batch_size=4, num_workers=workers)
         assert "simulated preprocessing failure" in df.loc[2, "error"] and np.isnan(df.loc[2, "score"])

@@ -67,3 +67,33 @@ def test_videos_of_different_lengths_batched_equal_single(scorer: Scorer, expect
     b = single[list(PROB_COLUMNS)].to_numpy(dtype=float)
     assert np.abs(a - b).max() < 1e-5
     assert np.abs(a[1] - np.array(expected["video"]["quality"]["probs"])).max() < TOL
+
+
+def test_uint8_transfer_batches_give_the_same_pixels_and_logits(scorer: Scorer, expected: dict) -> None:
+    """Workers send uint8 pixels that are normalised on the device: bit-identical to the float path."""
+    import torch
+    from PIL import Image
+
+    backbone = scorer.backbone
+    frames = [Image.open(FIXTURE / im["file"]).convert("RGB") for im in list(expected["images"].values())[:3]]
+    floats = backbone.processor.preprocess(frames)
+    raw = backbone.processor.preprocess(frames, normalize=False)
+    assert raw.dtype == torch.uint8 and raw.shape == floats.shape
+    assert torch.equal(backbone.processor.normalize(raw), floats)
+    visuals = [[f] for f in frames]
+    with torch.inference_mode():
+        via_floats = backbone.level_logits(backbone.scoring_batch(visuals, "quality", "image"))
+        via_uint8 = backbone.level_logits(backbone.transfer_batch(visuals, "quality", "image"))
+        stacked = backbone.transfer_batch(visuals, "quality", "image")
+        stacked["images"] = torch.stack(stacked["images"])  # the (B, F, 3, H, W) layout too
+        via_stacked = backbone.level_logits(stacked)
+    assert torch.equal(via_floats, via_uint8) and torch.equal(via_floats, via_stacked)
+
+
+def test_normalize_pixels_rejects_floats(scorer: Scorer) -> None:
+    import torch
+
+    from toolkit.errors import InputError
+
+    with pytest.raises(InputError, match="uint8"):
+        scorer.backbone.processor.normalize(torch.zeros(1, 3, 4, 4))

@@ -48,6 +48,12 @@ class QAlignBackbone(ABC):
         """Model inputs for scoring: the prompt per visual, padded so that the answer position
         of every row can be read (left padding, or an explicit ``last_index``)."""
 
+    def transfer_batch(self, visuals: Sequence[Visual], task: Task, kind: InputKind) -> dict[str, Any]:
+        """The scoring batch in the form that is cheapest to send between processes and to the
+        device (e.g. uint8 pixels, normalised on the device). ``level_logits`` accepts it; other
+        uses of a batch (``model(**batch)``) may need :meth:`scoring_batch`. Default: the same."""
+        return self.scoring_batch(visuals, task, kind)
+
     @abstractmethod
     def level_logits(self, batch: dict[str, Any]) -> "torch.Tensor":
         """Raw logits of the five level tokens at the answer position, shape (batch, 5),

@@ -100,13 +100,29 @@ class PreparedBatch:
 
     decoded: list[Decoded]
     prepared: dict[str, tuple[list[int], dict[str, Any]]] = field(default_factory=dict)
-    # kind -> (positions within ``decoded``, output of ``backbone.scoring_batch`` for them)
+    # kind -> (positions within ``decoded``, output of ``backbone.transfer_batch`` for them)
+
+    def pin_memory(self, *_: Any) -> "PreparedBatch":
+        """Page-locked copies of the model inputs (called by ``DataLoader(pin_memory=True)``)."""
+        return PreparedBatch(self.decoded, {kind: (idx, _pinned(inputs)) for kind, (idx, inputs) in self.prepared.items()})
+
+
+def _pinned(value: Any) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.pin_memory()
+    if isinstance(value, dict):
+        return {k: _pinned(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_pinned(v) for v in value)
+    return value
 
 
 def detach_preprocessing(backbone: QAlignBackbone) -> QAlignBackbone | None:
     """A shallow copy of ``backbone`` without its model, for worker processes.
 
-    ``scoring_batch`` only needs the processor (the device move happens in ``level_logits``),
+    ``transfer_batch`` only needs the processor (the device move happens in ``level_logits``),
     so workers can build batches without a copy of the weights being pickled to them.
     Returns ``None`` if the backbone does not allow it; batches are then built in the main process.
     """
@@ -119,7 +135,7 @@ def detach_preprocessing(backbone: QAlignBackbone) -> QAlignBackbone | None:
 
 
 class BatchPreparer:
-    """Collate function: keeps the decoded inputs and runs ``scoring_batch`` on them.
+    """Collate function: keeps the decoded inputs and runs ``transfer_batch`` on them.
 
     With DataLoader workers this is where the image processing (padding, resizing,
     normalising) happens in parallel with the forward pass of the previous batch. A failure
@@ -141,7 +157,7 @@ class BatchPreparer:
             if not idx:
                 continue
             try:
-                out.prepared[kind] = (idx, self.backbone.scoring_batch([batch[i].frames for i in idx], self.task, kind))  # type: ignore[misc]
+                out.prepared[kind] = (idx, self.backbone.transfer_batch([batch[i].frames for i in idx], self.task, kind))  # type: ignore[misc]
             except Exception:
                 continue
             if in_worker:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -218,29 +219,54 @@ class Scorer:
             collate_fn=BatchPreparer(preparer, items, task),
             # Workers decode and preprocess the next batches while the model runs on this one.
             prefetch_factor=2 if num_workers > 0 else None,
+            # Page-locked batches copy to a GPU without stopping the host.
+            pin_memory=self.backbone.device.type == "cuda",
         )
         chunks: list[ScoredChunk] = []
         with tqdm(total=len(items), desc=f"scoring {task}", unit="input", disable=not show) as bar:
-            for batch in loader:
-                chunk = self._score_batch(items, batch, task, max_frames)
+
+            def finish(launched: _LaunchedBatch) -> None:
+                chunk = self._collect(items, launched, task)
                 if with_gt:
-                    chunk.gt_scores = [items[d.position].gt_score for d in batch.decoded]
+                    chunk.gt_scores = [items[d.position].gt_score for d in launched.batch.decoded]
                 if appender is not None:
                     appender.append(chunk)
                 chunks.append(chunk)
-                bar.update(len(batch.decoded))
+                bar.update(len(launched.batch.decoded))
+
+            # One batch stays in flight: batch i+1 is queued on the device before the results
+            # of batch i are read, so a GPU never waits while the host fetches, copies and
+            # writes. (On a CPU the forward has finished when it returns; the order is the same.)
+            pending: _LaunchedBatch | None = None
+            try:
+                for batch in loader:
+                    launched = self._launch(items, batch, task, max_frames)
+                    done, pending = pending, launched
+                    if done is not None:
+                        finish(done)
+            except BaseException:
+                # Interrupted (Ctrl-C, a kill, a broken setup): the batch whose forward is
+                # already on its way is still written, so a resumed run need not redo it.
+                if pending is not None:
+                    try:
+                        finish(pending)
+                    except Exception:
+                        pass
+                raise
+            if pending is not None:
+                finish(pending)
         return chunks_to_frame(chunks, with_gt)
 
-    def _score_batch(
-        self, items: Sequence[ScoreInput], batch: PreparedBatch, task: Task, max_frames: int | None = None
-    ) -> ScoredChunk:
+    def _launch(self, items: Sequence[ScoreInput], batch: PreparedBatch, task: Task, max_frames: int | None) -> "_LaunchedBatch":
+        """Queue the forwards of a batch (one per kind) without waiting for their results."""
+        import torch
+
         decoded = batch.decoded
-        probs = np.full((len(decoded), 5), np.nan)
-        errors = [d.error or "" for d in decoded]
         for d in decoded:
             if d.note:
                 self._notes[items[d.position].path] = d.note
                 log.info("%s: %s", items[d.position].path, d.note)
+        launched = _LaunchedBatch(batch)
         # Group by kind so every forward has one prompt form (all images or all videos).
         for kind in ("image", "video"):
             idx = [i for i, d in enumerate(decoded) if d.usable and items[d.position].kind == kind]
@@ -248,35 +274,67 @@ class Scorer:
                 continue
             ready = batch.prepared.get(kind)
             model_inputs = ready[1] if ready is not None and ready[0] == idx else None
-            visuals = BatchVisuals([decoded[i] for i in idx], items, max_frames)
-            probs[idx], errs = self._forward(visuals, task, kind, model_inputs)
-            for i, e in zip(idx, errs):
+            forward = _Forward(kind, idx, BatchVisuals([decoded[i] for i in idx], items, max_frames))
+            try:
+                if model_inputs is None:
+                    model_inputs = self.backbone.transfer_batch(forward.visuals, task, kind)
+                with torch.inference_mode():
+                    logits = self.backbone.level_logits(model_inputs)
+                if logits.is_cuda:
+                    forward.logits = logits.to("cpu", non_blocking=True)
+                    forward.ready = torch.cuda.Event()
+                    forward.ready.record()
+                else:
+                    forward.logits = logits
+            except Exception as exc:  # handled when the batch is collected, in input order
+                forward.failure = exc
+            launched.forwards.append(forward)
+        return launched
+
+    def _collect(self, items: Sequence[ScoreInput], launched: "_LaunchedBatch", task: Task) -> ScoredChunk:
+        """Wait for a launched batch and turn it into rows; a failed forward is retried."""
+        decoded = launched.batch.decoded
+        probs = np.full((len(decoded), 5), np.nan)
+        errors = [d.error or "" for d in decoded]
+        for forward in launched.forwards:
+            p, errs = self._forward_result(forward, task)
+            probs[forward.idx] = p
+            for i, e in zip(forward.idx, errs):
                 if e:
                     errors[i] = f"{items[decoded[i].position].path}: {e}"
         return ScoredChunk([items[d.position].path for d in decoded], probs, errors)
 
-    def _forward(
-        self, visuals: Sequence[Visual], task: Task, kind: InputKind, model_inputs: dict | None = None
-    ) -> tuple[np.ndarray, list[str]]:
-        """Probabilities for a batch (``model_inputs``: its ``scoring_batch``, if already built).
+    def _forward_result(self, forward: "_Forward", task: Task) -> tuple[np.ndarray, list[str]]:
+        n = len(forward.visuals)
+        failure = forward.failure
+        if failure is None:
+            try:
+                if forward.ready is not None:
+                    forward.ready.synchronize()
+                logits = forward.logits
+                assert logits is not None
+                if tuple(logits.shape) != (n, 5):
+                    raise InputError(f"backbone returned level logits of shape {tuple(logits.shape)}, expected ({n}, 5)")
+                p = level_probabilities(logits)
+                self._any_success = True
+                return p, [""] * n
+            except Exception as exc:  # e.g. a device error that surfaced only now
+                failure = exc
+        return self._retry(forward.visuals, task, forward.kind, failure)
 
-        If the batch fails, each visual is tried alone so one bad input cannot take the others
-        down. A failure before anything ever succeeded is re-raised: that is a broken setup
-        (device, dtype, model), not a bad file.
+    def _retry(
+        self, visuals: Sequence[Visual], task: Task, kind: InputKind, batch_exc: Exception
+    ) -> tuple[np.ndarray, list[str]]:
+        """After a failed batch, each visual alone, so one bad input cannot take the others down.
+
+        A failure before anything ever succeeded is re-raised: that is a broken setup (device,
+        dtype, model), not a bad file.
         """
-        try:
-            if model_inputs is not None:
-                p = self._batch_probs(model_inputs, len(visuals))
-            else:
-                p = self.level_probs(visuals, task, kind)
-            self._any_success = True
-            return p, [""] * len(visuals)
-        except Exception as batch_exc:
-            if len(visuals) == 1:
-                if not self._any_success:
-                    raise
-                return np.full((1, 5), np.nan), [f"model failed: {type(batch_exc).__name__}: {batch_exc}"]
-            log.warning("batch of %d failed (%s); retrying one at a time", len(visuals), batch_exc)
+        if len(visuals) == 1:
+            if not self._any_success:
+                raise batch_exc
+            return np.full((1, 5), np.nan), [f"model failed: {type(batch_exc).__name__}: {batch_exc}"]
+        log.warning("batch of %d failed (%s); retrying one at a time", len(visuals), batch_exc)
         out = np.full((len(visuals), 5), np.nan)
         errors = [""] * len(visuals)
         last_exc: Exception | None = None
@@ -290,6 +348,24 @@ class Scorer:
         if not self._any_success and last_exc is not None:
             raise last_exc
         return out, errors
+
+
+@dataclass
+class _Forward:
+    """One queued forward: the inputs of one kind in a batch and where their logits will be."""
+
+    kind: InputKind
+    idx: list[int]  # positions within the batch
+    visuals: BatchVisuals
+    logits: "torch.Tensor | None" = None  # on the host once ``ready`` has fired
+    ready: "torch.cuda.Event | None" = None
+    failure: Exception | None = None
+
+
+@dataclass
+class _LaunchedBatch:
+    batch: PreparedBatch
+    forwards: list[_Forward] = field(default_factory=list)
 
 
 def _in_order(df: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:

@@ -40,7 +40,15 @@ class OneAlignBackbone(QAlignBackbone):
 
     def scoring_batch(self, visuals: Sequence[Visual], task: Task, kind: InputKind) -> dict[str, Any]:
         """``input_ids`` (the same prompt per row), ``attention_mask`` and ``images``: one
-        (frames, 3, H, W) tensor per visual, all frames of a video at the one placeholder."""
+        (frames, 3, H, W) float32 tensor per visual, all frames of a video at the one placeholder."""
+        return self._scoring_batch(visuals, task, kind, normalize=True)
+
+    def transfer_batch(self, visuals: Sequence[Visual], task: Task, kind: InputKind) -> dict[str, Any]:
+        """:meth:`scoring_batch` with uint8 ``images``, which ``level_logits`` normalises on the
+        device: a quarter of the bytes through shared memory and the host-to-device copy."""
+        return self._scoring_batch(visuals, task, kind, normalize=False)
+
+    def _scoring_batch(self, visuals: Sequence[Visual], task: Task, kind: InputKind, normalize: bool) -> dict[str, Any]:
         import torch
 
         if not visuals:
@@ -53,7 +61,7 @@ class OneAlignBackbone(QAlignBackbone):
             frames = list(frames)
             if not frames:
                 raise InputError(f"visual {i} has no frames")
-            images.append(self.processor.preprocess(frames))
+            images.append(self.processor.preprocess(frames, normalize=normalize))
         ids = torch.tensor([self._prompt_ids[key]] * len(images), dtype=torch.long)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "images": images}
 
@@ -61,9 +69,15 @@ class OneAlignBackbone(QAlignBackbone):
         """(B, 5) float32 logits of the level words at each row's last real position."""
         import torch
 
+        images = batch["images"]
+        if isinstance(images, torch.Tensor):
+            if images.dtype == torch.uint8:
+                images = self.processor.normalize(images.to(self.device, non_blocking=True))
+        elif any(x.dtype == torch.uint8 for x in images):  # a transfer batch: normalise on the device
+            images = [self.processor.normalize(x.to(self.device, non_blocking=True)) for x in images]
         with torch.set_grad_enabled(self.model.training and torch.is_grad_enabled()):
             merged = self.model.prepare_multimodal_inputs(
-                batch["input_ids"], batch["images"], batch.get("attention_mask"), padding_side="left"
+                batch["input_ids"], images, batch.get("attention_mask"), padding_side="left"
             )
             out = self.model(
                 inputs_embeds=merged["inputs_embeds"],

@@ -160,8 +160,15 @@ def _center_crop(arr: np.ndarray, height: int, width: int) -> np.ndarray:
     return arr[top : top + height, left : left + width]
 
 
-def preprocess_frames(frames: Sequence["Image.Image"], settings: ImageSettings, pad_to_square: bool = True) -> "torch.Tensor":
-    """(N, 3, H, W) float32 pixels of ``frames`` (RGB PIL images), one row per frame."""
+def preprocess_frames(
+    frames: Sequence["Image.Image"], settings: ImageSettings, pad_to_square: bool = True, normalize: bool = True
+) -> "torch.Tensor":
+    """(N, 3, H, W) float32 pixels of ``frames`` (RGB PIL images), one row per frame.
+
+    ``normalize=False`` stops before rescaling and normalising and returns the uint8 pixels:
+    a quarter of the bytes to move between processes and to the device, where
+    :func:`normalize_pixels` finishes the job with exactly the same floats.
+    """
     import torch
 
     if not frames:
@@ -181,11 +188,31 @@ def preprocess_frames(frames: Sequence["Image.Image"], settings: ImageSettings, 
     if len(shapes) != 1:
         raise InputError(f"frames preprocess to different sizes {sorted(shapes)}; enable centre cropping")
     batch = np.stack(arrays)
+    if not normalize:
+        return torch.from_numpy(np.ascontiguousarray(batch.transpose(0, 3, 1, 2)))
     table = _pixel_table(settings)
     out = np.empty((batch.shape[0], batch.shape[3], batch.shape[1], batch.shape[2]), dtype=np.float32)
     for c in range(batch.shape[3]):
         out[:, c] = table[c][batch[..., c]]
     return torch.from_numpy(out)
+
+
+def normalize_pixels(pixels: "torch.Tensor", settings: ImageSettings) -> "torch.Tensor":
+    """uint8 (..., 3, H, W) pixels -> the float32 model inputs, on the pixels' device.
+
+    The same lookup table as :func:`preprocess_frames`, so the result is bit-identical to
+    preprocessing with ``normalize=True``; on a GPU it costs next to nothing.
+    """
+    import torch
+
+    if pixels.dtype != torch.uint8:
+        raise InputError(f"normalize_pixels takes uint8 pixels, got {pixels.dtype}")
+    if pixels.ndim < 3 or pixels.shape[-3] != 3:
+        raise InputError(f"pixels must be (..., 3, H, W), got shape {tuple(pixels.shape)}")
+    table = torch.from_numpy(_pixel_table(settings)).to(pixels.device, non_blocking=True)
+    # Channel c of a pixel with level v reads table[c, v], i.e. flat entry 256 * c + v.
+    offsets = torch.arange(3, device=pixels.device).mul_(256).view(3, 1, 1)
+    return table.reshape(-1)[pixels.long() + offsets]
 
 
 @lru_cache(maxsize=8)
@@ -257,9 +284,16 @@ class OneAlignProcessor:
             raise InputError(f"cannot load the tokenizer of {path_or_repo}: {exc}") from None
         return cls(tokenizer, settings)
 
-    def preprocess(self, frames: Sequence["Image.Image"]) -> "torch.Tensor":
-        """(N, 3, H, W) float32 pixels: square padding in the mean colour, then CLIP preprocessing."""
-        return preprocess_frames(frames, self.image_settings)
+    def preprocess(self, frames: Sequence["Image.Image"], normalize: bool = True) -> "torch.Tensor":
+        """(N, 3, H, W) float32 pixels: square padding in the mean colour, then CLIP preprocessing.
+
+        ``normalize=False``: the uint8 pixels before rescaling and normalising (see :meth:`normalize`).
+        """
+        return preprocess_frames(frames, self.image_settings, normalize=normalize)
+
+    def normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":
+        """The float32 model inputs of uint8 pixels from ``preprocess(..., normalize=False)``."""
+        return normalize_pixels(pixels, self.image_settings)
 
     def tokenize(self, prompt: str) -> list[int]:
         return tokenize_with_images(self.tokenizer, prompt)
@@ -277,6 +311,7 @@ __all__ = [
     "ImageSettings",
     "OneAlignProcessor",
     "level_token_ids",
+    "normalize_pixels",
     "preprocess_frames",
     "scoring_prompt",
     "tokenize_with_images",
