@@ -300,3 +300,19 @@ def test_refuses_to_overwrite_a_foreign_folder(toy: dict[str, Path], tmp_path: P
     with pytest.raises(InputError, match="not empty"):
         train(_config(toy, tmp_path, max_steps=1))
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_a_model_already_in_memory_is_trained_in_place(toy: dict[str, Path], tmp_path: Path) -> None:
+    """``train(config, backbone=...)`` trains the given model instead of loading ``config.model``
+    again, with the same result as loading it."""
+    images = _heldout_images(toy, 4)
+    settings = dict(mode="full", lr=2e-3, max_steps=4, seed=3)
+    loaded = train(_config(toy, tmp_path / "loaded", **settings))
+    given = load_backbone(toy["model"], dtype="float32", device="cpu")
+    before = _scoring_logits(given, images)
+    result = train(_config(toy, tmp_path / "given", **settings), backbone=given)
+    assert result.backbone is given
+    after = _scoring_logits(given, images)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, _scoring_logits(loaded.backbone, images), atol=1e-6, rtol=0)
+    assert (tmp_path / "given" / "config.json").is_file()  # saved like any run

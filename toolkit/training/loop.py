@@ -92,15 +92,24 @@ class TrainResult:
         return d
 
 
-def train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None = None) -> TrainResult:
-    """Fine-tune ``config.model`` on ``config.data`` and save the adapter (or model) to ``config.out``."""
+def train(
+    config: TrainConfig,
+    progress: Callable[[TrainProgress], None] | None = None,
+    backbone: QAlignBackbone | None = None,
+) -> TrainResult:
+    """Fine-tune ``config.model`` on ``config.data`` and save the adapter (or model) to ``config.out``.
+
+    ``backbone``: the model of ``config.model`` already in memory (float32 weights), trained
+    in place instead of being loaded again; ``config.model`` still provides the tokenizer,
+    processor and config files written beside the result.
+    """
     import torch
 
     threads = torch.get_num_threads()
     if config.cpu_threads is not None:
         torch.set_num_threads(config.cpu_threads)
     try:
-        return _train(config, progress)
+        return _train(config, progress, backbone)
     finally:
         torch.set_num_threads(threads)
 
@@ -137,7 +146,9 @@ def _mixed_precision(dtype: str, device: "torch.device") -> str:
     return _MIXED_PRECISION[name]
 
 
-def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None) -> TrainResult:
+def _train(
+    config: TrainConfig, progress: Callable[[TrainProgress], None] | None, loaded: QAlignBackbone | None
+) -> TrainResult:
     import torch
     from accelerate.utils import GradientAccumulationPlugin, set_seed
 
@@ -164,7 +175,7 @@ def _train(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
             "learns next to nothing; train it with mode 'full' (--mode full)",
             stacklevel=2,
         )
-    backbone = _load_backbone(base_path, accelerator)
+    backbone = loaded if loaded is not None else _load_backbone(base_path, accelerator)
     check_recipe_fits(config.recipe, model_type_of(backbone.model))
     backbone.model = prepare_trainable(backbone.model, config)
     trainable, total = count_parameters(backbone.model)
