@@ -33,7 +33,7 @@ def test_recipe_files_say_what_the_recipes_are() -> None:
 
 def test_launcher_files_agree() -> None:
     zero3 = yaml.safe_load((CONFIGS / "accelerate_zero3.yaml").read_text())
-    assert zero3["distributed_type"] == "DEEPSPEED" and zero3["mixed_precision"] == "bf16"
+    assert zero3["distributed_type"] == "DEEPSPEED"
     ds_path = Path(zero3["deepspeed_config"]["deepspeed_config_file"])
     ds = json.loads((CONFIGS.parent / ds_path).read_text())
     assert ds["zero_optimization"]["stage"] == 3
@@ -43,3 +43,19 @@ def test_launcher_files_agree() -> None:
     assert ds["train_micro_batch_size_per_gpu"] == ds["gradient_accumulation_steps"] == "auto"
     ddp = yaml.safe_load((CONFIGS / "accelerate_ddp.yaml").read_text())
     assert ddp["distributed_type"] == "MULTI_GPU" and ddp["num_processes"] == 2
+
+
+def test_accelerate_takes_the_zero3_launcher_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """accelerate refuses a launcher file that sets, beside a DeepSpeed file, what only that file may
+    set (mixed precision, accumulation, ...); check the shipped one the way ``accelerate launch`` does."""
+    from accelerate.utils import DeepSpeedPlugin
+
+    zero3 = yaml.safe_load((CONFIGS / "accelerate_zero3.yaml").read_text())
+    fields = list(zero3["deepspeed_config"]) + (["mixed_precision"] if "mixed_precision" in zero3 else [])
+    monkeypatch.setenv("ACCELERATE_CONFIG_DS_FIELDS", ",".join(fields).lower())
+    plugin = DeepSpeedPlugin(hf_ds_config=str(CONFIGS.parent / zero3["deepspeed_config"]["deepspeed_config_file"]))
+    assert plugin.zero_stage == 3
+    # The same check fails for a launcher file that also names the precision.
+    monkeypatch.setenv("ACCELERATE_CONFIG_DS_FIELDS", ",".join(fields + ["mixed_precision"]).lower())
+    with pytest.raises(ValueError, match="ignored"):
+        DeepSpeedPlugin(hf_ds_config=str(CONFIGS.parent / zero3["deepspeed_config"]["deepspeed_config_file"]))
