@@ -42,8 +42,14 @@ from pathlib import Path
 import numpy as np
 
 
-def make_images(folder: Path, n: int, width: int, height: int, seed: int = 0) -> list[Path]:
-    """JPEG photographs stand-ins: smooth gradients plus noise, so decoding costs what it does in practice."""
+def make_images(folder: Path, n: int, width: int, height: int, seed: int = 0, unique: int = 256) -> list[Path]:
+    """JPEG photographs stand-ins: smooth gradients plus noise, so decoding costs what it does in practice.
+
+    Beyond ``unique`` images the files are hard links to the first ones: separate paths that are
+    decoded separately, without minutes spent encoding thousands of JPEGs for a long run.
+    """
+    import os
+
     from PIL import Image
 
     rng = np.random.default_rng(seed)
@@ -51,9 +57,14 @@ def make_images(folder: Path, n: int, width: int, height: int, seed: int = 0) ->
     noise = rng.normal(0, 20, (height, width, 3))  # drawn once and shifted per image: generation stays cheap
     paths = []
     for i in range(n):
+        if i >= unique:
+            p = folder / f"img{i:05d}.jpg"
+            os.link(paths[i % unique], p)
+            paths.append(p)
+            continue
         base = (np.sin(xs / (20 + i))[None, :] + np.cos(ys / (15 + i))[:, None]) * 60 + 128
         arr = np.clip(base[..., None] + np.roll(noise, 37 * i, axis=1), 0, 255).astype(np.uint8)
-        p = folder / f"img{i:04d}.jpg"
+        p = folder / f"img{i:05d}.jpg"
         Image.fromarray(arr).save(p, quality=90)
         paths.append(p)
     return paths
@@ -102,7 +113,8 @@ def model_batches(backbone, sizes: list[int], task: str) -> dict[int, dict]:
     rng = np.random.default_rng(0)
     shapes = [(768, 1024), (1024, 768), (500, 500), (300, 900)]
     pictures = [Image.fromarray(rng.integers(0, 256, (*shapes[i % 4], 3), dtype=np.uint8)) for i in range(max(sizes))]
-    return {bs: backbone.scoring_batch([[im] for im in pictures[:bs]], task, "image") for bs in sizes}
+    # The form the engine's workers send (uint8 pixels for OneAlign, normalised on the device).
+    return {bs: backbone.transfer_batch([[im] for im in pictures[:bs]], task, "image") for bs in sizes}
 
 
 def model_alone(backbone, batches: dict[int, dict], repeats: int) -> dict[int, float]:
@@ -190,6 +202,46 @@ def random_onealign(model: str, dtype: str, device: str):
     return OneAlignBackbone(net.eval(), OneAlignProcessor.from_pretrained(path))
 
 
+def engine_tables(backbone, args: argparse.Namespace, width: int, height: int, sizes: list[int],
+                  worker_counts: list[int], summary: list[tuple[str, float]]) -> None:
+    """The whole engine on generated JPEG files of one size, against the batch-of-1 loop."""
+    from toolkit.scoring import PROB_COLUMNS, Scorer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = make_images(Path(tmp), args.images, width, height)
+        decode_ms, prep_ms = preprocessing_cost(backbone, paths[: min(len(paths), 32)], args.task)
+        print(f"\n{len(paths)} images {width}x{height}, task {args.task}; in one process: decoding "
+              f"{decode_ms:.1f} ms/image, model inputs (pad, resize, normalise) {prep_ms:.1f} ms/image", flush=True)
+        base_paths = paths[: args.baseline_images] if args.baseline_images else paths
+        baseline_loop(backbone, base_paths[:4], args.task)  # warm-up (lazy inits, kernels)
+        base_s, base_probs = min((baseline_loop(backbone, base_paths, args.task) for _ in range(args.repeats)),
+                                 key=lambda r: r[0])
+        base_ips = len(base_paths) / base_s
+        summary.append((f"engine {width}x{height}, baseline loop (bs 1)", base_ips))
+        print(f"\n{'setting':>28} | {'images/s':>9} | {'vs baseline':>11} | {'max |dp|':>9}")
+        print("-" * 68)
+        print(f"{'baseline loop (bs 1)':>28} | {base_ips:9.2f} | {1.0:10.2f}x | {0.0:9.1e}", flush=True)
+        for workers in worker_counts:
+            if args.loader_rate and workers:
+                rate = loader_rate(backbone, paths, args.task, max(sizes), workers)
+                summary.append((f"{width}x{height} decoding + model inputs alone, {workers} workers", rate))
+                print(f"{'inputs alone, workers ' + str(workers):>28} | {rate:9.2f} |", flush=True)
+            scorer = Scorer(backbone, progress=False, num_workers=workers)
+            for bs in sizes:
+                best = float("inf")
+                for _ in range(args.repeats):
+                    t = time.perf_counter()
+                    df = scorer.score(paths, task=args.task, batch_size=bs)
+                    sync(str(backbone.device))
+                    best = min(best, time.perf_counter() - t)
+                probs = df[list(PROB_COLUMNS)].to_numpy(float)[: len(base_paths)]
+                diff = np.abs(probs - base_probs).max()
+                ips = len(paths) / best
+                label = f"Scorer batch {bs}, workers {workers}"
+                summary.append((f"engine {width}x{height}, {label}", ips))
+                print(f"{label:>28} | {ips:9.2f} | {ips / base_ips:10.2f}x | {diff:9.1e}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="tiny", help="model folder or 'tiny'")
@@ -198,7 +250,7 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--task", default="quality")
     ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--size", default="512x384", help="WIDTHxHEIGHT of the generated images")
+    ap.add_argument("--size", default="512x384", help="WIDTHxHEIGHT of the generated images; a list (1024x768,448x448) repeats the engine tables")
     ap.add_argument("--batch-sizes", default="1,2,4,8,16")
     ap.add_argument("--num-workers", default="0", help="DataLoader workers, one value or a list such as 0,8")
     ap.add_argument("--repeats", type=int, default=2, help="timed passes per setting (best is reported)")
@@ -223,9 +275,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from toolkit.models.loading import load_backbone
-    from toolkit.scoring import PROB_COLUMNS, Scorer
 
-    width, height = (int(v) for v in args.size.lower().split("x"))
+    image_sizes = [tuple(int(v) for v in size.lower().split("x")) for size in args.size.split(",") if size]
     sizes = [int(b) for b in args.batch_sizes.split(",") if b]
     worker_counts = [int(w) for w in str(args.num_workers).split(",") if w]
     model_sizes = [int(b) for b in args.model_batch_sizes.split(",") if b]
@@ -265,39 +316,8 @@ def main() -> None:
             best = max(table, key=table.get)
             summary.append((f"model alone, {name} selection, best batch {best}", table[best]))
 
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = make_images(Path(tmp), args.images, width, height)
-        decode_ms, prep_ms = preprocessing_cost(backbone, paths[: min(len(paths), 32)], args.task)
-        print(f"\n{len(paths)} images {width}x{height}, task {args.task}; in one process: decoding "
-              f"{decode_ms:.1f} ms/image, model inputs (pad, resize, normalise) {prep_ms:.1f} ms/image", flush=True)
-        base_paths = paths[: args.baseline_images] if args.baseline_images else paths
-        baseline_loop(backbone, base_paths[:4], args.task)  # warm-up (lazy inits, kernels)
-        base_s, base_probs = min((baseline_loop(backbone, base_paths, args.task) for _ in range(args.repeats)),
-                                 key=lambda r: r[0])
-        base_ips = len(base_paths) / base_s
-        summary.append(("engine, baseline loop (bs 1)", base_ips))
-        print(f"\n{'setting':>28} | {'images/s':>9} | {'vs baseline':>11} | {'max |dp|':>9}")
-        print("-" * 68)
-        print(f"{'baseline loop (bs 1)':>28} | {base_ips:9.2f} | {1.0:10.2f}x | {0.0:9.1e}", flush=True)
-        for workers in worker_counts:
-            if args.loader_rate and workers:
-                rate = loader_rate(backbone, paths, args.task, max(sizes), workers)
-                summary.append((f"decoding + model inputs alone, {workers} workers", rate))
-                print(f"{'inputs alone, workers ' + str(workers):>28} | {rate:9.2f} |", flush=True)
-            scorer = Scorer(backbone, progress=False, num_workers=workers)
-            for bs in sizes:
-                best = float("inf")
-                for _ in range(args.repeats):
-                    t = time.perf_counter()
-                    df = scorer.score(paths, task=args.task, batch_size=bs)
-                    sync(str(backbone.device))
-                    best = min(best, time.perf_counter() - t)
-                probs = df[list(PROB_COLUMNS)].to_numpy(float)[: len(base_paths)]
-                diff = np.abs(probs - base_probs).max()
-                ips = len(paths) / best
-                label = f"Scorer batch {bs}, workers {workers}"
-                summary.append((f"engine, {label}", ips))
-                print(f"{label:>28} | {ips:9.2f} | {ips / base_ips:10.2f}x | {diff:9.1e}", flush=True)
+    for width, height in image_sizes:
+        engine_tables(backbone, args, width, height, sizes, worker_counts, summary)
 
     print("\nsummary (images/s)")
     for label, ips in summary:

@@ -5,6 +5,14 @@
     python bench/train_throughput.py --device cuda --dtype bf16 --models mid
     python bench/train_throughput.py --models tiny --modes full --losses ce soft score --threads 1
     python bench/train_throughput.py --models mid --modes lora --gradient-checkpointing
+    python bench/train_throughput.py --onealign /tmp/one-align-size --device cuda --recipes onealign-lora \
+        --batch-size 8 --steps 6
+
+``--onealign DIR`` trains OneAlign at the size of a weightless folder written by
+``bench/full_size_onealign.py`` (8.2 B parameters, random float32 master weights built on the
+device) with the named recipes; ``--llm-layers N`` keeps the first N LLM layers only (full
+fine-tuning of the whole model needs more than one GPU's memory). On a GPU the peak memory is
+printed too.
 
 Each configuration trains for ``--steps`` optimizer steps on random images with Q-Align
 conversations (loading and saving excluded from the timing; the first ``--warmup`` steps are
@@ -56,7 +64,7 @@ def write_data(folder: Path, n: int, seed: int = 0) -> Path:
 
 
 def measure(model_dir: Path, data: Path, out: Path, args: argparse.Namespace, mode: str, threads: int | None,
-            loss: str = "ce") -> dict:
+            loss: str = "ce", recipe: str | None = None, backbone=None) -> dict:
     times: list[float] = []
     last = [time.perf_counter()]
 
@@ -65,16 +73,33 @@ def measure(model_dir: Path, data: Path, out: Path, args: argparse.Namespace, mo
         times.append(now - last[0])
         last[0] = now
 
-    config = TrainConfig(
-        model=str(model_dir), data=str(data), out=str(out), mode=mode, lr=1e-3, max_steps=args.steps,
-        batch_size=args.batch_size, device=args.device, dtype=args.dtype, cpu_threads=threads, num_workers=args.workers,
-        loss=loss, gradient_checkpointing=args.gradient_checkpointing,
+    settings = dict(
+        model=str(model_dir), data=str(data), out=str(out), max_steps=args.steps, batch_size=args.batch_size,
+        device=args.device, cpu_threads=threads, num_workers=args.workers, loss=loss,
     )  # fmt: skip
-    result = train(config, progress=tick)
+    if recipe:  # the recipe's mode, learning rate, precision and checkpointing
+        config = TrainConfig.from_dict({**settings, "recipe": recipe})
+    else:
+        config = TrainConfig(**settings, mode=mode, lr=1e-3, dtype=args.dtype, gradient_checkpointing=args.gradient_checkpointing)
+    cuda = args.device.startswith("cuda")
+    if cuda:
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+    result = train(config, progress=tick, backbone=backbone)
     steady = times[args.warmup :] or times
     sec_per_step = float(np.median(steady))
+    peak = None
+    if cuda:
+        import torch
+
+        peak = torch.cuda.max_memory_allocated() / 2**30
     return {
-        "mode": mode,
+        "mode": config.mode,
+        "recipe": recipe,
+        "dtype": config.dtype,
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "peak_gib": peak,
         "loss": loss,
         "threads": threads or "default",
         "trainable": result.trainable_parameters,
@@ -99,13 +124,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--onealign", type=Path, help="weightless OneAlign folder (bench/full_size_onealign.py): "
+                        "train that size with random weights instead of --models")  # fmt: skip
+    parser.add_argument("--recipes", nargs="+", default=["onealign-lora"], help="recipes for --onealign")
+    parser.add_argument("--llm-layers", type=int, default=None, help="with --onealign: keep the first N LLM layers")
     args = parser.parse_args()
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = write_data(root / "data", max(args.batch_size * 4, 32))
-        for name in args.models:
+        if args.onealign:
+            rows = measure_onealign(args, root, data)
+        for name in [] if args.onealign else args.models:
             model_dir = build_tiny_model(root / name, **SIZES[name])
             for mode, loss, threads in itertools.product(args.modes, args.losses, args.threads):
                 out = root / f"out-{name}-{mode}-{loss}-{threads}"
@@ -120,6 +151,52 @@ def main() -> None:
                 )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
+
+
+def random_onealign_float32(folder: Path, device: str, llm_layers: int | None):
+    """A OneAlign backbone with random float32 weights (the training loop's master weights),
+    built straight on ``device`` from ``folder``'s config."""
+    import torch
+
+    from toolkit.models.onealign import MPLUGOwl2Config, MPLUGOwl2LlamaForCausalLM, OneAlignBackbone, OneAlignProcessor
+
+    config = MPLUGOwl2Config.from_pretrained(folder)
+    if llm_layers:
+        config.num_hidden_layers = llm_layers
+    with torch.device(device):
+        net = MPLUGOwl2LlamaForCausalLM._from_config(config, dtype=torch.float32)
+    return OneAlignBackbone(net, OneAlignProcessor.from_pretrained(folder))
+
+
+def measure_onealign(args: argparse.Namespace, root: Path, data: Path) -> list[dict]:
+    import gc
+
+    import torch
+
+    rows = []
+    layers = f"first {args.llm_layers} LLM layers" if args.llm_layers else "all layers"
+    for recipe in args.recipes:
+        backbone = random_onealign_float32(args.onealign, args.device, args.llm_layers)
+        try:
+            row = {"model": f"onealign ({layers})", **measure(args.onealign, data, root / f"out-{recipe}", args,
+                                                               "", None, "ce", recipe, backbone)}  # fmt: skip
+            rows.append(row)
+            print(
+                f"OneAlign ({layers}, {row['params'] / 1e9:.2f} B parameters), recipe {recipe}: trainable "
+                f"{row['trainable'] / 1e6:.1f} M, {row['sec_per_step']:.2f} s/step, {row['samples_per_s']:.1f} samples/s, "
+                f"peak {row['peak_gib'] or float('nan'):.1f} GiB (batch {args.batch_size}, {args.device}, {row['dtype']}, "
+                f"{'gradient checkpointing' if row['gradient_checkpointing'] else 'no checkpointing'})",
+                flush=True,
+            )
+        except torch.OutOfMemoryError as exc:
+            peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
+            print(f"OneAlign ({layers}), recipe {recipe}: out of memory at batch {args.batch_size} "
+                  f"(peak {peak:.1f} GiB before the failure): {str(exc).splitlines()[0]}", flush=True)  # fmt: skip
+        del backbone
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    return rows
 
 
 if __name__ == "__main__":
