@@ -76,7 +76,7 @@ def evaluate_heldout(
     scores: list[float] = []
     kls: list[float] = []
     has_level_logits = hasattr(backbone, "answer_level_logits")
-    weights = torch.tensor(LEVEL_VALUES, dtype=torch.float32)
+    weights = np.asarray(LEVEL_VALUES, dtype=np.float64)
     try:
         with torch.no_grad(), (autocast() if autocast else contextlib.nullcontext()):
             for start in range(0, len(data), batch_size):
@@ -94,7 +94,8 @@ def evaluate_heldout(
                     level, found = backbone.answer_level_logits(batch, out.logits)
                     log_q = level.float().log_softmax(-1).cpu()
                     found_np = found.cpu().numpy()
-                    scores.extend(np.where(found_np, (log_q.exp() @ weights).numpy(), np.nan).tolist())
+                    # On the host in numpy: CPU autocast would run a torch matmul in bfloat16.
+                    scores.extend(np.where(found_np, log_q.exp().double().numpy() @ weights, np.nan).tolist())
                     for row, ex in enumerate(examples):
                         if ex.level_distribution is not None and found_np[row]:
                             p = torch.tensor([float(v) for v in ex.level_distribution])
