@@ -39,6 +39,7 @@ from toolkit.training.output import (
     staging_dir,
     write_record,
 )
+from toolkit.training.precision import HalvedWeights, hold_frozen_weights_in_16bit
 from toolkit.training.recipes import ONEALIGN_MODEL_TYPE, check_recipe_fits
 from toolkit.training.schedule import warmup_cosine, warmup_steps_for
 
@@ -178,122 +179,137 @@ def _train(
     backbone = loaded if loaded is not None else _load_backbone(base_path, accelerator)
     check_recipe_fits(config.recipe, model_type_of(backbone.model))
     backbone.model = prepare_trainable(backbone.model, config)
-    trainable, total = count_parameters(backbone.model)
-    params = [p for p in backbone.model.parameters() if p.requires_grad]
-    if config.num_workers > 0:
-        # Forked workers must not use the tokenizer's own thread pool (it warns, then disables it).
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    optimizer = torch.optim.AdamW(_param_groups(backbone.model, config.weight_decay), lr=config.learning_rate)
-    sampler = MixtureSampler(data.sizes, config.weights, config.seed)
-    loader = torch.utils.data.DataLoader(
-        data,  # type: ignore[arg-type]  # a map-style dataset of TrainingExample
-        batch_size=config.batch_size,
-        sampler=sampler,  # type: ignore[arg-type]
-        collate_fn=Collate(backbone, config.loss),
-        # Worker seeds come from this generator, not from the global one that a resumed run restores.
-        generator=torch.Generator().manual_seed(config.seed),
-        # Image decoding and preprocessing, not the model, bound small models on a GPU.
-        num_workers=config.num_workers,
-        persistent_workers=config.num_workers > 0,
-    )
-    model, optimizer, loader = accelerator.prepare(backbone.model, optimizer, loader)
-    backbone.model = accelerator.unwrap_model(model)
-    loss_fn = get_loss(config.loss)
-
-    steps_per_epoch = max(1, math.ceil(len(loader) / config.grad_accum))
-    total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
-    warmup = warmup_steps_for(total_steps, config.warmup_ratio)
-    method = "generate" if config.loss == "score" else "levels"
-
-    state = TrainState(num_processes=accelerator.num_processes, draws=[0] * len(data.parts))
-    resumed = latest_checkpoint(out_dir) if config.resume else None
-    if resumed is None and accelerator.is_main_process:
-        _clear_previous_run(out_dir)  # a fresh run replaces the earlier one's checkpoints and best model
-    accelerator.wait_for_everyone()
-    if resumed is not None:
-        state = load_checkpoint(resumed, accelerator, model, optimizer, config)  # also restores the RNG states
-
-    def run_heldout(step: int) -> HeldOutResult | None:
-        if heldout_data is None:
-            return None
-        result = evaluate_heldout(backbone, heldout_data, config.eval_batch_size, step, accelerator.autocast, method)
-        state.heldout.append(result.to_dict())
-        if step > 0:
-            _keep_if_best(result, state, config, accelerator, model, backbone, base_path, out_dir)
-        return result
-
-    if resumed is None:
-        run_heldout(0)
-    model.train()
-    batches = _batches(loader, sampler, state)
-    epoch = state.epoch + state.batch_in_epoch / max(1, len(loader))
-    start = time.perf_counter() - state.seconds
-    for step in range(state.step, total_steps):
-        lr = config.learning_rate * warmup_cosine(step, total_steps, warmup)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        micro_losses = []
-        draws = torch.zeros(len(state.draws), dtype=torch.long, device=accelerator.device)
-        for _ in range(config.grad_accum):
-            epoch, batch = next(batches)
-            # accumulate(): no gradient all-reduce but on the last micro-batch; backward() divides
-            # the loss by grad_accum (DeepSpeed does both itself).
-            with accelerator.accumulate(model):
-                loss = loss_fn(model, backbone, batch)
-                accelerator.backward(loss)
-            micro_losses.append(loss.detach())
-            draws += torch.bincount(batch["target_dataset"].to(draws.device), minlength=len(state.draws))
-            state.samples += int(batch["input_ids"].shape[0]) * accelerator.num_processes
-        if config.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-        step_loss = float(accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean"))
-        state.losses.append(step_loss)
-        state.lrs.append(lr)
-        state.draws = [a + int(b) for a, b in zip(state.draws, accelerator.reduce(draws, reduction="sum").tolist())]
-        done = state.step = step + 1
-        state.seconds = time.perf_counter() - start
-        save = bool(config.save_every) and done % config.save_every == 0 and done < total_steps
-        evaluate = heldout_data is not None and done < total_steps and (
-            save or (config.eval_every > 0 and done % config.eval_every == 0)
+    halved = _hold_frozen_weights_in_16bit(backbone.model, accelerator)
+    try:
+        trainable, total = count_parameters(backbone.model)
+        params = [p for p in backbone.model.parameters() if p.requires_grad]
+        if config.num_workers > 0:
+            # Forked workers must not use the tokenizer's own thread pool (it warns, then disables it).
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        optimizer = torch.optim.AdamW(_param_groups(backbone.model, config.weight_decay), lr=config.learning_rate)
+        sampler = MixtureSampler(data.sizes, config.weights, config.seed)
+        loader = torch.utils.data.DataLoader(
+            data,  # type: ignore[arg-type]  # a map-style dataset of TrainingExample
+            batch_size=config.batch_size,
+            sampler=sampler,  # type: ignore[arg-type]
+            collate_fn=Collate(backbone, config.loss),
+            # Worker seeds come from this generator, not from the global one that a resumed run restores.
+            generator=torch.Generator().manual_seed(config.seed),
+            # Image decoding and preprocessing, not the model, bound small models on a GPU.
+            num_workers=config.num_workers,
+            persistent_workers=config.num_workers > 0,
         )
-        evaluated = run_heldout(done) if evaluate else None
-        checkpoint = None
-        if save:
-            checkpoint = save_checkpoint(accelerator, model, optimizer, state, config, out_dir, config.keep_checkpoints)
-        if progress is not None and accelerator.is_main_process and (
-            done % config.log_every == 0 or done == total_steps or evaluated is not None or checkpoint is not None
-        ):
-            progress(TrainProgress(done, total_steps, step_loss, lr, epoch, state.samples, state.seconds, evaluated, checkpoint))
-    model.eval()
-    final = run_heldout(total_steps)
-    if final is not None and progress is not None and accelerator.is_main_process:
-        progress(TrainProgress(total_steps, total_steps, state.losses[-1], state.lrs[-1], epoch, state.samples, state.seconds, final))
+        model, optimizer, loader = accelerator.prepare(backbone.model, optimizer, loader)
+        backbone.model = accelerator.unwrap_model(model)
+        loss_fn = get_loss(config.loss)
 
-    tail = state.losses[-max(1, len(state.losses) // 10) :]
-    result = TrainResult(
-        output_dir=out_dir,
-        mode=config.mode,
-        steps=total_steps,
-        samples=state.samples,
-        final_loss=sum(tail) / len(tail),
-        samples_per_s=state.samples / state.seconds if state.seconds > 0 else float("nan"),
-        seconds=state.seconds,
-        losses=list(state.losses),
-        lrs=list(state.lrs),
-        heldout=[HeldOutResult(**h) for h in state.heldout],
-        trainable_parameters=trainable,
-        total_parameters=total,
-        backbone=backbone,
-        main_process=accelerator.is_main_process,
-        best=state.best,
-        resumed_from=str(resumed) if resumed is not None else None,
-        draws=list(state.draws),
-    )
-    _write_model(accelerator, model, backbone, config, base_path, out_dir, _record(config, base_path, result.to_dict()), whole=False)
-    return result
+        steps_per_epoch = max(1, math.ceil(len(loader) / config.grad_accum))
+        total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
+        warmup = warmup_steps_for(total_steps, config.warmup_ratio)
+        method = "generate" if config.loss == "score" else "levels"
+
+        state = TrainState(num_processes=accelerator.num_processes, draws=[0] * len(data.parts))
+        resumed = latest_checkpoint(out_dir) if config.resume else None
+        if resumed is None and accelerator.is_main_process:
+            _clear_previous_run(out_dir)  # a fresh run replaces the earlier one's checkpoints and best model
+        accelerator.wait_for_everyone()
+        if resumed is not None:
+            state = load_checkpoint(resumed, accelerator, model, optimizer, config)  # also restores the RNG states
+
+        def run_heldout(step: int) -> HeldOutResult | None:
+            if heldout_data is None:
+                return None
+            result = evaluate_heldout(backbone, heldout_data, config.eval_batch_size, step, accelerator.autocast, method)
+            state.heldout.append(result.to_dict())
+            if step > 0:
+                _keep_if_best(result, state, config, accelerator, model, backbone, base_path, out_dir)
+            return result
+
+        if resumed is None:
+            run_heldout(0)
+        model.train()
+        batches = _batches(loader, sampler, state)
+        epoch = state.epoch + state.batch_in_epoch / max(1, len(loader))
+        start = time.perf_counter() - state.seconds
+        for step in range(state.step, total_steps):
+            lr = config.learning_rate * warmup_cosine(step, total_steps, warmup)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            micro_losses = []
+            draws = torch.zeros(len(state.draws), dtype=torch.long, device=accelerator.device)
+            for _ in range(config.grad_accum):
+                epoch, batch = next(batches)
+                # accumulate(): no gradient all-reduce but on the last micro-batch; backward() divides
+                # the loss by grad_accum (DeepSpeed does both itself).
+                with accelerator.accumulate(model):
+                    loss = loss_fn(model, backbone, batch)
+                    accelerator.backward(loss)
+                micro_losses.append(loss.detach())
+                draws += torch.bincount(batch["target_dataset"].to(draws.device), minlength=len(state.draws))
+                state.samples += int(batch["input_ids"].shape[0]) * accelerator.num_processes
+            if config.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+            step_loss = float(accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean"))
+            state.losses.append(step_loss)
+            state.lrs.append(lr)
+            state.draws = [a + int(b) for a, b in zip(state.draws, accelerator.reduce(draws, reduction="sum").tolist())]
+            done = state.step = step + 1
+            state.seconds = time.perf_counter() - start
+            save = bool(config.save_every) and done % config.save_every == 0 and done < total_steps
+            evaluate = heldout_data is not None and done < total_steps and (
+                save or (config.eval_every > 0 and done % config.eval_every == 0)
+            )
+            evaluated = run_heldout(done) if evaluate else None
+            checkpoint = None
+            if save:
+                checkpoint = save_checkpoint(accelerator, model, optimizer, state, config, out_dir, config.keep_checkpoints)
+            if progress is not None and accelerator.is_main_process and (
+                done % config.log_every == 0 or done == total_steps or evaluated is not None or checkpoint is not None
+            ):
+                progress(TrainProgress(done, total_steps, step_loss, lr, epoch, state.samples, state.seconds, evaluated, checkpoint))
+        model.eval()
+        final = run_heldout(total_steps)
+        if final is not None and progress is not None and accelerator.is_main_process:
+            progress(TrainProgress(total_steps, total_steps, state.losses[-1], state.lrs[-1], epoch, state.samples, state.seconds, final))
+
+        tail = state.losses[-max(1, len(state.losses) // 10) :]
+        result = TrainResult(
+            output_dir=out_dir,
+            mode=config.mode,
+            steps=total_steps,
+            samples=state.samples,
+            final_loss=sum(tail) / len(tail),
+            samples_per_s=state.samples / state.seconds if state.seconds > 0 else float("nan"),
+            seconds=state.seconds,
+            losses=list(state.losses),
+            lrs=list(state.lrs),
+            heldout=[HeldOutResult(**h) for h in state.heldout],
+            trainable_parameters=trainable,
+            total_parameters=total,
+            backbone=backbone,
+            main_process=accelerator.is_main_process,
+            best=state.best,
+            resumed_from=str(resumed) if resumed is not None else None,
+            draws=list(state.draws),
+        )
+        _write_model(accelerator, model, backbone, config, base_path, out_dir, _record(config, base_path, result.to_dict()), whole=False)
+        return result
+    finally:
+        halved.restore()  # the returned model (or the caller's, after a failure) is float32 again
+
+
+def _hold_frozen_weights_in_16bit(model: "torch.nn.Module", accelerator: "Accelerator") -> HalvedWeights:
+    """Frozen weights in 16 bits when every forward runs under 16-bit autocast (see
+    :mod:`toolkit.training.precision`); DeepSpeed and FSDP manage parameter storage themselves."""
+    from accelerate.utils import DistributedType
+
+    plain = accelerator.distributed_type in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU)
+    if not plain or accelerator.mixed_precision not in ("bf16", "fp16"):
+        return HalvedWeights()
+    return hold_frozen_weights_in_16bit(model)
 
 
 def _accelerator(**kwargs: Any) -> "Accelerator":
