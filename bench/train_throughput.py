@@ -128,8 +128,15 @@ def main() -> None:
                         "train that size with random weights instead of --models")  # fmt: skip
     parser.add_argument("--recipes", nargs="+", default=["onealign-lora"], help="recipes for --onealign")
     parser.add_argument("--llm-layers", type=int, default=None, help="with --onealign: keep the first N LLM layers")
+    parser.add_argument("--frozen-float32", action="store_true",
+                        help="keep frozen weights in float32 (the loop's default holds them in 16 bits under bf16/fp16)")
     args = parser.parse_args()
 
+    if args.frozen_float32:
+        import toolkit.training.loop as loop
+        from toolkit.training.precision import HalvedWeights
+
+        loop.hold_frozen_weights_in_16bit = lambda model: HalvedWeights()  # type: ignore[assignment]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -155,7 +162,8 @@ def main() -> None:
 
 def random_onealign_float32(folder: Path, device: str, llm_layers: int | None):
     """A OneAlign backbone with random float32 weights (the training loop's master weights),
-    built straight on ``device`` from ``folder``'s config."""
+    built straight on ``device`` from ``folder``'s config. The values are drawn in bfloat16 and
+    widened, as loading the released 16-bit checkpoint into float32 gives."""
     import torch
 
     from toolkit.models.onealign import MPLUGOwl2Config, MPLUGOwl2LlamaForCausalLM, OneAlignBackbone, OneAlignProcessor
@@ -164,7 +172,7 @@ def random_onealign_float32(folder: Path, device: str, llm_layers: int | None):
     if llm_layers:
         config.num_hidden_layers = llm_layers
     with torch.device(device):
-        net = MPLUGOwl2LlamaForCausalLM._from_config(config, dtype=torch.float32)
+        net = MPLUGOwl2LlamaForCausalLM._from_config(config, dtype=torch.bfloat16).float()
     return OneAlignBackbone(net, OneAlignProcessor.from_pretrained(folder))
 
 
@@ -182,7 +190,8 @@ def measure_onealign(args: argparse.Namespace, root: Path, data: Path) -> list[d
                                                                "", None, "ce", recipe, backbone)}  # fmt: skip
             rows.append(row)
             print(
-                f"OneAlign ({layers}, {row['params'] / 1e9:.2f} B parameters), recipe {recipe}: trainable "
+                f"OneAlign ({layers}, {row['params'] / 1e9:.2f} B parameters), recipe {recipe}"
+                f"{', frozen weights float32' if args.frozen_float32 else ''}: trainable "
                 f"{row['trainable'] / 1e6:.1f} M, {row['sec_per_step']:.2f} s/step, {row['samples_per_s']:.1f} samples/s, "
                 f"peak {row['peak_gib'] or float('nan'):.1f} GiB (batch {args.batch_size}, {args.device}, {row['dtype']}, "
                 f"{'gradient checkpointing' if row['gradient_checkpointing'] else 'no checkpointing'})",
