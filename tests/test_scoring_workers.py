@@ -77,3 +77,19 @@ def test_a_failed_batch_is_retried_from_decoded_again_frames(
     assert (df["error"] == "").all()
     got, want = df[list(PROB_COLUMNS)].to_numpy(float), expected[list(PROB_COLUMNS)].to_numpy(float)
     assert np.abs(got - want).max() < 1e-6
+
+
+def test_automatic_worker_count_follows_the_device_and_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from toolkit.scoring import auto_num_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert auto_num_workers("cpu") == 0  # the model needs the cores
+    assert auto_num_workers("cuda") == 14 and auto_num_workers("cuda:1") == 14
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # four GPU processes share the node's cores
+    assert auto_num_workers("cuda") == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(256)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert auto_num_workers("cuda") == 16  # more workers than a GPU can use only cost memory

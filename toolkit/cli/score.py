@@ -41,7 +41,10 @@ def score_command(
     out: Path = typer.Option(..., "--out", help="Output CSV; if it exists, inputs already scored there are skipped."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Inputs per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    num_workers: int = typer.Option(0, "--num-workers", min=0, help="Decoding worker processes (0 = decode in the main process)."),
+    num_workers: Optional[int] = typer.Option(
+        None, "--num-workers", min=0,
+        help="Decoding worker processes (0 = decode in the main process). Default: 0 on a CPU, most of the cores (up to 16) on a GPU.",
+    ),
     max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Cap on frames per video (uniform subsample of the 1 fps frames)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:

@@ -5,7 +5,7 @@
 >>> df[["path", "score", "p_excellent", "entropy"]]      # doctest: +SKIP
 """
 
-from toolkit.scoring.engine import Scorer, check_task, level_probabilities, score_images
+from toolkit.scoring.engine import Scorer, auto_num_workers, check_task, level_probabilities, score_images
 from toolkit.scoring.inputs import ScoreInput, collect_inputs, read_manifest
 from toolkit.scoring.results import COLUMNS, PROB_COLUMNS, merge_results, read_results, shard
 
@@ -14,6 +14,7 @@ __all__ = [
     "PROB_COLUMNS",
     "ScoreInput",
     "Scorer",
+    "auto_num_workers",
     "check_task",
     "collect_inputs",
     "level_probabilities",

@@ -72,13 +72,14 @@ class Scorer:
         self,
         backbone: QAlignBackbone,
         batch_size: int = 8,
-        num_workers: int = 0,
+        num_workers: int | None = 0,
         max_frames: int | None = None,
         progress: bool = True,
     ) -> None:
         self.backbone = backbone
         self.batch_size = _positive("batch_size", batch_size)
-        self.num_workers = _non_negative("num_workers", num_workers)
+        # None: as many decoding workers as suit the device (see auto_num_workers).
+        self.num_workers = auto_num_workers(backbone.device) if num_workers is None else _non_negative("num_workers", num_workers)
         self.max_frames = None if max_frames is None else _positive("max_frames", max_frames)
         self.progress = progress
 
@@ -368,6 +369,22 @@ class _LaunchedBatch:
     forwards: list[_Forward] = field(default_factory=list)
 
 
+def auto_num_workers(device: "torch.device | str") -> int:
+    """Decoding workers for a device: none on a CPU (the model needs the cores), on a GPU most
+    of this process's share of the cores (one H100 scores ~150-200 images/s; a worker decodes
+    and prepares ~27 1024x768 JPEGs/s), leaving two for the main process and the pinning thread."""
+    import torch
+
+    if torch.device(device).type == "cpu":
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return max(0, min(16, per_process - 2))
+
+
 def _in_order(df: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
     """The rows for ``order`` only, in that order."""
     return df.set_index("path").loc[list(order)].reset_index()
@@ -393,7 +410,7 @@ def score_images(
     batch_size: int = 8,
     device: str = "cpu",
     dtype: str = "float32",
-    num_workers: int = 0,
+    num_workers: int | None = 0,
     max_frames: int | None = None,
     video: bool = False,
     progress: bool = True,
@@ -404,6 +421,7 @@ def score_images(
     ``inputs`` are files, folders (searched recursively) or CSV/JSON manifests. Returns one row
     per input with ``path, score, p_excellent .. p_bad, entropy, error`` (+ ``gt_score`` when a
     manifest has it). ``out`` makes the run resumable (see :meth:`Scorer.score`).
+    ``num_workers=None`` picks the decoding workers for the device (:func:`auto_num_workers`).
     """
     check_task(task)
     # Read the inputs before loading the model, so a bad manifest fails in a second, not a minute.
