@@ -102,3 +102,13 @@ def test_lora_under_bf16_trains_the_same_with_halved_frozen_weights(
     monkeypatch.setattr(loop, "hold_frozen_weights_in_16bit", lambda model: HalvedWeights())
     float32_losses, _ = _run(bf16_model, tmp_path / "float32")
     assert halved_losses == float32_losses  # bit-identical: autocast casts the same values
+
+
+def test_full_mode_keeps_float32_weights(bf16_model: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full run saves the whole model, which must stay float32: nothing is halved there."""
+    calls: list[int] = []
+    monkeypatch.setattr(loop, "hold_frozen_weights_in_16bit", lambda model: calls.append(1) or HalvedWeights())
+    config = TrainConfig(model=str(bf16_model["model"]), data=str(bf16_model["train"]), out=str(tmp_path / "full"),
+                         mode="full", dtype="bf16", device="cpu", cpu_threads=1, batch_size=8, max_steps=1)  # fmt: skip
+    train(config)
+    assert calls == []

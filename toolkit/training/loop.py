@@ -179,7 +179,7 @@ def _train(
     backbone = loaded if loaded is not None else _load_backbone(base_path, accelerator)
     check_recipe_fits(config.recipe, model_type_of(backbone.model))
     backbone.model = prepare_trainable(backbone.model, config)
-    halved = _hold_frozen_weights_in_16bit(backbone.model, accelerator)
+    halved = _hold_frozen_weights_in_16bit(backbone.model, accelerator, config.mode)
     try:
         trainable, total = count_parameters(backbone.model)
         params = [p for p in backbone.model.parameters() if p.requires_grad]
@@ -301,13 +301,15 @@ def _train(
         halved.restore()  # the returned model (or the caller's, after a failure) is float32 again
 
 
-def _hold_frozen_weights_in_16bit(model: "torch.nn.Module", accelerator: "Accelerator") -> HalvedWeights:
-    """Frozen weights in 16 bits when every forward runs under 16-bit autocast (see
-    :mod:`toolkit.training.precision`); DeepSpeed and FSDP manage parameter storage themselves."""
+def _hold_frozen_weights_in_16bit(model: "torch.nn.Module", accelerator: "Accelerator", mode: str) -> HalvedWeights:
+    """The frozen base model of a LoRA run in 16 bits when every forward runs under 16-bit
+    autocast (see :mod:`toolkit.training.precision`). Not in full mode, whose saved model must
+    stay float32 throughout (and whose frozen parts are small), nor under DeepSpeed or FSDP,
+    which manage parameter storage themselves."""
     from accelerate.utils import DistributedType
 
     plain = accelerator.distributed_type in (DistributedType.NO, DistributedType.MULTI_GPU, DistributedType.MULTI_CPU)
-    if not plain or accelerator.mixed_precision not in ("bf16", "fp16"):
+    if mode != "lora" or not plain or accelerator.mixed_precision not in ("bf16", "fp16"):
         return HalvedWeights()
     return hold_frozen_weights_in_16bit(model)
 

@@ -1,7 +1,7 @@
 """Frozen weights held in 16 bits during mixed-precision training, where that changes nothing.
 
 The loop keeps float32 master weights, which the optimizer needs for what it trains. Frozen
-weights (the base model under LoRA, a frozen vision tower) never change, and under autocast
+weights (the base model of a LoRA run, where the loop applies this) never change, and under autocast
 every linear layer and convolution casts its weight to bfloat16/float16 anyway; when the float32
 values came from a 16-bit checkpoint (as OneAlign's do) they are exactly representable in 16
 bits, so storing them that way gives bit-identical casts and results for half the memory: about
