@@ -61,6 +61,12 @@ def level_probabilities(level_logits: "torch.Tensor | np.ndarray") -> np.ndarray
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _checked_probabilities(logits: "torch.Tensor", n: int) -> np.ndarray:
+    if tuple(logits.shape) != (n, 5):
+        raise InputError(f"backbone returned level logits of shape {tuple(logits.shape)}, expected ({n}, 5)")
+    return level_probabilities(logits)
+
+
 class Scorer:
     """Scores files with one loaded backbone; reuse it for many calls without reloading.
 
@@ -109,10 +115,7 @@ class Scorer:
         import torch
 
         with torch.inference_mode():
-            logits = self.backbone.level_logits(batch)
-        if tuple(logits.shape) != (n, 5):
-            raise InputError(f"backbone returned level logits of shape {tuple(logits.shape)}, expected ({n}, 5)")
-        return level_probabilities(logits)
+            return _checked_probabilities(self.backbone.level_logits(batch), n)
 
     # ------------------------------------------------------------------ files
 
@@ -312,11 +315,8 @@ class Scorer:
             try:
                 if forward.ready is not None:
                     forward.ready.synchronize()
-                logits = forward.logits
-                assert logits is not None
-                if tuple(logits.shape) != (n, 5):
-                    raise InputError(f"backbone returned level logits of shape {tuple(logits.shape)}, expected ({n}, 5)")
-                p = level_probabilities(logits)
+                assert forward.logits is not None
+                p = _checked_probabilities(forward.logits, n)
                 self._any_success = True
                 return p, [""] * n
             except Exception as exc:  # e.g. a device error that surfaced only now
