@@ -209,10 +209,18 @@ def normalize_pixels(pixels: "torch.Tensor", settings: ImageSettings) -> "torch.
         raise InputError(f"normalize_pixels takes uint8 pixels, got {pixels.dtype}")
     if pixels.ndim < 3 or pixels.shape[-3] != 3:
         raise InputError(f"pixels must be (..., 3, H, W), got shape {tuple(pixels.shape)}")
-    table = torch.from_numpy(_pixel_table(settings)).to(pixels.device, non_blocking=True)
-    # Channel c of a pixel with level v reads table[c, v], i.e. flat entry 256 * c + v.
-    offsets = torch.arange(3, device=pixels.device).mul_(256).view(3, 1, 1)
-    return table.reshape(-1)[pixels.long() + offsets]
+    flat, offsets = _device_table(settings, pixels.device)
+    return flat[pixels.long() + offsets]
+
+
+@lru_cache(maxsize=16)
+def _device_table(settings: ImageSettings, device: "torch.device") -> tuple["torch.Tensor", "torch.Tensor"]:
+    """The lookup table on ``device``, flat, and the offset of each channel's row in it (a pixel
+    of channel c and level v reads entry 256 * c + v); made once per device, not per image."""
+    import torch
+
+    flat = torch.from_numpy(_pixel_table(settings)).reshape(-1).to(device)
+    return flat, torch.arange(3, device=device).mul_(256).view(3, 1, 1)
 
 
 @lru_cache(maxsize=8)
