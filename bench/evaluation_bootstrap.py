@@ -1,6 +1,6 @@
 """Figures for the evaluation metrics and the KonIQ conversion.
 
-    python bench/evaluation_bootstrap.py [--draws 1000] [--sizes 300,2000] [--koniq ../shared/data/koniq10k_distributions_sets.csv]
+    python bench/evaluation_bootstrap.py [--draws 1000] [--sizes 300,2000] [--koniq tests/data/koniq10k_distributions_sets.csv]
 
 1. ``agreement()`` (all six coefficients with bootstrap intervals) per item count, against a
    per-draw loop of scipy calls (``spearmanr``, ``kendalltau``, ``pearsonr``, ``curve_fit``)
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--sizes", default="300,2000")
     parser.add_argument("--loop-draws", type=int, default=100, help="draws timed for the scipy loop")
-    parser.add_argument("--koniq", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "koniq10k_distributions_sets.csv")
+    parser.add_argument("--koniq", type=Path, default=Path(__file__).resolve().parents[1] / "tests" / "data" / "koniq10k_distributions_sets.csv")
     args = parser.parse_args()
 
     print(f"bootstrap with {args.draws} draws (scipy loop timed on {args.loop_draws} draws, scaled up)")

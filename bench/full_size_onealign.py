@@ -6,7 +6,7 @@ memory only depend on the architecture: this writes the real configuration (8.2 
 folder (the test fixture's will do; the token ids of the prompts stay below the real vocabulary
 size)::
 
-    python bench/full_size_onealign.py ../shared/fixtures/onealign-tiny /tmp/one-align-size
+    python bench/full_size_onealign.py tests/fixtures/onealign-tiny /tmp/one-align-size
     python bench/score_throughput.py --model /tmp/one-align-size --random-init --device cuda --dtype bfloat16
     python bench/train_throughput.py --onealign /tmp/one-align-size --device cuda --recipes onealign-lora
 """

@@ -1,6 +1,6 @@
 """Figures for the native OneAlign port: parity on a device, memory and speed at the real size.
 
-    python bench/onealign_port.py --fixture ../shared/fixtures/onealign-tiny [--device cuda] [--real-size]
+    python bench/onealign_port.py --fixture tests/fixtures/onealign-tiny [--device cuda] [--real-size]
 
 1. Tiny fixture (if given): level logits on ``--device`` in float32 and bfloat16 against the
    reference values of ``expected.json`` (max absolute difference).

@@ -3,16 +3,15 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from conftest import DATA
 from PIL import Image
 from typer.testing import CliRunner
 
 from toolkit.cli import app
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 runner = CliRunner()
 
 
@@ -22,13 +21,13 @@ def run(*args):
 
 def test_analyze_csv_writes_the_contract_files_and_report(tmp_path):
     out, raters, report = tmp_path / "items.csv", tmp_path / "raters.csv", tmp_path / "report"
-    result = run("analyze", SHARED / "nflx_public_raw_votes.csv", "--model", "mle", "--out", out,
+    result = run("analyze", DATA / "nflx_public_raw_votes.csv", "--model", "mle", "--out", out,
                  "--raters-out", raters, "--report", report, "--splits", 20)
     assert result.exit_code == 0, result.output
     items = pd.read_csv(out)
     assert list(items.columns) == ["item", "score", "ci_low", "ci_high", "n"]
     assert len(items) == 79 and (items["n"] == 26).all()
-    reference = json.loads((SHARED / "nflx_public_sureal_reference.json").read_text())["MLE"]
+    reference = json.loads((DATA / "nflx_public_sureal_reference.json").read_text())["MLE"]
     expected = pd.Series(reference["quality_scores"]).reindex(items["item"]).to_numpy()
     np.testing.assert_allclose(items["score"], expected, atol=1e-6)
 
@@ -45,7 +44,7 @@ def test_analyze_csv_writes_the_contract_files_and_report(tmp_path):
 
 
 def test_analyze_bt500_rejection_and_custom_columns(tmp_path):
-    votes = pd.read_csv(SHARED / "nflx_public_raw_votes.csv").rename(
+    votes = pd.read_csv(DATA / "nflx_public_raw_votes.csv").rename(
         columns={"item": "clip", "rater": "subject", "vote": "score"})
     path = tmp_path / "votes.parquet"
     votes.to_parquet(path)

@@ -1,6 +1,6 @@
 """The subject models against Netflix sureal 0.9.0's own numbers (sureal itself is not needed).
 
-* The Netflix public data set (full sampling) and sureal's results on it, from ``../shared/data``.
+* The Netflix public data set (full sampling) and sureal's results on it, from ``tests/data``.
 * A simulated partially sampled study and sureal's results on it, from ``tests/data/analysis``.
 
 The requirement is agreement within 1e-3; the tolerance here is far tighter so a drift shows up
@@ -8,23 +8,22 @@ long before it matters.
 """
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import DATA
 
 from toolkit.analysis import fit_bt500, fit_mle, fit_mos, fit_p913, prepare_votes
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-LOCAL = Path(__file__).resolve().parent / "data" / "analysis"
+LOCAL = DATA / "analysis"
 TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
 def nflx():
-    frame = pd.read_csv(SHARED / "nflx_public_raw_votes.csv")
-    reference = json.loads((SHARED / "nflx_public_sureal_reference.json").read_text())
+    frame = pd.read_csv(DATA / "nflx_public_raw_votes.csv")
+    reference = json.loads((DATA / "nflx_public_sureal_reference.json").read_text())
     return prepare_votes(frame, content_col="content"), reference
 
 

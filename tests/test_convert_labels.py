@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import KONIQ_CSV as KONIQ
+from conftest import NFLX_VOTES_CSV as NFLX
 from scipy import stats
 
 from toolkit.convert import PROB_COLUMNS, detect_kind, labels_from_mos, labels_from_votes, load_labels, read_table
 from toolkit.errors import InputError
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-KONIQ = SHARED / "data" / "koniq10k_distributions_sets.csv"
-NFLX = SHARED / "data" / "nflx_public_raw_votes.csv"
 
 
 @pytest.fixture(scope="module")

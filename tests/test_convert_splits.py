@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import NFLX_VOTES_CSV as NFLX
 
 from toolkit.convert import assign_splits, drop_duplicates, labels_from_mos, load_labels, parse_fractions, split_table
 from toolkit.errors import InputError
-
-NFLX = Path(__file__).resolve().parents[2] / "shared" / "data" / "nflx_public_raw_votes.csv"
 
 
 def test_parse_fractions():

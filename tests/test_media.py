@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ONEALIGN_TINY
 from PIL import Image
 
 from toolkit.errors import InputError
@@ -87,9 +88,7 @@ def test_pad_colour_is_int_255_times_clip_mean() -> None:
 
 
 def test_expand2square_matches_reference_fixture_sizes() -> None:
-    images = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny" / "images"
-    if not images.is_dir():
-        pytest.skip("shared fixtures not present")
+    images = ONEALIGN_TINY / "images"
     for f in sorted(images.glob("img*.png")):
         img = open_image(f)
         w, h = img.size

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ONEALIGN_TINY as FIXTURE
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -20,7 +21,6 @@ from toolkit.models.onealign.processing import (
     tokenize_with_images,
 )
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 TRAINING = json.loads((FIXTURE / "expected_training.json").read_text())
 RECORDS = {r["id"]: r for r in json.loads((FIXTURE / "training_records.json").read_text())}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ONEALIGN_TINY as FIXTURE
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -21,7 +22,6 @@ from toolkit.models.onealign import (  # importing it registers mplug_owl2 with 
 )
 from toolkit.models.onealign.vision import sincos_1d, sincos_2d_with_cls
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 SIDE_FILES = ["config.json", "generation_config.json", "preprocessor_config.json", "special_tokens_map.json",
               "tokenizer.model", "tokenizer_config.json"]  # fmt: skip

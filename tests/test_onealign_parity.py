@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import ONEALIGN_TINY as FIXTURE
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -16,7 +16,6 @@ from toolkit.levels import LEVEL_VALUES, LEVEL_WEIGHTS_UNIT
 from toolkit.models.base import TrainingExample
 from toolkit.models.onealign import OneAlignBackbone, load_onealign_backbone
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 TRAINING = json.loads((FIXTURE / "expected_training.json").read_text())
 RECORDS = {r["id"]: r for r in json.loads((FIXTURE / "training_records.json").read_text())}

@@ -8,13 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ONEALIGN_TINY as FIXTURE
 
 from toolkit.scoring import PROB_COLUMNS, Scorer
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
 TOL = 1e-4  # the fixture's suggested tolerance (float32, CPU)
-
-pytestmark = pytest.mark.skipif(not (FIXTURE / "expected.json").is_file(), reason="shared fixtures not present")
 
 
 @pytest.fixture(scope="module")

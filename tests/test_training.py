@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ONEALIGN_TINY as ONEALIGN_FIXTURE
 from fixtures_training import QUESTIONS, write_toy
 from PIL import Image
 
@@ -18,7 +19,6 @@ from toolkit.training import TrainConfig, TrainResult, load_training_data, read_
 from toolkit.training.schedule import warmup_cosine, warmup_steps_for
 
 QUESTION = QUESTIONS["quality"]
-ONEALIGN_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +252,6 @@ def test_lora_adapter_saves_and_reloads(full_run: TrainResult, toy: dict[str, Pa
     assert (base - trained).abs().max() > 1e-3  # the adapter changed the model
 
 
-@pytest.mark.skipif(not ONEALIGN_FIXTURE.is_dir(), reason="needs ../shared/fixtures/onealign-tiny")
 def test_the_same_loop_trains_onealign(tmp_path: Path) -> None:
     # The reference records (an image, another task, a video as frame files) through the
     # OneAlign backbone: LoRA with the Q-Align recipe's targets, then a reload with the adapter.

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ONEALIGN_TINY as ONEALIGN
 from fixtures_training import write_toy
 
 from toolkit.errors import InputError
@@ -128,10 +129,6 @@ def test_gradient_checkpointing_and_bf16_run(votes: dict[str, Path]) -> None:
     np.testing.assert_allclose(bf16.losses, plain.losses, rtol=5e-2)  # ...and stays close
 
 
-ONEALIGN = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
-
-
-@pytest.mark.skipif(not ONEALIGN.is_dir(), reason="needs ../shared/fixtures/onealign-tiny")
 def test_both_prediction_methods_run_on_the_native_onealign_model() -> None:
     from PIL import Image
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ONEALIGN_TINY as FIXTURE
 from fixtures_training import write_toy
 from PIL import Image
 from typer.testing import CliRunner
@@ -17,8 +18,6 @@ from toolkit.models.loading import load_backbone
 from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig, train
 from toolkit.training.merge import merge_adapter
-
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
 
 
 def _logits(backbone, images: list[Image.Image]) -> torch.Tensor:
@@ -70,7 +69,6 @@ def test_merge_command_finds_the_base_model_and_guards_its_output(adapter: dict)
         merge_adapter(adapter["model"], adapter["root"] / "x")
 
 
-@pytest.mark.skipif(not FIXTURE.is_dir(), reason="needs ../shared/fixtures/onealign-tiny")
 def test_a_onealign_adapter_merges_into_the_native_model(tmp_path: Path) -> None:
     out = tmp_path / "adapter"
     train(TrainConfig(recipe="onealign-lora", model=str(FIXTURE), data=str(FIXTURE / "training_records.json"), out=str(out),

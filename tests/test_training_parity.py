@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import ONEALIGN_TINY as FIXTURE
 
 from toolkit.models.loading import load_backbone
 from toolkit.training import TrainConfig
@@ -20,8 +20,6 @@ from toolkit.training.lora import prepare_trainable
 from toolkit.training.losses import Collate, get_loss
 from toolkit.training.loop import load_run_data
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
-pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason="needs ../shared/fixtures/onealign-tiny")
 ATOL = 1e-4
 
 

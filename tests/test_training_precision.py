@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ONEALIGN_TINY as ONEALIGN_FIXTURE
 from fixtures_training import write_toy
 from torch import nn
 
@@ -47,9 +48,6 @@ def test_a_weight_tied_to_an_embedding_is_left_alone() -> None:
     assert hold_frozen_weights_in_16bit(nn.ModuleDict({"emb": emb, "head": head})).params == []
 
 
-ONEALIGN_FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
-
-
 @pytest.fixture(scope="module", params=["tiny", "onealign"])
 def bf16_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A model with the weights a bf16 checkpoint would hold (the tiny LLaVA-style one, and the
@@ -58,8 +56,6 @@ def bf16_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     if request.param == "tiny":
         source = build_tiny_model(root / "source", seed=0)
     else:
-        if not (ONEALIGN_FIXTURE / "config.json").is_file():
-            pytest.skip("shared fixtures not present")
         source = root / "source"
         shutil.copytree(ONEALIGN_FIXTURE, source)
     backbone = load_backbone(source, dtype="float32", device="cpu")

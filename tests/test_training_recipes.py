@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ONEALIGN_TINY as FIXTURE
 
 from toolkit.errors import InputError
 from toolkit.models.loading import load_backbone
@@ -15,9 +16,6 @@ from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig, read_record, train
 from toolkit.training.lora import prepare_trainable
 from toolkit.training.recipes import RECIPES, check_recipe_fits
-
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "onealign-tiny"
-needs_fixture = pytest.mark.skipif(not FIXTURE.is_dir(), reason="needs ../shared/fixtures/onealign-tiny")
 
 
 def _trainable(model: torch.nn.Module) -> set[str]:
@@ -42,7 +40,6 @@ def test_recipe_values_and_precedence(tmp_path: Path) -> None:
         TrainConfig(recipe="llava-13b")
 
 
-@needs_fixture
 def test_onealign_lora_recipe_trains_what_the_reference_trains() -> None:
     backbone = load_backbone(FIXTURE)
     n_layers = backbone.model.config.num_hidden_layers
@@ -61,7 +58,6 @@ def test_onealign_lora_recipe_trains_what_the_reference_trains() -> None:
     assert model.base_model.model.is_activation_checkpointing
 
 
-@needs_fixture
 def test_onealign_full_recipe_trains_everything() -> None:
     backbone = load_backbone(FIXTURE)
     names = {n for n, _ in backbone.model.named_parameters()}
@@ -94,7 +90,6 @@ def test_a_recipe_refuses_the_other_architecture(tmp_path: Path) -> None:
     assert set(RECIPES) == {"onealign-lora", "onealign-full", "hf-lora", "hf-full"}
 
 
-@needs_fixture
 def test_the_onealign_lora_recipe_runs_and_its_adapter_loads(tmp_path: Path) -> None:
     # The whole recipe (r 128, gradient checkpointing, dtype auto = float32 on a CPU) for two steps.
     out = tmp_path / "adapter"
