@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from toolkit.errors import InputError
 from toolkit.models.base import QAlignBackbone
+from toolkit.models.dtypes import AUTO, MIXED_PRECISION, canonical_dtype
 from toolkit.training.checkpoint import TrainState, is_deepspeed, latest_checkpoint, load_checkpoint, save_checkpoint
 from toolkit.training.config import TrainConfig
 from toolkit.training.data import TrainingData, answer_level, load_training_data
@@ -40,14 +41,13 @@ from toolkit.training.output import (
     write_record,
 )
 from toolkit.training.precision import HalvedWeights, hold_frozen_weights_in_16bit
+from toolkit.training.predict import Method
 from toolkit.training.recipes import ONEALIGN_MODEL_TYPE, check_recipe_fits
 from toolkit.training.schedule import warmup_cosine, warmup_steps_for
 
 if TYPE_CHECKING:
     import torch
     from accelerate import Accelerator
-
-_MIXED_PRECISION = {"float32": "no", "fp32": "no", "bf16": "bf16", "bfloat16": "bf16", "fp16": "fp16", "float16": "fp16"}
 
 
 @dataclass
@@ -139,17 +139,65 @@ def load_run_data(config: TrainConfig) -> tuple[MixedTrainingData, TrainingData 
 def _mixed_precision(dtype: str, device: "torch.device") -> str:
     import torch
 
-    name = dtype.lower()
-    if name == "auto":
+    name = canonical_dtype(dtype, allow_auto=True)
+    if name == AUTO:
         return "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "no"
-    if name not in _MIXED_PRECISION:
-        raise InputError(f"unknown dtype {dtype!r}; use float32, bf16, fp16 or auto")
-    return _MIXED_PRECISION[name]
+    return MIXED_PRECISION[name]
+
+
+@dataclass
+class _Run:
+    """What one run holds between setup and finish: the prepared objects and the progress so far."""
+
+    config: TrainConfig
+    progress: Callable[[TrainProgress], None] | None
+    accelerator: "Accelerator"
+    backbone: QAlignBackbone  # its ``model`` is the unwrapped model, saved and returned
+    model: "torch.nn.Module"  # the model as ``prepare`` wrapped it (DDP, DeepSpeed): the one to run
+    optimizer: "torch.optim.Optimizer"
+    loader: Any
+    sampler: MixtureSampler
+    params: list["torch.nn.Parameter"]  # what trains, for gradient clipping
+    loss_fn: Callable[..., "torch.Tensor"]
+    heldout_data: TrainingData | None
+    base_path: Path
+    out_dir: Path
+    total_steps: int
+    warmup: int
+    method: Method  # how the held-out set is scored: by level logits, or by written answers (score loss)
+    trainable: int
+    total: int
+    halved: HalvedWeights  # undone when the run ends, however it ends
+    state: TrainState  # everything a checkpoint saves
+    resumed: Path | None = None
+    epoch: float = 0.0  # fractional epoch of the last batch drawn
 
 
 def _train(
     config: TrainConfig, progress: Callable[[TrainProgress], None] | None, loaded: QAlignBackbone | None
 ) -> TrainResult:
+    """Set up, take the optimizer steps (each followed by any evaluation, checkpoint and progress
+    report it is due), then evaluate and save the final model."""
+    run = _setup(config, progress, loaded)
+    try:
+        if run.resumed is None:
+            _evaluate(run, 0)  # the starting point of the held-out curve
+        run.model.train()
+        batches = _batches(run.loader, run.sampler, run.state)
+        run.epoch = run.state.epoch + run.state.batch_in_epoch / max(1, len(run.loader))
+        start = time.perf_counter() - run.state.seconds  # a resumed run adds to the checkpoint's time
+        for step in range(run.state.step, run.total_steps):
+            loss, lr = _step(run, step, batches)
+            run.state.seconds = time.perf_counter() - start
+            _after_step(run, loss, lr)
+        return _finish(run)
+    finally:
+        run.halved.restore()  # the returned model (or the caller's, after a failure) is float32 again
+
+
+def _setup(config: TrainConfig, progress: Callable[[TrainProgress], None] | None, loaded: QAlignBackbone | None) -> _Run:
+    """Data, accelerator, backbone, optimizer and loader, and the state to start from (a fresh
+    one, or the latest checkpoint's when resuming)."""
     import torch
     from accelerate.utils import GradientAccumulationPlugin, set_seed
 
@@ -174,7 +222,7 @@ def _train(
         warnings.warn(
             f"{base_path} is the randomly initialised tiny demonstration model: LoRA on random weights "
             "learns next to nothing; train it with mode 'full' (--mode full)",
-            stacklevel=2,
+            stacklevel=3,
         )
     backbone = loaded if loaded is not None else _load_backbone(base_path, accelerator)
     check_recipe_fits(config.recipe, model_type_of(backbone.model))
@@ -205,9 +253,6 @@ def _train(
 
         steps_per_epoch = max(1, math.ceil(len(loader) / config.grad_accum))
         total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
-        warmup = warmup_steps_for(total_steps, config.warmup_ratio)
-        method = "generate" if config.loss == "score" else "levels"
-
         state = TrainState(num_processes=accelerator.num_processes, draws=[0] * len(data.parts))
         resumed = latest_checkpoint(out_dir) if config.resume else None
         if resumed is None and accelerator.is_main_process:
@@ -215,90 +260,133 @@ def _train(
         accelerator.wait_for_everyone()
         if resumed is not None:
             state = load_checkpoint(resumed, accelerator, model, optimizer, config)  # also restores the RNG states
+    except BaseException:
+        halved.restore()  # the caller's model is float32 again after a failed setup
+        raise
+    return _Run(
+        config=config,
+        progress=progress,
+        accelerator=accelerator,
+        backbone=backbone,
+        model=model,
+        optimizer=optimizer,
+        loader=loader,
+        sampler=sampler,
+        params=params,
+        loss_fn=loss_fn,
+        heldout_data=heldout_data,
+        base_path=base_path,
+        out_dir=out_dir,
+        total_steps=total_steps,
+        warmup=warmup_steps_for(total_steps, config.warmup_ratio),
+        method="generate" if config.loss == "score" else "levels",
+        trainable=trainable,
+        total=total,
+        halved=halved,
+        state=state,
+        resumed=resumed,
+    )
 
-        def run_heldout(step: int) -> HeldOutResult | None:
-            if heldout_data is None:
-                return None
-            result = evaluate_heldout(backbone, heldout_data, config.eval_batch_size, step, accelerator.autocast, method)
-            state.heldout.append(result.to_dict())
-            if step > 0:
-                _keep_if_best(result, state, config, accelerator, model, backbone, base_path, out_dir)
-            return result
 
-        if resumed is None:
-            run_heldout(0)
-        model.train()
-        batches = _batches(loader, sampler, state)
-        epoch = state.epoch + state.batch_in_epoch / max(1, len(loader))
-        start = time.perf_counter() - state.seconds
-        for step in range(state.step, total_steps):
-            lr = config.learning_rate * warmup_cosine(step, total_steps, warmup)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            micro_losses = []
-            draws = torch.zeros(len(state.draws), dtype=torch.long, device=accelerator.device)
-            for _ in range(config.grad_accum):
-                epoch, batch = next(batches)
-                # accumulate(): no gradient all-reduce but on the last micro-batch; backward() divides
-                # the loss by grad_accum (DeepSpeed does both itself).
-                with accelerator.accumulate(model):
-                    loss = loss_fn(model, backbone, batch)
-                    accelerator.backward(loss)
-                micro_losses.append(loss.detach())
-                draws += torch.bincount(batch["target_dataset"].to(draws.device), minlength=len(state.draws))
-                state.samples += int(batch["input_ids"].shape[0]) * accelerator.num_processes
-            if config.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(params, config.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+def _step(run: _Run, step: int, batches: Iterator[tuple[float, dict[str, Any]]]) -> tuple[float, float]:
+    """One optimizer step (0-based ``step``) over ``grad_accum`` micro-batches; its loss
+    (mean over micro-batches and processes) and learning rate."""
+    import torch
 
-            step_loss = float(accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean"))
-            state.losses.append(step_loss)
-            state.lrs.append(lr)
-            state.draws = [a + int(b) for a, b in zip(state.draws, accelerator.reduce(draws, reduction="sum").tolist())]
-            done = state.step = step + 1
-            state.seconds = time.perf_counter() - start
-            save = bool(config.save_every) and done % config.save_every == 0 and done < total_steps
-            evaluate = heldout_data is not None and done < total_steps and (
-                save or (config.eval_every > 0 and done % config.eval_every == 0)
-            )
-            evaluated = run_heldout(done) if evaluate else None
-            checkpoint = None
-            if save:
-                checkpoint = save_checkpoint(accelerator, model, optimizer, state, config, out_dir, config.keep_checkpoints)
-            if progress is not None and accelerator.is_main_process and (
-                done % config.log_every == 0 or done == total_steps or evaluated is not None or checkpoint is not None
-            ):
-                progress(TrainProgress(done, total_steps, step_loss, lr, epoch, state.samples, state.seconds, evaluated, checkpoint))
-        model.eval()
-        final = run_heldout(total_steps)
-        if final is not None and progress is not None and accelerator.is_main_process:
-            progress(TrainProgress(total_steps, total_steps, state.losses[-1], state.lrs[-1], epoch, state.samples, state.seconds, final))
+    config, accelerator, state = run.config, run.accelerator, run.state
+    lr = config.learning_rate * warmup_cosine(step, run.total_steps, run.warmup)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    micro_losses = []
+    draws = torch.zeros(len(state.draws), dtype=torch.long, device=accelerator.device)
+    for _ in range(config.grad_accum):
+        run.epoch, batch = next(batches)
+        # accumulate(): no gradient all-reduce but on the last micro-batch; backward() divides
+        # the loss by grad_accum (DeepSpeed does both itself).
+        with accelerator.accumulate(run.model):
+            loss = run.loss_fn(run.model, run.backbone, batch)
+            accelerator.backward(loss)
+        micro_losses.append(loss.detach())
+        draws += torch.bincount(batch["target_dataset"].to(draws.device), minlength=len(state.draws))
+        state.samples += int(batch["input_ids"].shape[0]) * accelerator.num_processes
+    if config.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(run.params, config.max_grad_norm)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
 
-        tail = state.losses[-max(1, len(state.losses) // 10) :]
-        result = TrainResult(
-            output_dir=out_dir,
-            mode=config.mode,
-            steps=total_steps,
-            samples=state.samples,
-            final_loss=sum(tail) / len(tail),
-            samples_per_s=state.samples / state.seconds if state.seconds > 0 else float("nan"),
-            seconds=state.seconds,
-            losses=list(state.losses),
-            lrs=list(state.lrs),
-            heldout=[HeldOutResult(**h) for h in state.heldout],
-            trainable_parameters=trainable,
-            total_parameters=total,
-            backbone=backbone,
-            main_process=accelerator.is_main_process,
-            best=state.best,
-            resumed_from=str(resumed) if resumed is not None else None,
-            draws=list(state.draws),
+    step_loss = float(accelerator.reduce(torch.stack(micro_losses).mean(), reduction="mean"))
+    state.losses.append(step_loss)
+    state.lrs.append(lr)
+    state.draws = [a + int(b) for a, b in zip(state.draws, accelerator.reduce(draws, reduction="sum").tolist())]
+    state.step = step + 1
+    return step_loss, lr
+
+
+def _after_step(run: _Run, loss: float, lr: float) -> None:
+    """Evaluate, checkpoint and report as the settings ask after a finished step. The last step
+    does neither of the first two: :func:`_finish` evaluates and saves the final model."""
+    config, state = run.config, run.state
+    done, total_steps = state.step, run.total_steps
+    save = bool(config.save_every) and done % config.save_every == 0 and done < total_steps
+    evaluate = run.heldout_data is not None and done < total_steps and (
+        save or (config.eval_every > 0 and done % config.eval_every == 0)
+    )
+    evaluated = _evaluate(run, done) if evaluate else None
+    checkpoint = None
+    if save:
+        checkpoint = save_checkpoint(
+            run.accelerator, run.model, run.optimizer, state, config, run.out_dir, config.keep_checkpoints
         )
-        _write_model(accelerator, model, backbone, config, base_path, out_dir, _record(config, base_path, result.to_dict()), whole=False)
-        return result
-    finally:
-        halved.restore()  # the returned model (or the caller's, after a failure) is float32 again
+    if run.progress is not None and run.accelerator.is_main_process and (
+        done % config.log_every == 0 or done == total_steps or evaluated is not None or checkpoint is not None
+    ):
+        run.progress(TrainProgress(done, total_steps, loss, lr, run.epoch, state.samples, state.seconds, evaluated, checkpoint))
+
+
+def _finish(run: _Run) -> TrainResult:
+    """The final evaluation, the result, and the adapter (or model) with its record in the output folder."""
+    config, accelerator, state = run.config, run.accelerator, run.state
+    run.model.eval()
+    final = _evaluate(run, run.total_steps)
+    if final is not None and run.progress is not None and accelerator.is_main_process:
+        run.progress(TrainProgress(run.total_steps, run.total_steps, state.losses[-1], state.lrs[-1], run.epoch,
+                                   state.samples, state.seconds, final))  # fmt: skip
+
+    tail = state.losses[-max(1, len(state.losses) // 10) :]
+    result = TrainResult(
+        output_dir=run.out_dir,
+        mode=config.mode,
+        steps=run.total_steps,
+        samples=state.samples,
+        final_loss=sum(tail) / len(tail),
+        samples_per_s=state.samples / state.seconds if state.seconds > 0 else float("nan"),
+        seconds=state.seconds,
+        losses=list(state.losses),
+        lrs=list(state.lrs),
+        heldout=[HeldOutResult(**h) for h in state.heldout],
+        trainable_parameters=run.trainable,
+        total_parameters=run.total,
+        backbone=run.backbone,
+        main_process=accelerator.is_main_process,
+        best=state.best,
+        resumed_from=str(run.resumed) if run.resumed is not None else None,
+        draws=list(state.draws),
+    )
+    _write_model(run, run.out_dir, _record(config, run.base_path, result.to_dict()), whole=False)
+    return result
+
+
+def _evaluate(run: _Run, step: int) -> HeldOutResult | None:
+    """Score the held-out set (if any) after ``step`` steps, record it, and keep the model in
+    ``out/best`` when it is the best so far (not the untrained model of step 0)."""
+    if run.heldout_data is None:
+        return None
+    result = evaluate_heldout(run.backbone, run.heldout_data, run.config.eval_batch_size, step,
+                              run.accelerator.autocast, run.method)  # fmt: skip
+    run.state.heldout.append(result.to_dict())
+    if step > 0:
+        _keep_if_best(run, result)
+    return result
 
 
 def _hold_frozen_weights_in_16bit(model: "torch.nn.Module", accelerator: "Accelerator", mode: str) -> HalvedWeights:
@@ -405,24 +493,16 @@ def _is_better(result: HeldOutResult, best: dict[str, Any] | None, metric: str) 
     return (better, metric, float(value)) if better else None
 
 
-def _keep_if_best(
-    result: HeldOutResult,
-    state: TrainState,
-    config: TrainConfig,
-    accelerator: "Accelerator",
-    model: "torch.nn.Module",
-    backbone: QAlignBackbone,
-    base_path: Path,
-    out_dir: Path,
-) -> None:
+def _keep_if_best(run: _Run, result: HeldOutResult) -> None:
     """Copy the model to ``out/best`` when this evaluation is the best so far."""
+    state, config = run.state, run.config
     verdict = _is_better(result, state.best, config.best_metric)
     if verdict is None:
         return
     _, metric, value = verdict
     state.best = {"step": result.step, "metric": metric, "value": value}
-    record = _record(config, base_path, {"step": result.step, "heldout": result.to_dict(), "best": state.best})
-    _write_model(accelerator, model, backbone, config, base_path, out_dir / BEST_DIR, record, whole=True)
+    record = _record(config, run.base_path, {"step": result.step, "heldout": result.to_dict(), "best": state.best})
+    _write_model(run, run.out_dir / BEST_DIR, record, whole=True)
 
 
 def _record(config: TrainConfig, base_path: Path, result: dict[str, Any]) -> dict[str, Any]:
@@ -437,22 +517,14 @@ def _record(config: TrainConfig, base_path: Path, result: dict[str, Any]) -> dic
     }
 
 
-def _write_model(
-    accelerator: "Accelerator",
-    model: "torch.nn.Module",
-    backbone: QAlignBackbone,
-    config: TrainConfig,
-    base_path: Path,
-    target: Path,
-    record: dict[str, Any],
-    whole: bool,
-) -> None:
+def _write_model(run: _Run, target: Path, record: dict[str, Any], whole: bool) -> None:
     """Save the adapter (LoRA) or model (full) with its record to ``target``; every process
     must call it (ZeRO-3 gathers the sharded weights first). ``whole``: swap the folder as a
     whole; else replace the top-level files and keep ``checkpoints/`` and ``best/``."""
     import transformers
 
-    state_dict = accelerator.get_state_dict(model) if _zero3(accelerator) else None
+    accelerator, backbone = run.accelerator, run.backbone
+    state_dict = accelerator.get_state_dict(run.model) if _zero3(accelerator) else None
     if accelerator.is_main_process:
         bars = transformers.utils.logging.is_progress_bar_enabled()
         transformers.utils.logging.disable_progress_bar()
@@ -460,13 +532,13 @@ def _write_model(
         try:
             # LoRA: a PEFT model saves only the adapter (and any fully trained modules).
             backbone.model.save_pretrained(staged, state_dict=state_dict)
-            if config.mode == "full":
+            if run.config.mode == "full":
                 processor = getattr(backbone, "processor", None)
                 if hasattr(processor, "save_pretrained"):
                     processor.save_pretrained(staged)
                 # Tokenizer and preprocessing files the backbone cannot write itself (OneAlign's
                 # processor, for one) come unchanged from the base model folder.
-                copy_auxiliary_files(base_path, staged)
+                copy_auxiliary_files(run.base_path, staged)
             write_record(staged, record)
             if whole:
                 replace_dir(staged, target)
