@@ -9,7 +9,7 @@ from conftest import KONIQ_CSV as KONIQ
 from conftest import NFLX_VOTES_CSV as NFLX
 from scipy import stats
 
-from toolkit.convert import PROB_COLUMNS, detect_kind, labels_from_mos, labels_from_votes, load_labels, read_table
+from toolkit.convert import PROB_COLUMNS, detect_kind, labels_from_mos, labels_from_votes, load_labels, read_rating_table
 from toolkit.errors import InputError
 
 
@@ -167,7 +167,7 @@ def test_column_aliases_and_detection(tmp_path):
         assert table.kind == "mos"
         assert table.frame["path"].tolist() == ["a.jpg", "b.jpg", "c.jpg"]
         assert table.level_words == ["bad", "fair", "excellent"]
-    frame = read_table(path)
+    frame = read_rating_table(path)
     assert detect_kind(frame) == "mos"
     assert detect_kind(pd.DataFrame(columns=["image_name", "c1", "c2", "c3", "c4", "c5"])) == "counts"
     assert detect_kind(pd.DataFrame(columns=["item", "rater", "vote"])) == "votes"

@@ -31,6 +31,8 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
     {".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".yuv", ".flv", ".wmv", ".3gp"}
 )
+"""File suffixes (lower case) taken as images and as videos by every reader of media: the
+scorer, the converter (an image suffix in a folder of video frames) and the trainer."""
 
 VideoBackend = Literal["auto", "decord", "pyav"]
 

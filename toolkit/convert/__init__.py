@@ -15,9 +15,10 @@ from toolkit.convert.labels import (
     labels_from_votes,
 )
 from toolkit.convert.pipeline import ConvertResult, convert, write_training_data
-from toolkit.convert.prompts import IQA_QUESTIONS, answer_text, draw_questions, question_pool
-from toolkit.convert.readers import ColumnMap, detect_kind, load_labels, read_table
+from toolkit.convert.prompts import IQA_QUESTIONS, draw_questions, question_pool
+from toolkit.convert.readers import ColumnMap, detect_kind, load_labels, read_rating_table
 from toolkit.convert.splits import assign_splits, drop_duplicates, parse_fractions, split_table
+from toolkit.qalign import answer_text
 
 __all__ = [
     "PROB_COLUMNS",
@@ -39,7 +40,7 @@ __all__ = [
     "load_labels",
     "parse_fractions",
     "question_pool",
-    "read_table",
+    "read_rating_table",
     "split_table",
     "write_conversations",
     "write_training_data",

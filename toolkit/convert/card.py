@@ -12,7 +12,7 @@ import pandas as pd
 from toolkit.convert.labels import LabelTable
 from toolkit.convert.splits import DuplicateReport
 from toolkit.io import atomic_write_text
-from toolkit.levels import LEVELS
+from toolkit.qalign import LEVELS
 
 if TYPE_CHECKING:
     from toolkit.convert.export import StudySnapshot

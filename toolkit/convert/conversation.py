@@ -24,7 +24,8 @@ from typing import Any, Sequence
 from toolkit.io import atomic_write_text
 from toolkit.convert.labels import LabelTable
 from toolkit.convert.media import item_key, media_refs, relative_path, with_prefix
-from toolkit.convert.prompts import InputKind, Task, answer_text, draw_questions, human_turn
+from toolkit.convert.prompts import draw_questions, human_turn
+from toolkit.qalign import InputKind, Task, answer_text
 
 DEFAULT_INDENT = 4
 """Indentation of the reference training files."""

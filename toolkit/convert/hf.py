@@ -20,8 +20,9 @@ import numpy as np
 from toolkit.io import atomic_directory, atomic_path
 from toolkit.convert.labels import LabelTable
 from toolkit.convert.media import absolute, media_refs
-from toolkit.convert.prompts import InputKind, Task, answer_text, draw_questions
+from toolkit.convert.prompts import draw_questions
 from toolkit.errors import InputError
+from toolkit.qalign import InputKind, Task, answer_text
 
 if TYPE_CHECKING:
     import datasets

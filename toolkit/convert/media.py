@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from toolkit.errors import InputError
+from toolkit.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_path, is_video_path
 
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".yuv")
-FRAME_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+# Sorted for messages: the sets' own order changes from one process to the next.
+_VIDEO_LIST = ", ".join(sorted(VIDEO_EXTENSIONS))
+_FRAME_LIST = ", ".join(sorted(IMAGE_EXTENSIONS))
 
 MediaRef = str | list[str]
 """A relative media path, or the ordered frame paths of a video stored as images."""
@@ -44,18 +46,18 @@ def media_ref(value: Any, kind: str, root: Path | None) -> MediaRef:
             raise InputError("a video item has an empty frame list")
         return [relative_path(str(v), root) for v in value]
     path = relative_path(str(value), root)
-    if kind != "video" or path.lower().endswith(VIDEO_EXTENSIONS):
+    if kind != "video" or is_video_path(path):
         return path
     if root is None:
         if Path(path).suffix:
-            raise InputError(f"{path!r} is not a video file ({', '.join(VIDEO_EXTENSIONS)})")
+            raise InputError(f"{path!r} is not a video file ({_VIDEO_LIST})")
         raise InputError(f"{path!r} looks like a folder of frames; pass the media root to list them")
     folder = root / path
     if not folder.is_dir():
-        raise InputError(f"{folder} is neither a video file ({', '.join(VIDEO_EXTENSIONS)}) nor a folder of frames")
-    frames = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in FRAME_EXTENSIONS)
+        raise InputError(f"{folder} is neither a video file ({_VIDEO_LIST}) nor a folder of frames")
+    frames = sorted(p.name for p in folder.iterdir() if is_image_path(p))
     if not frames:
-        raise InputError(f"{folder} holds no frame images ({', '.join(FRAME_EXTENSIONS)})")
+        raise InputError(f"{folder} holds no frame images ({_FRAME_LIST})")
     return [posixpath.join(path, name) for name in frames]
 
 

@@ -13,11 +13,11 @@ import pandas as pd
 from toolkit.convert.conversation import DEFAULT_INDENT, conversation_records, write_conversations
 from toolkit.io import atomic_write_text
 from toolkit.convert.labels import LabelTable, SoftLabelMode, TableKind
-from toolkit.convert.prompts import Task
 from toolkit.convert.readers import ColumnMap, load_labels
 from toolkit.convert.splits import DuplicateReport, drop_duplicates, known_hashes, parse_fractions, split_table
 from toolkit.errors import InputError
-from toolkit.levels import LEVELS, MosRule
+from toolkit.levels import MosRule
+from toolkit.qalign import LEVELS, Task
 
 OutputFormat = Literal["json", "dataset", "parquet"]
 

@@ -1,4 +1,5 @@
-"""The question paraphrases and answer sentences of Q-Align's training data.
+"""The question paraphrases of Q-Align's training data (the answer sentence is
+:func:`toolkit.qalign.answer_text`).
 
 The nine questions are the image-quality pool of the reference data; the video pool says
 "video" where the image pool says "image" or "picture", and the aesthetics pool says
@@ -8,20 +9,15 @@ the same input and seed always give the same file.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from toolkit.errors import InputError
-from toolkit.levels import LEVELS
-
-Task = Literal["quality", "aesthetics"]
-InputKind = Literal["image", "video"]
-
-IMAGE_TAG = "<|image|>"
+from toolkit.qalign import IMAGE_TAG, InputKind, Task, check_kind, check_task, scoring_question
 
 IQA_QUESTIONS: tuple[str, ...] = (
-    "How would you rate the quality of this image?",
+    scoring_question("quality", "image"),  # the scoring prompt's question is one of the pool
     "What do you think about the quality of this image?",
     "How do you assess the quality of this image?",
     "Can you rate the quality of this picture?",
@@ -33,16 +29,10 @@ IQA_QUESTIONS: tuple[str, ...] = (
 )
 
 
-def _check(task: str, kind: str) -> None:
-    if task not in ("quality", "aesthetics"):
-        raise InputError(f"unknown task {task!r}; use 'quality' or 'aesthetics'")
-    if kind not in ("image", "video"):
-        raise InputError(f"unknown input kind {kind!r}; use 'image' or 'video'")
-
-
 def question_pool(task: Task = "quality", kind: InputKind = "image") -> tuple[str, ...]:
     """The paraphrases for one task and input kind."""
-    _check(task, kind)
+    check_task(task)
+    check_kind(kind)
     pool = IQA_QUESTIONS
     if kind == "video":
         pool = tuple(q.replace("image", "video").replace("picture", "video") for q in pool)
@@ -71,10 +61,3 @@ def human_turn(question: str) -> str:
     """The human message: question, newline, image placeholder (as in the reference JSONs)."""
     return f"{question}\n{IMAGE_TAG}"
 
-
-def answer_text(level: str, task: Task = "quality", kind: InputKind = "image") -> str:
-    """``'The quality of the image is good.'``"""
-    _check(task, kind)
-    if level not in LEVELS:
-        raise InputError(f"unknown level word {level!r}; expected one of {', '.join(LEVELS)}")
-    return f"The {task} of the {kind} is {level}."

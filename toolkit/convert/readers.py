@@ -87,8 +87,11 @@ class ColumnMap:
 # --------------------------------------------------------------------------- raw tables
 
 
-def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a CSV/TSV/Parquet/JSON file as strings (CSV) or native types, with a ``_line`` column.
+def read_rating_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a CSV/TSV/Parquet/JSON rating table for checking, with a ``_line`` column.
+
+    Unlike :func:`toolkit.io.read_table` (pandas' own types, no line numbers), CSV cells stay
+    strings, so each row can be checked and reported with the line it came from.
 
     Blank lines are skipped; ``_line`` is the 1-based line in the file (header = line 1) for
     text tables, the 1-based record for JSON, and absent for Parquet (rows are then numbered).
@@ -235,7 +238,7 @@ def load_labels(
     if isinstance(source, pd.DataFrame):
         frame, name = source, source_name or "<DataFrame>"
     else:
-        frame, name = read_table(source), source_name or str(source)
+        frame, name = read_rating_table(source), source_name or str(source)
     if len(frame) == 0:
         raise InputError(f"{name}: no rows")
     kind = kind or detect_kind(frame, cols)

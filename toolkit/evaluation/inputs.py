@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.convert.labels import numeric_column
-from toolkit.convert.readers import load_labels, read_table, resolve_column
+from toolkit.convert.readers import load_labels, read_rating_table, resolve_column
 from toolkit.errors import InputError
 
 
@@ -52,7 +52,7 @@ def read_scores(
 ) -> ScoreSet:
     """A score file; rows with a non-empty ``error`` or no score are skipped (and counted)."""
     source = str(path)
-    frame = read_table(path)
+    frame = read_rating_table(path)
     pcol = resolve_column(frame, "path", path_col, source)
     scol = score_col or ("score" if "score" in frame.columns else None)
     if scol is None:
