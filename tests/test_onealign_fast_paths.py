@@ -16,7 +16,8 @@ from torch import nn
 
 from toolkit.models.onealign.merge import TEXT, VISUAL, merge_visual_tokens
 from toolkit.models.onealign.modeling import ModalityRouting, MultiwayNetwork
-from toolkit.models.onealign.processing import IGNORE_INDEX, IMAGE_TOKEN_INDEX, ImageSettings, preprocess_frames
+from toolkit.models.onealign.processing import IMAGE_TOKEN_INDEX, ImageSettings, preprocess_frames
+from toolkit.qalign import IGNORE_INDEX
 
 
 def masked_reference(net: MultiwayNetwork, hidden: torch.Tensor, indicators: torch.Tensor) -> torch.Tensor:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+from toolkit.qalign import InputKind, Task
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
     import torch
     from PIL import Image
-
-Task = Literal["quality", "aesthetics"]
-InputKind = Literal["image", "video"]
 
 Visual = Sequence["Image.Image"]
 """One visual input: a list of RGB frames (a still image is a list of one)."""
@@ -61,7 +60,16 @@ class QAlignBackbone(ABC):
 
     @abstractmethod
     def training_batch(self, examples: Sequence[TrainingExample]) -> dict[str, Any]:
-        """Collated inputs with ``labels`` (-100 everywhere but the assistant answer)."""
+        """Collated inputs with ``labels`` (``IGNORE_INDEX`` everywhere but the assistant answer)."""
+
+    @abstractmethod
+    def answer_level_logits(
+        self, batch: dict[str, Any], logits: "torch.Tensor | None" = None
+    ) -> tuple["torch.Tensor", "torch.Tensor"]:
+        """Level logits (B, 5) at the position that predicts the answer's level word under
+        teacher forcing, and a found mask (B,): False, with zeros, for rows whose answer has no
+        level word. ``batch`` is a :meth:`training_batch`; pass the ``logits`` of the forward over
+        it to reuse that forward (gradients then flow through the result)."""
 
     @property
     def device(self) -> "torch.device":

@@ -16,28 +16,15 @@ import re
 from typing import TYPE_CHECKING, Any, Sequence
 
 from toolkit.errors import InputError, ToolkitError
-from toolkit.levels import LEVELS
-from toolkit.models.base import InputKind, QAlignBackbone, Task, TrainingExample, Visual
+from toolkit.models.base import QAlignBackbone, TrainingExample, Visual
+from toolkit.qalign import IGNORE_INDEX, IMAGE_TAG, LEVELS, InputKind, Task, answer_stem, scoring_question
 
 if TYPE_CHECKING:
     import torch
 
-IGNORE_INDEX = -100
-
-# Image placeholders that conversation files carry inside the question text; the backbone puts
-# the images itself, as the chat template wants them.
-_PLACEHOLDER = re.compile(r"\s*(<\|image\|>|<image>)\s*")
-
-
-def scoring_question(task: Task, kind: InputKind) -> str:
-    """The user turn of the Q-Align scoring contract."""
-    return f"How would you rate the {task} of this {kind}?"
-
-
-def answer_prefix(task: Task, kind: InputKind) -> str:
-    """The prefilled assistant text; the next token is the level word."""
-    return f"The {task} of the {kind} is"
-
+# Image placeholders that conversation files carry inside the question text (Q-Align's tag and
+# LLaVA's); the backbone puts the images itself, as the chat template wants them.
+_PLACEHOLDER = re.compile(r"\s*(" + re.escape(IMAGE_TAG) + r"|<image>)\s*")
 
 def strip_image_placeholders(question: str) -> str:
     """Remove ``<|image|>`` / ``<image>`` from a question (the backbone places the images)."""
@@ -116,7 +103,7 @@ class HFVisionLanguageBackbone(QAlignBackbone):
         """The prompt text (image placeholders included) whose next token is the level word."""
         key = (task, kind, n_images)
         if key not in self._prompt_cache:
-            prefix = answer_prefix(task, kind)
+            prefix = answer_stem(task, kind)
             user = self._user_turn(scoring_question(task, kind), n_images)
             full = self._render([user, {"role": "assistant", "content": [{"type": "text", "text": prefix}]}])
             cut = full.rfind(prefix)
@@ -175,7 +162,7 @@ class HFVisionLanguageBackbone(QAlignBackbone):
     def training_batch(self, examples: Sequence[TrainingExample]) -> dict[str, Any]:
         """Right-padded conversations with pixel inputs and ``labels``.
 
-        Labels are -100 except on the assistant answer and the template's end-of-turn token(s).
+        Labels are ``IGNORE_INDEX`` except on the assistant answer and the template's end-of-turn token(s).
         """
         import torch
 

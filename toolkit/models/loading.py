@@ -14,15 +14,11 @@ from typing import TYPE_CHECKING
 
 from toolkit.errors import InputError, ToolkitError
 from toolkit.models.base import QAlignBackbone
+from toolkit.models.dtypes import AUTO, canonical_dtype
+from toolkit.qalign import ONEALIGN_MODEL_TYPE
 
 if TYPE_CHECKING:
     import torch
-
-_DTYPES = {
-    "float32": "float32", "fp32": "float32", "float": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-}  # fmt: skip
 
 
 def resolve_device(device: "str | torch.device" = "auto") -> "torch.device":
@@ -55,15 +51,13 @@ def resolve_dtype(dtype: "str | torch.dtype" = "float32", device: "str | torch.d
 
     if isinstance(dtype, torch.dtype):
         return dtype
-    name = str(dtype).strip().lower()
-    if name == "auto":
+    name = canonical_dtype(dtype, allow_auto=True)
+    if name == AUTO:
         dev = resolve_device(device)
         if dev.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
         return torch.float32
-    if name not in _DTYPES:
-        raise InputError(f"unknown dtype {dtype!r}; use float32, bfloat16, float16 or auto")
-    return getattr(torch, _DTYPES[name])
+    return getattr(torch, name)
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -130,12 +124,12 @@ def load_backbone(
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
 
-    if model_type(path) == "mplug_owl2":
+    if model_type(path) == ONEALIGN_MODEL_TYPE:
         try:
             from toolkit.models.onealign import load_onealign_backbone
         except ImportError as exc:
             raise ToolkitError(
-                f"{path} is a OneAlign (mplug_owl2) checkpoint but the native OneAlign port cannot be imported: {exc}"
+                f"{path} is a OneAlign ({ONEALIGN_MODEL_TYPE}) checkpoint but the native OneAlign port cannot be imported: {exc}"
             ) from None
         backbone = load_onealign_backbone(path, torch_dtype, dev)
     else:

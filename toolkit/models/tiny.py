@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
-from toolkit.levels import LEVELS
+from toolkit.qalign import INPUT_KINDS, LEVELS, TASKS, answer_stem, answer_text
 
 TINY_MODEL_VERSION = "1"
 """Bump whenever the builder's output changes, so cached copies of older builds are not reused."""
@@ -81,14 +81,14 @@ CHAT_TEMPLATE = (
 def training_corpus() -> list[str]:
     """The sentences the tokenizer is trained on: every prompt and answer the toolkit writes."""
     lines = [SYSTEM_SENTENCE, "USER:", "ASSISTANT:"]
-    for task in ("quality", "aesthetics"):
-        for inp in ("image", "video"):
+    for task in TASKS:
+        for inp in INPUT_KINDS:
             for q in _QUESTIONS:
                 lines.append(f"USER: {q.format(task=task, input=inp)}")
             for word in LEVELS:
                 # Repeated so that every level word, with its leading space, is merged into one token.
-                lines.extend([f"ASSISTANT: The {task} of the {inp} is {word}."] * 8)
-                lines.append(f"The {task} of the {inp} is {word}")
+                lines.extend([f"ASSISTANT: {answer_text(word, task, inp)}"] * 8)
+                lines.append(f"{answer_stem(task, inp)} {word}")
     # Score-style answers, for the numeric-score baseline.
     lines.extend(f"The score of the image is {d}." for d in ("1", "2", "3", "4", "5", "0.5", "2.75"))
     return lines

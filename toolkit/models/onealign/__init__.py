@@ -17,19 +17,18 @@ from typing import TYPE_CHECKING, Any
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from toolkit.errors import InputError
+from toolkit.models.dtypes import canonical_dtype
 from toolkit.models.onealign.backbone import OneAlignBackbone
 from toolkit.models.onealign.configuration import MPLUGOwl2Config
 from toolkit.models.onealign.modeling import CheckpointMismatchError, MPLUGOwl2LlamaForCausalLM
 from toolkit.models.onealign.processing import OneAlignProcessor
+from toolkit.qalign import ONEALIGN_MODEL_TYPE
 
 if TYPE_CHECKING:
     import torch
 
-AutoConfig.register("mplug_owl2", MPLUGOwl2Config, exist_ok=True)
+AutoConfig.register(ONEALIGN_MODEL_TYPE, MPLUGOwl2Config, exist_ok=True)
 AutoModelForCausalLM.register(MPLUGOwl2Config, MPLUGOwl2LlamaForCausalLM, exist_ok=True)
-
-_DTYPE_NAMES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-                "float16": "float16", "fp16": "float16", "half": "float16"}  # fmt: skip
 
 
 def load_onealign_backbone(
@@ -48,9 +47,7 @@ def load_onealign_backbone(
     import torch
 
     if isinstance(dtype, str):
-        if dtype.lower() not in _DTYPE_NAMES:
-            raise InputError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
-        dtype = getattr(torch, _DTYPE_NAMES[dtype.lower()])
+        dtype = getattr(torch, canonical_dtype(dtype))
     device_map: Any = "auto" if str(device) == "auto" else {"": str(torch.device(device))}
     hub_kwargs = {k: from_pretrained_kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only")
                   if k in from_pretrained_kwargs}  # fmt: skip

@@ -15,6 +15,8 @@ from typing import Any
 
 from transformers import LlamaConfig
 
+from toolkit.qalign import ONEALIGN_MODEL_TYPE
+
 
 def _from_known_keys(cls: type, data: dict[str, Any] | None) -> Any:
     # The nested dumps carry every PretrainedConfig field of transformers 4.x (generation
@@ -92,7 +94,7 @@ class MPLUGOwl2Config(LlamaConfig):
     ``tune_visual_abstractor``, ...) are kept as plain attributes and written back on save.
     """
 
-    model_type = "mplug_owl2"
+    model_type = ONEALIGN_MODEL_TYPE  # transformers reads the type from this class attribute
 
     visual_config: dict | None = None
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from toolkit.errors import InputError
-from toolkit.models.onealign.processing import IGNORE_INDEX, IMAGE_PLACEHOLDER, tokenize_with_images
+from toolkit.models.onealign.processing import tokenize_with_images
+from toolkit.qalign import IGNORE_INDEX, IMAGE_TAG
 
 if TYPE_CHECKING:
     import torch
@@ -28,8 +29,8 @@ SEP, SEP2 = " ", "</s>"
 
 def human_turn(question: str) -> str:
     """``<|image|>\\n`` + the question without its tag (one image or video per example)."""
-    text = question.replace(IMAGE_PLACEHOLDER, "").strip()
-    return (IMAGE_PLACEHOLDER + "\n" + text).strip()
+    text = question.replace(IMAGE_TAG, "").strip()
+    return (IMAGE_TAG + "\n" + text).strip()
 
 
 def render_v1(turns: Sequence[tuple[str, str]]) -> str:

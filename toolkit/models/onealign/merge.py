@@ -12,7 +12,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from toolkit.models.onealign.processing import IGNORE_INDEX, IMAGE_TOKEN_INDEX
+from toolkit.models.onealign.processing import IMAGE_TOKEN_INDEX
+from toolkit.qalign import IGNORE_INDEX
 
 TEXT, VISUAL = 0, 1  # values of ``modality_indicators``
 

@@ -47,7 +47,6 @@ from transformers.models.llama.modeling_llama import (
 from toolkit.errors import InputError
 from toolkit.models.onealign.configuration import MPLUGOwl2Config
 from toolkit.models.onealign.merge import (
-    IGNORE_INDEX,
     IMAGE_TOKEN_INDEX,
     merge_visual_tokens,
     split_images,
@@ -578,7 +577,6 @@ def check_loading_info(info: dict[str, Any], source: Any) -> None:
 
 
 __all__ = [
-    "IGNORE_INDEX",
     "IMAGE_TOKEN_INDEX",
     "CheckpointMismatchError",
     "ModalityRouting",

@@ -23,29 +23,22 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from toolkit.errors import InputError, ToolkitError
-from toolkit.levels import LEVELS
 from toolkit.media import CLIP_MEAN, expand2square, pad_color
-from toolkit.models.base import InputKind, Task
+from toolkit.qalign import IMAGE_TAG, LEVELS, InputKind, Task, answer_stem, scoring_question
 
 if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-IMAGE_PLACEHOLDER = "<|image|>"
 IMAGE_TOKEN_INDEX = -200
 """Id that stands in the prompt ids for the image (or all frames of a video)."""
-IGNORE_INDEX = -100
-"""Label of positions without loss."""
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 
 def scoring_prompt(task: Task, kind: InputKind) -> str:
-    """The Q-Align scoring prompt of the current HF remote code and ``scorer.py``."""
-    if task not in ("quality", "aesthetics"):
-        raise InputError(f"unknown task {task!r}; use 'quality' or 'aesthetics'")
-    if kind not in ("image", "video"):
-        raise InputError(f"unknown input kind {kind!r}; use 'image' or 'video'")
-    return f"USER: How would you rate the {task} of this {kind}?\n{IMAGE_PLACEHOLDER}\nASSISTANT: The {task} of the {kind} is"
+    """The Q-Align scoring prompt of the current HF remote code and ``scorer.py``:
+    ``"USER: <question>\\n<|image|>\\nASSISTANT: <answer stem>"``."""
+    return f"USER: {scoring_question(task, kind)}\n{IMAGE_TAG}\nASSISTANT: {answer_stem(task, kind)}"
 
 
 def tokenize_with_images(tokenizer: Any, prompt: str) -> list[int]:
@@ -55,7 +48,7 @@ def tokenize_with_images(tokenizer: Any, prompt: str) -> list[int]:
     once and every part's first token (its BOS) is dropped. A prompt that starts with the
     placeholder therefore keeps the BOS of the following part, as the reference does.
     """
-    chunks = [tokenizer(part).input_ids if part else [] for part in prompt.split(IMAGE_PLACEHOLDER)]
+    chunks = [tokenizer(part).input_ids if part else [] for part in prompt.split(IMAGE_TAG)]
     ids: list[int] = []
     offset = 0
     if chunks and chunks[0] and chunks[0][0] == tokenizer.bos_token_id:
@@ -314,7 +307,6 @@ class OneAlignProcessor:
 
 
 __all__ = [
-    "IMAGE_PLACEHOLDER",
     "IMAGE_TOKEN_INDEX",
     "ImageSettings",
     "OneAlignProcessor",
