@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from toolkit.analysis.grouped import group_mean, group_moments
 from toolkit.analysis.mos import CiMethod, descriptive_rater_stats, mean_scores
@@ -129,12 +128,3 @@ def fit_p913(votes: Votes, ci: CiMethod = "t") -> SubjectModelResult:
     corrected = votes.vote - bias[votes.rater]
     screen = bt500_screen(votes.with_values(corrected))
     return _screened_result("p913", votes, corrected, screen, ci, bias)
-
-
-def screening_frame(votes: Votes, screen: Bt500Screening) -> pd.DataFrame:
-    """The BT.500 screening as a table (one row per rater)."""
-    return pd.DataFrame(
-        {"n": screen.n.astype(int), "p": screen.p.astype(int), "q": screen.q.astype(int),
-         "outlier_ratio": screen.outlier_ratio, "balance": screen.balance, "rejected": screen.rejected},
-        index=votes.raters.rename("rater"),
-    )

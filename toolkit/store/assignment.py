@@ -71,10 +71,6 @@ class RaterProgress:
         total = self.rated + self.remaining
         return 1.0 if total == 0 else self.rated / total
 
-    @property
-    def session_fraction(self) -> float:
-        return min(1.0, self.session_votes / max(1, self.session_size))
-
 
 @dataclass
 class NextStep:
