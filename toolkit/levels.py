@@ -21,11 +21,10 @@ from scipy import stats
 
 from toolkit.errors import InputError
 
-LEVELS: tuple[str, ...] = ("excellent", "good", "fair", "poor", "bad")
-"""The five ITU-R BT.500 level words, best first."""
-
-LEVEL_VALUES: tuple[int, ...] = (5, 4, 3, 2, 1)
-"""Numeric value of each word in ``LEVELS``; the weights of the 1-5 Q-Align score."""
+# The level words, their values and the expected score are part of the Q-Align contract; they
+# stay importable from here for the code that does level arithmetic.
+from toolkit.qalign import LEVEL_VALUES, LEVELS
+from toolkit.qalign import expected_score as expected_score
 
 LEVEL_WEIGHTS_UNIT: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
 """Weights of the reference ``scorer.py`` (0-1 range); ``score_1_5 = 4 * score_0_1 + 1``."""
@@ -59,11 +58,6 @@ def level_words(values: Sequence[int] | np.ndarray) -> list[str]:
         bad = arr[~np.isin(arr, LEVEL_VALUES)][0]
         raise LevelError(f"level value must be an integer 1-5, got {bad!r}")
     return [LEVELS[5 - int(v)] for v in arr.ravel()]
-
-
-def expected_score(probs: np.ndarray) -> np.ndarray:
-    """1-5 score of level distributions (last axis in ``LEVELS`` order)."""
-    return np.asarray(probs, dtype=float) @ np.asarray(LEVEL_VALUES, dtype=float)
 
 
 def entropy(probs: np.ndarray) -> np.ndarray:

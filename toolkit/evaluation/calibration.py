@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from toolkit.errors import InputError
-from toolkit.levels import LEVEL_VALUES, LEVELS
+from toolkit.qalign import LEVEL_VALUES, LEVELS, expected_score
 
 DEFAULT_BINS = 10
 _EPS = 1e-12
@@ -139,8 +139,7 @@ def reliability_bins(predicted: np.ndarray, observed: np.ndarray, n_bins: int = 
 
 def observed_levels(observed: np.ndarray) -> np.ndarray:
     """Level value (1..5) nearest to the expectation of each observed distribution."""
-    expectation = np.asarray(observed, dtype=float) @ np.asarray(LEVEL_VALUES, dtype=float)
-    return np.clip(np.rint(expectation), 1, 5).astype(int)
+    return np.clip(np.rint(expected_score(observed)), 1, 5).astype(int)
 
 
 def onehot_levels(levels: np.ndarray) -> np.ndarray:

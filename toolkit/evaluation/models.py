@@ -32,7 +32,7 @@ from toolkit.evaluation.calibration import DEFAULT_BINS, CalibrationResult, cali
 from toolkit.evaluation.metrics import DEFAULT_BOOT, AgreementReport, MetricResult
 from toolkit.evaluation.report import METRIC_DEFINITIONS, Comparison, evaluate_sets
 from toolkit.evaluation.testsets import HISTOGRAM_SOURCE, ONEHOT_SOURCE, TestSet, TestVotes, load_test_set, match_votes
-from toolkit.levels import LEVELS
+from toolkit.qalign import LEVELS
 
 if TYPE_CHECKING:
     from toolkit.scoring import Scorer

@@ -33,6 +33,7 @@ import numpy as np
 
 from toolkit.errors import InputError
 from toolkit.io import atomic_write_text
+from toolkit.qalign import expected_score
 from toolkit.training.config import LOSS_NAMES, TrainConfig
 from toolkit.training.data import TrainingData, load_training_data
 from toolkit.training.loop import train
@@ -158,7 +159,7 @@ def _mos(data: TrainingData) -> np.ndarray:
     if missing:
         raise InputError(f"{data.source}: {len(missing)} test record(s) have no gt_score or level_probs "
                          f"to compare with (first: {missing[0]!r})")  # fmt: skip
-    values = [r.gt_score if r.gt_score is not None else float(np.dot(r.level_probs, [5, 4, 3, 2, 1])) for r in data.records]
+    values = [r.gt_score if r.gt_score is not None else float(expected_score(r.level_probs)) for r in data.records]
     return np.asarray(values, dtype=float)
 
 

@@ -20,40 +20,27 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from toolkit.errors import InputError
-from toolkit.levels import LEVELS, LevelScale, expected_score, level_value
-from toolkit.models.base import InputKind, Task, TrainingExample
+from toolkit.levels import LevelScale
+from toolkit.models.base import TrainingExample
+from toolkit.qalign import LEVEL_WORD_PATTERN, InputKind, Task, answer_level, answer_task, expected_score
 
 if TYPE_CHECKING:
     from PIL import Image
 
-_LEVEL_WORD = re.compile(r"\b(" + "|".join(LEVELS) + r")\b", re.IGNORECASE)
-
-
-_TASK = re.compile(r"\bthe (quality|aesthetics) of the (image|video|picture)\b", re.IGNORECASE)
-
-
-def answer_level(answer: str) -> int | None:
-    """Level value (5..1) of the level word in an answer, or None if it names none."""
-    m = _LEVEL_WORD.search(answer)
-    return level_value(m.group(1)) if m else None
-
-
-def answer_task(answer: str) -> Task:
-    """The task an answer rates ("The aesthetics of the image is ..."); quality when it says none."""
-    m = _TASK.search(answer)
-    return "aesthetics" if m and m.group(1).lower() == "aesthetics" else "quality"
+# answer_level and answer_task come from the contract; they are named here too because code that
+# walks the records reads answers next to the data.
+__all__ = ["TrainingData", "answer_level", "answer_task", "load_training_data", "score_answer"]
 
 
 def score_answer(answer: str, score: float, decimals: int = 2) -> str:
     """The direct-score baseline's answer: the level word replaced by the score as text
     ("The quality of the image is good." -> "The quality of the image is 3.42.")."""
-    text, n = _LEVEL_WORD.subn(f"{score:.{decimals}f}", answer, count=1)
+    text, n = LEVEL_WORD_PATTERN.subn(f"{score:.{decimals}f}", answer, count=1)
     if n == 0:
         raise InputError(f"answer {answer!r} names no level word to replace by a score")
     return text

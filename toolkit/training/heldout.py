@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from toolkit.levels import LEVEL_VALUES
 from toolkit.models.base import QAlignBackbone
-from toolkit.training.data import answer_task
+from toolkit.qalign import IGNORE_INDEX, answer_task, expected_score, level_softmax
 from toolkit.training.predict import Method, predict_scores
 
 if TYPE_CHECKING:
@@ -75,27 +74,26 @@ def evaluate_heldout(
     total_loss, total_tokens = 0.0, 0
     scores: list[float] = []
     kls: list[float] = []
-    has_level_logits = hasattr(backbone, "answer_level_logits")
-    weights = np.asarray(LEVEL_VALUES, dtype=np.float64)
     try:
         with torch.no_grad(), (autocast() if autocast else contextlib.nullcontext()):
             for start in range(0, len(data), batch_size):
                 examples = [data[i] for i in range(start, min(start + batch_size, len(data)))]
                 batch = move_to(backbone.training_batch(examples), backbone.device)
                 out = model(**batch)
-                tokens = int((batch["labels"][:, 1:] != -100).sum())
+                tokens = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
                 total_loss += float(out.loss) * tokens
                 total_tokens += tokens
                 if method == "generate":
                     pred = predict_scores(backbone, [ex.frames for ex in examples], [answer_task(ex.answer) for ex in examples],
                                           [ex.kind for ex in examples], method="generate", batch_size=batch_size)  # fmt: skip
                     scores.extend(pred.scores.tolist())
-                elif has_level_logits:
+                else:
                     level, found = backbone.answer_level_logits(batch, out.logits)
                     log_q = level.float().log_softmax(-1).cpu()
                     found_np = found.cpu().numpy()
-                    # On the host in numpy: CPU autocast would run a torch matmul in bfloat16.
-                    scores.extend(np.where(found_np, log_q.exp().double().numpy() @ weights, np.nan).tolist())
+                    # On the host in float64 (as the scorer does): CPU autocast would run a torch
+                    # softmax and matmul in bfloat16.
+                    scores.extend(np.where(found_np, expected_score(level_softmax(level)), np.nan).tolist())
                     for row, ex in enumerate(examples):
                         if ex.level_distribution is not None and found_np[row]:
                             p = torch.tensor([float(v) for v in ex.level_distribution])

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from toolkit.errors import InputError
-from toolkit.training.recipes import ONEALIGN_LORA_TARGETS, ONEALIGN_MODEL_TYPE, ONEALIGN_TRAINABLE_MODULES
+from toolkit.qalign import ONEALIGN_MODEL_TYPE
+from toolkit.training.recipes import ONEALIGN_LORA_TARGETS, ONEALIGN_TRAINABLE_MODULES
 
 if TYPE_CHECKING:
     import torch

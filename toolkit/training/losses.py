@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from toolkit.errors import InputError
 from toolkit.models.base import QAlignBackbone, TrainingExample
+from toolkit.qalign import IGNORE_INDEX, LEVEL_VALUES
 
 if TYPE_CHECKING:
     import torch
@@ -35,8 +36,6 @@ LossFn = Callable[["torch.nn.Module", QAlignBackbone, dict[str, Any]], "torch.Te
 
 TARGET_PREFIX = "target_"
 """Batch keys with this prefix carry loss targets; they are never passed to the model."""
-
-IGNORE_INDEX = -100
 
 
 def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +72,7 @@ def level_targets(examples: Sequence[TrainingExample]) -> "torch.Tensor":
         if ex.level_distribution is not None:
             rows.append([float(p) for p in ex.level_distribution])
         elif "level" in ex.meta:
-            rows.append([1.0 if 5 - i == ex.meta["level"] else 0.0 for i in range(5)])
+            rows.append([1.0 if value == ex.meta["level"] else 0.0 for value in LEVEL_VALUES])
         else:
             raise InputError(f"training example {ex.meta.get('id', '?')!r} has neither level_probs nor a level word in "
                              f"its answer {ex.answer!r}; the soft-label loss needs one")  # fmt: skip

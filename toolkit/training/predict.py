@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import numpy as np
 
-from toolkit.levels import expected_score
-from toolkit.models.base import InputKind, QAlignBackbone, Task, Visual
+from toolkit.models.base import QAlignBackbone, Visual
+from toolkit.qalign import InputKind, Task, expected_score, level_softmax
 
 if TYPE_CHECKING:
     import torch
@@ -75,8 +75,8 @@ def predict_scores(
                     chunk = idx[start : start + batch_size]
                     batch = backbone.scoring_batch([visuals[i] for i in chunk], task, kind)
                     if method == "levels":
-                        probs = backbone.level_logits(batch).float().softmax(-1).cpu().numpy()
-                        scores[chunk] = expected_score(probs)
+                        # The scorer's arithmetic, so a trained model's held-out scores are its scores.
+                        scores[chunk] = expected_score(level_softmax(backbone.level_logits(batch)))
                     else:
                         for i, text in zip(chunk, generate_answers(backbone, batch, max_new_tokens)):
                             texts[i] = text

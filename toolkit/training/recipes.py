@@ -29,6 +29,7 @@ import copy
 from typing import Any
 
 from toolkit.errors import InputError
+from toolkit.qalign import ONEALIGN_MODEL_TYPE
 
 ONEALIGN_LORA_TARGETS = r".*layers\.\d+\.self_attn\.(q_proj|v_proj\.multiway\.1)"
 """The Q-Align LoRA recipe for OneAlign: every LLM ``q_proj`` and the visual branch of ``v_proj``."""
@@ -64,8 +65,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }  # fmt: skip
 
-ONEALIGN_MODEL_TYPE = "mplug_owl2"
-
 
 def recipe_values(name: str) -> dict[str, Any]:
     """A fresh copy of the settings of recipe ``name``."""
@@ -81,7 +80,7 @@ def check_recipe_fits(name: str | None, model_type: str | None) -> None:
         return
     is_onealign = model_type == ONEALIGN_MODEL_TYPE
     if name.startswith("onealign") and not is_onealign:
-        raise InputError(f"recipe {name!r} is for OneAlign (mplug_owl2) checkpoints, not {model_type!r}; use "
+        raise InputError(f"recipe {name!r} is for OneAlign ({ONEALIGN_MODEL_TYPE}) checkpoints, not {model_type!r}; use "
                          f"{name.replace('onealign', 'hf')!r}")  # fmt: skip
     if name.startswith("hf") and is_onealign:
         raise InputError(f"recipe {name!r} is for generic vision-language models; use {name.replace('hf', 'onealign')!r} for OneAlign")
