@@ -41,6 +41,46 @@ def test_help_lists_the_options() -> None:
         assert option in result.output
 
 
+def test_every_setting_is_an_option() -> None:
+    from dataclasses import fields
+
+    import typer
+
+    from toolkit.cli.ablate import PER_ARM
+    from toolkit.training import TrainConfig
+
+    def flags(name: str) -> set[str]:
+        command = typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+        return {f for p in command.params for f in (*p.opts, *p.secondary_opts)}
+
+    train, ablate = flags("train"), flags("ablate")
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        assert flag in train, f.name
+        if isinstance(f.metadata["default"], bool):
+            assert "--no-" + flag[2:] in train
+        if f.name not in PER_ARM and f.name != "max_steps":  # ablate's --steps
+            assert flag in ablate, f.name
+    # The names users' scripts know, also those that are not field names.
+    assert {"--config", "--progress", "--no-progress"} <= train
+    assert {"--train", "--test", "--images", "--test-images", "--out", "--loss", "--steps", "--n-boot"} <= ablate
+
+
+def test_option_values_become_settings() -> None:
+    from pathlib import Path as P
+
+    from toolkit.cli.train import TRAIN_OPTIONS
+    from toolkit.cli.train_options import config_values
+
+    given = {"data": [P("a.json")], "images": [P("img/"), P("more")], "lora_target_modules": ["q_proj"],
+             "trainable_modules": ["merger"], "weights": "2,1", "out": P("run"), "lora_r": 8, "resume": False,
+             "lr": None, "frozen_modules": []}  # fmt: skip
+    assert config_values(TRAIN_OPTIONS, given) == {
+        "data": "a.json", "images": ["img", "more"], "lora_target_modules": "q_proj", "trainable_modules": ["merger"],
+        "weights": [2.0, 1.0], "out": "run", "lora_r": 8, "resume": False,
+    }  # fmt: skip
+
+
 def test_a_tiny_lora_run(setup: dict[str, Path]) -> None:
     out = setup["root"] / "adapter"
     args = ["train", "--model", str(setup["model"]), "--data", str(setup["data"]), "--images", str(setup["root"] / "img"),
@@ -67,6 +107,24 @@ def test_config_file_with_command_line_override(setup: dict[str, Path]) -> None:
     record = read_record(out)
     assert record["config"]["max_steps"] == 1 and record["config"]["batch_size"] == 4
     assert (out / "model.safetensors").is_file()
+
+
+def test_a_recipe_file_with_command_line_overrides(setup: dict[str, Path]) -> None:
+    # The file names the recipe and changes one of its settings; the command line sets another one
+    # to the plain default (16), which must still win over the recipe's 128.
+    out = setup["root"] / "hf-lora"
+    cfg = setup["root"] / "hf-lora.yaml"
+    cfg.write_text(
+        f"recipe: hf-lora\nmodel: {setup['model']}\ndata: {setup['data']}\nimages: {setup['root'] / 'img'}\n"
+        f"out: {out}\nlora_r: 4\nmax_steps: 3\nbatch_size: 2\ndevice: cpu\ncpu_threads: 1\n"
+    )
+    result = runner.invoke(app, ["train", "--config", str(cfg), "--lora-alpha", "16", "--max-steps", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    config = read_record(out)["config"]
+    assert (config["recipe"], config["lora_r"], config["lora_alpha"], config["max_steps"]) == ("hf-lora", 4, 16, 1)
+    # The rest is the recipe's, recorded as resolved values.
+    assert (config["lr"], config["dtype"], config["trainable_modules"]) == (2e-4, "auto", ["multi_modal_projector", "connector", "merger"])
+    assert json.loads((out / "adapter_config.json").read_text())["lora_alpha"] == 16
 
 
 def test_missing_data_is_a_clear_error(setup: dict[str, Path]) -> None:

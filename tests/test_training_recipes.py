@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def test_recipe_values_and_precedence(tmp_path: Path) -> None:
     assert lora.gradient_checkpointing and lora.dtype == "auto"
     full = TrainConfig(recipe="onealign-full")
     assert (full.mode, full.learning_rate, full.epochs, full.warmup_ratio, full.weight_decay) == ("full", 2e-5, 2, 0.03, 0.0)
-    # Explicit settings win: in the constructor over defaults, in files even when equal to a default.
+    # Explicit settings win, in the constructor as in files, even when equal to a plain default.
     assert TrainConfig(recipe="onealign-lora", lr=1e-3, lora_r=16).learning_rate == 1e-3
     assert TrainConfig.from_dict({"recipe": "onealign-full", "epochs": 3.0}).epochs == 3.0
     (tmp_path / "r.yaml").write_text("recipe: onealign-lora\nlora_r: 8\n")
@@ -38,6 +39,44 @@ def test_recipe_values_and_precedence(tmp_path: Path) -> None:
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg  # the recorded settings reproduce the run's
     with pytest.raises(InputError, match="unknown recipe"):
         TrainConfig(recipe="llava-13b")
+
+
+def test_a_given_setting_wins_over_the_recipe_even_when_it_equals_the_default() -> None:
+    plain = TrainConfig()
+    assert (plain.lora_r, plain.dtype, plain.gradient_checkpointing, plain.trainable_modules) == (8, "float32", False, [])
+    # 8 is also the plain default of lora_r: the recipe must not take it for "not given".
+    for config in (TrainConfig(recipe="onealign-lora", lora_r=8), TrainConfig.from_recipe("onealign-lora", lora_r=8),
+                   TrainConfig.from_dict({"recipe": "onealign-lora", "lora_r": 8})):  # fmt: skip
+        assert (config.lora_r, config.lora_alpha, config.trainable_modules) == (8, 256, ["visual_abstractor"])
+    config = TrainConfig(recipe="onealign-lora", dtype="float32", gradient_checkpointing=False, trainable_modules=[])
+    assert (config.dtype, config.gradient_checkpointing, config.trainable_modules) == ("float32", False, [])
+    assert (config.lora_r, config.mode) == (128, "lora")
+    # None is "not given": the recipe's value, or the plain default where the recipe has none.
+    config = TrainConfig.from_recipe("hf-full", lr=None, batch_size=None)
+    assert (config.lr, config.batch_size) == (2e-5, 8)
+
+
+def test_recipes_set_only_settings_that_exist_and_resolve_every_field() -> None:
+    names = {f.name for f in fields(TrainConfig)}
+    for recipe, values in RECIPES.items():
+        assert set(values) <= names, recipe
+        config = TrainConfig(recipe=recipe)
+        assert all(getattr(config, k) == v for k, v in values.items())
+        # Only settings whose plain default is None stay None once resolved.
+        assert {f.name for f in fields(config) if getattr(config, f.name) is None} == {
+            f.name for f in fields(config) if f.metadata["default"] is None and f.name not in (*values, "recipe")}
+    # No two configs share a list: a run that changes its own leaves the recipe and the others alone.
+    a, b = TrainConfig(recipe="hf-lora"), TrainConfig(recipe="hf-lora")
+    a.trainable_modules.append("extra")
+    assert "extra" not in b.trainable_modules and "extra" not in RECIPES["hf-lora"]["trainable_modules"]
+
+
+def test_the_recorded_settings_are_the_resolved_ones() -> None:
+    config = TrainConfig.from_recipe("onealign-full", epochs=3.0, seed=4)
+    record = config.to_dict()
+    assert (record["mode"], record["lr"], record["epochs"], record["seed"], record["dtype"]) == ("full", 2e-5, 3.0, 4, "auto")
+    assert record["lora_r"] == 8 and record["frozen_modules"] == []  # plain defaults where the recipe has none
+    assert TrainConfig.from_dict(json.loads(json.dumps(record))) == config
 
 
 def test_onealign_lora_recipe_trains_what_the_reference_trains() -> None:

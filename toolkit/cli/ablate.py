@@ -3,36 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
 from toolkit.cli.common import console
+from toolkit.cli.train_options import config_options, config_values, with_options
 
 
 def register(app: typer.Typer) -> None:
-    app.command("ablate")(ablate_command)
+    app.command("ablate")(with_options(ablate_command, ABLATE_OPTIONS, before=6))
+
+
+PER_ARM = ("data", "images", "out", "loss", "weights", "eval_data", "eval_images", "eval_every", "eval_batch_size",
+           "save_every", "keep_checkpoints", "resume", "best_metric", "log_every")  # fmt: skip
+"""Training settings that are no options here: the data and its media folder (options of their own,
+as they also describe the test data), and what the ablation sets for each arm itself (its loss and
+output folder; no held-out evaluations, checkpoints or progress reports during training)."""
+
+ABLATE_OPTIONS = config_options(exclude=PER_ARM, rename={"max_steps": "steps"})
+"""The training settings every arm shares; ``--steps`` is ``max_steps``, as it was first named here."""
 
 
 def ablate_command(
-    model: str = typer.Option("tiny", "--model", help="Base model: 'tiny', a checkpoint folder, a OneAlign folder or a hub id."),
     train_data: Path = typer.Option(..., "--train", help="Training conversations (JSON or save_to_disk folder) with level answers."),
     test: Path = typer.Option(..., "--test", help="Held-out conversations with gt_score (or level_probs): the items every arm is scored on."),
     images: Optional[Path] = typer.Option(None, "--images", help="Media folder of --train (and of --test unless --test-images)."),
     test_images: Optional[Path] = typer.Option(None, "--test-images", help="Media folder of --test."),
     out: Path = typer.Option(..., "--out", help="Output folder: report.md/json, scatter plots, predictions.csv and one training run per arm in runs/."),
     losses: List[str] = typer.Option(["ce", "soft", "score"], "--loss", help="Arms to compare (repeat; default all three). The first is the reference of the paired comparisons."),
-    recipe: Optional[str] = typer.Option(None, "--recipe", help="Training preset for every arm (onealign-lora, hf-lora, ...)."),
-    mode: Optional[str] = typer.Option(None, "--mode", help="lora or full (default: the recipe's, else lora)."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimizer steps per arm (default: --epochs)."),
-    epochs: Optional[float] = typer.Option(None, "--epochs", min=0, help="Passes over the training data per arm (default 3)."),
-    lr: Optional[float] = typer.Option(None, "--lr", min=0, help="Peak learning rate (default: the mode's or recipe's)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Examples per step and device (default 8)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed shared by every arm (default 0)."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="float32, bf16, fp16 or auto."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto (default), cpu, cuda or mps."),
-    cpu_threads: Optional[int] = typer.Option(None, "--cpu-threads", min=1, help="torch CPU threads."),
     n_boot: int = typer.Option(1000, "--n-boot", min=100, help="Bootstrap draws of the report's intervals and paired tests."),
+    **options: Any,
 ) -> None:
     """Train one model per target (level words, soft labels, numeric scores) with the same budget,
     score the same held-out items with each, and write a report comparing them.
@@ -43,10 +44,8 @@ def ablate_command(
     from toolkit.training import TrainConfig
     from toolkit.training.ablation import run_ablation
 
-    settings = dict(model=model, data=str(train_data), images=str(images) if images else None, recipe=recipe, mode=mode,
-                    max_steps=steps, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, dtype=dtype, device=device,
-                    cpu_threads=cpu_threads)  # fmt: skip
-    base = TrainConfig.from_dict({k: v for k, v in settings.items() if v is not None})
+    data = {"data": str(train_data), "images": str(images) if images else None}
+    base = TrainConfig.from_dict({**config_values(ABLATE_OPTIONS, options), **data})
     result = run_ablation(base, test, out, test_images=test_images, losses=losses, log=console.print)
     report = write_report(
         result.out_dir, result.predictions, result.mos, items=result.items, n_boot=n_boot, seed=base.seed,

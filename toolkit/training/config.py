@@ -1,14 +1,25 @@
-"""The settings of one fine-tuning run, readable from JSON or YAML and recorded with the output."""
+"""The settings of one fine-tuning run, readable from JSON or YAML and recorded with the output.
+
+Every setting starts out unset (``None``). When the config is built, an unset setting takes the
+value of the named recipe if the recipe has one, else its plain default; a setting given in any
+way (constructor, file, command line) is kept, even one equal to the plain default. The
+resolved values are what ``to_dict`` returns and what a run records.
+
+Each field carries its plain default and its help text in its metadata; ``qalign train`` and
+``qalign ablate`` build their options from them (``min``/``max``: the accepted range on the
+command line; ``path``: the value is a file or folder).
+"""
 
 from __future__ import annotations
 
+import copy
 import json
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
 from toolkit.errors import InputError
-from toolkit.training.recipes import recipe_values
+from toolkit.training.recipes import RECIPES, recipe_values
 
 Mode = Literal["lora", "full"]
 LossName = Literal["ce", "soft", "score"]
@@ -25,62 +36,93 @@ DEFAULT_LR = {"lora": 2e-4, "full": 2e-5}
 """The reference recipes' learning rates (Q-Align LoRA and full fine-tuning)."""
 
 
+def setting(default: Any = None, help: str = "", **cli: Any) -> Any:
+    """A field that is ``None`` until resolved: then the recipe's value or ``default``.
+
+    ``None`` is the only marker of "not given" that survives files and command lines, which is
+    why the plain default lives in the metadata and not in the field itself.
+    """
+    return field(default=None, metadata={"default": default, "help": help, **cli})
+
+
+def _names(values: Any) -> str:
+    values = list(values)
+    return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else "".join(values)
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a run; ``train(config)`` needs nothing else.
 
-    ``recipe`` names a preset of :mod:`toolkit.training.recipes`. ``from_dict`` and
-    ``from_file`` apply it under the given settings (any setting given wins, even one equal to
-    the default); the constructor applies it to the settings left at their defaults.
+    ``recipe`` names a preset of :mod:`toolkit.training.recipes`; it fills the settings that are
+    not given. ``TrainConfig.from_recipe(name, lora_r=8)`` and ``TrainConfig(recipe=name, lora_r=8)``
+    are the same run: r 8, everything else from the recipe.
     """
 
-    model: str = "tiny"  # "tiny", a checkpoint folder, or a OneAlign folder
-    data: str | list[str] = ""  # conversation JSON(s) or save_to_disk dataset folder(s); several: multi-task
-    out: str = "qalign-finetuned"  # adapter folder (lora) or model folder (full)
-    images: str | list[str] | None = None  # media folder(s): one for all data sets, or one per data set
-    weights: list[float] | None = None  # sampling weight per data set; None: in proportion to their sizes
-    split: str = "train"  # split of a saved DatasetDict
-    recipe: str | None = None  # onealign-lora, onealign-full, hf-lora, hf-full
-    mode: Mode = "lora"
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: str | list[str] = DEFAULT_LORA_TARGETS  # regex or list of module names
-    trainable_modules: list[str] = field(default_factory=list)  # fully trained beside LoRA, e.g. a projector
-    frozen_modules: list[str] = field(default_factory=list)  # kept frozen in full mode, e.g. a vision tower
-    lr: float | None = None  # None: the mode's reference default (DEFAULT_LR)
-    epochs: float = 3.0
-    max_steps: int | None = None  # optimizer steps; overrides epochs
-    batch_size: int = 8  # per device, per micro-step
-    grad_accum: int = 1
-    warmup_ratio: float = 0.03
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    dtype: str = "float32"  # float32, bf16, fp16 (mixed precision; master weights stay float32), auto
-    gradient_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30 % slower
-    device: str = "auto"  # auto, cpu, cuda, mps
-    loss: LossName = "ce"  # ce: level cross-entropy; soft: KL to the vote distribution; score: numeric answers
-    eval_data: str | None = None  # held-out conversation file or dataset folder
-    eval_images: str | None = None
-    eval_every: int = 0  # optimizer steps between evaluations; 0: only before and after training (and at saves)
-    eval_batch_size: int = 16
-    save_every: int = 0  # optimizer steps between checkpoints (out/checkpoints/step-N); 0: none
-    keep_checkpoints: int = 1  # most recent checkpoints kept on disk
-    resume: bool = False  # continue from the last checkpoint in out/checkpoints when there is one
-    best_metric: BestMetric = "srcc"  # held-out metric that picks the model copied to out/best
-    max_frames: int | None = None  # cap on frames decoded per video file
-    log_every: int = 1
-    num_workers: int = 0  # DataLoader processes that decode images and build batches (0: in the loop)
-    cpu_threads: int | None = None  # torch CPU threads during the run; None keeps torch's default.
-    # Small models on a busy machine train several times faster with 1 thread than with many.
+    model: str = setting("tiny", "Base model: 'tiny' (the default), a checkpoint folder, a OneAlign folder or a hub id.")
+    data: str | list[str] = setting("", "Conversation JSON or save_to_disk dataset folder; repeat for multi-task training "
+                                        "(each keeps its prompts).", path=True)  # fmt: skip
+    weights: list[float] | None = setting(None, "Sampling weight per --data, e.g. 2,1 (default: in proportion to their sizes).")
+    images: str | list[str] | None = setting(None, "Folder that relative media paths are resolved against (default: the "
+                                                   "JSON's folder); once, or once per --data.", path=True)  # fmt: skip
+    out: str = setting("qalign-finetuned", "Output folder: the LoRA adapter (lora) or the whole model (full), plus "
+                                           "checkpoints/ and best/.", path=True)  # fmt: skip
+    split: str = setting("train", "Split of a saved DatasetDict (default train).")
+    recipe: str | None = setting(None, f"Preset: {_names(RECIPES)} (the reference settings).")
+    mode: Mode = setting("lora", "lora (default) or full.")
+    loss: LossName = setting("ce", "ce (level cross-entropy, Q-Align; default), soft (KL to the vote distribution, "
+                                   "DeQA-style) or score (numeric answers, the paper's baseline).")  # fmt: skip
+    epochs: float = setting(3.0, "Passes over the data (default 3).", min=0)
+    max_steps: int | None = setting(None, "Optimizer steps; overrides --epochs.", min=1)
+    # None keeps the mode's reference rate (DEFAULT_LR), so switching the mode switches the rate.
+    lr: float | None = setting(None, "Peak learning rate (default 2e-4 for lora, 2e-5 for full).", min=0)
+    batch_size: int = setting(8, "Examples per micro-batch and device (default 8).", min=1)
+    grad_accum: int = setting(1, "Micro-batches per optimizer step (default 1).", min=1)
+    seed: int = setting(0, "Seed of adapter initialisation, sampling order and dropout (default 0).")
+    lora_r: int = setting(8, "LoRA rank (default 8; 128 in onealign-lora).", min=1)
+    lora_alpha: int = setting(16, "LoRA alpha (default 16; 256 in onealign-lora).", min=1)
+    lora_dropout: float = setting(0.05, "LoRA dropout (default 0.05).", min=0, max=0.99)
+    lora_target_modules: str | list[str] = setting(
+        DEFAULT_LORA_TARGETS, "Modules that get LoRA adapters: a regex over module names, or repeat for a list of "
+                              "names (default: q_proj and v_proj of the language model).")  # fmt: skip
+    trainable_modules: list[str] = setting([], "Module trained in full beside LoRA, e.g. a projector; repeat for several.")
+    frozen_modules: list[str] = setting([], "Module kept frozen in full mode, e.g. a vision tower; repeat for several.")
+    warmup_ratio: float = setting(0.03, "Share of the steps that warm the learning rate up before the cosine decay "
+                                        "(default 0.03).", min=0)  # fmt: skip
+    weight_decay: float = setting(0.0, "AdamW weight decay (default 0).", min=0)
+    max_grad_norm: float = setting(1.0, "Gradient norm clip (default 1; 0: no clipping).", min=0)
+    eval_data: str | None = setting(None, "Held-out conversations: loss, SRCC and PLCC logged before, during and after "
+                                          "training.", path=True)  # fmt: skip
+    eval_images: str | None = setting(None, "Media folder of --eval-data.", path=True)
+    eval_every: int = setting(0, "Optimizer steps between held-out evaluations (0: before and after, and at each save).", min=0)
+    eval_batch_size: int = setting(16, "Held-out items scored per batch (default 16).", min=1)
+    save_every: int = setting(0, "Optimizer steps between checkpoints in OUT/checkpoints (0: none).", min=0)
+    keep_checkpoints: int = setting(1, "Most recent checkpoints kept (default 1).", min=1)
+    resume: bool = setting(False, "Continue from the last checkpoint in OUT (a fresh run when there is none).")
+    best_metric: BestMetric = setting("srcc", "Held-out metric that picks OUT/best: srcc (default), plcc or loss.")
+    # Mixed precision keeps the master weights in float32.
+    dtype: str = setting("float32", "float32 (default), bf16 or fp16 mixed precision, or auto (bf16 where the GPU has it).")
+    gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass (less memory, slower).")
+    device: str = setting("auto", "auto (default), cpu, cuda or mps.")
+    max_frames: int | None = setting(None, "Frames decoded per video file at most (default: no cap).", min=1)
+    log_every: int = setting(1, "Optimizer steps between progress reports (default 1).", min=1)
+    num_workers: int = setting(0, "DataLoader processes preparing batches (default 0; 4-8 keep a GPU busy).", min=0)
+    # Small models on a busy machine train several times faster with 1 thread than with many;
+    # None keeps torch's default.
+    cpu_threads: int | None = setting(None, "torch CPU threads (1 is fastest for tiny models on busy machines).", min=1)
 
     def __post_init__(self) -> None:
-        if self.recipe is not None:
-            for name, value in recipe_values(self.recipe).items():
-                if getattr(self, name) == _default(name):
-                    setattr(self, name, value)
+        preset = recipe_values(self.recipe) if self.recipe is not None else {}
+        for f in fields(self):
+            if getattr(self, f.name) is None:
+                value = preset[f.name] if f.name in preset else f.metadata["default"]
+                setattr(self, f.name, copy.deepcopy(value))  # no run shares a list with another
         self.validate()
+
+    @classmethod
+    def from_recipe(cls, name: str, **overrides: Any) -> "TrainConfig":
+        """Recipe ``name`` with ``overrides`` (any not None) on top."""
+        return cls.from_dict({**overrides, "recipe": name})
 
     @property
     def learning_rate(self) -> float:
@@ -160,14 +202,7 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise InputError(f"unknown training setting(s): {', '.join(unknown)}")
-        recipe = values.get("recipe")
-        if recipe is None:
-            return cls(**values)
-        # Every given setting wins over the recipe, also one that equals the field's default.
-        merged = {**recipe_values(recipe), **{k: v for k, v in values.items() if k != "recipe"}}
-        config = cls(**merged)
-        config.recipe = recipe
-        return config
+        return cls(**values)
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
@@ -175,13 +210,6 @@ class TrainConfig:
         values = read_config_file(path)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(values)
-
-
-def _default(name: str) -> Any:
-    f = next(f for f in fields(TrainConfig) if f.name == name)
-    if f.default is not MISSING:
-        return f.default
-    return f.default_factory()  # type: ignore[misc]
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
