@@ -1,4 +1,10 @@
-"""The administrator's side, behind the admin secret: set-up, progress, raters, results, exports, tokens."""
+"""The administrator's side, behind the admin secret: set-up, progress, raters, results, exports, tokens.
+
+Every figure about the items (labels, aggregates, subject model, the Hugging Face dataset) comes
+from one :class:`~toolkit.store.StudySnapshot` through :mod:`toolkit.analysis.labels` and
+:func:`toolkit.convert.export.export_study_dataset`, the functions the command line uses, so a
+table on this page, a download and ``qalign export-dataset`` agree on every item's MOS.
+"""
 
 from __future__ import annotations
 
@@ -10,26 +16,41 @@ import streamlit as st
 
 from annotation_ui.state import get_store
 from annotation_ui.text import plain
+from toolkit.analysis import (
+    SUBJECT_MODELS,
+    AnalysisOptions,
+    analyze_votes,
+    item_aggregates,
+    screen_raters,
+    study_label_table,
+)
+from toolkit.convert.export import DEFAULT_SPLIT, export_study_dataset
 from toolkit.errors import ToolkitError
-from toolkit.store import Store, export_study, get_study, list_studies
-from toolkit.store.admin import (
-    DEFAULT_LEVEL_LABELS,
-    SAMPLE_STUDY_NAME,
-    StudySetup,
-    check_admin_secret,
-    check_media,
-    create_sample_study,
+from toolkit.io import write_table
+from toolkit.qalign import COUNT_COLUMNS
+from toolkit.store import (
+    Store,
+    StudySnapshot,
+    export_study,
+    get_study,
+    list_studies,
+    read_snapshot,
+)
+from toolkit.store.admin_secret import check_admin_secret
+from toolkit.store.media_check import check_media, missing_items
+from toolkit.store.progress import item_progress, rater_stats, study_summary
+from toolkit.store.raters import (
     invite_rater,
-    item_progress,
-    level_labels,
-    missing_items,
-    rater_stats,
     reissue_token,
     set_rater_access,
     set_rater_excluded,
+)
+from toolkit.store.setup import (
+    DEFAULT_LEVEL_LABELS,
+    SAMPLE_STUDY_NAME,
+    StudySetup,
+    create_sample_study,
     setup_study,
-    study_summary,
-    valid_item_stats,
 )
 
 ADMIN_KEY = "admin_ok"
@@ -121,50 +142,25 @@ def progress_tab(store: Store, name: str) -> None:
     st.dataframe(items.drop(columns=["item_id"]), hide_index=True)
 
 
-def _study_votes(store: Store, name: str) -> pd.DataFrame:
-    from toolkit.store import votes_frame
-
+def _snapshot(store: Store, name: str) -> StudySnapshot:
+    """The study as every tab reads it: set-up, items and valid votes (excluded raters left out)."""
     with store.session() as session:
-        return votes_frame(session, get_study(session, name))
+        return read_snapshot(session, get_study(session, name))
 
 
-def analysis_screening(store: Store, name: str) -> None:
+def analysis_screening(snapshot: StudySnapshot) -> None:
     """Rater screening from ``toolkit.analysis`` (gold, straightlining, response times, agreement)."""
-    try:
-        from toolkit.analysis import screen_raters
-    except ImportError:  # an install without the analysis package still shows the store figures
-        return
-    votes = _study_votes(store, name)
-    if votes.empty:
+    if snapshot.votes.empty:
         return
     try:
-        report = screen_raters(votes)
+        report = screen_raters(snapshot.votes)
     except ToolkitError as exc:
         st.caption(f"Rater screening unavailable: {exc}")
         return
     st.subheader("Screening")
+    if snapshot.excluded_raters:
+        st.caption(f"On valid votes: the {snapshot.raters_excluded} excluded rater(s) are not screened again.")
     st.dataframe(report.table)
-
-
-def subject_model(store: Store, name: str) -> None:
-    """Item scores from the MLE subject model (rater bias and inconsistency removed)."""
-    try:
-        from toolkit.analysis import fit_subject_model, prepare_votes
-    except ImportError:
-        return
-    votes = _study_votes(store, name)
-    votes = votes[votes["role"] == "test"] if not votes.empty else votes
-    if votes.empty or votes["rater"].nunique() < 2:
-        return
-    try:
-        result = fit_subject_model(prepare_votes(votes, source=f"study {name!r}"), "mle_co")
-    except ToolkitError as exc:
-        st.caption(f"Subject model unavailable: {exc}")
-        return
-    st.subheader("Subject model (MLE, P.910 Annex E)")
-    cols = st.columns(2)
-    cols[0].dataframe(result.items_table(), hide_index=True)
-    cols[1].dataframe(result.raters_table(), hide_index=True)
 
 
 def raters_tab(store: Store, name: str) -> None:
@@ -172,18 +168,45 @@ def raters_tab(store: Store, name: str) -> None:
         stats = rater_stats(session, get_study(session, name))
     st.caption(
         "gold_accuracy: share of check items answered within tolerance. fast_share: votes under 1 s. "
-        "longest_run: identical votes in a row. min_session_sd: 0 means a whole session answered with one level."
+        "longest_run: identical votes in a row. min_session_sd: 0 means a whole session answered with one level. "
+        "Every vote of a rater counts here, excluded or not."
     )
     st.dataframe(stats, hide_index=True)
-    analysis_screening(store, name)
+    analysis_screening(_snapshot(store, name))
+
+
+def subject_model(snapshot: StudySnapshot) -> None:
+    """Item scores from the MLE subject model (rater bias and inconsistency removed)."""
+    votes = snapshot.votes[snapshot.votes["role"] == "test"]
+    if votes.empty or votes["rater"].nunique() < 2:
+        return
+    try:
+        labels = study_label_table(snapshot, "mle_co")
+        # The same votes and options as the label table, for the raters' side of the same fit.
+        fit = analyze_votes(
+            votes.reset_index(drop=True), AnalysisOptions(model="mle_co", screening=None, agreement_splits=0),
+            source=f"study {snapshot.name}",
+        )
+    except ToolkitError as exc:
+        st.caption(f"Subject model unavailable: {exc}")
+        return
+    st.subheader("Subject model (MLE, P.910 Annex E)")
+    for note in labels.notes:
+        st.caption(note)
+    cols = st.columns(2)
+    cols[0].dataframe(labels.table[["item", "mos", "ci_low", "ci_high", "n", "level"]], hide_index=True)
+    cols[1].dataframe(fit.result.raters_table(), hide_index=True)
 
 
 def results_tab(store: Store, name: str) -> None:
-    with store.session() as session:
-        stats = valid_item_stats(session, get_study(session, name))
-    if stats.empty:
-        st.info("No votes on test items yet.")
+    snapshot = _snapshot(store, name)
+    labels = study_label_table(snapshot, "mos")
+    for note in labels.notes:
+        st.caption(note)
+    if not len(labels):
+        st.info("No valid votes on test items yet.")
         return
+    stats = labels.table.sort_values("mos", ascending=False, kind="stable").reset_index(drop=True)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,16 +215,18 @@ def results_tab(store: Store, name: str) -> None:
 
     fig, (ax_mos, ax_hist) = plt.subplots(1, 2, figsize=(10, max(3.0, 0.25 * len(stats) + 1.5)))
     y = np.arange(len(stats))
-    ax_mos.errorbar(stats["mos"], y, xerr=[stats["mos"] - stats["ci_low"], stats["ci_high"] - stats["mos"]], fmt="o", capsize=3)
-    ax_mos.set_yticks(y, [str(i) for i in stats.index])
+    mos = stats["mos"].to_numpy(dtype=float)
+    err = [mos - stats["ci_low"].to_numpy(dtype=float), stats["ci_high"].to_numpy(dtype=float) - mos]
+    ax_mos.errorbar(mos, y, xerr=err, fmt="o", capsize=3)
+    ax_mos.set_yticks(y, stats["item"].astype(str).tolist())
     ax_mos.set_xlim(0.8, 5.2)
     ax_mos.invert_yaxis()
     ax_mos.set_xlabel("MOS with 95% CI")
-    counts = stats[["c1", "c2", "c3", "c4", "c5"]].to_numpy()
+    # COUNT_COLUMNS and the study's labels both run best first, so bars stack from the top level.
+    counts = stats[list(COUNT_COLUMNS)].to_numpy(dtype=float)
     left = np.zeros(len(stats))
-    labels = level_labels_for(store, name)
-    for k in range(5):
-        ax_hist.barh(y, counts[:, k], left=left, label=labels[4 - k])
+    for k, label in enumerate(snapshot.level_labels):
+        ax_hist.barh(y, counts[:, k], left=left, label=label)
         left += counts[:, k]
     ax_hist.set_yticks(y, [""] * len(y))
     ax_hist.invert_yaxis()
@@ -210,19 +235,19 @@ def results_tab(store: Store, name: str) -> None:
     fig.tight_layout()
     st.pyplot(fig)
     plt.close(fig)
-    st.dataframe(stats)
-    subject_model(store, name)
+    st.dataframe(stats, hide_index=True)
+    subject_model(snapshot)
 
 
-def level_labels_for(store: Store, name: str) -> list[str]:
-    with store.session() as session:
-        return level_labels(get_study(session, name))
+def _table_bytes(frame: pd.DataFrame, suffix: str) -> bytes:
+    with tempfile.TemporaryDirectory() as tmp:
+        return write_table(frame, Path(tmp) / f"table{suffix}").read_bytes()
 
 
-def _export_bytes(store: Store, name: str, aggregate: bool, suffix: str) -> bytes | None:
+def _raw_votes_bytes(store: Store, name: str, suffix: str) -> bytes | None:
     with tempfile.TemporaryDirectory() as tmp, store.session() as session:
         try:
-            path = export_study(session, get_study(session, name), Path(tmp) / f"export{suffix}", aggregate=aggregate)
+            path = export_study(session, get_study(session, name), Path(tmp) / f"votes{suffix}")
         except ToolkitError:
             return None
         return path.read_bytes()
@@ -232,50 +257,43 @@ def export_tab(store: Store, name: str) -> None:
     fmt = st.radio("Format", list(EXPORT_FORMATS), horizontal=True, key="export_format")
     suffix = EXPORT_FORMATS[fmt]
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    for aggregate, what in ((False, "raw votes"), (True, "per-item aggregates")):
-        data = _export_bytes(store, name, aggregate, suffix)
-        if data is None:
-            st.caption(f"No {what} to export yet.")
-            continue
+    # The raw votes are the stored record, excluded raters' votes included, as `qalign study export`
+    # writes them; the aggregates are the labels of the valid votes, as `--aggregate` writes them.
+    raw = _raw_votes_bytes(store, name, suffix)
+    if raw is None:
+        st.caption("No raw votes to export yet.")
+    else:
         st.download_button(
-            f"Download {what} ({fmt})", data=data, file_name=f"{safe}-{'mos' if aggregate else 'votes'}{suffix}",
-            mime=MIME[suffix], key=f"download-{int(aggregate)}",
+            f"Download raw votes ({fmt})", data=raw, file_name=f"{safe}-votes{suffix}", mime=MIME[suffix],
+            key="download-0",
         )
+    aggregates = item_aggregates(_snapshot(store, name))
+    st.download_button(
+        f"Download per-item aggregates ({fmt})", data=_table_bytes(aggregates, suffix), file_name=f"{safe}-mos{suffix}",
+        mime=MIME[suffix], key="download-1",
+    )
     hf_export(store, name)
 
 
 def hf_export(store: Store, name: str) -> None:
-    """Q-Align training data (a Hugging Face dataset) through ``toolkit.convert``, when installed."""
-    try:
-        from toolkit.convert import convert
-    except ImportError:
-        return
+    """Q-Align training data (a Hugging Face dataset), written by what `qalign export-dataset` runs."""
     st.subheader("Q-Align training data (Hugging Face dataset)")
     with st.form("hf_export"):
         out = st.text_input("Output folder on the server", key="hf_out")
-        split = st.text_input("Split (content groups never straddle two parts)", value="train=0.8,test=0.2", key="hf_split")
+        split = st.text_input("Split (content groups never straddle two parts)", value=DEFAULT_SPLIT, key="hf_split")
+        model = st.selectbox("Labels", SUBJECT_MODELS, index=SUBJECT_MODELS.index("mos"), key="hf_model")
         write = st.form_submit_button("Write dataset")
     if not (write and out):
         return
-    votes = _study_votes(store, name)
-    votes = votes[votes["role"] == "test"] if not votes.empty else votes
-    if votes.empty:
-        st.error("No votes on test items yet.")
-        return
-    with store.session() as session:
-        study = get_study(session, name)
-        task = study.task if study.task in ("quality", "aesthetics") else "quality"
-        root = study.media_root
     try:
         with st.spinner("Writing the dataset..."):
-            result = convert(
-                votes, out, fmt="dataset", images=root, task=task, video=bool((votes["kind"] == "video").all()),
-                split=split or None, group_by="content_group",
-            )
+            result = export_study_dataset(name, out, db_url=store.url, split=split or None, subject_model=model)
     except ToolkitError as exc:
         st.error(str(exc))
     else:
         st.success(f"Dataset of {len(result.table)} items written to {plain(out)}")
+        for note in result.notes:
+            st.caption(note)
 
 
 def tokens_tab(store: Store, name: str) -> None:

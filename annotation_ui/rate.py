@@ -16,7 +16,6 @@ from annotation_ui.text import plain
 from toolkit.errors import ToolkitError
 from toolkit.levels import LEVEL_VALUES
 from toolkit.store import Store, list_studies, rater_for_token
-from toolkit.store.admin import level_labels, study_question
 from toolkit.store.assignment import (
     can_undo,
     mark_trained,
@@ -28,6 +27,7 @@ from toolkit.store.assignment import (
     undo_last_vote,
 )
 from toolkit.store.models import Study
+from toolkit.store.setup import level_labels, study_question
 from toolkit.store.studies import resolve_in_root
 
 TOKEN_KEY = "rater_token"

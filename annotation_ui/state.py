@@ -15,7 +15,7 @@ SAMPLE_ENV = "QALIGN_UI_SAMPLE"  # "0": do not add the sample study to an empty 
 @st.cache_resource(show_spinner=False)
 def _store_for(url: str) -> Store:
     # Keyed by URL: tests (and a server restarted on another database) never share a store.
-    from toolkit.store.admin import prepare_database
+    from toolkit.store.setup import prepare_database
 
     report = prepare_database(url, sample=os.environ.get(SAMPLE_ENV, "1") != "0")
     if report.generated_admin_secret:

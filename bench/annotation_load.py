@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from toolkit.store import Store, add_rater, get_study, rater_for_token, upgrade
-from toolkit.store.admin import StudySetup, setup_study
+from toolkit.store.setup import StudySetup, setup_study
 from toolkit.store.assignment import next_step, submit_vote
 
 PG_URL_FILE = Path(os.environ.get("QALIGN_TEST_PG_URL_FILE", "/tmp/qalign-test-pg.url"))

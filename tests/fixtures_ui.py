@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from toolkit.store import Store, upgrade
-from toolkit.store.admin import StudySetup, setup_study
+from toolkit.store.setup import StudySetup, setup_study
 from toolkit.store.models import Study
 
 PG_URL_ENV = "QALIGN_TEST_PG_URL"

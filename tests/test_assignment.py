@@ -11,22 +11,7 @@ from sqlalchemy import func, select
 from fixtures_ui import make_study, sqlite_url, write_images
 from toolkit.errors import InputError, StoreError
 from toolkit.store import Store, add_rater, get_study, import_votes, rater_for_token
-from toolkit.store.admin import (
-    StudySetup,
-    check_admin_secret,
-    check_media,
-    ensure_admin_secret,
-    item_progress,
-    level_labels,
-    missing_items,
-    rater_stats,
-    reissue_token,
-    set_rater_access,
-    set_rater_excluded,
-    setup_study,
-    study_summary,
-    valid_item_stats,
-)
+from toolkit.store.admin_secret import check_admin_secret, ensure_admin_secret
 from toolkit.store.assignment import (
     SESSION_IDLE,
     can_undo,
@@ -38,7 +23,11 @@ from toolkit.store.assignment import (
     training_items,
     undo_last_vote,
 )
+from toolkit.store.media_check import check_media, missing_items
 from toolkit.store.models import Rating, utcnow
+from toolkit.store.progress import item_progress, rater_stats, study_summary
+from toolkit.store.raters import reissue_token, set_rater_access, set_rater_excluded
+from toolkit.store.setup import StudySetup, level_labels, setup_study
 
 
 @pytest.fixture()
@@ -294,7 +283,7 @@ def test_admin_secret(store, monkeypatch):
             ensure_admin_secret(s, "short")
 
 
-def test_rater_stats_straightlining_and_valid_mos(store, tmp_path):
+def test_rater_stats_straightlining_and_valid_votes(store, tmp_path):
     make_study(store, tmp_path / "media", n_test=6, target_votes=5)
     flat, varied = new_rater(store, "flat"), new_rater(store, "varied")
     rate_all(store, flat, level=4)
@@ -308,7 +297,11 @@ def test_rater_stats_straightlining_and_valid_mos(store, tmp_path):
         assert stats.loc["flat", "longest_run"] == 6 and stats.loc["flat", "min_session_sd"] == 0
         assert stats.loc["varied", "longest_run"] == 2 and stats.loc["varied", "min_session_sd"] > 1
         assert stats.loc["flat", "votes"] == 6 and stats.loc["flat", "sessions"] == 1
-        mos = valid_item_stats(s, study)
-        assert mos["n"].tolist() == [2] * 6
+        progress = item_progress(s, study)
+        assert progress["valid_votes"].tolist() == [2] * 6 and progress["votes"].tolist() == [2] * 6
         set_rater_excluded(s, study, "flat", True)
-        assert valid_item_stats(s, study)["n"].tolist() == [1] * 6
+        progress = item_progress(s, study)
+        assert progress["valid_votes"].tolist() == [1] * 6 and progress["votes"].tolist() == [2] * 6
+        assert study_summary(s, study)["target_fraction"] == pytest.approx(6 / 30)
+        # The rater's own figures keep every vote: they are what an exclusion is judged on.
+        assert rater_stats(s, study).set_index("rater").loc["flat", "votes"] == 6

@@ -222,7 +222,8 @@ def test_cli_eval_models_and_v1_with_votes(setup, tmp_path):
 def test_noise_ceiling_from_a_study_leaves_screened_out_raters_out(setup, tmp_path):
     from fixtures_ui import sqlite_url
     from toolkit.store import Store, import_votes
-    from toolkit.store.admin import StudySetup, set_rater_excluded, setup_study
+    from toolkit.store.raters import set_rater_excluded
+    from toolkit.store.setup import StudySetup, setup_study
 
     root, votes = setup["root"], setup["votes"]
     items = setup["names"][4:]

@@ -5,6 +5,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
+from toolkit.analysis import item_aggregates
 from toolkit.errors import InputError, StoreError
 from toolkit.store import (
     ItemSpec,
@@ -18,8 +19,8 @@ from toolkit.store import (
     get_study,
     head_revision,
     import_votes,
-    item_aggregates,
     rater_for_token,
+    read_snapshot,
     record_rating,
     record_rating_by_token,
     revoke_rater,
@@ -192,10 +193,10 @@ def test_import_is_all_or_nothing_and_idempotent(store, media, tmp_path):
     with store.session() as s:
         study = get_study(s, "imp")
         assert len(votes_frame(s, study)) == 3  # none of the failed imports left a vote
-        agg = item_aggregates(s, study)
-        out = export_study(s, study, tmp_path / "agg.parquet", aggregate=True)
+        agg = item_aggregates(read_snapshot(s, study))
+        out = export_study(s, study, tmp_path / "votes.parquet")
     assert set(agg["item"]) == {"img0.png", "img1.png", "img2.png", "img3.png", "sub/deep.jpg"}
     row = agg.set_index("item").loc["img0.png"]
-    assert row.n == 2 and row.mos == 4.5 and row.c5 == 1 and row.c4 == 1
+    assert row.n == 2 and row.mos == 4.5 and row.votes_excellent == 1 and row.votes_good == 1
     assert agg.set_index("item").loc["img3.png", "n"] == 0
-    assert len(pd.read_parquet(out)) == 5
+    assert len(pd.read_parquet(out)) == 3

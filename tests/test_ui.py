@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import select, update
 
 from fixtures_ui import make_study, sqlite_url
 from toolkit.store import Store, add_rater, get_study, rater_for_token
-from toolkit.store.admin import set_admin_secret, set_rater_access
+from toolkit.store.admin_secret import set_admin_secret
 from toolkit.store.models import Assignment, Item, Rater, Rating, utcnow
+from toolkit.store.raters import set_rater_access
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")
 AppTest = streamlit_testing.AppTest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
 ROOT = Path(__file__).resolve().parents[1] / "annotation_ui"
 RATE = str(ROOT / "views" / "rate.py")
@@ -135,7 +138,7 @@ def test_video_buttons_open_only_after_the_clip_has_played(store, tmp_path):
     media.mkdir()
     import shutil
 
-    from toolkit.store.admin import SAMPLE_MEDIA_ROOT, StudySetup, setup_study
+    from toolkit.store.setup import SAMPLE_MEDIA_ROOT, StudySetup, setup_study
 
     shutil.copy(SAMPLE_MEDIA_ROOT / "clip.mp4", media / "clip.mp4")
     with store.session() as s:
@@ -276,7 +279,7 @@ def test_qalign_ui_prepares_an_empty_database(tmp_path, monkeypatch):
 
     from toolkit.cli import app
     from toolkit.store import list_studies
-    from toolkit.store.admin import check_admin_secret
+    from toolkit.store.admin_secret import check_admin_secret
 
     monkeypatch.delenv("QALIGN_ADMIN_SECRET", raising=False)
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
@@ -291,3 +294,67 @@ def test_qalign_ui_prepares_an_empty_database(tmp_path, monkeypatch):
     store.dispose()
     again = CliRunner().invoke(app, ["ui", "--prepare-only", "--db", url])
     assert again.exit_code == 0 and "admin secret" not in again.output and "sample" not in again.output
+
+
+class RecordingMediaStorage(MemoryMediaFileStorage):
+    """AppTest's in-memory media storage, kept after the run so a test can read a download's bytes."""
+
+    files: ClassVar[dict[str, bytes]] = {}
+
+    def load_and_get_id(self, path_or_data, mimetype, kind, filename=None):
+        file_id = super().load_and_get_id(path_or_data, mimetype, kind, filename)
+        RecordingMediaStorage.files[file_id] = self.get_file(file_id).content
+        return file_id
+
+
+def downloaded(button) -> bytes:
+    return RecordingMediaStorage.files[Path(button.proto.url).stem]
+
+
+def test_results_aggregates_and_dataset_leave_an_excluded_rater_out(store, tmp_path, monkeypatch):
+    import io
+
+    import pandas as pd
+
+    from toolkit.store import import_votes
+    from toolkit.store.raters import set_rater_excluded
+
+    monkeypatch.setattr(streamlit_testing.app_test, "MemoryMediaFileStorage", RecordingMediaStorage)
+    monkeypatch.setattr(RecordingMediaStorage, "files", {})
+    make_study(store, tmp_path / "media", n_test=3)
+    # With carol, both items have MOS 3.33; without her test_01 (4.5) ranks above test_00 (2.5).
+    votes = pd.DataFrame({
+        "item": ["test_00.png"] * 3 + ["test_01.png"] * 3,
+        "rater": ["alice", "bob", "carol"] * 2,
+        "vote": [2, 3, 5, 5, 4, 1],
+    })
+    with store.session() as s:
+        study = get_study(s, "pilot")
+        import_votes(s, study, votes)
+        set_rater_excluded(s, study, "carol", True)
+
+    at = admin_page()
+    assert not at.exception
+    results = next(d.value for d in at.dataframe if list(d.value.columns[:2]) == ["item", "mos"] and "level" in d.value.columns
+                   and "votes_excellent" in d.value.columns)
+    assert results["item"].tolist() == ["test_01.png", "test_00.png"]  # best first
+    assert results["mos"].tolist() == pytest.approx([4.5, 2.5]) and results["n"].tolist() == [2, 2]
+    assert "1 rater(s) excluded by the admin; their 2 vote(s) are not counted" in texts(at)
+
+    button = next(b for b in at.get("download_button") if "aggregates" in b.proto.label)
+    aggregates = pd.read_csv(io.BytesIO(downloaded(button))).set_index("item")
+    assert aggregates.loc["test_02.png", "n"] == 0  # unrated items stay in the download
+    for row in results.itertuples():
+        assert aggregates.loc[row.item, "mos"] == pytest.approx(row.mos)
+        assert aggregates.loc[row.item, "n"] == row.n and aggregates.loc[row.item, "level"] == row.level
+    raw = next(b for b in at.get("download_button") if "raw votes" in b.proto.label)
+    assert len(pd.read_csv(io.BytesIO(downloaded(raw)))) == 6  # the stored record keeps carol's votes
+
+    out = tmp_path / "dataset"
+    at.text_input(key="hf_out").input(str(out))
+    at.text_input(key="hf_split").input("")
+    at.button(key="FormSubmitter:hf_export-Write dataset").click().run()
+    assert not at.exception and "Dataset of 2 items written" in at.success[0].value
+    written = pd.read_csv(out / "items.csv").set_index("path")
+    assert written.loc["test_01.png", "mos"] == pytest.approx(4.5)
+    assert written.loc["test_00.png", "mos"] == pytest.approx(2.5)

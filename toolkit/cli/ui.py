@@ -22,7 +22,7 @@ def ui_command(
 ) -> None:
     """Start the rating app: migrates the database, adds the sample study when empty, serves on HOST:PORT."""
     from toolkit.store import resolve_db_url, safe_url
-    from toolkit.store.admin import prepare_database
+    from toolkit.store.setup import prepare_database
 
     url = resolve_db_url(db)
     report = prepare_database(url, sample=sample, admin_secret=admin_secret)
