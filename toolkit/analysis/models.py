@@ -16,6 +16,7 @@ MODELS: tuple[str, ...] = get_args(ModelName)
 """``mos`` plain mean; ``bt500`` BT.500 rejection then mean; ``p913`` P.913 bias removal and
 rejection; ``mle`` subject model with rater bias, inconsistency and content ambiguity;
 ``mle_co`` the same without content ambiguity."""
+SUBJECT_MODELS: tuple[str, ...] = get_args(ModelName)
 
 
 def fit_subject_model(

@@ -8,15 +8,7 @@ from typing import Optional
 
 import typer
 
-from toolkit.cli.common import DbOption, console, err_console
-
-
-class ModelChoice(str, Enum):
-    mos = "mos"
-    mle = "mle"
-    mle_co = "mle_co"
-    bt500 = "bt500"
-    p913 = "p913"
+from toolkit.cli.common import DbOption, SubjectModelChoice, console, err_console
 
 
 class CiChoice(str, Enum):
@@ -28,8 +20,8 @@ def analyze_command(
     votes: Optional[Path] = typer.Argument(
         None, help="Vote table (CSV, Parquet or JSON), one row per vote. Leave out with --study.",
         show_default=False),
-    model: ModelChoice = typer.Option(
-        ModelChoice.mle_co, "--model", "-m",
+    model: SubjectModelChoice = typer.Option(
+        SubjectModelChoice.mle_co, "--model", "-m",
         help="mos: mean; bt500: BT.500 rejection + mean; p913: P.913 bias removal + rejection; "
              "mle: subject model with content ambiguity; mle_co: subject model without it."),
     out: Path = typer.Option(..., "--out", "-o", help="Per-item scores: item, score, ci_low, ci_high, n."),

@@ -8,18 +8,13 @@ from typing import Optional
 
 import typer
 
-from toolkit.cli.common import DbOption, console
+from toolkit.cli.common import DbOption, TaskChoice, console
 
 
 class FormatChoice(str, Enum):
     json = "json"
     dataset = "dataset"
     parquet = "parquet"
-
-
-class TaskChoice(str, Enum):
-    quality = "quality"
-    aesthetics = "aesthetics"
 
 
 class RuleChoice(str, Enum):

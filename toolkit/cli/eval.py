@@ -8,18 +8,12 @@ Two ways in:
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from toolkit.cli.common import DbOption, console
-
-
-class TaskChoice(str, Enum):
-    quality = "quality"
-    aesthetics = "aesthetics"
+from toolkit.cli.common import DbOption, TaskChoice, console
 
 
 def register(app: typer.Typer) -> None:

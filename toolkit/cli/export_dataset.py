@@ -8,20 +8,12 @@ from typing import List, Optional
 
 import typer
 
-from toolkit.cli.common import DbOption, console
+from toolkit.cli.common import DbOption, SubjectModelChoice, console
 
 
 class FormatChoice(str, Enum):
     dataset = "dataset"
     parquet = "parquet"
-
-
-class SubjectModelChoice(str, Enum):
-    mos = "mos"
-    mle = "mle"
-    mle_co = "mle_co"
-    bt500 = "bt500"
-    p913 = "p913"
 
 
 def register(app: typer.Typer) -> None:

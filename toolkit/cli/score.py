@@ -11,18 +11,12 @@ input order; only the main process prints the summary.
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from toolkit.cli.common import console
-
-
-class TaskChoice(str, Enum):
-    quality = "quality"
-    aesthetics = "aesthetics"
+from toolkit.cli.common import TaskChoice, console
 
 
 def register(app: typer.Typer) -> None:

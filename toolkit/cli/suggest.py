@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from toolkit.cli.common import DbOption, console
-
-
-class TaskChoice(str, Enum):
-    quality = "quality"
-    aesthetics = "aesthetics"
+from toolkit.cli.common import DbOption, TaskChoice, console
 
 
 def register(app: typer.Typer) -> None:
