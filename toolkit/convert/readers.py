@@ -55,7 +55,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 """Accepted column names per role, in order of preference."""
 
-COUNT_COLUMNS: tuple[str, ...] = ("c1", "c2", "c3", "c4", "c5")
+KONIQ_COUNT_COLUMNS: tuple[str, ...] = ("c1", "c2", "c3", "c4", "c5")
+"""Default vote-count columns of a histogram table: KonIQ-10k's, bad first (not the toolkit's
+own ``toolkit.qalign.COUNT_COLUMNS``, which run best first)."""
 
 
 @dataclass
@@ -203,7 +205,7 @@ def detect_kind(frame: pd.DataFrame, columns: ColumnMap | None = None) -> TableK
     has_vote = (columns.vote or "").lower() in names or any(a in names for a in ALIASES["vote"])
     if has_rater and has_vote:
         return "votes"
-    counts = columns.counts or COUNT_COLUMNS
+    counts = columns.counts or KONIQ_COUNT_COLUMNS
     if all(c.lower() in names for c in counts):
         return "counts"
     return "mos"
@@ -253,7 +255,7 @@ def load_labels(
         return labels_from_votes(frame, item=item, rater=rater, vote=vote, **common)
     path = resolve_column(frame, "path", cols.path, name)
     if kind == "counts":
-        counts = tuple(resolve_column(frame, c, c, name) for c in (cols.counts or COUNT_COLUMNS))
+        counts = tuple(resolve_column(frame, c, c, name) for c in (cols.counts or KONIQ_COUNT_COLUMNS))
         total = resolve_column(frame, "total", cols.total, name, required=False)
         mos = resolve_column(frame, "mos", cols.mos, name, required=False)
         sd = resolve_column(frame, "sd", cols.sd, name, required=False) if mos else None

@@ -32,12 +32,11 @@ from toolkit.evaluation.calibration import DEFAULT_BINS, CalibrationResult, cali
 from toolkit.evaluation.metrics import DEFAULT_BOOT, AgreementReport, MetricResult
 from toolkit.evaluation.report import METRIC_DEFINITIONS, Comparison, evaluate_sets
 from toolkit.evaluation.testsets import HISTOGRAM_SOURCE, ONEHOT_SOURCE, TestSet, TestVotes, load_test_set, match_votes
-from toolkit.qalign import LEVELS
+from toolkit.qalign import PROB_COLUMNS
 
 if TYPE_CHECKING:
     from toolkit.scoring import Scorer
 
-PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{w}" for w in LEVELS)
 NO_ADAPTER = frozenset({"", "none", "-"})
 
 
