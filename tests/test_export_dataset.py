@@ -16,7 +16,8 @@ from toolkit.convert.export import export_study_dataset
 from toolkit.errors import InputError
 from toolkit.levels import vote_stats
 from toolkit.store import Store, get_study, import_votes
-from toolkit.store.admin import StudySetup, set_rater_excluded, setup_study
+from toolkit.store.raters import set_rater_excluded
+from toolkit.store.setup import StudySetup, setup_study
 
 N_GROUPS = 6
 
@@ -81,13 +82,15 @@ def test_export_writes_card_splits_and_reloadable_dataset(study_db, tmp_path):
     assert items.groupby("content_group")["split"].nunique().max() == 1
     assert set(items["split"]) == {"train", "test"}
 
-    # Labels: valid votes only (r4 was screened out), plain MOS with its t interval.
+    # Labels: valid votes only (r4 was screened out), plain MOS with its t interval (kept on the
+    # 1-5 scale: three votes this far apart reach below 1).
     valid = votes[(votes["rater"] != "r4") & votes["item"].str.startswith("src")]
     expected = vote_stats(valid, item="item", vote="vote")
     row = items.set_index("path").loc["src3_d1.png"]
     assert row["n"] == 3
     assert row["mos"] == pytest.approx(expected.loc["src3_d1.png", "mos"])
-    assert row["ci_low"] == pytest.approx(expected.loc["src3_d1.png", "ci_low"])
+    assert expected.loc["src3_d1.png", "ci_low"] < 1 and row["ci_low"] == 1.0
+    assert row["ci_high"] == pytest.approx(min(5.0, expected.loc["src3_d1.png", "ci_high"]))
     assert row["votes_excellent"] == expected.loc["src3_d1.png", "c5"]
 
     saved = datasets.load_from_disk(str(out / "hf_dataset"))

@@ -191,25 +191,19 @@ class StudyState:
 
 
 def study_state(study: str, db_url: str | None = None) -> StudyState:
-    """Test items present on disk (as far as the store knows) and their valid votes so far."""
-    from toolkit.store import Store, get_study
-    from toolkit.store.admin import item_progress, valid_item_stats
+    """Test items present on disk (as far as the store knows) and their valid votes so far:
+    ``n`` and the MOS and SD of the study's label table (raters excluded by the admin left out)."""
+    from toolkit.analysis.labels import study_label_table
+    from toolkit.store import load_snapshot
 
-    store = Store(db_url)
-    try:
-        with store.session() as session:
-            record = get_study(session, study)
-            progress = item_progress(session, record)
-            ratings = valid_item_stats(session, record)
-            root, target = Path(record.media_root), int(record.target_votes)
-    finally:
-        store.dispose()
-    test = progress[(progress["role"] == "test") & ~progress["missing"]]
-    frame = pd.DataFrame({"item": test["item"].astype(str).to_numpy()})
-    stats_by_item = ratings[["n", "mos", "sd"]] if len(ratings) else pd.DataFrame(columns=["n", "mos", "sd"])
-    frame = frame.join(stats_by_item, on="item")
+    snapshot = load_snapshot(study, db_url)
+    labels = study_label_table(snapshot).table.set_index("item")[["n", "mos", "sd"]]
+    test = snapshot.test_items
+    frame = pd.DataFrame({"item": test.loc[~test["missing"], "item"].astype(str).to_numpy()})
+    frame = frame.join(labels, on="item")
     frame["n"] = frame["n"].fillna(0).astype(int)
-    return StudyState(frame, root, target)
+    frame[["mos", "sd"]] = frame[["mos", "sd"]].astype(float)
+    return StudyState(frame, snapshot.media_root, int(snapshot.target_votes))
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,9 @@ from toolkit.analysis.screening import ScreeningConfig, ScreeningReport, screen_
 from toolkit.analysis.votes import check_vote_table, prepare_votes
 from toolkit.errors import InputError, StoreError
 from toolkit.io import read_table
+
+if TYPE_CHECKING:
+    from toolkit.store.snapshot import StudySnapshot
 
 AUTO = "auto"
 CONTENT_COLUMNS: tuple[str, ...] = ("content", "content_group")
@@ -65,34 +69,41 @@ def read_votes(path: str | Path) -> pd.DataFrame:
 
 
 def load_study_votes(study: str, db_url: str | None = None) -> tuple[pd.DataFrame, list[str]]:
-    """A study's votes from the store (``toolkit.store.votes_frame``, one row per vote) and the
-    paths of its test items."""
-    from toolkit.store import Store, get_study, study_items, votes_frame
+    """A study's valid votes (``toolkit.store.load_snapshot``: raters excluded by the admin left
+    out), one row per vote, and the paths of its test items."""
+    from toolkit.store import load_snapshot
 
-    store = Store(db_url)
-    try:
-        with store.session() as session:
-            record = get_study(session, study)
-            frame = votes_frame(session, record)
-            items = [item.path for item in study_items(session, record, roles=["test"])]
-    finally:
-        store.dispose()
-    if frame.empty:
-        raise StoreError(f"study {study!r} has no votes yet")
-    return frame, items
+    snapshot = load_snapshot(study, db_url)
+    if snapshot.votes.empty:
+        raise StoreError(f"study {study!r} has no valid votes yet")
+    return snapshot.votes, snapshot.test_items["item"].tolist()
 
 
-def analyze_study(study: str, db_url: str | None = None, options: AnalysisOptions | None = None) -> Analysis:
-    """:func:`analyze_votes` on a study in the store. Items nobody has rated yet are not scored
-    (a study in progress is normal); the analysis notes how many there are."""
-    frame, items = load_study_votes(study, db_url)
+def analyze_snapshot(snapshot: "StudySnapshot", options: AnalysisOptions | None = None) -> Analysis:
+    """:func:`analyze_votes` on a study's valid votes. Items nobody has rated yet are not scored
+    (a study in progress is normal); the notes say how many there are and how many raters the
+    admin excluded."""
+    if snapshot.votes.empty:
+        raise StoreError(f"study {snapshot.name!r} has no valid votes yet")
     # The store's columns have fixed names; content groups come from its content_group column.
     opts = replace(options or AnalysisOptions(), item_col="item", rater_col="rater", vote_col="vote")
-    analysis = analyze_votes(frame, opts, source=f"study {study}")
-    unrated = len(set(items) - set(analysis.result.items.index))
+    analysis = analyze_votes(snapshot.votes, opts, source=f"study {snapshot.name}")
+    if snapshot.excluded_raters:
+        analysis.notes.append(
+            f"{snapshot.raters_excluded} rater(s) excluded by the admin left out"
+            f" ({snapshot.excluded_votes} vote(s) not counted)"
+        )
+    unrated = len(set(snapshot.test_items["item"]) - set(analysis.result.items.index))
     if unrated:
         analysis.notes.append(f"{unrated} study item(s) have no votes yet and are not scored")
     return analysis
+
+
+def analyze_study(study: str, db_url: str | None = None, options: AnalysisOptions | None = None) -> Analysis:
+    """:func:`analyze_snapshot` on the study called ``study`` in the database at ``db_url``."""
+    from toolkit.store import load_snapshot
+
+    return analyze_snapshot(load_snapshot(study, db_url), options)
 
 
 def _content_column(frame: pd.DataFrame, content_col: str | None) -> str | None:

@@ -77,17 +77,28 @@ def convert_command(
 
     if (input is None) == (study is None):
         raise InputError("give either a rating table or --study NAME")
-    source = input
     if study is not None:
-        from toolkit.convert.study import study_labels
+        from toolkit.convert.study import convert_study
 
-        source, media_root = study_labels(study, db, subject_model)
-        images = images or media_root
-        group_by = group_by or "content_group"
-        if subject_model == "mos":
-            # plain vote means live on the nominal 1-5 scale; a subject model's scores may not
-            low = 1.0 if low is None else low
-            high = 5.0 if high is None else high
+        # A study's labels and levels come from its label table (vote scale [1, 5], equal
+        # intervals), the same as export-dataset's; options that would change them do not apply.
+        ignored = [flag for flag, given in (
+            ("--low", low is not None), ("--high", high is not None), ("--dmos", dmos),
+            ("--rule", rule is not RuleChoice.equal), ("--kind", kind is not KindChoice.auto),
+            ("--group-by", group_by is not None), ("--path-col", path_col is not None),
+            ("--mos-col", mos_col is not None), ("--sd-col", sd_col is not None),
+        ) if given]
+        if ignored:
+            raise InputError(f"with --study the labels are the study's own (vote scale 1-5, equal intervals); drop {', '.join(ignored)}")
+        with console.status("converting ..."):
+            result = convert_study(
+                study, out, db_url=db, subject_model=getattr(subject_model, "value", subject_model), fmt=fmt.value,
+                images=images, task=task.value, video=video or None, split=split, seed=seed, soft=soft.value,
+                prefix=prefix, soft_labels_in_json=soft_labels,
+            )
+        _print_result(result)
+        return
+    source = input
     columns = {k: v for k, v in (("path", path_col), ("mos", mos_col), ("sd", sd_col)) if v}
     with console.status("converting ..."):
         result = convert(

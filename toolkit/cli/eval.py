@@ -87,9 +87,9 @@ def _votes(votes: Optional[Path], study: Optional[str], db: Optional[str]):  # n
 
         return read_table(votes)
     if study is not None:
-        from toolkit.convert.export import valid_study_votes
+        from toolkit.store import load_snapshot
 
-        return valid_study_votes(study, db)
+        return load_snapshot(study, db).votes  # valid votes: raters excluded by the admin left out
     return None
 
 

@@ -28,7 +28,7 @@ def create_command(
 ) -> None:
     """Create a study from a media folder (or a manifest of files inside it)."""
     from toolkit.store import Store
-    from toolkit.store.admin import StudySetup, setup_study
+    from toolkit.store.setup import StudySetup, setup_study
 
     store = Store(db)
     with store.session() as session:
@@ -96,15 +96,25 @@ def import_command(
 def export_command(
     name: str = typer.Argument(..., help="Study name."),
     out: Path = typer.Option(..., "--out", help="Output file: .csv, .parquet, .json or .jsonl."),
-    aggregate: bool = typer.Option(False, "--aggregate", help="Per-item MOS, SD, 95% CI and level histogram instead of raw votes."),
+    aggregate: bool = typer.Option(False, "--aggregate", help="Per-item MOS, SD, 95% CI, level and vote counts from the valid votes instead of raw votes."),
     db: Optional[str] = DbOption,
 ) -> None:
-    """Export raw votes or per-item aggregates."""
+    """Export raw votes (every stored vote) or per-item aggregates (valid votes only)."""
     from toolkit.store import Store, export_study, get_study
 
-    store = Store(db)
-    with store.session() as session:
-        path = export_study(session, get_study(session, name), out, aggregate=aggregate)
+    if aggregate:
+        from toolkit.analysis.labels import item_aggregates
+        from toolkit.io import write_table
+        from toolkit.store import load_snapshot
+
+        path = write_table(item_aggregates(load_snapshot(name, db)), out)
+    else:
+        store = Store(db)
+        try:
+            with store.session() as session:
+                path = export_study(session, get_study(session, name), out)
+        finally:
+            store.dispose()
     console.print(f"wrote {path}")
 
 

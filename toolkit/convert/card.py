@@ -15,7 +15,7 @@ from toolkit.io import atomic_write_text
 from toolkit.qalign import LEVELS
 
 if TYPE_CHECKING:
-    from toolkit.convert.export import StudySnapshot
+    from toolkit.store.snapshot import StudySnapshot
 
 SUBJECT_MODEL_TEXT = {
     "mos": "the plain mean of the valid votes (MOS), with a Student-t 95 % interval",

@@ -1,45 +1,97 @@
-"""Training labels straight from a study in the store, optionally cleaned by a subject model."""
+"""Training data straight from a study in the store (``qalign convert --study``).
+
+The labels are the study's label table (:func:`toolkit.analysis.labels.study_label_table`): valid
+votes only, plain MOS or a subject model's score, on the vote scale [1, 5] with levels from
+five equal intervals of it. ``qalign export-dataset`` builds its dataset from the same
+:class:`LabelTable` (:func:`training_table`), so both give every item the same level.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+import os
+from typing import TYPE_CHECKING, Mapping
 
-import pandas as pd
-
+from toolkit.convert.labels import LabelTable, SoftLabelMode, labels_from_counts
 from toolkit.errors import InputError
+from toolkit.io import atomic_write_text
+from toolkit.qalign import COUNT_COLUMNS
 
-SUBJECT_MODELS = ("mos", "mle", "mle_co", "bt500", "p913")
+if TYPE_CHECKING:
+    from toolkit.analysis.labels import StudyLabels
+    from toolkit.convert.pipeline import ConvertResult, OutputFormat
+    from toolkit.store.snapshot import StudySnapshot
 
 
-def study_labels(study: str, db_url: str | None = None, subject_model: str = "mos") -> tuple[pd.DataFrame, Path]:
-    """Per-item labels of a study's test items, and the study's media root.
+def training_table(labels: "StudyLabels", soft: SoftLabelMode = "auto", source: str = "study votes") -> LabelTable:
+    """The :class:`LabelTable` of a study's label table: its MOS, SD, vote histograms (the soft
+    labels with ``soft='auto'``) and content groups, its levels on its scale.
 
-    With ``subject_model="mos"`` the result is the long vote table itself (the converters
-    compute MOS, SD and the vote histogram, which gives soft labels). Any other model
-    (``mle``, ``mle_co``, ``bt500``, ``p913``) first cleans the votes (rater bias,
-    inconsistency, rejection) and returns a MOS table on the 1-5 scale with ``sd`` and ``n``.
-    Training and gold items are left out: they were chosen to teach and check raters.
+    Raises :class:`InputError` when no test item has a valid vote yet.
     """
-    from toolkit.analysis import clean_labels
-    from toolkit.store import Store, get_study, votes_frame
+    from toolkit.analysis.labels import LEVEL_RULE
 
-    if subject_model not in SUBJECT_MODELS:
-        raise InputError(f"unknown subject model {subject_model!r}; use one of {', '.join(SUBJECT_MODELS)}")
-    store = Store(db_url)
-    try:
-        with store.session() as session:
-            record = get_study(session, study)
-            votes = votes_frame(session, record)
-            media_root = Path(record.media_root)
-    finally:
-        store.dispose()
-    votes = votes[votes["role"] == "test"].reset_index(drop=True)
-    if votes.empty:
-        raise InputError(f"study {study!r} has no votes on its test items yet")
-    if subject_model == "mos":
-        return votes[["item", "rater", "vote", "content_group", "sha256"]], media_root
-    cleaned = clean_labels(votes[["item", "rater", "vote"]], model=subject_model)  # type: ignore[arg-type]
-    groups = votes.drop_duplicates("item").set_index("item")[["content_group", "sha256"]]
-    table = cleaned.rename(columns={"item": "path", "score": "mos"})
-    table = table.join(groups, on="path")
-    return table[["path", "mos", "sd", "n", "content_group", "sha256"]], media_root
+    if not len(labels):
+        raise InputError(f"{source}: no valid votes on the study's test items yet")
+    table = labels.table
+    return labels_from_counts(
+        table, path="item", counts=tuple(reversed(COUNT_COLUMNS)), mos="mos", sd="sd", group="content_group",
+        rule=LEVEL_RULE, low=labels.scale.low, high=labels.scale.high, soft=soft, source=source,  # type: ignore[arg-type]
+    )
+
+
+def study_training_table(
+    snapshot: "StudySnapshot", subject_model: str = "mos", soft: SoftLabelMode = "auto"
+) -> tuple[LabelTable, "StudyLabels"]:
+    """The study's label table and the :class:`LabelTable` built from it."""
+    from toolkit.analysis.labels import study_label_table
+
+    labels = study_label_table(snapshot, subject_model)
+    return training_table(labels, soft, source=f"study {snapshot.name}"), labels
+
+
+def convert_study(
+    study: "str | StudySnapshot",
+    out: str | os.PathLike[str],
+    *,
+    db_url: str | None = None,
+    subject_model: str = "mos",
+    fmt: "OutputFormat" = "json",
+    images: str | os.PathLike[str] | None = None,
+    task: str | None = None,
+    video: bool | None = None,
+    split: str | Mapping[str, float] | None = None,
+    seed: int = 0,
+    soft: SoftLabelMode = "auto",
+    prefix: str = "",
+    soft_labels_in_json: bool = False,
+) -> "ConvertResult":
+    """Write Q-Align training data for a study's rated test items (``qalign convert --study``).
+
+    ``study`` is a study name (read from ``db_url``) or a snapshot already read. ``images``
+    defaults to the study's media root, ``task`` to the study's task (quality for a custom
+    one), ``video`` to whether the study's test items are videos.
+    """
+    from toolkit.convert.pipeline import SUMMARY_FILE, write_training_data
+    from toolkit.store.snapshot import StudySnapshot, load_snapshot
+
+    snapshot = study if isinstance(study, StudySnapshot) else load_snapshot(study, db_url)
+    table, labels = study_training_table(snapshot, subject_model, soft)
+    if task is None:
+        task = snapshot.task if snapshot.task in ("quality", "aesthetics") else "quality"
+    if video is None:
+        video = bool(len(labels.table)) and bool((labels.table["kind"] == "video").all())
+    result = write_training_data(
+        table, out, fmt=fmt, images=images if images is not None else snapshot.media_root,
+        task=task, video=video, split=split, seed=seed, prefix=prefix,  # type: ignore[arg-type]
+        soft_labels_in_json=soft_labels_in_json,
+    )
+    notes = list(labels.notes)
+    if labels.unrated:
+        notes.append(f"{len(labels.unrated)} test item(s) without valid votes are not in the training data")
+    if notes:
+        result.notes[:0] = notes
+        summary = next((p for p in result.outputs if p.name == SUMMARY_FILE), None)
+        if summary is not None:  # written before these notes were known; the folder's record should hold them
+            atomic_write_text(summary, json.dumps(result.summary(), indent=2) + "\n")
+    return result
