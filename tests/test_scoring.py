@@ -318,6 +318,35 @@ def test_sharded_processes_write_parts_and_main_merges(scorer: Scorer, tmp_path:
     assert np.abs(probs_of(on_disk) - probs_of(alone)).max() < 1e-5
 
 
+def test_one_scorer_serves_several_calls_independently(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Notes, resume and output file belong to one call: a scorer reused for another input (as a
+    notebook or a server does) gives what a fresh scorer gives."""
+    clip = write_clip(tmp_path / "clip.mp4", 40, 10, seed=4)
+    images = make_images(tmp_path / "imgs", 3, seed=7)
+    fresh = Scorer(scorer.backbone, batch_size=4, progress=False)
+    expected_clip = fresh.score([clip], video=True, max_frames=1)
+    expected_images = fresh.score(images)
+
+    clip_out, images_out = tmp_path / "clip.csv", tmp_path / "images.csv"
+    first = scorer.score([clip], video=True, max_frames=1, out=clip_out)
+    second = scorer.score(images, out=images_out)
+    assert first["path"].tolist() == [str(clip)] and "max_frames=1" in first.attrs["notes"][str(clip)]
+    assert second["path"].tolist() == list(map(str, images)) and second.attrs["notes"] == {}
+    assert np.abs(probs_of(first) - probs_of(expected_clip)).max() < 1e-9
+    assert np.abs(probs_of(second) - probs_of(expected_images)).max() < 1e-9
+    assert read_results(clip_out)["path"].tolist() == [str(clip)]  # each call wrote its own file
+    assert read_results(images_out)["path"].tolist() == list(map(str, images))
+
+    more = make_images(tmp_path / "more", 2, seed=8)
+    spy = CountingForwards(scorer.backbone, monkeypatch)
+    resumed = scorer.score([*images, *more], out=images_out)
+    assert spy.seen == 2  # only the new images reach the model
+    assert resumed["path"].tolist() == list(map(str, [*images, *more])) and resumed.attrs["notes"] == {}
+    assert np.abs(probs_of(resumed.iloc[:3]) - probs_of(expected_images)).max() < 1e-9
+    assert np.abs(probs_of(resumed.iloc[3:]) - probs_of(fresh.score(more))).max() < 1e-9
+    assert read_results(clip_out)["path"].tolist() == [str(clip)]  # untouched by the later calls
+
+
 # --------------------------------------------------------------------------- CLI
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from toolkit.errors import InputError
 from toolkit.scoring import COLUMNS, collect_inputs, merge_results, read_results, shard
-from toolkit.scoring.results import ResultAppender, existing_parts, part_path, write_results
+from toolkit.scoring.results import ResultAppender, ResultFile, existing_parts, part_path, write_results
 
 
 def rows(paths: list[str], score: float = 3.0, error: str = "") -> pd.DataFrame:
@@ -112,6 +112,35 @@ def test_part_files_are_found_next_to_the_output(tmp_path: Path) -> None:
         write_results(rows([f"p{rank}"]), part_path(out, rank, 3))
     (tmp_path / "scores.csv.bak").write_text("unrelated")
     assert [p.name for p in existing_parts(out)] == [f"scores.csv.part00{r}-of-003" for r in range(3)]
+
+
+def test_result_file_resumes_from_the_file_and_left_parts_then_merges(tmp_path: Path) -> None:
+    out = tmp_path / "scores.csv"
+    write_results(pd.concat([rows(["a"]), rows(["b"], error="model failed")]), out)
+    write_results(rows(["c"]).assign(gt_score=[2.0]), part_path(out, 1, 2))  # left by a killed run
+    output = ResultFile(out)
+    previous = output.previous()
+    assert previous.done == {"a", "c"} and previous.with_gt  # the error row is not done
+    output.appender(0, 2, with_gt=True).append(rows(["b"], score=4.0))
+    merged = output.merge(["c", "b", "z"], with_gt=True)
+    assert merged["path"].tolist() == ["c", "b", "a"]  # current inputs first, earlier rows after
+    assert merged.set_index("path").loc["b", "score"] == 4.0  # the retry replaced the error
+    assert not existing_parts(out)
+    on_disk = read_results(out)
+    assert on_disk["path"].tolist() == ["c", "b", "a"] and list(on_disk.columns) == [*COLUMNS, "gt_score"]
+
+
+def test_result_file_alone_appends_to_the_output_itself(tmp_path: Path) -> None:
+    out = tmp_path / "scores.csv"
+    output = ResultFile(out)
+    assert output.previous().done == set() and not output.previous().with_gt
+    output.appender(0, 1, with_gt=False).append(rows(["a"]))
+    assert read_results(out)["path"].tolist() == ["a"] and not existing_parts(out)
+
+
+def test_result_file_refuses_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="is a folder; give a CSV file path"):
+        ResultFile(tmp_path)
 
 
 # --------------------------------------------------------------------------- inputs

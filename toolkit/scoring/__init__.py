@@ -5,7 +5,9 @@
 >>> df[["path", "score", "p_excellent", "entropy"]]      # doctest: +SKIP
 """
 
-from toolkit.scoring.engine import Scorer, auto_num_workers, check_task, level_probabilities, score_images
+from toolkit.qalign import check_task
+from toolkit.qalign import level_softmax as level_probabilities  # this package's name for the close-set softmax
+from toolkit.scoring.engine import Scorer, auto_num_workers, score_images
 from toolkit.scoring.inputs import ScoreInput, collect_inputs, read_manifest
 from toolkit.scoring.results import COLUMNS, PROB_COLUMNS, merge_results, read_results, shard
 

@@ -10,30 +10,25 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 
 from toolkit.errors import InputError
-from toolkit.models.base import InputKind, QAlignBackbone, Task, Visual
+from toolkit.models.base import QAlignBackbone, Visual
+from toolkit.qalign import LEVELS, InputKind, Task, check_kind, check_task, level_softmax
 from toolkit.scoring.decode import BatchPreparer, BatchVisuals, DecodeDataset, PreparedBatch, detach_preprocessing
 from toolkit.scoring.inputs import ScoreInput, collect_inputs
 from toolkit.scoring.processes import ProcessGroup, current_processes, resolve_device
 from toolkit.scoring.results import (
     ResultAppender,
+    ResultFile,
     ScoredChunk,
     chunks_to_frame,
     empty_results,
-    existing_parts,
-    is_done,
     merge_results,
-    output_columns,
-    part_path,
-    read_results,
     shard,
-    write_results,
 )
 
 if TYPE_CHECKING:
@@ -41,30 +36,31 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TASKS: tuple[str, ...] = ("quality", "aesthetics")
-
-
-def check_task(task: str) -> Task:
-    if task not in TASKS:
-        raise InputError(f"unknown task {task!r}; use one of {', '.join(TASKS)}")
-    return task  # type: ignore[return-value]
-
-
-def level_probabilities(level_logits: "torch.Tensor | np.ndarray") -> np.ndarray:
-    """Close-set softmax over the five level logits (``LEVELS`` order), in float64."""
-    logits = np.asarray(
-        level_logits.detach().float().cpu().numpy() if hasattr(level_logits, "detach") else level_logits,
-        dtype=np.float64,
-    )
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(shifted)
-    return e / e.sum(axis=-1, keepdims=True)
-
 
 def _checked_probabilities(logits: "torch.Tensor", n: int) -> np.ndarray:
-    if tuple(logits.shape) != (n, 5):
-        raise InputError(f"backbone returned level logits of shape {tuple(logits.shape)}, expected ({n}, 5)")
-    return level_probabilities(logits)
+    # Checked here as well as in level_softmax: a backbone bug shows as the whole wrong shape
+    # against the batch it was given, which a check of the last axis alone would not name.
+    expected = (n, len(LEVELS))
+    if tuple(logits.shape) != expected:
+        raise InputError(f"backbone returned level logits of shape {tuple(logits.shape)}, expected {expected}")
+    return level_softmax(logits)
+
+
+@dataclass
+class _ScoreRun:
+    """One :meth:`Scorer.score` call: its settings and what it learns while scoring. Kept off
+    the ``Scorer`` so that calls on one scorer never see each other's state."""
+
+    items: Sequence[ScoreInput]  # this process's inputs still to score
+    task: Task
+    batch_size: int
+    num_workers: int
+    max_frames: int | None
+    show: bool  # a progress bar
+    with_gt: bool  # rows carry ``gt_score``
+    appender: ResultAppender | None = None  # where finished chunks go as they come
+    notes: dict[str, str] = field(default_factory=dict)  # path -> remark (e.g. a thinned video)
+    any_success: bool = False  # a forward has worked: later failures are bad inputs, not a broken setup
 
 
 class Scorer:
@@ -109,6 +105,7 @@ class Scorer:
     def level_probs(self, visuals: Sequence[Visual], task: Task = "quality", kind: InputKind = "image") -> np.ndarray:
         """Level distributions (n, 5) of in-memory visuals (each a list of RGB frames), one forward."""
         check_task(task)
+        check_kind(kind)
         return self._batch_probs(self.backbone.scoring_batch(visuals, task, kind), len(visuals))
 
     def _batch_probs(self, batch: dict, n: int) -> np.ndarray:
@@ -148,93 +145,61 @@ class Scorer:
         workers = self.num_workers if num_workers is None else _non_negative("num_workers", num_workers)
         cap = self.max_frames if max_frames is None else _positive("max_frames", max_frames)
         show = self.progress if progress is None else progress
-        self._notes: dict[str, str] = {}
-        self._any_success = False
         with_gt = any(it.gt_score is not None for it in items)
 
-        previous: list[pd.DataFrame] = []
-        if out is not None:
-            out = Path(out)
-            if out.is_dir():
-                raise InputError(f"output {out} is a folder; give a CSV file path")
-            previous = [read_results(out)] + [read_results(p) for p in existing_parts(out)]
-            with_gt = with_gt or any("gt_score" in p.columns for p in previous)
-        done = merge_results(previous, []) if previous else empty_results()
-        done_paths = set(done.loc[is_done(done), "path"]) if len(done) else set()
+        output = ResultFile(out) if out is not None else None
+        done: set[str] = set()
+        if output is not None:
+            previous = output.previous()
+            done, with_gt = previous.done, with_gt or previous.with_gt
         # Shard the full input list, not what is left of it: the blocks then never depend on
         # when each process happened to read the files another one is already appending to.
-        mine = [it for it in shard(items, group.rank, group.world) if it.path not in done_paths]
-        if done_paths:
-            log.info("resuming: %d input(s) already scored", len(done_paths & {it.path for it in items}))
-
-        appender = None
-        if out is not None:
-            journal = out if group.world == 1 else part_path(out, group.rank, group.world)
-            appender = ResultAppender(journal, output_columns(with_gt))
-        rows = self._run(mine, task, bs, workers, cap, show and group.is_main, appender, with_gt)
+        mine = [it for it in shard(items, group.rank, group.world) if it.path not in done]
+        if done:
+            log.info("resuming: %d input(s) already scored", len(done & {it.path for it in items}))
+        run = _ScoreRun(mine, task, bs, workers, cap, show and group.is_main, with_gt)
+        if output is not None:
+            run.appender = output.appender(group.rank, group.world, with_gt)
+        rows = self._run(run)
 
         order = [it.path for it in items]
-        if out is None:
+        if output is None:
             parts = group.gather_objects(rows)
             result = _in_order(merge_results(parts, order), order) if group.is_main else rows
-            return self._with_notes(result, group)
+            return _with_notes(result, run.notes, group)
         group.barrier()  # every part is complete before the main process merges
-        if group.is_main:
-            sources = [read_results(out)] + [read_results(p) for p in existing_parts(out)]
-            merged = merge_results(sources, order)
-            write_results(merged.reindex(columns=output_columns(with_gt)), out)
-            for p in existing_parts(out):
-                p.unlink(missing_ok=True)
-            result = _in_order(merged, order)
-        else:
-            result = rows
+        result = _in_order(output.merge(order, with_gt), order) if group.is_main else rows
         group.barrier()  # nobody leaves (and, say, reads the output) before the merge is done
-        return self._with_notes(result, group)
+        return _with_notes(result, run.notes, group)
 
-    def _with_notes(self, df: pd.DataFrame, group: ProcessGroup) -> pd.DataFrame:
-        # What the run did besides scoring (e.g. videos thinned to max_frames), by path; these
-        # are not errors and the CSV columns are fixed, so they travel in DataFrame.attrs.
-        df.attrs["notes"] = dict(self._notes)
-        df.attrs["main_process"] = group.is_main  # False: this table is one process's share
-        return df
-
-    def _run(
-        self,
-        items: Sequence[ScoreInput],
-        task: Task,
-        batch_size: int,
-        num_workers: int,
-        max_frames: int | None,
-        show: bool,
-        appender: ResultAppender | None,
-        with_gt: bool,
-    ) -> pd.DataFrame:
+    def _run(self, run: _ScoreRun) -> pd.DataFrame:
         from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
 
+        items = run.items
         if not items:
-            return empty_results(with_gt)
-        preparer = self.backbone if num_workers == 0 else detach_preprocessing(self.backbone)
+            return empty_results(run.with_gt)
+        preparer = self.backbone if run.num_workers == 0 else detach_preprocessing(self.backbone)
         loader = DataLoader(
-            DecodeDataset(items, max_frames),
-            batch_size=batch_size,
+            DecodeDataset(items, run.max_frames),
+            batch_size=run.batch_size,
             shuffle=False,
-            num_workers=num_workers,
-            collate_fn=BatchPreparer(preparer, items, task),
+            num_workers=run.num_workers,
+            collate_fn=BatchPreparer(preparer, items, run.task),
             # Workers decode and preprocess the next batches while the model runs on this one.
-            prefetch_factor=2 if num_workers > 0 else None,
+            prefetch_factor=2 if run.num_workers > 0 else None,
             # Page-locked batches copy to a GPU without stopping the host.
             pin_memory=self.backbone.device.type == "cuda",
         )
         chunks: list[ScoredChunk] = []
-        with tqdm(total=len(items), desc=f"scoring {task}", unit="input", disable=not show) as bar:
+        with tqdm(total=len(items), desc=f"scoring {run.task}", unit="input", disable=not run.show) as bar:
 
             def finish(launched: _LaunchedBatch) -> None:
-                chunk = self._collect(items, launched, task)
-                if with_gt:
+                chunk = self._collect(run, launched)
+                if run.with_gt:
                     chunk.gt_scores = [items[d.position].gt_score for d in launched.batch.decoded]
-                if appender is not None:
-                    appender.append(chunk)
+                if run.appender is not None:
+                    run.appender.append(chunk)
                 chunks.append(chunk)
                 bar.update(len(launched.batch.decoded))
 
@@ -244,7 +209,7 @@ class Scorer:
             pending: _LaunchedBatch | None = None
             try:
                 for batch in loader:
-                    launched = self._launch(items, batch, task, max_frames)
+                    launched = self._launch(run, batch)
                     done, pending = pending, launched
                     if done is not None:
                         finish(done)
@@ -259,16 +224,16 @@ class Scorer:
                 raise
             if pending is not None:
                 finish(pending)
-        return chunks_to_frame(chunks, with_gt)
+        return chunks_to_frame(chunks, run.with_gt)
 
-    def _launch(self, items: Sequence[ScoreInput], batch: PreparedBatch, task: Task, max_frames: int | None) -> "_LaunchedBatch":
+    def _launch(self, run: _ScoreRun, batch: PreparedBatch) -> "_LaunchedBatch":
         """Queue the forwards of a batch (one per kind) without waiting for their results."""
         import torch
 
-        decoded = batch.decoded
+        items, decoded = run.items, batch.decoded
         for d in decoded:
             if d.note:
-                self._notes[items[d.position].path] = d.note
+                run.notes[items[d.position].path] = d.note
                 log.info("%s: %s", items[d.position].path, d.note)
         launched = _LaunchedBatch(batch)
         # Group by kind so every forward has one prompt form (all images or all videos).
@@ -278,10 +243,10 @@ class Scorer:
                 continue
             ready = batch.prepared.get(kind)
             model_inputs = ready[1] if ready is not None and ready[0] == idx else None
-            forward = _Forward(kind, idx, BatchVisuals([decoded[i] for i in idx], items, max_frames))
+            forward = _Forward(kind, idx, BatchVisuals([decoded[i] for i in idx], items, run.max_frames))
             try:
                 if model_inputs is None:
-                    model_inputs = self.backbone.transfer_batch(forward.visuals, task, kind)
+                    model_inputs = self.backbone.transfer_batch(forward.visuals, run.task, kind)
                 with torch.inference_mode():
                     logits = self.backbone.level_logits(model_inputs)
                 if logits.is_cuda:
@@ -295,20 +260,20 @@ class Scorer:
             launched.forwards.append(forward)
         return launched
 
-    def _collect(self, items: Sequence[ScoreInput], launched: "_LaunchedBatch", task: Task) -> ScoredChunk:
+    def _collect(self, run: _ScoreRun, launched: "_LaunchedBatch") -> ScoredChunk:
         """Wait for a launched batch and turn it into rows; a failed forward is retried."""
-        decoded = launched.batch.decoded
-        probs = np.full((len(decoded), 5), np.nan)
+        items, decoded = run.items, launched.batch.decoded
+        probs = np.full((len(decoded), len(LEVELS)), np.nan)
         errors = [d.error or "" for d in decoded]
         for forward in launched.forwards:
-            p, errs = self._forward_result(forward, task)
+            p, errs = self._forward_result(run, forward)
             probs[forward.idx] = p
             for i, e in zip(forward.idx, errs):
                 if e:
                     errors[i] = f"{items[decoded[i].position].path}: {e}"
         return ScoredChunk([items[d.position].path for d in decoded], probs, errors)
 
-    def _forward_result(self, forward: "_Forward", task: Task) -> tuple[np.ndarray, list[str]]:
+    def _forward_result(self, run: _ScoreRun, forward: "_Forward") -> tuple[np.ndarray, list[str]]:
         n = len(forward.visuals)
         failure = forward.failure
         if failure is None:
@@ -317,14 +282,14 @@ class Scorer:
                     forward.ready.synchronize()
                 assert forward.logits is not None
                 p = _checked_probabilities(forward.logits, n)
-                self._any_success = True
+                run.any_success = True
                 return p, [""] * n
             except Exception as exc:  # e.g. a device error that surfaced only now
                 failure = exc
-        return self._retry(forward.visuals, task, forward.kind, failure)
+        return self._retry(run, forward.visuals, forward.kind, failure)
 
     def _retry(
-        self, visuals: Sequence[Visual], task: Task, kind: InputKind, batch_exc: Exception
+        self, run: _ScoreRun, visuals: Sequence[Visual], kind: InputKind, batch_exc: Exception
     ) -> tuple[np.ndarray, list[str]]:
         """After a failed batch, each visual alone, so one bad input cannot take the others down.
 
@@ -332,21 +297,21 @@ class Scorer:
         dtype, model), not a bad file.
         """
         if len(visuals) == 1:
-            if not self._any_success:
+            if not run.any_success:
                 raise batch_exc
-            return np.full((1, 5), np.nan), [f"model failed: {type(batch_exc).__name__}: {batch_exc}"]
+            return np.full((1, len(LEVELS)), np.nan), [f"model failed: {type(batch_exc).__name__}: {batch_exc}"]
         log.warning("batch of %d failed (%s); retrying one at a time", len(visuals), batch_exc)
-        out = np.full((len(visuals), 5), np.nan)
+        out = np.full((len(visuals), len(LEVELS)), np.nan)
         errors = [""] * len(visuals)
         last_exc: Exception | None = None
         for i in range(len(visuals)):
             try:
-                out[i] = self.level_probs([visuals[i]], task, kind)[0]
-                self._any_success = True
+                out[i] = self.level_probs([visuals[i]], run.task, kind)[0]
+                run.any_success = True
             except Exception as exc:
                 last_exc = exc
                 errors[i] = f"model failed: {type(exc).__name__}: {exc}"
-        if not self._any_success and last_exc is not None:
+        if not run.any_success and last_exc is not None:
             raise last_exc
         return out, errors
 
@@ -383,6 +348,14 @@ def auto_num_workers(device: "torch.device | str") -> int:
         cores = os.cpu_count() or 1
     per_process = cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     return max(0, min(16, per_process - 2))
+
+
+def _with_notes(df: pd.DataFrame, notes: dict[str, str], group: ProcessGroup) -> pd.DataFrame:
+    # What the run did besides scoring (e.g. videos thinned to max_frames), by path; these
+    # are not errors and the CSV columns are fixed, so they travel in DataFrame.attrs.
+    df.attrs["notes"] = dict(notes)
+    df.attrs["main_process"] = group.is_main  # False: this table is one process's share
+    return df
 
 
 def _in_order(df: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:

@@ -252,3 +252,53 @@ def merge_results(sources: Iterable[pd.DataFrame], order: Sequence[str]) -> pd.D
     key = key.fillna(len(order) + best["path"].map(first_seen))
     best = best.assign(_key=key.to_numpy()).sort_values("_key", kind="stable")
     return best.drop(columns=["_seq", "_ok", "_key"]).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- the output of a resumable run
+
+
+@dataclass
+class PreviousRows:
+    """What an output file (and the part files of an interrupted run beside it) already holds."""
+
+    done: set[str]  # paths with a finished score: a resumed run skips them
+    with_gt: bool  # earlier rows carry ``gt_score``, so the column stays
+
+
+class ResultFile:
+    """The output CSV of a resumable scoring run.
+
+    Each process appends its rows as they are computed: to the file itself when it runs alone,
+    to its own part file beside it under several processes. At the end the main process merges
+    the file and every part into the file, one row per path, and removes the parts.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise InputError(f"output {self.path} is a folder; give a CSV file path")
+
+    def _sources(self) -> list[pd.DataFrame]:
+        return [read_results(self.path)] + [read_results(p) for p in existing_parts(self.path)]
+
+    def previous(self) -> PreviousRows:
+        """The rows already there, from earlier or interrupted runs (errors are not done)."""
+        sources = self._sources()
+        rows = merge_results(sources, [])
+        done = set(rows.loc[is_done(rows), "path"]) if len(rows) else set()
+        return PreviousRows(done, any("gt_score" in s.columns for s in sources))
+
+    def appender(self, rank: int, world: int, with_gt: bool) -> ResultAppender:
+        """Where process ``rank`` of ``world`` appends its rows."""
+        journal = self.path if world == 1 else part_path(self.path, rank, world)
+        return ResultAppender(journal, output_columns(with_gt))
+
+    def merge(self, order: Sequence[str], with_gt: bool) -> pd.DataFrame:
+        """Rewrite the file with one row per path from it and every part (the paths of ``order``
+        first, in that order), remove the parts, and return the merged table. The main process
+        calls it once every process has finished appending."""
+        merged = merge_results(self._sources(), order)
+        write_results(merged.reindex(columns=output_columns(with_gt)), self.path)
+        for p in existing_parts(self.path):
+            p.unlink(missing_ok=True)
+        return merged
