@@ -3,13 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from toolkit.cli.common import DbOption, console
+from toolkit.errors import InputError
 
 study_app = typer.Typer(help="Create studies, invite raters, import and export votes.", no_args_is_help=True)
+
+
+GroupByFolderOption = typer.Option(
+    None, "--group-by-folder", min=0, metavar="N",
+    help="Content group of each item: the N-th folder of its path below the media root (0: the first), e.g. one "
+         "folder per reference image.",
+)
+GroupRegexOption = typer.Option(
+    None, "--group-regex", metavar="PATTERN",
+    help="Content group of each item from its file name: the first capture group of PATTERN, or the whole match "
+         "(e.g. '^(ref\\d+)_'); a file it does not match is an error.",
+)
+
+
+def _grouping(folder: Optional[int], regex: Optional[str]) -> Any:
+    from toolkit.store.studies import ContentGrouping
+
+    if folder is not None and regex is not None:
+        raise InputError("give --group-by-folder or --group-regex, not both")
+    return ContentGrouping(folder=folder, regex=regex) if folder is not None or regex is not None else None
 
 
 @study_app.command("create")
@@ -24,18 +45,27 @@ def create_command(
     self_register: bool = typer.Option(False, "--self-register/--invite-only", help="May raters join without an invite token?"),
     labels: Optional[str] = typer.Option(None, "--labels", help="Five comma-separated button labels, best first (default Excellent,Good,Fair,Poor,Bad)."),
     gold_every: int = typer.Option(10, "--gold-every", help="Interleave one gold item after every N test votes (0: none)."),
+    group_by_folder: Optional[int] = GroupByFolderOption,
+    group_regex: Optional[str] = GroupRegexOption,
     db: Optional[str] = DbOption,
 ) -> None:
-    """Create a study from a media folder (or a manifest of files inside it)."""
+    """Create a study from a media folder (or a manifest of files inside it).
+
+    Content groups (the source content an item shows; splits keep each group on one side) come
+    from the manifest's content_group column, else from --group-by-folder or --group-regex, else
+    each file is its own group.
+    """
     from toolkit.store import Store
     from toolkit.store.setup import StudySetup, setup_study
 
+    grouping = _grouping(group_by_folder, group_regex)
     store = Store(db)
     with store.session() as session:
         _, result = setup_study(session, StudySetup(
             name=name, media_root=media, manifest=manifest, task=task, question=question,
             labels=labels.split(",") if labels else None, target_votes=target_votes,
             items_per_session=items_per_session, allow_self_register=self_register, gold_every=gold_every,
+            grouping=grouping,
         ))
     console.print(f"study [bold]{name}[/]: {len(result.added)} items added, {len(result.skipped)} already present")
 
@@ -44,16 +74,23 @@ def create_command(
 def add_items_command(
     name: str = typer.Argument(..., help="Study name."),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV of items; default: scan the media root again."),
+    group_by_folder: Optional[int] = GroupByFolderOption,
+    group_regex: Optional[str] = GroupRegexOption,
     db: Optional[str] = DbOption,
 ) -> None:
-    """Add new files to a study (files already in it are skipped)."""
+    """Add new files to a study (files already in it are skipped).
+
+    Give the new items content groups the way the study's first items got theirs (the same
+    --group-by-folder or --group-regex), so that groups spanning old and new items stay whole.
+    """
     from toolkit.store import Store, add_items, get_study, read_item_manifest, scan_media
 
+    grouping = _grouping(group_by_folder, group_regex)
     store = Store(db)
     with store.session() as session:
         study = get_study(session, name)
         specs = read_item_manifest(manifest) if manifest else scan_media(study.media_root)
-        result = add_items(session, study, specs)
+        result = add_items(session, study, specs, grouping)
     console.print(f"{len(result.added)} items added, {len(result.skipped)} already present")
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.convert.labels import LabelTable
-from toolkit.convert.splits import DuplicateReport
+from toolkit.convert.splits import DuplicateReport, is_content_split
 from toolkit.io import atomic_write_text
 from toolkit.qalign import LEVELS
 
@@ -41,6 +41,23 @@ COLUMNS_TEXT: tuple[tuple[str, str], ...] = (
     ("group", "source content; all items of a group are in one split"),
     ("sha256", "SHA-256 of the media file"),
 )
+
+
+UNGROUPED_COLUMN_TEXT = "content group; none was available, so every item is its own group"
+
+
+def _split_text(table: LabelTable, fractions: dict[str, float] | None, seed: int) -> str:
+    """How the items were split. A split by content is claimed only where groups held several
+    items: with every item its own group the split is by item, and readers must know that
+    versions of one source may sit on both sides."""
+    if not fractions:
+        return "One split holding every item."
+    shares = ", ".join(f"{k} {v:g}" for k, v in fractions.items()) + f", seed {seed}"
+    if is_content_split(table.frame["group"].to_numpy()):
+        return f"Split by source content ({shares}): every item of a content group is in the same split."
+    return (f"Split item by item ({shares}): no content grouping was available (every item is its own group), so"
+            " items were split individually, not by source content. Versions of one source (e.g. distortions of"
+            " one reference) may be in different splits.")
 
 
 def _size_category(n: int) -> str:
@@ -150,8 +167,7 @@ def render_card(
         "",
         "## Splits",
         "",
-        ("Split by source content (" + ", ".join(f"{k} {v:g}" for k, v in fractions.items()) + f", seed {seed}):"
-         " every item of a content group is in the same split." if fractions else "One split holding every item."),
+        _split_text(table, fractions, seed),
         f"Byte-identical media (same SHA-256) were dropped before splitting: {len(duplicates)} item(s).",
         "",
         "| split | items | content groups | " + " | ".join(LEVELS) + " |",
@@ -163,7 +179,8 @@ def render_card(
         per_level = [int((part["level"] == 5 - k).sum()) for k in range(5)]
         lines.append(f"| {name} | {len(part)} | {part['group'].nunique()} | " + " | ".join(map(str, per_level)) + " |")
     lines += ["", "## Columns", "", "| column | meaning |", "|---|---|"]
-    lines += [f"| {c} | {t} |" for c, t in COLUMNS_TEXT]
+    grouped = is_content_split(frame["group"].to_numpy())
+    lines += [f"| {c} | {t if grouped or c != 'group' else UNGROUPED_COLUMN_TEXT} |" for c, t in COLUMNS_TEXT]
     lines += ["", "## Loading", "", "```python"]
     if "parquet" in formats:
         files = ", ".join(f'"{n}": "data/{n}.parquet"' for n in table.split_names)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.convert.labels import LabelTable
-from toolkit.convert.splits import DuplicateReport, drop_duplicates, parse_fractions, split_table
+from toolkit.convert.splits import DuplicateReport, drop_duplicates, parse_fractions, split_notes, split_table
 from toolkit.errors import InputError
 from toolkit.io import atomic_directory, atomic_write_text
 from toolkit.qalign import COUNT_COLUMNS, LEVELS
@@ -123,6 +123,7 @@ def export_study_dataset(
         notes.append(f"dropped {len(duplicates)} byte-identical duplicate(s) before splitting")
     if fractions:
         table = split_table(table, fractions, seed)
+        notes.extend(split_notes(table))
         empty = [name for name in fractions if name not in set(table.frame["split"])]
         if empty:
             notes.append(f"split(s) {', '.join(empty)} received no items (too few content groups)")

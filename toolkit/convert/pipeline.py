@@ -14,7 +14,7 @@ from toolkit.convert.conversation import DEFAULT_INDENT, conversation_records, w
 from toolkit.io import atomic_write_text
 from toolkit.convert.labels import LabelTable, SoftLabelMode, TableKind
 from toolkit.convert.readers import ColumnMap, load_labels
-from toolkit.convert.splits import DuplicateReport, drop_duplicates, known_hashes, parse_fractions, split_table
+from toolkit.convert.splits import DuplicateReport, drop_duplicates, known_hashes, parse_fractions, split_notes, split_table
 from toolkit.errors import InputError
 from toolkit.levels import MosRule
 from toolkit.qalign import LEVELS, Task
@@ -133,6 +133,7 @@ def write_training_data(
     if split:
         fractions = parse_fractions(split) if isinstance(split, str) else dict(split)
         table = split_table(table, fractions, seed)
+        notes.extend(split_notes(table))
         empty = [name for name in fractions if name not in set(table.frame["split"])]
         if empty:
             notes.append(f"split(s) {', '.join(empty)} received no items (too few content groups)")

@@ -4,6 +4,10 @@ Two known leaks of public IQA training files motivate this module: the same dist
 under two names in train and test, and distortions of one reference image on both sides.
 Duplicates are found by the SHA-256 of the file bytes and dropped before splitting; splitting
 is done over content groups, so every item of a group lands in the same split.
+
+Where every item is its own group (a study or table without content groups), a split by group
+is a split by item and prevents neither leak; :func:`split_notes` says so, and the dataset card
+words its split section accordingly.
 """
 
 from __future__ import annotations
@@ -80,6 +84,24 @@ def split_table(table: LabelTable, fractions: dict[str, float] | str, seed: int 
     frame = table.frame.copy()
     frame["split"] = assign_splits(frame["group"].to_numpy(), fractions, seed)
     return table.with_frame(frame)
+
+
+ITEM_SPLIT_NOTE = (
+    "no content groups: every item is its own group, so items were split individually, not by source "
+    "content (versions of one source, e.g. distortions of one reference, may be in different splits)"
+)
+
+
+def is_content_split(groups: np.ndarray | pd.Series) -> bool:
+    """Whether splitting by ``groups`` keeps items together: False when no two items share a
+    group (each file its own group), which makes the split one by item."""
+    keys = np.asarray(groups, dtype=object).astype(str)
+    return len(keys) < 2 or len(np.unique(keys)) < len(keys)
+
+
+def split_notes(table: LabelTable) -> list[str]:
+    """What a reader of a table split by :func:`split_table` should know about its split."""
+    return [] if is_content_split(table.frame["group"].to_numpy()) else [ITEM_SPLIT_NOTE]
 
 
 @dataclass

@@ -15,6 +15,7 @@ from toolkit.store.admin_secret import ensure_admin_secret
 from toolkit.store.models import Study
 from toolkit.store.studies import (
     AddItemsResult,
+    ContentGrouping,
     ItemSpec,
     add_items,
     create_study,
@@ -79,6 +80,7 @@ class StudySetup:
     items_per_session: int = 50
     allow_self_register: bool = False
     gold_every: int = 10
+    grouping: ContentGrouping | None = None  # content groups from folders or file names; default: one per file
 
 
 def setup_study(session: Session, setup: StudySetup) -> tuple[Study, AddItemsResult]:
@@ -94,7 +96,7 @@ def setup_study(session: Session, setup: StudySetup) -> tuple[Study, AddItemsRes
         target_votes=setup.target_votes, items_per_session=setup.items_per_session,
         allow_self_register=setup.allow_self_register,
     )
-    result = add_items(session, study, specs)
+    result = add_items(session, study, specs, setup.grouping)
     configure_study(session, study, labels=setup.labels, gold_every=setup.gold_every)
     return study, result
 

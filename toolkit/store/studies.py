@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import secrets
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
 from sqlalchemy import select
@@ -36,6 +37,52 @@ class ItemSpec:
     role: str = "test"
     expected_level: int | None = None
     tolerance: int = 1
+
+
+@dataclass(frozen=True)
+class ContentGrouping:
+    """How items get their content group from their path, for items that do not name one.
+
+    ``folder``: the N-th folder of the path relative to the media root (0: the first), e.g.
+    ``refs/ref07/blur_3.png`` is in group ``ref07`` with ``folder=1``. ``regex``: searched in the
+    file name; its first capture group, or the whole match when it has none, is the group, e.g.
+    ``^(ref\\d+)_`` puts ``ref07_blur_3.png`` in ``ref07``. Without a rule an item's group is its
+    file name without extension: each file its own group, and splits by group split items.
+    """
+
+    folder: int | None = None
+    regex: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.folder is not None and self.regex is not None:
+            raise InputError("group items by folder or by regex, not both")
+        if self.folder is not None and (not isinstance(self.folder, int) or self.folder < 0):
+            raise InputError(f"group folder level must be 0 (the first folder) or more, got {self.folder!r}")
+        if self.regex is not None:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise InputError(f"content-group regex {self.regex!r} is not a valid regular expression: {exc}") from None
+
+    def group(self, relative: str) -> str | None:
+        """The group of the item at ``relative`` (a path relative to the media root); None
+        without a rule. An item the rule cannot place is an :class:`InputError` naming it."""
+        path = PurePosixPath(relative)
+        if self.folder is not None:
+            folders = path.parts[:-1]
+            if self.folder >= len(folders):
+                raise InputError(f"{relative}: no folder at level {self.folder} to take its content group from "
+                                 f"(it is {len(folders)} folder(s) below the media root)")  # fmt: skip
+            return folders[self.folder]
+        if self.regex is not None:
+            match = re.search(self.regex, path.name)
+            if match is None:
+                raise InputError(f"{relative}: file name {path.name!r} does not match the content-group regex {self.regex!r}")
+            value = match.group(1) if match.re.groups else match.group(0)
+            if not value:
+                raise InputError(f"{relative}: the content-group regex {self.regex!r} gives an empty group for {path.name!r}")
+            return value
+        return None
 
 
 @dataclass
@@ -153,9 +200,16 @@ def resolve_in_root(root: Path, path: str) -> Path:
     return candidate
 
 
-def add_items(session: Session, study: Study, specs: Iterable[ItemSpec]) -> AddItemsResult:
-    """Add items (hashing each file); paths already in the study are skipped, not duplicated."""
+def add_items(
+    session: Session, study: Study, specs: Iterable[ItemSpec], grouping: ContentGrouping | None = None
+) -> AddItemsResult:
+    """Add items (hashing each file); paths already in the study are skipped, not duplicated.
+
+    An item's content group is the one its spec names, else the one ``grouping`` derives from
+    its path, else its file name without extension.
+    """
     root = Path(study.media_root)
+    grouping = grouping or ContentGrouping()
     existing = set(session.scalars(select(Item.path).where(Item.study_id == study.id)))
     result = AddItemsResult()
     for spec in specs:
@@ -181,7 +235,7 @@ def add_items(session: Session, study: Study, specs: Iterable[ItemSpec]) -> AddI
                 path=relative,
                 kind=kind,
                 sha256=sha256_file(absolute),
-                content_group=spec.content_group or Path(relative).stem,
+                content_group=spec.content_group or grouping.group(relative) or Path(relative).stem,
                 role=spec.role,
                 expected_level=spec.expected_level,
                 tolerance=spec.tolerance,
