@@ -27,7 +27,7 @@ from toolkit.analysis import (
 from toolkit.convert.export import DEFAULT_SPLIT, export_study_dataset
 from toolkit.errors import ToolkitError
 from toolkit.io import write_table
-from toolkit.qalign import COUNT_COLUMNS
+from toolkit.qalign import COUNT_COLUMNS, TASKS
 from toolkit.store import (
     Store,
     StudySnapshot,
@@ -86,7 +86,7 @@ def setup_tab(store: Store) -> None:
         manifest = st.text_input(
             "Manifest CSV (optional: path, kind, content_group, role, expected_level, tolerance)", key="new_manifest"
         )
-        task = st.selectbox("Task", ["quality", "aesthetics", "custom"], key="new_task")
+        task = st.selectbox("Task", [*TASKS, "custom"], key="new_task")
         question = st.text_input("Question (required for a custom task; optional otherwise)", key="new_question")
         cols = st.columns(5)
         labels = [c.text_input(f"Level {5 - k}", value=DEFAULT_LEVEL_LABELS[k], key=f"new_label_{k}") for k, c in enumerate(cols)]

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from toolkit.analysis import (
-    MODELS,
+    SUBJECT_MODELS,
     bt500_screen,
     fit_bt500,
     fit_mle,
@@ -17,6 +17,7 @@ from toolkit.analysis import (
 )
 from toolkit.analysis.simulate import simulate_study
 from toolkit.errors import InputError
+from toolkit.qalign import COUNT_COLUMNS
 
 
 def frame(rows):
@@ -75,7 +76,7 @@ def test_item_statistics_histogram_and_t_interval():
     data = frame([("a", f"r{k}", v) for k, v in enumerate([5, 4, 4, 3])] + [("b", "r0", 1), ("b", "r1", 2)])
     stats = item_statistics(prepare_votes(data))
     row = stats.loc["a"]
-    assert row["n"] == 4 and row["mos"] == 4.0 and [row[f"c{k}"] for k in range(1, 6)] == [0, 0, 1, 2, 1]
+    assert row["n"] == 4 and row["mos"] == 4.0 and [row[c] for c in COUNT_COLUMNS] == [1, 2, 1, 0, 0]
     sd = np.std([5, 4, 4, 3], ddof=1)
     from scipy import stats as st
     assert row["ci_high"] - row["mos"] == pytest.approx(st.t.ppf(0.975, 3) * sd / 2)
@@ -163,7 +164,7 @@ def test_p913_removes_a_constant_offset():
 def test_every_model_by_name_gives_finite_tables():
     study = simulate_study(40, 10, 10, 4, seed=1)
     votes = prepare_votes(study.votes, content_col="content")
-    for model in MODELS:
+    for model in SUBJECT_MODELS:
         result = fit_subject_model(votes, model)
         assert result.model == model
         assert np.isfinite(result.items[["score", "std", "ci_low", "ci_high"]].to_numpy()).all()

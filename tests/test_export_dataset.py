@@ -91,7 +91,7 @@ def test_export_writes_card_splits_and_reloadable_dataset(study_db, tmp_path):
     assert row["mos"] == pytest.approx(expected.loc["src3_d1.png", "mos"])
     assert expected.loc["src3_d1.png", "ci_low"] < 1 and row["ci_low"] == 1.0
     assert row["ci_high"] == pytest.approx(min(5.0, expected.loc["src3_d1.png", "ci_high"]))
-    assert row["votes_excellent"] == expected.loc["src3_d1.png", "c5"]
+    assert row["votes_excellent"] == expected.loc["src3_d1.png", "votes_excellent"]
 
     saved = datasets.load_from_disk(str(out / "hf_dataset"))
     assert sorted(saved) == ["test", "train"]

@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from toolkit.errors import InputError
+from toolkit.qalign import COUNT_COLUMNS
 from toolkit.levels import (
     LEVELS,
     LevelScale,
@@ -59,7 +60,7 @@ def test_vote_stats_matches_pandas_and_t_interval():
     grouped = votes.groupby("item")["vote"]
     np.testing.assert_allclose(out["mos"], grouped.mean().loc[out.index])
     np.testing.assert_allclose(out["sd"], grouped.std(ddof=1).loc[out.index])
-    assert (out[["c1", "c2", "c3", "c4", "c5"]].sum(axis=1) == out["n"]).all()
+    assert (out[list(COUNT_COLUMNS)].sum(axis=1) == out["n"]).all()
     from scipy import stats
 
     row = out.iloc[0]
@@ -99,3 +100,13 @@ def test_soft_labels_sum_to_one_and_keep_the_mos():
 def test_entropy_bounds():
     assert entropy(np.array([1.0, 0, 0, 0, 0])) == pytest.approx(0, abs=1e-9)
     assert entropy(np.full(5, 0.2)) == pytest.approx(np.log(5))
+
+
+def test_vote_counts_run_excellent_first_like_level_distributions():
+    # One order for every per-level vector: a histogram of only "excellent" votes is the first column.
+    out = histogram_stats(np.array([[4, 0, 0, 0, 0], [0, 0, 0, 0, 4]]))
+    assert out["mos"].tolist() == [5.0, 1.0]
+    stats = vote_stats(pd.DataFrame({"item": ["a", "a", "b"], "vote": [5, 5, 1]}))
+    assert stats.loc["a", list(COUNT_COLUMNS)].tolist() == [2, 0, 0, 0, 0]
+    assert stats.loc["b", list(COUNT_COLUMNS)].tolist() == [0, 0, 0, 0, 1]
+    assert list(COUNT_COLUMNS) == [f"votes_{w}" for w in LEVELS]

@@ -30,14 +30,14 @@ import pandas as pd
 from scipy import stats
 
 from toolkit.errors import InputError
-from toolkit.levels import LEVELS, entropy
+from toolkit.levels import entropy
+from toolkit.qalign import PROB_COLUMNS
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from toolkit.store.models import Study
 
-PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{w}" for w in LEVELS)
 RANK_COLUMNS: tuple[str, ...] = (
     "rank", "item", "priority", "uncertainty", "disagreement", "score", "entropy", "mos", "ci_half_width", "n",
 )

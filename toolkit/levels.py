@@ -5,7 +5,9 @@ Conventions used across the toolkit:
 * A *level value* is an int 1..5 (1 = bad, 5 = excellent), the ACR vote scale.
 * A *level distribution* (probabilities, soft labels) is an array whose last axis is in
   ``LEVELS`` order, best first (excellent .. bad), the order of a model's ``p_excellent .. p_bad``.
-* A *vote histogram* (``c1..c5``, as in KonIQ-10k) is in value order, bad first.
+* A *vote histogram* (votes per level) is in ``LEVELS`` order too, excellent first, in the
+  columns ``COUNT_COLUMNS`` (``votes_excellent .. votes_bad``). KonIQ-10k's ``c1..c5`` (bad first)
+  is an input format, turned around by its reader.
 
 Everything here is vectorised: functions take and return numpy arrays or pandas objects.
 """
@@ -23,7 +25,7 @@ from toolkit.errors import InputError
 
 # The level words, their values and the expected score are part of the Q-Align contract; they
 # stay importable from here for the code that does level arithmetic.
-from toolkit.qalign import LEVEL_VALUES, LEVELS
+from toolkit.qalign import COUNT_COLUMNS, LEVEL_VALUES, LEVELS
 from toolkit.qalign import expected_score as expected_score
 
 LEVEL_WEIGHTS_UNIT: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
@@ -186,18 +188,18 @@ def t_interval(mean: np.ndarray, sd: np.ndarray, n: np.ndarray, confidence: floa
 def histogram_stats(counts: np.ndarray, confidence: float = 0.95) -> pd.DataFrame:
     """MOS, SD (sample, ddof=1), n and t-CI from vote counts per level.
 
-    ``counts`` has shape (items, 5) in value order (``c1`` = bad .. ``c5`` = excellent);
-    fractions work too if ``n`` is wanted only as the fraction total (then pass counts).
+    ``counts`` has shape (items, 5) in ``LEVELS`` order (excellent .. bad); fractions work too
+    if ``n`` is wanted only as the fraction total (then pass counts).
     """
     c = np.asarray(counts, dtype=float)
     if c.ndim != 2 or c.shape[1] != 5:
-        raise LevelError(f"vote counts must have 5 columns (c1..c5), got shape {c.shape}")
+        raise LevelError(f"vote counts must have 5 columns (excellent .. bad), got shape {c.shape}")
     if (c < 0).any() or not np.isfinite(c).all():
         raise LevelError("vote counts must be finite and non-negative")
     n = c.sum(axis=1)
     if (n <= 0).any():
         raise LevelError(f"item at row {int(np.flatnonzero(n <= 0)[0])} has no votes")
-    values = np.arange(1, 6, dtype=float)
+    values = np.asarray(LEVEL_VALUES, dtype=float)
     mos = c @ values / n
     ss = c @ values**2 - n * mos**2
     sd = np.sqrt(np.clip(ss, 0, None) / np.maximum(n - 1, 1))
@@ -209,20 +211,20 @@ def histogram_stats(counts: np.ndarray, confidence: float = 0.95) -> pd.DataFram
 def vote_stats(
     votes: pd.DataFrame, item: str = "item", vote: str = "vote", confidence: float = 0.95
 ) -> pd.DataFrame:
-    """Per item: ``n, mos, sd, ci_low, ci_high, c1..c5`` (vote counts, bad first).
+    """Per item: ``n, mos, sd, ci_low, ci_high`` and the vote counts ``COUNT_COLUMNS`` (excellent first).
 
     ``votes`` is long format, one row per vote. The index of the result is the item id.
     """
     if votes.empty:
         raise LevelError("no votes given")
     values = check_votes(votes[vote])
-    counts = pd.crosstab(votes[item].to_numpy(), values).reindex(columns=range(1, 6), fill_value=0)
+    counts = pd.crosstab(votes[item].to_numpy(), values).reindex(columns=list(LEVEL_VALUES), fill_value=0)
     out = histogram_stats(counts.to_numpy(), confidence)
     out.index = counts.index.rename(item)
-    for k in range(1, 6):
-        out[f"c{k}"] = counts[k].to_numpy()
+    for column, value in zip(COUNT_COLUMNS, LEVEL_VALUES):
+        out[column] = counts[value].to_numpy()
     out["n"] = out["n"].astype(int)
-    return out[["n", "mos", "sd", "ci_low", "ci_high", "c1", "c2", "c3", "c4", "c5"]]
+    return out[["n", "mos", "sd", "ci_low", "ci_high", *COUNT_COLUMNS]]
 
 
 # --------------------------------------------------------------------------- soft labels

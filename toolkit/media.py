@@ -34,6 +34,12 @@ VIDEO_EXTENSIONS: frozenset[str] = frozenset(
 """File suffixes (lower case) taken as images and as videos by every reader of media: the
 scorer, the converter (an image suffix in a folder of video frames) and the trainer."""
 
+# What a web browser can show. The annotation app serves a study's files as they are (re-encoding
+# would change the quality being judged), so a study takes only these: raw YUV, PPM/PGM and the
+# old container formats cannot be shown, though the scorer reads them.
+BROWSER_IMAGE_EXTENSIONS: frozenset[str] = IMAGE_EXTENSIONS - {".ppm", ".pgm"}
+BROWSER_VIDEO_EXTENSIONS: frozenset[str] = VIDEO_EXTENSIONS - {".yuv", ".flv", ".wmv", ".3gp"}
+
 VideoBackend = Literal["auto", "decord", "pyav"]
 
 

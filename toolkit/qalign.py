@@ -76,10 +76,13 @@ def check_kind(kind: str) -> InputKind:
 
 # --------------------------------------------------------------------------- wording
 
+QUESTION_TEMPLATE = "How would you rate the {task} of this {kind}?"
+"""The scoring question with its two slots (the study store keeps it with a ``{kind}`` slot open)."""
+
 
 def scoring_question(task: Task = "quality", kind: InputKind = "image") -> str:
     """The user turn of the scoring prompt: ``'How would you rate the quality of this image?'``."""
-    return f"How would you rate the {check_task(task)} of this {check_kind(kind)}?"
+    return QUESTION_TEMPLATE.format(task=check_task(task), kind=check_kind(kind))
 
 
 def answer_stem(task: Task = "quality", kind: InputKind = "image") -> str:

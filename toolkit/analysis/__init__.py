@@ -16,37 +16,65 @@ that collapse onto a zero-variance singularity are refused with the reason, wher
 returns them (see :mod:`toolkit.analysis.mle`).
 """
 
-from toolkit.analysis.agreement import SplitHalfResult, spearman_brown, split_half_agreement
-from toolkit.analysis.mle import fit_mle
-from toolkit.analysis.models import MODELS, SUBJECT_MODELS, ModelName, fit_subject_model
-from toolkit.analysis.mos import fit_mos, item_statistics
-from toolkit.analysis.normalize import ScaleMapping, fit_scale_mapping, rescale_range, zscore_votes
-from toolkit.analysis.pipeline import (
-    Analysis,
-    AnalysisOptions,
-    analyze_snapshot,
-    analyze_study,
-    analyze_votes,
-    clean_labels,
-    load_study_votes,
-    read_votes,
-)
-from toolkit.analysis.labels import StudyLabels, item_aggregates, study_label_table
-from toolkit.analysis.rejection import Bt500Screening, bt500_screen, fit_bt500, fit_p913, p913_bias
-from toolkit.analysis.result import ITEM_COLUMNS, MOS_TABLE_COLUMNS, RATER_COLUMNS, SubjectModelResult
-from toolkit.analysis.screening import ScreeningConfig, ScreeningReport, screen_raters
-from toolkit.analysis.votes import Votes, prepare_votes
+from __future__ import annotations
 
-__all__ = [
-    "SplitHalfResult", "spearman_brown", "split_half_agreement",
-    "fit_mle",
-    "MODELS", "SUBJECT_MODELS", "ModelName", "fit_subject_model",
-    "fit_mos", "item_statistics",
-    "ScaleMapping", "fit_scale_mapping", "rescale_range", "zscore_votes",
-    "Analysis", "AnalysisOptions", "analyze_snapshot", "analyze_study", "analyze_votes", "clean_labels", "load_study_votes", "read_votes",
-    "StudyLabels", "item_aggregates", "study_label_table",
-    "Bt500Screening", "bt500_screen", "fit_bt500", "fit_p913", "p913_bias",
-    "ITEM_COLUMNS", "MOS_TABLE_COLUMNS", "RATER_COLUMNS", "SubjectModelResult",
-    "ScreeningConfig", "ScreeningReport", "screen_raters",
-    "Votes", "prepare_votes",
-]
+import importlib
+from typing import Any
+
+# Names load on first use: the command line reads the subject-model names from here, and must
+# not pay for scipy and the solvers just to show its help.
+_EXPORTS: dict[str, str] = {
+    "SplitHalfResult": "toolkit.analysis.agreement",
+    "spearman_brown": "toolkit.analysis.agreement",
+    "split_half_agreement": "toolkit.analysis.agreement",
+    "fit_mle": "toolkit.analysis.mle",
+    "SUBJECT_MODELS": "toolkit.analysis.names",
+    "ModelName": "toolkit.analysis.names",
+    "fit_subject_model": "toolkit.analysis.models",
+    "fit_mos": "toolkit.analysis.mos",
+    "item_statistics": "toolkit.analysis.mos",
+    "ScaleMapping": "toolkit.analysis.normalize",
+    "fit_scale_mapping": "toolkit.analysis.normalize",
+    "rescale_range": "toolkit.analysis.normalize",
+    "zscore_votes": "toolkit.analysis.normalize",
+    "Analysis": "toolkit.analysis.pipeline",
+    "AnalysisOptions": "toolkit.analysis.pipeline",
+    "analyze_snapshot": "toolkit.analysis.pipeline",
+    "analyze_study": "toolkit.analysis.pipeline",
+    "analyze_votes": "toolkit.analysis.pipeline",
+    "clean_labels": "toolkit.analysis.pipeline",
+    "load_study_votes": "toolkit.analysis.pipeline",
+    "read_votes": "toolkit.analysis.pipeline",
+    "StudyLabels": "toolkit.analysis.labels",
+    "item_aggregates": "toolkit.analysis.labels",
+    "study_label_table": "toolkit.analysis.labels",
+    "Bt500Screening": "toolkit.analysis.rejection",
+    "bt500_screen": "toolkit.analysis.rejection",
+    "fit_bt500": "toolkit.analysis.rejection",
+    "fit_p913": "toolkit.analysis.rejection",
+    "p913_bias": "toolkit.analysis.rejection",
+    "ITEM_COLUMNS": "toolkit.analysis.result",
+    "MOS_TABLE_COLUMNS": "toolkit.analysis.result",
+    "RATER_COLUMNS": "toolkit.analysis.result",
+    "SubjectModelResult": "toolkit.analysis.result",
+    "ScreeningConfig": "toolkit.analysis.screening",
+    "ScreeningReport": "toolkit.analysis.screening",
+    "screen_raters": "toolkit.analysis.screening",
+    "Votes": "toolkit.analysis.votes",
+    "prepare_votes": "toolkit.analysis.votes",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+

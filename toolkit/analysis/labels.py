@@ -33,8 +33,8 @@ import pandas as pd
 from toolkit.analysis.models import SUBJECT_MODELS
 from toolkit.analysis.pipeline import clean_labels
 from toolkit.errors import InputError
-from toolkit.levels import LevelScale
-from toolkit.qalign import COUNT_COLUMNS, LEVEL_VALUES
+from toolkit.levels import LevelScale, vote_stats
+from toolkit.qalign import COUNT_COLUMNS
 from toolkit.store.snapshot import StudySnapshot
 
 ACR_SCALE = LevelScale(1.0, 5.0)
@@ -66,10 +66,7 @@ class StudyLabels:
 
 def _vote_counts(votes: pd.DataFrame) -> pd.DataFrame:
     """``n`` and the vote counts per item, ``COUNT_COLUMNS`` order (excellent first)."""
-    counts = pd.crosstab(votes["item"], votes["vote"].astype(int)).reindex(columns=list(LEVEL_VALUES), fill_value=0)
-    counts.columns = list(COUNT_COLUMNS)
-    counts.insert(0, "n", counts.sum(axis=1))
-    return counts.astype(int)
+    return vote_stats(votes, item="item", vote="vote")[["n", *COUNT_COLUMNS]]
 
 
 def _scores(votes: pd.DataFrame, model: str) -> pd.DataFrame:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
 
 from toolkit.analysis.mle import Solver, fit_mle
 from toolkit.analysis.mos import CiMethod, fit_mos
 from toolkit.analysis.rejection import fit_bt500, fit_p913
 from toolkit.analysis.result import SubjectModelResult
 from toolkit.analysis.votes import Votes
+from toolkit.analysis.names import SUBJECT_MODELS, ModelName
 from toolkit.errors import InputError
 
-ModelName = Literal["mos", "mle", "mle_co", "bt500", "p913"]
-MODELS: tuple[str, ...] = get_args(ModelName)
-"""``mos`` plain mean; ``bt500`` BT.500 rejection then mean; ``p913`` P.913 bias removal and
-rejection; ``mle`` subject model with rater bias, inconsistency and content ambiguity;
-``mle_co`` the same without content ambiguity."""
-SUBJECT_MODELS: tuple[str, ...] = get_args(ModelName)
 
 
 def fit_subject_model(
@@ -36,4 +30,4 @@ def fit_subject_model(
         return fit_p913(votes, ci)
     if model in ("mle", "mle_co"):
         return fit_mle(votes, content_ambiguity=model == "mle", solver=solver, min_rater_votes=min_rater_votes)
-    raise InputError(f"unknown subject model {model!r}; choose one of {', '.join(MODELS)}")
+    raise InputError(f"unknown subject model {model!r}; choose one of {', '.join(SUBJECT_MODELS)}")

@@ -33,7 +33,7 @@ score resting on one vote."""
 
 
 def item_statistics(votes: Votes, confidence: float = 0.95) -> pd.DataFrame:
-    """Per item: ``n, mos, sd, ci_low, ci_high, c1..c5`` (t-based CI, vote histogram bad first).
+    """Per item: ``n, mos, sd, ci_low, ci_high`` and ``COUNT_COLUMNS`` (t-based CI, vote histogram excellent first).
 
     A thin layer over :func:`toolkit.levels.vote_stats`, in the item order of ``votes``.
     """

@@ -10,6 +10,7 @@ import pandas as pd
 
 from toolkit.analysis.pipeline import Analysis
 from toolkit.io import atomic_open, atomic_path
+from toolkit.qalign import COUNT_COLUMNS
 
 MODEL_TITLES = {
     "mos": "MOS (mean of all votes)",
@@ -117,7 +118,7 @@ def write_report(analysis: Analysis, folder: str | Path) -> Path:
         ]
     for note in analysis.notes:
         lines.append(f"- Note: {note}")
-    counts = analysis.item_stats[["c5", "c4", "c3", "c2", "c1"]].sum()
+    counts = analysis.item_stats[list(COUNT_COLUMNS)].sum()
     shares = counts / counts.sum()
     lines += ["", "## Votes", "",
               "| excellent | good | fair | poor | bad |", "|---|---|---|---|---|",

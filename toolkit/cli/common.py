@@ -7,7 +7,7 @@ from enum import Enum
 import typer
 from rich.console import Console
 
-from toolkit.analysis.models import SUBJECT_MODELS
+from toolkit.analysis.names import SUBJECT_MODELS
 from toolkit.qalign import TASKS
 
 console = Console()

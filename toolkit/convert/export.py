@@ -31,7 +31,7 @@ from toolkit.convert.labels import LabelTable
 from toolkit.convert.splits import DuplicateReport, drop_duplicates, parse_fractions, split_notes, split_table
 from toolkit.errors import InputError
 from toolkit.io import atomic_directory, atomic_write_text
-from toolkit.qalign import COUNT_COLUMNS, LEVELS
+from toolkit.qalign import COUNT_COLUMNS, LEVELS, TASKS
 
 if TYPE_CHECKING:
     import datasets
@@ -129,7 +129,7 @@ def export_study_dataset(
             notes.append(f"split(s) {', '.join(empty)} received no items (too few content groups)")
     else:
         table = table.with_frame(table.frame.assign(split=SINGLE_SPLIT))
-    task = snapshot.task if snapshot.task in ("quality", "aesthetics") else "quality"
+    task = snapshot.task if snapshot.task in TASKS else "quality"
     if task != snapshot.task:
         notes.append(f"the study's task is {snapshot.task!r}; the Q-Align question column uses the quality prompts")
 

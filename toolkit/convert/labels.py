@@ -16,15 +16,17 @@ import numpy as np
 import pandas as pd
 
 from toolkit.errors import InputError
-from toolkit.levels import LEVELS, LevelScale, MosRule, level_words, soft_label, vote_stats
+from toolkit.levels import LevelScale, MosRule, level_words, soft_label, vote_stats
+from toolkit.qalign import COUNT_COLUMNS, PROB_COLUMNS
 
 SoftLabelMode = Literal["auto", "histogram", "gaussian", "onehot"]
 TableKind = Literal["mos", "counts", "votes"]
 
-PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{word}" for word in LEVELS)
-"""Columns holding the level distribution, in ``LEVELS`` order (excellent first)."""
-
 BASE_COLUMNS: tuple[str, ...] = ("path", "mos", "sd", "n", "level", "group", "split")
+
+KONIQ_COUNT_COLUMNS: tuple[str, ...] = ("c1", "c2", "c3", "c4", "c5")
+"""Default vote-count columns of a histogram table: KonIQ-10k's, bad first (an input format; the
+toolkit's own ``toolkit.qalign.COUNT_COLUMNS`` run best first)."""
 
 LINE_COLUMN = "_line"
 """Optional column with the 1-based line (or row) of each record in its source file, for messages."""
@@ -321,7 +323,7 @@ def labels_from_counts(
     frame: pd.DataFrame,
     *,
     path: str = "path",
-    counts: Sequence[str] = ("c1", "c2", "c3", "c4", "c5"),
+    counts: Sequence[str] = KONIQ_COUNT_COLUMNS,
     total: str | None = None,
     mos: str | None = None,
     sd: str | None = None,
@@ -447,11 +449,11 @@ def labels_from_votes(
                 f" ({', '.join(sorted(text[votes['path'] == mixed.index[0]].unique()))})"
             )
         attrs[role] = text.groupby(votes["path"], sort=False).first().loc[order].to_numpy(dtype=object)
-    counts = stats[["c1", "c2", "c3", "c4", "c5"]].to_numpy(dtype=float)
-    frac = counts / counts.sum(axis=1, keepdims=True)
+    counts = stats[list(COUNT_COLUMNS)].to_numpy(dtype=float)
+    frac = counts / counts.sum(axis=1, keepdims=True)  # LEVELS order
     mos_v = stats["mos"].to_numpy(dtype=float)
     return _finish(
-        per_item, mos_v, stats["sd"].to_numpy(dtype=float), stats["n"].to_numpy(dtype=float), frac[:, ::-1],
+        per_item, mos_v, stats["sd"].to_numpy(dtype=float), stats["n"].to_numpy(dtype=float), frac,
         kind="votes", source=source, rule=rule, low=low, high=high, dmos=dmos, soft=soft,
         group=attrs["group"], split=attrs["split"], extra={"vote_mean": mos_v, **_hash_extra(per_item)},
     )

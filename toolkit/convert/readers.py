@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.convert.labels import (
+    KONIQ_COUNT_COLUMNS,
     LINE_COLUMN,
     LabelTable,
     SoftLabelMode,
@@ -55,9 +56,6 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 """Accepted column names per role, in order of preference."""
 
-KONIQ_COUNT_COLUMNS: tuple[str, ...] = ("c1", "c2", "c3", "c4", "c5")
-"""Default vote-count columns of a histogram table: KonIQ-10k's, bad first (not the toolkit's
-own ``toolkit.qalign.COUNT_COLUMNS``, which run best first)."""
 
 
 @dataclass

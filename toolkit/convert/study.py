@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Mapping
 from toolkit.convert.labels import LabelTable, SoftLabelMode, labels_from_counts
 from toolkit.errors import InputError
 from toolkit.io import atomic_write_text
-from toolkit.qalign import COUNT_COLUMNS
+from toolkit.qalign import COUNT_COLUMNS, TASKS
 
 if TYPE_CHECKING:
     from toolkit.analysis.labels import StudyLabels
@@ -78,7 +78,7 @@ def convert_study(
     snapshot = study if isinstance(study, StudySnapshot) else load_snapshot(study, db_url)
     table, labels = study_training_table(snapshot, subject_model, soft)
     if task is None:
-        task = snapshot.task if snapshot.task in ("quality", "aesthetics") else "quality"
+        task = snapshot.task if snapshot.task in TASKS else "quality"
     if video is None:
         video = bool(len(labels.table)) and bool((labels.table["kind"] == "video").all())
     result = write_training_data(

@@ -24,6 +24,7 @@ from toolkit.convert.readers import load_labels
 from toolkit.errors import InputError
 from toolkit.evaluation.inputs import match_paths
 from toolkit.evaluation.metrics import MetricResult
+from toolkit.qalign import COUNT_COLUMNS
 
 ONEHOT_SOURCE = "MOS level (one-hot)"
 HISTOGRAM_SOURCE = "vote histogram"
@@ -142,7 +143,7 @@ def match_votes(
         "vote": frame[vote_col].to_numpy()[keep],
     }).reset_index(drop=True)
     stats = vote_stats(table.assign(vote=pd.to_numeric(table["vote"], errors="coerce")), item="item", vote="vote")
-    counts = stats[["c5", "c4", "c3", "c2", "c1"]].to_numpy(dtype=float)  # LEVELS order
+    counts = stats[list(COUNT_COLUMNS)].to_numpy(dtype=float)
     position = pd.Series(np.arange(n_items), index=list(items))
     rows = position.loc[stats.index].to_numpy()
     histogram[rows] = counts / counts.sum(axis=1, keepdims=True)

@@ -38,6 +38,9 @@ SYSTEM_SENTENCE = (
     "The assistant gives helpful, detailed, and polite answers to the user's questions."
 )
 
+# The tokenizer's training text, frozen: the merges it learns (and so the demo model and its
+# figures) depend on these exact sentences. They are the paraphrases of
+# ``toolkit.convert.prompts.question_pool`` in template form, "picture" kept for videos.
 _QUESTIONS = (
     "How would you rate the {task} of this {input}?",
     "What do you think about the {task} of this {input}?",

@@ -13,6 +13,7 @@ from torch.utils.data import Dataset, get_worker_info
 from toolkit.errors import InputError
 from toolkit.media import cap_indices, load_video_frames, open_image
 from toolkit.models.base import QAlignBackbone, Task
+from toolkit.qalign import INPUT_KINDS
 from toolkit.scoring.inputs import ScoreInput
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ class BatchPreparer:
         if self.backbone is None:
             return out
         in_worker = get_worker_info() is not None
-        for kind in ("image", "video"):
+        for kind in INPUT_KINDS:
             idx = [i for i, d in enumerate(batch) if d.frames is not None and self.kinds[d.position] == kind]
             if not idx:
                 continue

@@ -17,7 +17,7 @@ import pandas as pd
 
 from toolkit.errors import InputError
 from toolkit.models.base import QAlignBackbone, Visual
-from toolkit.qalign import LEVELS, InputKind, Task, check_kind, check_task, level_softmax
+from toolkit.qalign import INPUT_KINDS, LEVELS, InputKind, Task, check_kind, check_task, level_softmax
 from toolkit.scoring.decode import BatchPreparer, BatchVisuals, DecodeDataset, PreparedBatch, detach_preprocessing
 from toolkit.scoring.inputs import ScoreInput, collect_inputs
 from toolkit.scoring.processes import ProcessGroup, current_processes, resolve_device
@@ -237,7 +237,7 @@ class Scorer:
                 log.info("%s: %s", items[d.position].path, d.note)
         launched = _LaunchedBatch(batch)
         # Group by kind so every forward has one prompt form (all images or all videos).
-        for kind in ("image", "video"):
+        for kind in INPUT_KINDS:
             idx = [i for i, d in enumerate(decoded) if d.usable and items[d.position].kind == kind]
             if not idx:
                 continue

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from toolkit.errors import InputError
-from toolkit.levels import LEVELS, entropy, expected_score
+from toolkit.levels import entropy
+from toolkit.qalign import PROB_COLUMNS, expected_score
 
-PROB_COLUMNS: tuple[str, ...] = tuple(f"p_{w}" for w in LEVELS)
 COLUMNS: tuple[str, ...] = ("path", "score", *PROB_COLUMNS, "entropy", "error")
 """Output columns, in order; ``gt_score`` follows only when a manifest provided it."""
 NUMERIC_COLUMNS: tuple[str, ...] = ("score", *PROB_COLUMNS, "entropy", "gt_score")

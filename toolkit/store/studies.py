@@ -16,14 +16,12 @@ from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
 from toolkit.io import sha256_file
+from toolkit.media import BROWSER_IMAGE_EXTENSIONS, BROWSER_VIDEO_EXTENSIONS
+from toolkit.qalign import INPUT_KINDS, QUESTION_TEMPLATE, TASKS
 from toolkit.store.models import Item, Rater, Study
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg"})
-TASK_QUESTIONS = {
-    "quality": "How would you rate the quality of this {input}?",
-    "aesthetics": "How would you rate the aesthetics of this {input}?",
-}
+# The stored question keeps an ``{input}`` slot that the app fills with "image" or "video".
+TASK_QUESTIONS = {task: QUESTION_TEMPLATE.format(task=task, kind="{input}") for task in TASKS}
 ITEM_ROLES = ("test", "training", "gold")
 
 
@@ -97,9 +95,9 @@ def hash_token(token: str) -> str:
 
 def media_kind(path: str | Path) -> str:
     ext = Path(path).suffix.lower()
-    if ext in IMAGE_EXTENSIONS:
+    if ext in BROWSER_IMAGE_EXTENSIONS:
         return "image"
-    if ext in VIDEO_EXTENSIONS:
+    if ext in BROWSER_VIDEO_EXTENSIONS:
         return "video"
     raise InputError(f"{path}: not an image or video file (extension {ext or 'missing'!r})")
 
@@ -109,7 +107,7 @@ def scan_media(folder: str | Path) -> list[ItemSpec]:
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"media folder {str(root)!r} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in BROWSER_IMAGE_EXTENSIONS | BROWSER_VIDEO_EXTENSIONS)
     return [ItemSpec(path=p.relative_to(root).as_posix()) for p in files]
 
 
@@ -221,7 +219,7 @@ def add_items(
         if not absolute.is_file():
             raise InputError(f"{relative}: file not found under {str(root)!r}")
         kind = spec.kind or media_kind(absolute)
-        if kind not in ("image", "video"):
+        if kind not in INPUT_KINDS:
             raise InputError(f"{relative}: kind must be 'image' or 'video', got {kind!r}")
         if spec.role not in ITEM_ROLES:
             raise InputError(f"{relative}: role must be one of {', '.join(ITEM_ROLES)}, got {spec.role!r}")
