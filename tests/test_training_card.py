@@ -38,7 +38,7 @@ def test_the_adapter_folder_has_a_filled_card_not_peft_s_template(lora_run: dict
     assert f"A LoRA adapter for `{lora_run['model']}`" in card
     assert "| recipe | `hf-lora` |" in card and "| loss | `ce`:" in card
     assert "| optimizer steps | 2 |" in card and "| learning rate (peak) | 0.0002 |" in card
-    assert f"| `{lora_run['data']}` | {record['result']['draws'][0]} |" in card  # source and examples drawn
+    assert f"| `{lora_run['data']}` | 24 | {record['result']['draws'][0]} |" in card  # source, items, examples drawn
     assert f"Held-out set, not trained on: `{lora_run['heldout']}` (16 items)." in card
 
     final = record["result"]["heldout"][-1]

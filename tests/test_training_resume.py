@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 from pathlib import Path
 
 import pytest
@@ -57,6 +60,11 @@ def test_a_killed_run_resumes_to_the_same_result(toy: dict[str, Path], mode: str
         train(_config(toy, out, mode), progress=_kill_at(8))  # after the checkpoint of step 6
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000003", "step-000006"]
     assert not (out / "qalign_train.json").exists()  # an unfinished run claims nothing
+    # Checkpoint files get the umask's modes (safetensors alone would leave the weights 0600).
+    umask = os.umask(0)
+    os.umask(umask)
+    weights = next((out / "checkpoints" / "step-000006").glob("*.safetensors"))
+    assert stat.S_IMODE(weights.stat().st_mode) == 0o666 & ~umask
 
     resumed = train(_config(toy, out, mode, resume=True))
     assert resumed.resumed_from is not None and resumed.resumed_from.endswith("step-000006")

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
+from toolkit.io import give_default_modes
 from toolkit.qalign import INPUT_KINDS, LEVELS, TASKS, answer_stem, answer_text
 
 TINY_MODEL_VERSION = "1"
@@ -218,6 +219,7 @@ def build_tiny_model(
     try:
         model.save_pretrained(out)
         processor.save_pretrained(out)
+        give_default_modes(out)  # safetensors writes its files 0600
     finally:
         if bars:
             transformers.utils.logging.enable_progress_bar()

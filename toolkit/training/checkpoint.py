@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from toolkit.errors import InputError
+from toolkit.io import give_default_modes
 from toolkit.training.output import CHECKPOINTS_DIR
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ def save_checkpoint(
     if accelerator.is_main_process:
         payload = {"state": state.to_dict(), "config": config.to_dict()}
         (partial / STATE_NAME).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        give_default_modes(partial)  # safetensors writes its files 0600
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
         for old in complete_checkpoints(out)[:-keep]:

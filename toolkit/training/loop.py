@@ -539,7 +539,7 @@ def _write_model(run: _Run, target: Path, record: dict[str, Any], whole: bool) -
                 # Tokenizer and preprocessing files the backbone cannot write itself (OneAlign's
                 # processor, for one) come unchanged from the base model folder.
                 copy_auxiliary_files(run.base_path, staged)
-            write_record(staged, record)
+            write_record(staged, record, data_sizes=run.sampler.sizes)
             if whole:
                 replace_dir(staged, target)
             else:
