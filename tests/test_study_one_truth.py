@@ -22,6 +22,7 @@ from toolkit.errors import InputError
 from toolkit.levels import LevelScale
 from toolkit.qalign import COUNT_COLUMNS, LEVELS, answer_level
 from toolkit.store import Store, get_study, import_votes, load_snapshot
+from toolkit.store.progress import studies_overview
 from toolkit.store.raters import set_rater_excluded
 
 runner = CliRunner()
@@ -87,6 +88,14 @@ def test_the_snapshot_holds_valid_votes_only(study):
     assert len(snapshot.votes) == N_RATERS * (len(VALID) + 1)
     assert snapshot.test_items["item"].tolist() == [*VALID, UNRATED]
     assert snapshot.level_labels == ("Excellent", "Good", "Fair", "Poor", "Bad")
+    # qalign study list counts the same valid votes.
+    store = Store(url)
+    with store.session() as session:
+        row = studies_overview(session).set_index("study").loc["pilot"]
+    store.dispose()
+    assert row["votes"] == len(snapshot.votes) + snapshot.excluded_votes and row["valid_votes"] == len(snapshot.votes)
+    res = runner.invoke(app, ["study", "list", "--db", url])
+    assert res.exit_code == 0 and f"{len(snapshot.votes)}" in res.output
 
 
 def test_every_entry_point_gives_the_same_mos_and_level(study, tmp_path):

@@ -160,14 +160,15 @@ def list_command(db: Optional[str] = DbOption) -> None:
     """List the studies with their item, rater and vote counts."""
     from rich.table import Table
 
-    from toolkit.store import Store, list_studies, votes_frame
+    from toolkit.store import Store
+    from toolkit.store.progress import studies_overview
 
     store = Store(db)
-    table = Table("study", "task", "items", "raters", "votes", "target/item")
     with store.session() as session:
-        for study in list_studies(session):
-            votes = votes_frame(session, study)
-            table.add_row(study.name, study.task, str(len(study.items)), str(len(study.raters)), str(len(votes)), str(study.target_votes))
+        overview = studies_overview(session)
+    table = Table("study", "task", "items", "raters", "votes", "valid votes", "target/item")
+    for row in overview.itertuples(index=False):
+        table.add_row(*(str(v) for v in row))
     console.print(table)
 
 

@@ -94,7 +94,8 @@ def _metrics(report) -> dict[str, float]:
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResult:
     """Run the demonstration study end to end; everything lands in ``config.out_dir``."""
     from toolkit.analysis import prepare_votes, split_half_agreement
-    from toolkit.convert import labels_from_votes, write_training_data
+    from toolkit.convert import write_training_data
+    from toolkit.convert.study import study_training_table
     from toolkit.demo.raters import make_raters, simulate_votes
     from toolkit.demo.stimuli import make_stimuli
     from toolkit.evaluation.metrics import MetricResult
@@ -102,7 +103,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     from toolkit.models.loading import load_backbone
     from toolkit.models.tiny import build_tiny_model
     from toolkit.scoring import Scorer
-    from toolkit.store import Store, add_items, create_study, upgrade, votes_frame
+    from toolkit.store import Store, add_items, create_study, get_study, read_snapshot, upgrade
     from toolkit.store.studies import ItemSpec
     from toolkit.training import TrainConfig, train
 
@@ -132,15 +133,14 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     raters = make_raters(config.n_raters, config.n_careless, rng)
     n_votes = simulate_votes(store, "demo", {s.path: s.quality for s in stimuli}, raters, config.votes_per_item, rng)
     with store.session() as session:
-        from toolkit.store import get_study
-
-        votes = votes_frame(session, get_study(session, "demo"))
+        snapshot = read_snapshot(session, get_study(session, "demo"))
     store.dispose()
+    votes = snapshot.votes
     log(f"{n_votes} votes from {config.n_raters} simulated raters ({config.n_careless} careless)")
     seconds["collect"] = time.perf_counter() - t0
 
     # 3. aggregate and convert: MOS per item, levels, content-grouped split, Q-Align JSON
-    labels = labels_from_votes(votes, item="item", rater="rater", vote="vote", group="content_group", low=1, high=5)
+    labels, _ = study_training_table(snapshot)  # the labels `qalign convert --study demo` gives
     data_dir = out / "data"
     converted = write_training_data(
         labels, data_dir, fmt="json", images=media,
