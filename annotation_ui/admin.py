@@ -2,7 +2,7 @@
 
 Every figure about the items (labels, aggregates, subject model, the Hugging Face dataset) comes
 from one :class:`~toolkit.store.StudySnapshot` through :mod:`toolkit.analysis.labels` and
-:func:`toolkit.convert.export.export_study_dataset`, the functions the command line uses, so a
+:func:`toolkit.convert.study_dataset.export_study_dataset`, the functions the command line uses, so a
 table on this page, a download and ``qalign export-dataset`` agree on every item's MOS.
 """
 
@@ -24,7 +24,7 @@ from toolkit.analysis import (
     screen_raters,
     study_label_table,
 )
-from toolkit.convert.export import DEFAULT_SPLIT, export_study_dataset
+from toolkit.convert.study_dataset import DEFAULT_SPLIT, export_study_dataset
 from toolkit.errors import ToolkitError
 from toolkit.io import write_table
 from toolkit.qalign import COUNT_COLUMNS, TASKS

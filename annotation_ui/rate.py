@@ -26,7 +26,7 @@ from toolkit.store.assignment import (
     training_items,
     undo_last_vote,
 )
-from toolkit.store.models import Study
+from toolkit.store.schema import Study
 from toolkit.store.setup import level_labels, study_question
 from toolkit.store.studies import resolve_in_root
 

@@ -5,7 +5,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from toolkit.store.engine import resolve_db_url
-from toolkit.store.models import Base
+from toolkit.store.schema import Base
 
 config = context.config
 target_metadata = Base.metadata

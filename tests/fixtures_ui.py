@@ -11,7 +11,7 @@ from PIL import Image
 
 from toolkit.store import Store, upgrade
 from toolkit.store.setup import StudySetup, setup_study
-from toolkit.store.models import Study
+from toolkit.store.schema import Study
 
 PG_URL_ENV = "QALIGN_TEST_PG_URL"
 PG_URL_FILE = Path(os.environ.get("QALIGN_TEST_PG_URL_FILE", "/tmp/qalign-test-pg.url"))
@@ -100,7 +100,7 @@ def simulate_raters(url: str, media: Path, n_raters: int = 24, votes_each: int =
 
     from toolkit.store import add_rater, get_study, rater_for_token
     from toolkit.store.assignment import next_step, submit_vote
-    from toolkit.store.models import Rating
+    from toolkit.store.schema import Rating
 
     setup = Store(url)
     make_study(setup, media, n_test=n_raters + 6, target_votes=8, name="load")
@@ -151,7 +151,7 @@ def simulate_raters(url: str, media: Path, n_raters: int = 24, votes_each: int =
     check = Store(url)
     with check.session() as s:
         from toolkit.store.studies import hash_token
-        from toolkit.store.models import Rater
+        from toolkit.store.schema import Rater
 
         rows = s.execute(select(Rater.token_hash, Rating.item_id, Rating.level).join(Rater, Rating.rater_id == Rater.id)).all()
         duplicates = s.execute(

@@ -19,7 +19,7 @@ from toolkit.store import Store, add_rater, get_study, import_votes, rater_for_t
 from toolkit.store.assignment import next_step, order_keys, submit_vote
 from toolkit.store.engine import make_engine
 from toolkit.store.migrate import downgrade, upgrade
-from toolkit.store.models import Item
+from toolkit.store.schema import Item
 
 LN5 = np.log(5)
 

@@ -24,7 +24,7 @@ from toolkit.store.assignment import (
     undo_last_vote,
 )
 from toolkit.store.media_check import check_media, missing_items
-from toolkit.store.models import Rating, utcnow
+from toolkit.store.schema import Rating, utcnow
 from toolkit.store.progress import item_progress, rater_stats, study_summary
 from toolkit.store.raters import reissue_token, set_rater_access, set_rater_excluded
 from toolkit.store.setup import StudySetup, level_labels, setup_study

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from toolkit.store import Store, add_rater, get_study
 from toolkit.store.setup import SAMPLE_STUDY_NAME, prepare_database
-from toolkit.store.models import Assignment, Item, Rating
+from toolkit.store.schema import Assignment, Item, Rating
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [

@@ -119,7 +119,7 @@ def _rated_study(media: Path, db: str, name: str, *options: str) -> None:
 
 
 def test_the_card_and_the_notes_say_how_items_were_split(media_db, tmp_path: Path) -> None:
-    from toolkit.convert.export import export_study_dataset
+    from toolkit.convert.study_dataset import export_study_dataset
 
     media, db, _ = media_db
     _rated_study(media, db, "grouped", "--group-by-folder", "0")

@@ -26,7 +26,7 @@ from toolkit.evaluation import (
     model_specs,
     paired_bootstrap,
 )
-from toolkit.evaluation.models import default_loader
+from toolkit.evaluation.model_comparison import default_loader
 from toolkit.levels import LEVELS
 
 BOOT = 200

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from fixtures_ui import sqlite_url
 from toolkit.cli import app
-from toolkit.convert.export import export_study_dataset
+from toolkit.convert.study_dataset import export_study_dataset
 from toolkit.errors import InputError
 from toolkit.levels import vote_stats
 from toolkit.store import Store, get_study, import_votes

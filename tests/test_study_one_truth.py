@@ -16,7 +16,7 @@ from toolkit.active import study_state
 from toolkit.analysis.labels import item_aggregates, study_label_table
 from toolkit.cli import app
 from toolkit.cli.eval import _votes
-from toolkit.convert.export import export_study_dataset
+from toolkit.convert.study_dataset import export_study_dataset
 from toolkit.convert.study import convert_study
 from toolkit.errors import InputError
 from toolkit.levels import LevelScale

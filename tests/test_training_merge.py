@@ -17,7 +17,7 @@ from toolkit.errors import InputError
 from toolkit.models.loading import load_backbone
 from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig, train
-from toolkit.training.merge import merge_adapter
+from toolkit.training.adapter_merge import merge_adapter
 
 
 def _logits(backbone, images: list[Image.Image]) -> torch.Tensor:

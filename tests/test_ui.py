@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from fixtures_ui import make_study, sqlite_url
 from toolkit.store import Store, add_rater, get_study, rater_for_token
 from toolkit.store.admin_secret import set_admin_secret
-from toolkit.store.models import Assignment, Item, Rater, Rating, utcnow
+from toolkit.store.schema import Assignment, Item, Rater, Rating, utcnow
 from toolkit.store.raters import set_rater_access
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")

@@ -36,7 +36,7 @@ from toolkit.qalign import PROB_COLUMNS
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from toolkit.store.models import Study
+    from toolkit.store.schema import Study
 
 RANK_COLUMNS: tuple[str, ...] = (
     "rank", "item", "priority", "uncertainty", "disagreement", "score", "entropy", "mos", "ci_half_width", "n",
@@ -151,7 +151,7 @@ def push_priorities(session: "Session", study: "Study", items: Sequence[str]) ->
     last one. Returns how many items got a priority."""
     from sqlalchemy import bindparam, update
 
-    from toolkit.store.models import Item
+    from toolkit.store.schema import Item
 
     items = list(dict.fromkeys(items))
     known = set(session.scalars(_item_paths(study)))
@@ -176,7 +176,7 @@ def push_priorities(session: "Session", study: "Study", items: Sequence[str]) ->
 def _item_paths(study: "Study"):  # noqa: ANN202 - a select
     from sqlalchemy import select
 
-    from toolkit.store.models import Item
+    from toolkit.store.schema import Item
 
     return select(Item.path).where(Item.study_id == study.id)
 

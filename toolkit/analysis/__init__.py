@@ -30,7 +30,7 @@ _EXPORTS: dict[str, str] = {
     "fit_mle": "toolkit.analysis.mle",
     "SUBJECT_MODELS": "toolkit.analysis.names",
     "ModelName": "toolkit.analysis.names",
-    "fit_subject_model": "toolkit.analysis.models",
+    "fit_subject_model": "toolkit.analysis.subject_models",
     "fit_mos": "toolkit.analysis.mos",
     "item_statistics": "toolkit.analysis.mos",
     "ScaleMapping": "toolkit.analysis.normalize",

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from toolkit.analysis.models import SUBJECT_MODELS
+from toolkit.analysis.subject_models import SUBJECT_MODELS
 from toolkit.analysis.pipeline import clean_labels
 from toolkit.errors import InputError
 from toolkit.levels import LevelScale, vote_stats

@@ -18,7 +18,7 @@ import pandas as pd
 
 from toolkit.analysis.agreement import SplitHalfResult, split_half_agreement
 from toolkit.analysis.mle import Solver
-from toolkit.analysis.models import ModelName, fit_subject_model
+from toolkit.analysis.subject_models import ModelName, fit_subject_model
 from toolkit.analysis.mos import CiMethod, item_statistics
 from toolkit.analysis.result import SubjectModelResult
 from toolkit.analysis.screening import ScreeningConfig, ScreeningReport, screen_raters, study_rows

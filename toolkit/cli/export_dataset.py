@@ -42,7 +42,7 @@ def export_dataset_command(
     that keep each content group on one side, and a README.md describing the design, the raters,
     the labels, the licence and the citation.
     """
-    from toolkit.convert.export import export_study_dataset
+    from toolkit.convert.study_dataset import export_study_dataset
 
     formats = [f.value for f in fmt] if fmt else ["dataset", "parquet"]
     with console.status(f"exporting study {study} ..."):

@@ -25,7 +25,7 @@ def merge_command(
     The merged folder scores without PEFT: 'qalign score --model OUT'. Its logits equal those of
     the base model with the adapter applied (up to the rounding of the saved precision).
     """
-    from toolkit.training.merge import merge_adapter
+    from toolkit.training.adapter_merge import merge_adapter
 
     with console.status("merging"):
         result = merge_adapter(adapter, out, model=model, dtype=dtype)

@@ -12,7 +12,7 @@ from datetime import timedelta
 import numpy as np
 
 from toolkit.store import Store, add_rater, get_study, record_rating_by_token, study_items
-from toolkit.store.models import utcnow
+from toolkit.store.schema import utcnow
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
 4-parameter logistic) with bootstrap intervals, paired comparisons and Fisher-z tests;
 :mod:`~toolkit.evaluation.report` writes a Markdown/JSON/PNG report folder;
 :mod:`~toolkit.evaluation.inputs` reads score files and ground truth and lines them up;
-:func:`~toolkit.evaluation.models.evaluate_models` scores test sets with several models (and
+:func:`~toolkit.evaluation.model_comparison.evaluate_models` scores test sets with several models (and
 adapters) and writes one report with a section per test set, including the calibration of the
 predicted level distributions (:mod:`~toolkit.evaluation.calibration`) and the raters' noise
 ceiling (:mod:`~toolkit.evaluation.testsets`).
@@ -37,7 +37,7 @@ from toolkit.evaluation.metrics import (
     rmse,
     srcc,
 )
-from toolkit.evaluation.models import (
+from toolkit.evaluation.model_comparison import (
     ModelSpec,
     ModelsReport,
     TestSetResult,

@@ -11,8 +11,8 @@ Typical use::
 
 from toolkit.store.engine import DB_URL_ENV, DEFAULT_DB_URL, Store, make_engine, resolve_db_url, safe_url
 from toolkit.store.migrate import current_revision, head_revision, upgrade
-from toolkit.store.models import Item, Rater, Rating, Study
-from toolkit.store.export import export_study
+from toolkit.store.schema import Item, Rater, Rating, Study
+from toolkit.store.vote_export import export_study
 from toolkit.store.ratings import (
     VOTE_COLUMNS,
     RecordResult,

@@ -10,7 +10,7 @@ import secrets
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
-from toolkit.store.models import AppSetting
+from toolkit.store.schema import AppSetting
 
 ADMIN_SECRET_KEY = "admin_secret"
 ADMIN_SECRET_ENV = "QALIGN_ADMIN_SECRET"

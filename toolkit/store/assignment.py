@@ -31,7 +31,7 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
-from toolkit.store.models import Assignment, Item, Rater, Rating, RatingSession, Study, utcnow
+from toolkit.store.schema import Assignment, Item, Rater, Rating, RatingSession, Study, utcnow
 from toolkit.store.ratings import record_rating
 from toolkit.store.studies import add_rater, resolve_in_root
 

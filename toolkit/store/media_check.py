@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError
-from toolkit.store.models import Item, Study, utcnow
+from toolkit.store.schema import Item, Study, utcnow
 from toolkit.store.studies import resolve_in_root
 
 

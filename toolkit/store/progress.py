@@ -11,7 +11,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from toolkit.store.models import Assignment, Item, Rater, Rating, Study
+from toolkit.store.schema import Assignment, Item, Rater, Rating, Study
 
 FAST_RESPONSE_MS = 1000.0
 """Votes faster than this are counted as suspiciously fast (P.808 minimum viewing time)."""

@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from toolkit.errors import StoreError
-from toolkit.store.models import Assignment, Rater, Study
+from toolkit.store.schema import Assignment, Rater, Study
 from toolkit.store.studies import add_rater, hash_token
 
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
 from toolkit.levels import check_votes
-from toolkit.store.models import Item, Rater, Rating, Study, utcnow
+from toolkit.store.schema import Item, Rater, Rating, Study, utcnow
 from toolkit.store.studies import hash_token
 
 VOTE_COLUMNS = [

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError
 from toolkit.store.admin_secret import ensure_admin_secret
-from toolkit.store.models import Study
+from toolkit.store.schema import Study
 from toolkit.store.studies import (
     AddItemsResult,
     ContentGrouping,

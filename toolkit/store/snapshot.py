@@ -17,7 +17,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from toolkit.store.models import Rater, Rating, Study
+from toolkit.store.schema import Rater, Rating, Study
 from toolkit.store.ratings import VOTE_COLUMNS, votes_frame
 from toolkit.store.setup import level_labels, study_question
 from toolkit.store.studies import study_items

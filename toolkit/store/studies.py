@@ -18,7 +18,7 @@ from toolkit.errors import InputError, StoreError
 from toolkit.io import sha256_file
 from toolkit.media import BROWSER_IMAGE_EXTENSIONS, BROWSER_VIDEO_EXTENSIONS
 from toolkit.qalign import INPUT_KINDS, QUESTION_TEMPLATE, TASKS
-from toolkit.store.models import Item, Rater, Study
+from toolkit.store.schema import Item, Rater, Study
 
 # The stored question keeps an ``{input}`` slot that the app fills with "image" or "video".
 TASK_QUESTIONS = {task: QUESTION_TEMPLATE.format(task=task, kind="{input}") for task in TASKS}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from toolkit.errors import InputError
 from toolkit.models.base import InputKind, QAlignBackbone, Task, TrainingExample, Visual
 from toolkit.models.onealign.conversation import collate, encode_conversation
-from toolkit.models.onealign.merge import expand_labels, split_images
+from toolkit.models.onealign.visual_tokens import expand_labels, split_images
 from toolkit.models.onealign.processing import OneAlignProcessor
 
 if TYPE_CHECKING:

@@ -46,7 +46,7 @@ from transformers.models.llama.modeling_llama import (
 
 from toolkit.errors import InputError
 from toolkit.models.onealign.configuration import MPLUGOwl2Config
-from toolkit.models.onealign.merge import (
+from toolkit.models.onealign.visual_tokens import (
     IMAGE_TOKEN_INDEX,
     merge_visual_tokens,
     split_images,

@@ -377,7 +377,7 @@ def evaluate_models(
     calibration for the test items it covers. The first model is the reference of the paired
     comparisons. ``load`` replaces the model loader (default :meth:`Scorer.from_pretrained`).
     """
-    from toolkit.evaluation.models_report import write_models_report
+    from toolkit.evaluation.comparison_report import write_models_report
     from toolkit.scoring import check_task
 
     check_task(task)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from toolkit.evaluation.models import ModelsReport, TestSetResult, slug
+from toolkit.evaluation.model_comparison import ModelsReport, TestSetResult, slug
 from toolkit.evaluation.report import (
     REPORT_JSON,
     REPORT_MD,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from toolkit.errors import StoreError
 from toolkit.io import write_table
-from toolkit.store.models import Study
+from toolkit.store.schema import Study
 from toolkit.store.ratings import votes_frame
 
 
