@@ -89,21 +89,36 @@ def setup_tab(store: Store) -> None:
         task = st.selectbox("Task", [*TASKS, "custom"], key="new_task")
         question = st.text_input("Question (required for a custom task; optional otherwise)", key="new_question")
         cols = st.columns(5)
-        labels = [c.text_input(f"Level {5 - k}", value=DEFAULT_LEVEL_LABELS[k], key=f"new_label_{k}") for k, c in enumerate(cols)]
+        labels = [
+            c.text_input(f"Level {5 - k}", value=DEFAULT_LEVEL_LABELS[k], key=f"new_label_{k}")
+            for k, c in enumerate(cols)
+        ]
         cols = st.columns(3)
         target = cols[0].number_input("Votes per item", min_value=1, value=15, key="new_target")
         per_session = cols[1].number_input("Items per session", min_value=1, value=50, key="new_per_session")
-        gold_every = cols[2].number_input("A gold item every N votes (0 = none)", min_value=0, value=10, key="new_gold_every")
+        gold_every = cols[2].number_input(
+            "A gold item every N votes (0 = none)", min_value=0, value=10, key="new_gold_every"
+        )
         open_join = st.checkbox("Raters may register themselves", key="new_open")
         created = st.form_submit_button("Create study")
     if created:
         try:
             with store.session() as session:
-                study, added = setup_study(session, StudySetup(
-                    name=name, media_root=media, manifest=manifest or None, task=task, question=question or None,
-                    labels=labels, target_votes=int(target), items_per_session=int(per_session),
-                    gold_every=int(gold_every), allow_self_register=open_join,
-                ))
+                study, added = setup_study(
+                    session,
+                    StudySetup(
+                        name=name,
+                        media_root=media,
+                        manifest=manifest or None,
+                        task=task,
+                        question=question or None,
+                        labels=labels,
+                        target_votes=int(target),
+                        items_per_session=int(per_session),
+                        gold_every=int(gold_every),
+                        allow_self_register=open_join,
+                    ),
+                )
                 message = f"Study {plain(study.name)} created with {len(added.added)} items."
         except ToolkitError as exc:
             st.error(str(exc))
@@ -184,7 +199,8 @@ def subject_model(snapshot: StudySnapshot) -> None:
         labels = study_label_table(snapshot, "mle_co")
         # The same votes and options as the label table, for the raters' side of the same fit.
         fit = analyze_votes(
-            votes.reset_index(drop=True), AnalysisOptions(model="mle_co", screening=None, agreement_splits=0),
+            votes.reset_index(drop=True),
+            AnalysisOptions(model="mle_co", screening=None, agreement_splits=0),
             source=f"study {snapshot.name}",
         )
     except ToolkitError as exc:
@@ -264,13 +280,19 @@ def export_tab(store: Store, name: str) -> None:
         st.caption("No raw votes to export yet.")
     else:
         st.download_button(
-            f"Download raw votes ({fmt})", data=raw, file_name=f"{safe}-votes{suffix}", mime=MIME[suffix],
+            f"Download raw votes ({fmt})",
+            data=raw,
+            file_name=f"{safe}-votes{suffix}",
+            mime=MIME[suffix],
             key="download-0",
         )
     aggregates = item_aggregates(_snapshot(store, name))
     st.download_button(
-        f"Download per-item aggregates ({fmt})", data=_table_bytes(aggregates, suffix), file_name=f"{safe}-mos{suffix}",
-        mime=MIME[suffix], key="download-1",
+        f"Download per-item aggregates ({fmt})",
+        data=_table_bytes(aggregates, suffix),
+        file_name=f"{safe}-mos{suffix}",
+        mime=MIME[suffix],
+        key="download-1",
     )
     hf_export(store, name)
 
@@ -311,7 +333,9 @@ def tokens_tab(store: Store, name: str) -> None:
             st.code(token, language=None)
             st.caption("Invite link: the app's address followed by /?token=<token>")
     with store.session() as session:
-        raters = rater_stats(session, get_study(session, name))[["rater", "revoked", "excluded", "self_registered", "votes"]]
+        raters = rater_stats(session, get_study(session, name))[
+            ["rater", "revoked", "excluded", "self_registered", "votes"]
+        ]
     if raters.empty:
         st.info("No raters yet.")
         return

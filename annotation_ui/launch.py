@@ -12,14 +12,24 @@ APP = Path(__file__).resolve().parent / "app.py"
 
 def streamlit_command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP),
-        "--server.port", str(port),
-        "--server.address", host,
-        "--server.headless", "true",
-        "--browser.gatherUsageStats", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
         # Raters' media never change under a running server; watching files only costs CPU.
-        "--server.fileWatcherType", "none",
-        "--client.toolbarMode", "viewer",
+        "--server.fileWatcherType",
+        "none",
+        "--client.toolbarMode",
+        "viewer",
     ]
 
 

@@ -122,7 +122,11 @@ def training_view(store: Store, token: str, study: Study) -> None:
     st.header("Training")
     kinds = {kind for _, kind, _ in examples} or {"image"}
     st.markdown(f"You will be asked: **{plain(study_question(study, ' or '.join(sorted(kinds))))}**")
-    st.markdown("Answer on five levels: " + ", ".join(f"**{plain(label)}** ({value})" for label, value in zip(labels, LEVEL_VALUES)) + ".")
+    st.markdown(
+        "Answer on five levels: "
+        + ", ".join(f"**{plain(label)}** ({value})" for label, value in zip(labels, LEVEL_VALUES))
+        + "."
+    )
     if index < len(examples):
         path, kind, level = examples[index]
         st.progress((index + 1) / len(examples), text=f"Example {index + 1} of {len(examples)}")
@@ -158,7 +162,10 @@ def _vote(store: Store, token: str, item_id: int, level: int, labels: list[str])
         if result.gold.correct:
             flash("success", f"Check item: well done, the expected answer was {expected}.")
         else:
-            flash("warning", f"Check item: the expected answer was {expected}; you answered **{plain(labels[5 - level])}**. Please look carefully.")
+            flash(
+                "warning",
+                f"Check item: the expected answer was {expected}; you answered **{plain(labels[5 - level])}**. Please look carefully.",
+            )
 
 
 def _undo(store: Store, token: str) -> None:
@@ -190,7 +197,9 @@ def rating_view(store: Store, token: str, study: Study) -> None:
         return
     if step.status == "session_done":
         st.success(f"Session complete ({progress.session_votes} votes). Take a short break before you go on.")
-        st.button("Start the next session", key="next_session", type="primary", on_click=_new_session, args=(store, token))
+        st.button(
+            "Start the next session", key="next_session", type="primary", on_click=_new_session, args=(store, token)
+        )
         return
 
     item = step.item

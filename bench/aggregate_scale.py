@@ -63,8 +63,9 @@ def run_sureal(csv: Path, models: list[str], python: str | None, workdir: Path) 
     return data
 
 
-def max_diff(ours: pd.Series | np.ndarray, theirs: list, index: pd.Index | None = None,
-             names: list | None = None) -> float:
+def max_diff(
+    ours: pd.Series | np.ndarray, theirs: list, index: pd.Index | None = None, names: list | None = None
+) -> float:
     if names is not None:
         theirs = pd.Series(theirs, index=names).reindex(index).to_numpy()
     return float(np.max(np.abs(np.asarray(ours, dtype=float) - np.asarray(theirs, dtype=float))))
@@ -78,8 +79,11 @@ def main() -> None:
     parser.add_argument("--contents", type=int, default=500)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--models", default="mle_co,mle", help="comma-separated: mle_co, mle")
-    parser.add_argument("--sureal-python", default=os.environ.get("SUREAL_PYTHON"),
-                        help="a Python with sureal==0.9.0 (when sureal is not importable here)")
+    parser.add_argument(
+        "--sureal-python",
+        default=os.environ.get("SUREAL_PYTHON"),
+        help="a Python with sureal==0.9.0 (when sureal is not importable here)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="where the CSV and sureal's JSON go")
     parser.add_argument("--repeat", type=int, default=3, help="toolkit runs per model (the median is reported)")
     args = parser.parse_args()
@@ -92,9 +96,11 @@ def main() -> None:
     study.votes.to_csv(csv, index=False)
     frame = pd.read_csv(csv)  # both sides read the same file
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (timings are wall clock)")
-    print(f"study: {args.items} items x {args.raters} raters, {len(frame)} votes "
-          f"({len(frame) / args.items:.0f} per item, {len(frame) / args.raters:.0f} per rater), "
-          f"{args.contents} contents; data in {workdir}")
+    print(
+        f"study: {args.items} items x {args.raters} raters, {len(frame)} votes "
+        f"({len(frame) / args.items:.0f} per item, {len(frame) / args.raters:.0f} per rater), "
+        f"{args.contents} contents; data in {workdir}"
+    )
 
     ours: dict[str, tuple[float, object]] = {}
     for model in models:
@@ -108,8 +114,10 @@ def main() -> None:
     if reference is None:
         print("sureal: not importable and no --sureal-python / SUREAL_PYTHON given; no comparison")
         return
-    print(f"sureal 0.9.0 subprocess wall time (loading, all models): {reference['wall']:.1f} s; "
-          f"load average now {os.getloadavg()[0]:.1f}")
+    print(
+        f"sureal 0.9.0 subprocess wall time (loading, all models): {reference['wall']:.1f} s; "
+        f"load average now {os.getloadavg()[0]:.1f}"
+    )
     header = f"{'model':7s} {'toolkit s':>10s} {'sureal s':>9s} {'ratio':>7s} {'iter':>11s}  max |difference|"
     print(header)
     print("-" * (len(header) + 50))
@@ -127,10 +135,12 @@ def main() -> None:
             diffs["ambiguity"] = max_diff(result.contents["ambiguity"], ref["content_ambiguity"])
         sureal_s = reference["seconds"][SUREAL_NAMES[model]]
         worst = max(diffs.values())
-        print(f"{model:7s} {seconds:10.2f} {sureal_s:9.1f} {sureal_s / seconds:6.1f}x "
-              f"{result.iterations:>5d}/{ref['num_iter']:<5d}  "
-              + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
-              + f"  [{'equal within 1e-3' if worst < 1e-3 else 'DIFFERENT'}]")
+        print(
+            f"{model:7s} {seconds:10.2f} {sureal_s:9.1f} {sureal_s / seconds:6.1f}x "
+            f"{result.iterations:>5d}/{ref['num_iter']:<5d}  "
+            + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items())
+            + f"  [{'equal within 1e-3' if worst < 1e-3 else 'DIFFERENT'}]"
+        )
 
 
 if __name__ == "__main__":

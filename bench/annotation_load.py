@@ -25,8 +25,8 @@ import numpy as np
 from PIL import Image
 
 from toolkit.store import Store, add_rater, get_study, rater_for_token, upgrade
-from toolkit.store.setup import StudySetup, setup_study
 from toolkit.store.assignment import next_step, submit_vote
+from toolkit.store.setup import StudySetup, setup_study
 
 PG_URL_FILE = Path(os.environ.get("QALIGN_TEST_PG_URL_FILE", "/tmp/qalign-test-pg.url"))
 
@@ -53,7 +53,9 @@ def run(url: str, media: Path, raters: int, votes: int, think_ms: float) -> dict
     upgrade(url)
     store = Store(url)
     with store.session() as s:
-        study, _ = setup_study(s, StudySetup(name="load", media_root=media, target_votes=raters, gold_every=0, items_per_session=10_000))
+        study, _ = setup_study(
+            s, StudySetup(name="load", media_root=media, target_votes=raters, gold_every=0, items_per_session=10_000)
+        )
         tokens = [add_rater(s, get_study(s, "load"), f"rater{k:03d}")[1] for k in range(raters)]
 
     submit_ms: list[float] = []
@@ -116,12 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raters", type=int, default=20)
     parser.add_argument("--votes", type=int, default=30, help="votes per rater")
     parser.add_argument("--think-ms", type=float, default=0.0, help="mean pause between seeing an item and voting")
-    parser.add_argument("--pg-url", default=None, help="PostgreSQL scratch database (default: $QALIGN_TEST_PG_URL or the CI file)")
+    parser.add_argument(
+        "--pg-url", default=None, help="PostgreSQL scratch database (default: $QALIGN_TEST_PG_URL or the CI file)"
+    )
     parser.add_argument("--no-pg", action="store_true")
     args = parser.parse_args(argv)
 
-    pg = None if args.no_pg else (args.pg_url or os.environ.get("QALIGN_TEST_PG_URL")
-                                  or (PG_URL_FILE.read_text().strip() if PG_URL_FILE.is_file() else None))
+    pg = (
+        None
+        if args.no_pg
+        else (
+            args.pg_url
+            or os.environ.get("QALIGN_TEST_PG_URL")
+            or (PG_URL_FILE.read_text().strip() if PG_URL_FILE.is_file() else None)
+        )
+    )
     with tempfile.TemporaryDirectory() as tmp:
         media = Path(tmp) / "media"
         make_media(media, args.votes * 2)
@@ -129,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
         if pg:
             backends.append(("postgresql", pg))
         print(f"{args.raters} raters x {args.votes} votes, think time {args.think_ms:g} ms, {os.cpu_count()} CPUs")
-        print(f"{'backend':<11} {'votes':>6} {'err':>4} {'submit p50':>11} {'submit p95':>11} {'next p50':>9} {'next p95':>9} {'votes/s':>8}")
+        print(
+            f"{'backend':<11} {'votes':>6} {'err':>4} {'submit p50':>11} {'submit p95':>11} {'next p50':>9} {'next p95':>9} {'votes/s':>8}"
+        )
         for name, url in backends:
             if name == "postgresql":
                 try:
@@ -138,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{name:<11} skipped: {exc}")
                     continue
             r = run(url, media, args.raters, args.votes, args.think_ms)
-            print(f"{name:<11} {int(r['votes']):>6} {int(r['errors']):>4} {r['submit_p50_ms']:>9.1f}ms {r['submit_p95_ms']:>9.1f}ms "
-                  f"{r['next_p50_ms']:>7.1f}ms {r['next_p95_ms']:>7.1f}ms {r['votes_per_s']:>8.0f}")
+            print(
+                f"{name:<11} {int(r['votes']):>6} {int(r['errors']):>4} {r['submit_p50_ms']:>9.1f}ms {r['submit_p95_ms']:>9.1f}ms "
+                f"{r['next_p50_ms']:>7.1f}ms {r['next_p95_ms']:>7.1f}ms {r['votes_per_s']:>8.0f}"
+            )
             if r["first_error"]:
                 print(f"  first error: {r['first_error']}")
     return 0

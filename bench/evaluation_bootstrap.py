@@ -61,7 +61,11 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--sizes", default="300,2000")
     parser.add_argument("--loop-draws", type=int, default=100, help="draws timed for the scipy loop")
-    parser.add_argument("--koniq", type=Path, default=Path(__file__).resolve().parents[1] / "tests" / "data" / "koniq10k_distributions_sets.csv")
+    parser.add_argument(
+        "--koniq",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "tests" / "data" / "koniq10k_distributions_sets.csv",
+    )
     args = parser.parse_args()
 
     print(f"bootstrap with {args.draws} draws (scipy loop timed on {args.loop_draws} draws, scaled up)")
@@ -75,7 +79,9 @@ def main() -> None:
             fit = fit_logistic(x, y)
             idx = bootstrap_indices(n, args.draws, seed=0)[: args.loop_draws]
             t0 = time.perf_counter()
-            ref = _scipy_loop(x, y, idx, fit.params if fit.kind == "logistic" else (y.max(), y.min(), x.mean(), x.std() / 4))
+            ref = _scipy_loop(
+                x, y, idx, fit.params if fit.kind == "logistic" else (y.max(), y.min(), x.mean(), x.std() / 4)
+            )
             loop = (time.perf_counter() - t0) * args.draws / args.loop_draws
             vec = bootstrap_draws(x, y, idx, fit, names=ref.keys())
             diff = max(float(np.nanmax(np.abs(vec[k] - ref[k]))) for k in ref)
@@ -92,7 +98,9 @@ def main() -> None:
             convert(args.koniq, Path(tmp) / "koniq", prefix="koniq")
             total = time.perf_counter() - t0
             size = sum(p.stat().st_size for p in (Path(tmp) / "koniq").glob("*.json"))
-        print(f"KonIQ-10k: {len(table)} items read in {read:.2f} s; read + JSON for 3 splits in {total:.2f} s ({size / 1e6:.1f} MB)")
+        print(
+            f"KonIQ-10k: {len(table)} items read in {read:.2f} s; read + JSON for 3 splits in {total:.2f} s ({size / 1e6:.1f} MB)"
+        )
 
 
 if __name__ == "__main__":

@@ -28,10 +28,16 @@ def write_full_size_folder(tokenizer_from: Path, dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     MPLUGOwl2Config().save_pretrained(dest)  # the defaults are the released model's settings
     preprocessing = {
-        "crop_size": 448, "size": 448, "do_center_crop": True, "do_normalize": True, "do_resize": True,
-        "feature_extractor_type": "CLIPFeatureExtractor", "image_mean": list(CLIP_MEAN), "image_std": list(CLIP_STD),
+        "crop_size": 448,
+        "size": 448,
+        "do_center_crop": True,
+        "do_normalize": True,
+        "do_resize": True,
+        "feature_extractor_type": "CLIPFeatureExtractor",
+        "image_mean": list(CLIP_MEAN),
+        "image_std": list(CLIP_STD),
         "resample": 3,
-    }  # fmt: skip
+    }
     (dest / "preprocessor_config.json").write_text(json.dumps(preprocessing, indent=2))
     for name in TOKENIZER_FILES:
         if (tokenizer_from / name).is_file():

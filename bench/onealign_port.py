@@ -64,15 +64,19 @@ def real_size(fixture: Path, device: torch.device, batch: int, attn: list[str]) 
     _sync(device)
     n_params = sum(p.numel() for p in model.parameters())
     weights_gb = torch.cuda.memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
-    print(f"real size: {n_params / 1e9:.3f} B parameters, {weights_gb:.1f} GB of bf16 weights "
-          f"(built in {time.perf_counter() - t0:.0f} s)")  # fmt: skip
+    print(
+        f"real size: {n_params / 1e9:.3f} B parameters, {weights_gb:.1f} GB of bf16 weights "
+        f"(built in {time.perf_counter() - t0:.0f} s)"
+    )
 
     tok = OneAlignProcessor.from_pretrained(fixture).tokenizer
     processor = OneAlignProcessor(tok, ImageSettings())  # 448 px CLIP settings of the real model
     bb = OneAlignBackbone(model, processor)
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for h, w in
-              [(480, 640), (1024, 768), (500, 500), (300, 900)] * (batch // 4 + 1)][:batch]  # fmt: skip
+    images = [
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+        for h, w in [(480, 640), (1024, 768), (500, 500), (300, 900)] * (batch // 4 + 1)
+    ][:batch]
 
     for impl in attn:
         model.set_attn_implementation(impl)
@@ -88,8 +92,10 @@ def real_size(fixture: Path, device: torch.device, batch: int, attn: list[str]) 
         _sync(device)
         dt = (time.perf_counter() - t0) / reps
         peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
-        print(f"  scoring {impl:5s}: batch {batch} images at 448 px: {dt * 1000:.0f} ms/batch, "
-              f"{batch / dt:.1f} images/s, peak {peak:.1f} GB")  # fmt: skip
+        print(
+            f"  scoring {impl:5s}: batch {batch} images at 448 px: {dt * 1000:.0f} ms/batch, "
+            f"{batch / dt:.1f} images/s, peak {peak:.1f} GB"
+        )
 
     model.set_attn_implementation("sdpa")
     # Batched vs one at a time. A deep random-weight network amplifies rounding noise, so the
@@ -99,15 +105,23 @@ def real_size(fixture: Path, device: torch.device, batch: int, attn: list[str]) 
         batched = bb.level_logits(bb.scoring_batch(visuals, "quality", "video"))
         single = torch.cat([bb.level_logits(bb.scoring_batch([v], "quality", "video")) for v in visuals])
         repeated = bb.level_logits(bb.scoring_batch([visuals[1]] * 3, "quality", "video"))
-    print(f"  batched (videos of 8, 1, 2 frames, left-padded) vs one at a time, bf16: max |diff| "
-          f"{float((batched - single).abs().max()):.2e}; noise floor (same item x3, no padding) "
-          f"{float((repeated - single[1]).abs().max()):.2e}; logit spread {float(single.std()):.2f}")  # fmt: skip
+    print(
+        f"  batched (videos of 8, 1, 2 frames, left-padded) vs one at a time, bf16: max |diff| "
+        f"{float((batched - single).abs().max()):.2e}; noise floor (same item x3, no padding) "
+        f"{float((repeated - single[1]).abs().max()):.2e}; logit spread {float(single.std()):.2f}"
+    )
 
     # One training step (full fine-tuning, bf16 weights and gradients, no optimizer state).
     model.gradient_checkpointing_enable()
     model.train()
-    examples = [TrainingExample(frames=[im], question="How would you rate the quality of this image?\n<|image|>",
-                                answer="The quality of the image is good.") for im in images[:4]]  # fmt: skip
+    examples = [
+        TrainingExample(
+            frames=[im],
+            question="How would you rate the quality of this image?\n<|image|>",
+            answer="The quality of the image is good.",
+        )
+        for im in images[:4]
+    ]
     tb = bb.training_batch(examples)
     tb = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in tb.items()}
     if device.type == "cuda":
@@ -118,8 +132,10 @@ def real_size(fixture: Path, device: torch.device, batch: int, attn: list[str]) 
     loss.backward()
     _sync(device)
     peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
-    print(f"  training step, batch 4, gradient checkpointing: loss {loss.item():.3f}, "
-          f"{time.perf_counter() - t0:.2f} s, peak {peak:.1f} GB (weights + gradients + activations)")  # fmt: skip
+    print(
+        f"  training step, batch 4, gradient checkpointing: loss {loss.item():.3f}, "
+        f"{time.perf_counter() - t0:.2f} s, peak {peak:.1f} GB (weights + gradients + activations)"
+    )
 
 
 def main() -> None:

@@ -160,8 +160,13 @@ def loader_rate(backbone, paths: list[Path], task: str, batch_size: int, workers
 
     items = collect_inputs([str(p) for p in paths], False)
     preparer = backbone if workers == 0 else detach_preprocessing(backbone)
-    loader = DataLoader(DecodeDataset(items), batch_size=batch_size, num_workers=workers,
-                        collate_fn=BatchPreparer(preparer, items, task), prefetch_factor=2 if workers else None)
+    loader = DataLoader(
+        DecodeDataset(items),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=BatchPreparer(preparer, items, task),
+        prefetch_factor=2 if workers else None,
+    )
     t = time.perf_counter()
     for _ in loader:
         pass
@@ -195,27 +200,40 @@ def random_onealign(model: str, dtype: str, device: str):
 
     path = resolve_model_path(model)
     if model_type(path) != "mplug_owl2":
-        raise SystemExit("--random-init needs a OneAlign (mplug_owl2) folder: config.json, tokenizer, preprocessor_config.json")
+        raise SystemExit(
+            "--random-init needs a OneAlign (mplug_owl2) folder: config.json, tokenizer, preprocessor_config.json"
+        )
     config = MPLUGOwl2Config.from_pretrained(path)
     with torch.device(device):
         net = MPLUGOwl2LlamaForCausalLM._from_config(config, dtype=resolve_dtype(dtype, device))
     return OneAlignBackbone(net.eval(), OneAlignProcessor.from_pretrained(path))
 
 
-def engine_tables(backbone, args: argparse.Namespace, width: int, height: int, sizes: list[int],
-                  worker_counts: list[int], summary: list[tuple[str, float]]) -> None:
+def engine_tables(
+    backbone,
+    args: argparse.Namespace,
+    width: int,
+    height: int,
+    sizes: list[int],
+    worker_counts: list[int],
+    summary: list[tuple[str, float]],
+) -> None:
     """The whole engine on generated JPEG files of one size, against the batch-of-1 loop."""
     from toolkit.scoring import PROB_COLUMNS, Scorer
 
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_images(Path(tmp), args.images, width, height)
         decode_ms, prep_ms = preprocessing_cost(backbone, paths[: min(len(paths), 32)], args.task)
-        print(f"\n{len(paths)} images {width}x{height}, task {args.task}; in one process: decoding "
-              f"{decode_ms:.1f} ms/image, model inputs (pad, resize, normalise) {prep_ms:.1f} ms/image", flush=True)
+        print(
+            f"\n{len(paths)} images {width}x{height}, task {args.task}; in one process: decoding "
+            f"{decode_ms:.1f} ms/image, model inputs (pad, resize, normalise) {prep_ms:.1f} ms/image",
+            flush=True,
+        )
         base_paths = paths[: args.baseline_images] if args.baseline_images else paths
         baseline_loop(backbone, base_paths[:4], args.task)  # warm-up (lazy inits, kernels)
-        base_s, base_probs = min((baseline_loop(backbone, base_paths, args.task) for _ in range(args.repeats)),
-                                 key=lambda r: r[0])
+        base_s, base_probs = min(
+            (baseline_loop(backbone, base_paths, args.task) for _ in range(args.repeats)), key=lambda r: r[0]
+        )
         base_ips = len(base_paths) / base_s
         summary.append((f"engine {width}x{height}, baseline loop (bs 1)", base_ips))
         print(f"\n{'setting':>28} | {'images/s':>9} | {'vs baseline':>11} | {'max |dp|':>9}")
@@ -250,23 +268,47 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--task", default="quality")
     ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--size", default="512x384", help="WIDTHxHEIGHT of the generated images; a list (1024x768,448x448) repeats the engine tables")
+    ap.add_argument(
+        "--size",
+        default="512x384",
+        help="WIDTHxHEIGHT of the generated images; a list (1024x768,448x448) repeats the engine tables",
+    )
     ap.add_argument("--batch-sizes", default="1,2,4,8,16")
     ap.add_argument("--num-workers", default="0", help="DataLoader workers, one value or a list such as 0,8")
     ap.add_argument("--repeats", type=int, default=2, help="timed passes per setting (best is reported)")
-    ap.add_argument("--baseline-images", type=int, default=None,
-                    help="run the batch-of-1 baseline on the first N images only (it is slow on big models)")
-    ap.add_argument("--model-batch-sizes", default="",
-                    help="also time the model alone on preprocessed pixels at these batch sizes (e.g. 1,8,16,32)")
+    ap.add_argument(
+        "--baseline-images",
+        type=int,
+        default=None,
+        help="run the batch-of-1 baseline on the first N images only (it is slow on big models)",
+    )
+    ap.add_argument(
+        "--model-batch-sizes",
+        default="",
+        help="also time the model alone on preprocessed pixels at these batch sizes (e.g. 1,8,16,32)",
+    )
     ap.add_argument("--model-repeats", type=int, default=5, help="timed calls per model-alone setting (median)")
-    ap.add_argument("--loader-rate", action="store_true",
-                    help="also time decoding + model inputs in the workers alone (no model): the engine's ceiling")
-    ap.add_argument("--compare-masked", action="store_true",
-                    help="model alone also with the reference code's per-module mask selection (before/after)")
-    ap.add_argument("--random-init", action="store_true",
-                    help="OneAlign folder without weights: random weights from its config.json (throughput only)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads; on a loaded shared machine 1 avoids OpenMP spin contention")
+    ap.add_argument(
+        "--loader-rate",
+        action="store_true",
+        help="also time decoding + model inputs in the workers alone (no model): the engine's ceiling",
+    )
+    ap.add_argument(
+        "--compare-masked",
+        action="store_true",
+        help="model alone also with the reference code's per-module mask selection (before/after)",
+    )
+    ap.add_argument(
+        "--random-init",
+        action="store_true",
+        help="OneAlign folder without weights: random weights from its config.json (throughput only)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads; on a loaded shared machine 1 avoids OpenMP spin contention",
+    )
     args = ap.parse_args()
 
     import torch
@@ -288,8 +330,11 @@ def main() -> None:
     sync(args.device)
     load_s = time.perf_counter() - t0
     params = sum(p.numel() for p in backbone.model.parameters())
-    print(f"model {args.model} ({params / 1e6:.2f} M parameters) on {backbone.device}, {args.dtype}; "
-          f"loaded in {load_s:.1f} s; torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"model {args.model} ({params / 1e6:.2f} M parameters) on {backbone.device}, {args.dtype}; "
+        f"loaded in {load_s:.1f} s; torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
     if str(backbone.device).startswith("cuda"):
         print(f"device {torch.cuda.get_device_name(backbone.device)}, torch {torch.__version__}", flush=True)
 
@@ -305,8 +350,11 @@ def main() -> None:
                 print(f"masked-selection run failed: {type(exc).__name__}: {exc}")
         del batches
         print("\nmodel alone (preprocessed pixels; copy to device, vision, abstractor, merge, LLM), images/s")
-        print(f"{'batch':>6} | " + " | ".join(f"{name:>10}" for name in tables)
-              + (" | routed/masked" if "masked" in tables else ""))
+        print(
+            f"{'batch':>6} | "
+            + " | ".join(f"{name:>10}" for name in tables)
+            + (" | routed/masked" if "masked" in tables else "")
+        )
         for bs in model_sizes:
             row = f"{bs:>6} | " + " | ".join(f"{tables[name][bs]:10.1f}" for name in tables)
             if "masked" in tables:

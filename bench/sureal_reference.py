@@ -38,8 +38,17 @@ MODELS = {
     "BT500_SR_MOS": SubjrejMosModel,
     "P913_BR_SR_MOS": BiasremvSubjrejMosModel,
 }
-KEYS = ("quality_scores", "quality_scores_std", "observer_bias", "observer_bias_std", "observer_inconsistency",
-        "observer_inconsistency_ci95", "content_ambiguity", "observer_rejected", "num_iter")
+KEYS = (
+    "quality_scores",
+    "quality_scores_std",
+    "observer_bias",
+    "observer_bias_std",
+    "observer_inconsistency",
+    "observer_inconsistency_ci95",
+    "content_ambiguity",
+    "observer_rejected",
+    "num_iter",
+)
 
 
 def build_dataset(frame: pd.DataFrame) -> tuple[object, list[str]]:
@@ -56,10 +65,14 @@ def build_dataset(frame: pd.DataFrame) -> tuple[object, list[str]]:
     groups = frame.groupby("item", sort=False)
     for k, item in enumerate(items):
         rows = groups.get_group(item)
-        dataset.dis_videos.append({
-            "asset_id": k, "content_id": int(item_content[item]), "path": str(item),
-            "os": {str(r): float(v) for r, v in zip(rows["rater"], rows["vote"])},
-        })
+        dataset.dis_videos.append(
+            {
+                "asset_id": k,
+                "content_id": int(item_content[item]),
+                "path": str(item),
+                "os": {str(r): float(v) for r, v in zip(rows["rater"], rows["vote"])},
+            }
+        )
     return dataset, [str(i) for i in items]
 
 
@@ -74,8 +87,9 @@ def main() -> None:
         with contextlib.redirect_stdout(io.StringIO()):  # sureal prints every iteration
             result = MODELS[name](reader).run_modeling()
         out["seconds"][name] = time.perf_counter() - start
-        out[name] = {k: (np.asarray(result[k]).tolist() if k != "num_iter" else int(result[k]))
-                     for k in KEYS if k in result}
+        out[name] = {
+            k: (np.asarray(result[k]).tolist() if k != "num_iter" else int(result[k])) for k in KEYS if k in result
+        }
     with open(target, "w") as handle:
         json.dump(out, handle)
 

@@ -39,7 +39,9 @@ from toolkit.training import TrainConfig, TrainProgress, train
 SIZES = {
     # name: build_tiny_model arguments
     "tiny": {},
-    "mid": dict(image_size=224, patch_size=16, vision_hidden=256, vision_layers=4, text_hidden=512, text_layers=4, heads=8),
+    "mid": dict(
+        image_size=224, patch_size=16, vision_hidden=256, vision_layers=4, text_hidden=512, text_layers=4, heads=8
+    ),
 }
 
 
@@ -53,18 +55,34 @@ def write_data(folder: Path, n: int, seed: int = 0) -> Path:
         Image.fromarray(rng.integers(0, 256, (256, 320, 3), dtype=np.uint8)).save(folder / name)
         # A vote histogram for the soft-label loss (and a 1-5 score for the direct-score one).
         probs = soft_label([value], [0.8])[0]
-        records.append({
-            "id": name, "image": name, "gt_score": value, "level_probs": probs.tolist(),
-            "conversations": [{"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"},
-                              {"from": "gpt", "value": f"The quality of the image is {level_word(value)}."}],
-        })  # fmt: skip
+        records.append(
+            {
+                "id": name,
+                "image": name,
+                "gt_score": value,
+                "level_probs": probs.tolist(),
+                "conversations": [
+                    {"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"},
+                    {"from": "gpt", "value": f"The quality of the image is {level_word(value)}."},
+                ],
+            }
+        )
     path = folder / "train.json"
     path.write_text(json.dumps(records))
     return path
 
 
-def measure(model_dir: Path, data: Path, out: Path, args: argparse.Namespace, mode: str, threads: int | None,
-            loss: str = "ce", recipe: str | None = None, backbone=None) -> dict:
+def measure(
+    model_dir: Path,
+    data: Path,
+    out: Path,
+    args: argparse.Namespace,
+    mode: str,
+    threads: int | None,
+    loss: str = "ce",
+    recipe: str | None = None,
+    backbone=None,
+) -> dict:
     times: list[float] = []
     last = [time.perf_counter()]
 
@@ -74,13 +92,22 @@ def measure(model_dir: Path, data: Path, out: Path, args: argparse.Namespace, mo
         last[0] = now
 
     settings = dict(
-        model=str(model_dir), data=str(data), out=str(out), max_steps=args.steps, batch_size=args.batch_size,
-        device=args.device, cpu_threads=threads, num_workers=args.workers, loss=loss,
-    )  # fmt: skip
+        model=str(model_dir),
+        data=str(data),
+        out=str(out),
+        max_steps=args.steps,
+        batch_size=args.batch_size,
+        device=args.device,
+        cpu_threads=threads,
+        num_workers=args.workers,
+        loss=loss,
+    )
     if recipe:  # the recipe's mode, learning rate, precision and checkpointing
         config = TrainConfig.from_dict({**settings, "recipe": recipe})
     else:
-        config = TrainConfig(**settings, mode=mode, lr=1e-3, dtype=args.dtype, gradient_checkpointing=args.gradient_checkpointing)
+        config = TrainConfig(
+            **settings, mode=mode, lr=1e-3, dtype=args.dtype, gradient_checkpointing=args.gradient_checkpointing
+        )
     cuda = args.device.startswith("cuda")
     if cuda:
         import torch
@@ -115,7 +142,9 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["tiny", "mid"], choices=sorted(SIZES))
     parser.add_argument("--modes", nargs="+", default=["full", "lora"], choices=["full", "lora"])
     parser.add_argument("--losses", nargs="+", default=["ce"], choices=["ce", "soft", "score"])
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward pass")
+    parser.add_argument(
+        "--gradient-checkpointing", action="store_true", help="recompute activations in the backward pass"
+    )
     parser.add_argument("--threads", nargs="+", type=int, default=[0], help="CPU threads; 0 = torch default")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--warmup", type=int, default=2)
@@ -124,12 +153,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    parser.add_argument("--onealign", type=Path, help="weightless OneAlign folder (bench/full_size_onealign.py): "
-                        "train that size with random weights instead of --models")  # fmt: skip
+    parser.add_argument(
+        "--onealign",
+        type=Path,
+        help="weightless OneAlign folder (bench/full_size_onealign.py): "
+        "train that size with random weights instead of --models",
+    )
     parser.add_argument("--recipes", nargs="+", default=["onealign-lora"], help="recipes for --onealign")
     parser.add_argument("--llm-layers", type=int, default=None, help="with --onealign: keep the first N LLM layers")
-    parser.add_argument("--frozen-float32", action="store_true",
-                        help="keep frozen weights in float32 (the loop's default holds them in 16 bits under bf16/fp16)")
+    parser.add_argument(
+        "--frozen-float32",
+        action="store_true",
+        help="keep frozen weights in float32 (the loop's default holds them in 16 bits under bf16/fp16)",
+    )
     args = parser.parse_args()
 
     if args.frozen_float32:
@@ -186,8 +222,10 @@ def measure_onealign(args: argparse.Namespace, root: Path, data: Path) -> list[d
     for recipe in args.recipes:
         backbone = random_onealign_float32(args.onealign, args.device, args.llm_layers)
         try:
-            row = {"model": f"onealign ({layers})", **measure(args.onealign, data, root / f"out-{recipe}", args,
-                                                               "", None, "ce", recipe, backbone)}  # fmt: skip
+            row = {
+                "model": f"onealign ({layers})",
+                **measure(args.onealign, data, root / f"out-{recipe}", args, "", None, "ce", recipe, backbone),
+            }
             rows.append(row)
             print(
                 f"OneAlign ({layers}, {row['params'] / 1e9:.2f} B parameters), recipe {recipe}"
@@ -199,8 +237,11 @@ def measure_onealign(args: argparse.Namespace, root: Path, data: Path) -> list[d
             )
         except torch.OutOfMemoryError as exc:
             peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
-            print(f"OneAlign ({layers}), recipe {recipe}: out of memory at batch {args.batch_size} "
-                  f"(peak {peak:.1f} GiB before the failure): {str(exc).splitlines()[0]}", flush=True)  # fmt: skip
+            print(
+                f"OneAlign ({layers}), recipe {recipe}: out of memory at batch {args.batch_size} "
+                f"(peak {peak:.1f} GiB before the failure): {str(exc).splitlines()[0]}",
+                flush=True,
+            )
         del backbone
         gc.collect()
         if torch.cuda.is_available():

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from toolkit.store import Store, upgrade
-from toolkit.store.setup import StudySetup, setup_study
 from toolkit.store.schema import Study
+from toolkit.store.setup import StudySetup, setup_study
 
 PG_URL_ENV = "QALIGN_TEST_PG_URL"
 PG_URL_FILE = Path(os.environ.get("QALIGN_TEST_PG_URL_FILE", "/tmp/qalign-test-pg.url"))
@@ -142,7 +142,10 @@ def simulate_raters(url: str, media: Path, n_raters: int = 24, votes_each: int =
     threads = []
     for token in tokens:
         pair = threading.Barrier(2)
-        threads += [threading.Thread(target=tab, args=(token, pair, 0)), threading.Thread(target=tab, args=(token, pair, 0))]
+        threads += [
+            threading.Thread(target=tab, args=(token, pair, 0)),
+            threading.Thread(target=tab, args=(token, pair, 0)),
+        ]
     for t in threads:
         t.start()
     for t in threads:
@@ -150,15 +153,25 @@ def simulate_raters(url: str, media: Path, n_raters: int = 24, votes_each: int =
 
     check = Store(url)
     with check.session() as s:
-        from toolkit.store.studies import hash_token
         from toolkit.store.schema import Rater
+        from toolkit.store.studies import hash_token
 
-        rows = s.execute(select(Rater.token_hash, Rating.item_id, Rating.level).join(Rater, Rating.rater_id == Rater.id)).all()
+        rows = s.execute(
+            select(Rater.token_hash, Rating.item_id, Rating.level).join(Rater, Rating.rater_id == Rater.id)
+        ).all()
         duplicates = s.execute(
-            select(Rating.rater_id, Rating.item_id, func.count()).group_by(Rating.rater_id, Rating.item_id).having(func.count() > 1)
+            select(Rating.rater_id, Rating.item_id, func.count())
+            .group_by(Rating.rater_id, Rating.item_id)
+            .having(func.count() > 1)
         ).all()
     check.dispose()
     by_hash = {hash_token(t): t for t in tokens}
     stored = [(by_hash[h], item, level) for h, item, level in rows]
-    return dict(created=created, repeats=repeats, errors=errors, stored=stored, duplicates=duplicates,
-                alive=[t for t in threads if t.is_alive()])
+    return dict(
+        created=created,
+        repeats=repeats,
+        errors=errors,
+        stored=stored,
+        duplicates=duplicates,
+        alive=[t for t in threads if t.is_alive()],
+    )

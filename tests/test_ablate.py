@@ -7,13 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures_training import write_toy
 from typer.testing import CliRunner
 
 from toolkit.errors import InputError
 from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig
 from toolkit.training.ablation import run_ablation
+
+from fixtures_training import write_toy
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +32,31 @@ def test_ablate_writes_the_report_of_the_three_targets(toy: dict[str, Path]) -> 
     from toolkit.cli import app
 
     out = toy["root"] / "out"
-    args = ["ablate", "--model", str(toy["model"]), "--train", str(toy["train"]), "--test", str(toy["test"]),
-            "--out", str(out), "--steps", "60", "--mode", "full", "--lr", "2e-3", "--batch-size", "16",
-            "--device", "cpu", "--cpu-threads", "1", "--n-boot", "200"]  # fmt: skip
+    args = [
+        "ablate",
+        "--model",
+        str(toy["model"]),
+        "--train",
+        str(toy["train"]),
+        "--test",
+        str(toy["test"]),
+        "--out",
+        str(out),
+        "--steps",
+        "60",
+        "--mode",
+        "full",
+        "--lr",
+        "2e-3",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--cpu-threads",
+        "1",
+        "--n-boot",
+        "200",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "report ->" in result.output
@@ -61,8 +84,15 @@ def test_ablate_writes_the_report_of_the_three_targets(toy: dict[str, Path]) -> 
 
 def test_an_arm_that_ranks_nothing_is_left_out_with_a_note(toy: dict[str, Path]) -> None:
     # One step: the score model writes no number yet, so every item gets the midpoint.
-    base = TrainConfig(model=str(toy["model"]), data=str(toy["train"]), mode="full", max_steps=1, batch_size=8,
-                       device="cpu", cpu_threads=1)  # fmt: skip
+    base = TrainConfig(
+        model=str(toy["model"]),
+        data=str(toy["train"]),
+        mode="full",
+        max_steps=1,
+        batch_size=8,
+        device="cpu",
+        cpu_threads=1,
+    )
     result = run_ablation(base, toy["test"], toy["root"] / "short", losses=["ce", "score"])
     assert list(result.predictions) == ["levels (ce)"]
     assert result.arms[1].failed == 48

@@ -10,7 +10,6 @@ from scipy import stats
 from sqlalchemy import inspect, select
 from typer.testing import CliRunner
 
-from fixtures_ui import make_study, sqlite_url
 from toolkit.active import RankingOptions, mos_half_width, push_priorities, rank_items, suggest
 from toolkit.cli import app
 from toolkit.errors import InputError
@@ -21,15 +20,19 @@ from toolkit.store.engine import make_engine
 from toolkit.store.migrate import downgrade, upgrade
 from toolkit.store.schema import Item
 
+from fixtures_ui import make_study, sqlite_url
+
 LN5 = np.log(5)
 
 
 def hand_made() -> tuple[pd.DataFrame, pd.DataFrame]:
-    scores = pd.DataFrame({
-        "item": ["a", "b", "c", "d", "e"],
-        "score": [3.0, 4.0, 3.0, 2.5, 1.0],
-        "entropy": [LN5, 0.0, 0.5 * LN5, 0.5 * LN5, LN5],
-    })
+    scores = pd.DataFrame(
+        {
+            "item": ["a", "b", "c", "d", "e"],
+            "score": [3.0, 4.0, 3.0, 2.5, 1.0],
+            "entropy": [LN5, 0.0, 0.5 * LN5, 0.5 * LN5, LN5],
+        }
+    )
     ratings = pd.DataFrame({"item": ["b", "c", "e"], "n": [4, 10, 15], "mos": [2.0, 3.0, 4.0], "sd": [0.0, 1.0, 1.0]})
     return scores, ratings
 
@@ -130,11 +133,13 @@ def test_push_puts_items_first_in_the_queue(study):
 def test_cli_suggest_ranks_writes_and_pushes(study, tmp_path):
     store, url, media = study
     items = [f"test_{k:02d}.png" for k in range(6)]
-    votes = pd.DataFrame({
-        "item": ["test_00.png"] * 3 + ["test_01.png"] * 2 + ["test_02.png"] * 2,
-        "rater": ["r1", "r2", "r3", "r1", "r2", "r1", "r2"],
-        "vote": [5, 5, 5, 1, 1, 3, 3],
-    })
+    votes = pd.DataFrame(
+        {
+            "item": ["test_00.png"] * 3 + ["test_01.png"] * 2 + ["test_02.png"] * 2,
+            "rater": ["r1", "r2", "r3", "r1", "r2", "r1", "r2"],
+            "vote": [5, 5, 5, 1, 1, 3, 3],
+        }
+    )
     with store.session() as s:
         import_votes(s, get_study(s, "pilot"), votes)
     probs = np.full((6, 5), 0.2)
@@ -148,10 +153,23 @@ def test_cli_suggest_ranks_writes_and_pushes(study, tmp_path):
     frame["error"] = ""
     frame.to_csv(tmp_path / "scores.csv", index=False)
 
-    res = CliRunner().invoke(app, [
-        "suggest", "--study", "pilot", "--db", url, "--scores", str(tmp_path / "scores.csv"),
-        "--out", str(tmp_path / "ranked.csv"), "--top", "3", "--push",
-    ])
+    res = CliRunner().invoke(
+        app,
+        [
+            "suggest",
+            "--study",
+            "pilot",
+            "--db",
+            url,
+            "--scores",
+            str(tmp_path / "scores.csv"),
+            "--out",
+            str(tmp_path / "ranked.csv"),
+            "--top",
+            "3",
+            "--push",
+        ],
+    )
     assert res.exit_code == 0, res.output
     ranked = pd.read_csv(tmp_path / "ranked.csv")
     # test_00 has reached the target of 3; test_05 (uniform, unrated) and test_01 (disagreeing) lead.
@@ -163,8 +181,12 @@ def test_cli_suggest_ranks_writes_and_pushes(study, tmp_path):
 
 
 def test_suggest_without_a_study_from_scores_and_votes(tmp_path):
-    scores = pd.DataFrame({"path": ["x/a.png", "x/b.png", "x/c.png"], "score": [4.5, 2.0, 3.0], "entropy": [0.1, 0.1, 0.1]})
-    votes = pd.DataFrame({"item": ["a.png"] * 4 + ["b.png"] * 4, "rater": list("pqrs") * 2, "vote": [1, 1, 2, 1, 2, 2, 2, 2]})
+    scores = pd.DataFrame(
+        {"path": ["x/a.png", "x/b.png", "x/c.png"], "score": [4.5, 2.0, 3.0], "entropy": [0.1, 0.1, 0.1]}
+    )
+    votes = pd.DataFrame(
+        {"item": ["a.png"] * 4 + ["b.png"] * 4, "rater": list("pqrs") * 2, "vote": [1, 1, 2, 1, 2, 2, 2, 2]}
+    )
     result = suggest(scores=scores, votes=votes, out=tmp_path / "r.json")
     # a: the model says 4.5 where four raters say 1.25; b: agrees with its raters; c: unrated,
     # as uncertain as b, ranked before it on fewer votes.

@@ -6,11 +6,12 @@ import sys
 
 import numpy as np
 import pandas as pd
-from conftest import DATA
 from PIL import Image
 from typer.testing import CliRunner
 
 from toolkit.cli import app
+
+from conftest import DATA
 
 runner = CliRunner()
 
@@ -21,8 +22,20 @@ def run(*args):
 
 def test_analyze_csv_writes_the_contract_files_and_report(tmp_path):
     out, raters, report = tmp_path / "items.csv", tmp_path / "raters.csv", tmp_path / "report"
-    result = run("analyze", DATA / "nflx_public_raw_votes.csv", "--model", "mle", "--out", out,
-                 "--raters-out", raters, "--report", report, "--splits", 20)
+    result = run(
+        "analyze",
+        DATA / "nflx_public_raw_votes.csv",
+        "--model",
+        "mle",
+        "--out",
+        out,
+        "--raters-out",
+        raters,
+        "--report",
+        report,
+        "--splits",
+        20,
+    )
     assert result.exit_code == 0, result.output
     items = pd.read_csv(out)
     assert list(items.columns) == ["item", "score", "ci_low", "ci_high", "n"]
@@ -45,12 +58,29 @@ def test_analyze_csv_writes_the_contract_files_and_report(tmp_path):
 
 def test_analyze_bt500_rejection_and_custom_columns(tmp_path):
     votes = pd.read_csv(DATA / "nflx_public_raw_votes.csv").rename(
-        columns={"item": "clip", "rater": "subject", "vote": "score"})
+        columns={"item": "clip", "rater": "subject", "vote": "score"}
+    )
     path = tmp_path / "votes.parquet"
     votes.to_parquet(path)
     out, raters = tmp_path / "items.csv", tmp_path / "raters.csv"
-    result = run("analyze", path, "--model", "bt500", "--out", out, "--raters-out", raters, "--item-col", "clip",
-                 "--rater-col", "subject", "--vote-col", "score", "--splits", 0)
+    result = run(
+        "analyze",
+        path,
+        "--model",
+        "bt500",
+        "--out",
+        out,
+        "--raters-out",
+        raters,
+        "--item-col",
+        "clip",
+        "--rater-col",
+        "subject",
+        "--vote-col",
+        "score",
+        "--splits",
+        0,
+    )
     assert result.exit_code == 0, result.output
     table = pd.read_csv(raters, keep_default_na=False).set_index("rater")
     assert table["rejected"].astype(str).eq("True").sum() == 1
@@ -62,8 +92,11 @@ def test_analyze_bt500_rejection_and_custom_columns(tmp_path):
 def test_bad_votes_fail_with_one_readable_line(tmp_path):
     path = tmp_path / "votes.csv"
     pd.DataFrame({"item": ["a", "a", "b"], "rater": ["x", "y", "x"], "vote": [3, 7, 4]}).to_csv(path, index=False)
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "analyze", str(path), "--out", str(tmp_path / "o.csv")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "analyze", str(path), "--out", str(tmp_path / "o.csv")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error:") and "vote 7" in proc.stderr and "'y'" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "o.csv").exists()

@@ -79,6 +79,7 @@ def test_item_statistics_histogram_and_t_interval():
     assert row["n"] == 4 and row["mos"] == 4.0 and [row[c] for c in COUNT_COLUMNS] == [1, 2, 1, 0, 0]
     sd = np.std([5, 4, 4, 3], ddof=1)
     from scipy import stats as st
+
     assert row["ci_high"] - row["mos"] == pytest.approx(st.t.ppf(0.975, 3) * sd / 2)
 
 
@@ -107,8 +108,11 @@ def _panel(n_items=20, n_raters=10, seed=0):
     """Every rater votes the item's level, give or take one step at random."""
     rng = np.random.default_rng(seed)
     level = rng.integers(2, 5, n_items)
-    rows = [(f"i{e}", f"r{s}", int(np.clip(level[e] + rng.integers(-1, 2) * (rng.random() < 0.3), 1, 5)))
-            for e in range(n_items) for s in range(n_raters)]
+    rows = [
+        (f"i{e}", f"r{s}", int(np.clip(level[e] + rng.integers(-1, 2) * (rng.random() < 0.3), 1, 5)))
+        for e in range(n_items)
+        for s in range(n_raters)
+    ]
     return frame(rows), level
 
 
@@ -143,8 +147,10 @@ def test_item_left_without_raters_by_rejection_is_an_error():
 
 def test_bt500_keeps_everyone_when_everyone_would_go():
     # Two raters who always disagree by four levels: each is an outlier on every item.
-    data = frame([(f"i{e}", r, v) for e in range(6) for r, v in (("a", 1), ("b", 5))]
-                 + [(f"i{e}", r, v) for e in range(6) for r, v in (("c", 5), ("d", 1))])
+    data = frame(
+        [(f"i{e}", r, v) for e in range(6) for r, v in (("a", 1), ("b", 5))]
+        + [(f"i{e}", r, v) for e in range(6) for r, v in (("c", 5), ("d", 1))]
+    )
     result = fit_bt500(prepare_votes(data))
     assert not result.raters["rejected"].any()
 
@@ -212,7 +218,9 @@ def test_fast_and_sureal_solvers_agree_on_the_content_oblivious_model():
 
 def test_single_vote_rater_is_left_out_with_a_reason():
     study = simulate_study(30, 6, seed=4)
-    data = pd.concat([study.votes, pd.DataFrame([{"item": "i00003", "rater": "zz-once", "content": "c003", "vote": 5}])])
+    data = pd.concat(
+        [study.votes, pd.DataFrame([{"item": "i00003", "rater": "zz-once", "content": "c003", "vote": 5}])]
+    )
     result = fit_mle(prepare_votes(data), content_ambiguity=False)
     row = result.raters.loc["zz-once"]
     assert row["rejected"] and "fewer than 2 votes" in row["reason"] and row["n"] == 1
@@ -223,8 +231,7 @@ def test_single_vote_rater_is_left_out_with_a_reason():
 
 
 def test_item_rated_only_by_single_vote_raters_is_an_error():
-    data = pd.concat([simulate_study(10, 4, seed=1).votes[["item", "rater", "vote"]],
-                      frame([("orphan", "once", 3)])])
+    data = pd.concat([simulate_study(10, 4, seed=1).votes[["item", "rater", "vote"]], frame([("orphan", "once", 3)])])
     with pytest.raises(InputError, match="'orphan'.*fewer than 2 votes"):
         fit_mle(prepare_votes(data), content_ambiguity=False)
 

@@ -12,9 +12,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DATA
 
 from toolkit.analysis import fit_bt500, fit_mle, fit_mos, fit_p913, prepare_votes
+
+from conftest import DATA
 
 LOCAL = DATA / "analysis"
 TOL = 1e-5
@@ -40,10 +41,12 @@ def assert_items(result, reference: dict) -> None:
     np.testing.assert_allclose(items["std"], by_item(reference, "quality_scores_std", items.index), atol=TOL, rtol=0)
     lower, upper = reference["quality_scores_ci95"]
     names = list(reference["quality_scores"])
-    np.testing.assert_allclose(items["score"] - items["ci_low"], pd.Series(lower, index=names).reindex(items.index),
-                               atol=TOL, rtol=0)
-    np.testing.assert_allclose(items["ci_high"] - items["score"], pd.Series(upper, index=names).reindex(items.index),
-                               atol=TOL, rtol=0)
+    np.testing.assert_allclose(
+        items["score"] - items["ci_low"], pd.Series(lower, index=names).reindex(items.index), atol=TOL, rtol=0
+    )
+    np.testing.assert_allclose(
+        items["ci_high"] - items["score"], pd.Series(upper, index=names).reindex(items.index), atol=TOL, rtol=0
+    )
 
 
 def test_reference_covers_the_votes(nflx):
@@ -108,7 +111,8 @@ def partial_ref(reference: dict, model: str) -> dict:
     names = reference["items"]
     ref["quality_scores"] = dict(zip(names, ref["quality_scores"]))
     ref["quality_scores_ci95"] = [
-        [1.95996 * s for s in ref["quality_scores_std"]], [1.95996 * s for s in ref["quality_scores_std"]]
+        [1.95996 * s for s in ref["quality_scores_std"]],
+        [1.95996 * s for s in ref["quality_scores_std"]],
     ]
     return ref
 

@@ -52,8 +52,19 @@ def crowd_study(seed: int = 0) -> pd.DataFrame:
                 vote = int(rng.integers(1, 6))
             shown = moment
             moment = moment + timedelta(milliseconds=ms)
-            rows.append({"item": item, "rater": rater, "vote": vote, "role": role, "expected_level": expected,
-                         "tolerance": 1, "shown_at": shown, "answered_at": moment, "response_ms": ms})
+            rows.append(
+                {
+                    "item": item,
+                    "rater": rater,
+                    "vote": vote,
+                    "role": role,
+                    "expected_level": expected,
+                    "tolerance": 1,
+                    "shown_at": shown,
+                    "answered_at": moment,
+                    "response_ms": ms,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -137,8 +148,9 @@ def test_pipeline_column_names_and_errors():
     data = crowd_study()[["item", "rater", "vote"]].rename(columns={"item": "file", "rater": "who", "vote": "level"})
     with pytest.raises(InputError, match="missing column.*'item'.*--item-col"):
         analyze_votes(data)
-    result = analyze_votes(data, AnalysisOptions(item_col="file", rater_col="who", vote_col="level",
-                                                 agreement_splits=0, model="mle_co"))
+    result = analyze_votes(
+        data, AnalysisOptions(item_col="file", rater_col="who", vote_col="level", agreement_splits=0, model="mle_co")
+    )
     assert len(result.result.items) == 34 and result.agreement is None
 
 
@@ -171,8 +183,13 @@ def test_spearman_brown_and_agreement_errors():
 
 
 def test_zscore_per_rater():
-    data = pd.DataFrame({"item": list("abcdabcd") + ["a", "b"], "rater": ["x"] * 4 + ["y"] * 4 + ["flat"] * 2,
-                         "vote": [1, 2, 3, 4, 3, 3, 4, 5, 3, 3]})
+    data = pd.DataFrame(
+        {
+            "item": list("abcdabcd") + ["a", "b"],
+            "rater": ["x"] * 4 + ["y"] * 4 + ["flat"] * 2,
+            "vote": [1, 2, 3, 4, 3, 3, 4, 5, 3, 3],
+        }
+    )
     z = zscore_votes(prepare_votes(data)).to_frame()
     per_rater = z.groupby("rater")["vote"]
     assert np.allclose(per_rater.mean(), 0)

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
-from fixtures_ui import make_study, sqlite_url, write_images
 from toolkit.errors import InputError, StoreError
 from toolkit.store import Store, add_rater, get_study, import_votes, rater_for_token
 from toolkit.store.admin_secret import check_admin_secret, ensure_admin_secret
@@ -24,10 +23,12 @@ from toolkit.store.assignment import (
     undo_last_vote,
 )
 from toolkit.store.media_check import check_media, missing_items
-from toolkit.store.schema import Rating, utcnow
 from toolkit.store.progress import item_progress, rater_stats, study_summary
 from toolkit.store.raters import reissue_token, set_rater_access, set_rater_excluded
+from toolkit.store.schema import Rating, utcnow
 from toolkit.store.setup import StudySetup, level_labels, setup_study
+
+from fixtures_ui import make_study, sqlite_url, write_images
 
 
 @pytest.fixture()
@@ -83,11 +84,13 @@ def test_balanced_assignment_reaches_target_and_stops(store, tmp_path):
 
 def test_fewest_valid_votes_first_and_excluded_raters_do_not_count(store, tmp_path):
     study = make_study(store, tmp_path / "media", n_test=4, target_votes=10)
-    table = pd.DataFrame({
-        "item": ["test_00.png", "test_00.png", "test_01.png", "test_02.png", "test_02.png", "test_03.png"],
-        "rater": ["a", "b", "a", "a", "b", "screened"],
-        "vote": [3, 4, 2, 5, 5, 1],
-    })
+    table = pd.DataFrame(
+        {
+            "item": ["test_00.png", "test_00.png", "test_01.png", "test_02.png", "test_02.png", "test_03.png"],
+            "rater": ["a", "b", "a", "a", "b", "screened"],
+            "vote": [3, 4, 2, 5, 5, 1],
+        }
+    )
     with store.session() as s:
         import_votes(s, get_study(s, "pilot"), table)
         set_rater_excluded(s, get_study(s, "pilot"), "screened", True)
@@ -265,7 +268,9 @@ def test_setup_refuses_paths_outside_the_media_root_and_bad_labels(store, tmp_pa
         setup_study(s, StudySetup(name="x", media_root=media, labels=["good", "bad"]))
     labels = ["Superb", "Nice", "<b>Meh</b>", "Poor'; DROP TABLE ratings;--", "Awful"]
     with store.session() as s:
-        study, added = setup_study(s, StudySetup(name="x", media_root=media, labels=labels, task="custom", question="Is it <i>sharp</i>?"))
+        study, added = setup_study(
+            s, StudySetup(name="x", media_root=media, labels=labels, task="custom", question="Is it <i>sharp</i>?")
+        )
         assert level_labels(study) == labels and added.added == ["a.png"]
         assert study_summary(s, study)["items"] == 1
 

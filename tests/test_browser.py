@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy import select
 
 from toolkit.store import Store, add_rater, get_study
-from toolkit.store.setup import SAMPLE_STUDY_NAME, prepare_database
 from toolkit.store.schema import Assignment, Item, Rating
+from toolkit.store.setup import SAMPLE_STUDY_NAME, prepare_database
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = [
@@ -53,7 +53,10 @@ def server(tmp_path):
     log = open(tmp_path / "server.log", "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "toolkit.cli", "ui", "--port", str(port), "--db", url],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -95,7 +98,12 @@ def browser():
 
 def votes(store: Store) -> list[tuple[str, str, int]]:
     with store.session() as s:
-        return [tuple(r) for r in s.execute(select(Item.path, Item.role, Rating.level).join(Item, Rating.item_id == Item.id).order_by(Rating.id))]
+        return [
+            tuple(r)
+            for r in s.execute(
+                select(Item.path, Item.role, Rating.level).join(Item, Rating.item_id == Item.id).order_by(Rating.id)
+            )
+        ]
 
 
 def pending(store: Store) -> tuple[int, object] | None:

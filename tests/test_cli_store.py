@@ -27,8 +27,23 @@ def test_study_lifecycle(tmp_path):
     assert "token:" in result.output
 
     votes = tmp_path / "votes.csv"
-    pd.DataFrame({"file": ["p0.png", "p1.png", "p0.png"], "who": ["x", "x", "y"], "score": [5, 1, 4]}).to_csv(votes, index=False)
-    result = run("study", "import", "pilot", str(votes), "--item-col", "file", "--rater-col", "who", "--vote-col", "score", "--db", db)
+    pd.DataFrame({"file": ["p0.png", "p1.png", "p0.png"], "who": ["x", "x", "y"], "score": [5, 1, 4]}).to_csv(
+        votes, index=False
+    )
+    result = run(
+        "study",
+        "import",
+        "pilot",
+        str(votes),
+        "--item-col",
+        "file",
+        "--rater-col",
+        "who",
+        "--vote-col",
+        "score",
+        "--db",
+        db,
+    )
     assert result.exit_code == 0, result.output
     assert "3 votes imported" in result.output
 
@@ -47,7 +62,8 @@ def test_errors_are_one_readable_line(tmp_path):
 
     proc = subprocess.run(
         [sys.executable, "-m", "toolkit.cli", "study", "list", "--db", f"sqlite:///{tmp_path / 'none.db'}"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: no database at")
@@ -78,7 +94,9 @@ def test_convert_reads_a_study_from_the_database(tmp_path):
     mos = pd.DataFrame(rows).groupby("item")["vote"].mean()
     for record in records:
         assert record["gt_score"] == mos[record["image"]]
-    result = run("convert", "--study", "conv", "--subject-model", "mle_co", "--out", str(tmp_path / "mle.json"), "--db", db)
+    result = run(
+        "convert", "--study", "conv", "--subject-model", "mle_co", "--out", str(tmp_path / "mle.json"), "--db", db
+    )
     assert result.exit_code == 0, result.output
     assert len(json.loads((tmp_path / "mle.json").read_text())) == 6
     assert run("convert", "--out", str(tmp_path / "x.json"), "--db", db).exit_code != 0

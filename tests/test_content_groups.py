@@ -11,12 +11,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from fixtures_ui import sqlite_url
 from toolkit.cli import app
 from toolkit.convert.splits import ITEM_SPLIT_NOTE, is_content_split
 from toolkit.errors import InputError
 from toolkit.store import Store, get_study, study_items
 from toolkit.store.studies import ContentGrouping
+
+from fixtures_ui import sqlite_url
 
 runner = CliRunner()
 REFS = 4  # reference contents, two distorted versions of each, one folder per reference
@@ -77,7 +78,9 @@ def test_groups_from_a_folder_level_or_a_file_name_regex(media_db) -> None:
 def test_a_manifest_group_wins_over_the_rule(media_db) -> None:
     media, db, paths = media_db
     manifest = media / "manifest.csv"
-    manifest.write_text("path,content_group\n" + "".join(f"{p},{'scene' if i == 0 else ''}\n" for i, p in enumerate(paths)))
+    manifest.write_text(
+        "path,content_group\n" + "".join(f"{p},{'scene' if i == 0 else ''}\n" for i, p in enumerate(paths))
+    )
     assert _create(db, media, "mixed", "--manifest", str(manifest), "--group-by-folder", "0").exit_code == 0
     groups = _groups(db, "mixed")
     assert groups[paths[0]] == "scene" and groups[paths[1]] == "ref0" and groups[paths[-1]] == f"ref{REFS - 1}"
@@ -112,7 +115,9 @@ def _rated_study(media: Path, db: str, name: str, *options: str) -> None:
     assert _create(db, media, name, *options).exit_code == 0
     paths = sorted(_groups(db, name))
     rng = np.random.default_rng(0)
-    votes = pd.DataFrame([{"item": p, "rater": f"r{r}", "vote": int(rng.integers(1, 6))} for p in paths for r in range(3)])
+    votes = pd.DataFrame(
+        [{"item": p, "rater": f"r{r}", "vote": int(rng.integers(1, 6))} for p in paths for r in range(3)]
+    )
     csv = media.parent / f"{name}_votes.csv"
     votes.to_csv(csv, index=False)
     assert runner.invoke(app, ["study", "import", name, str(csv), "--db", db]).exit_code == 0
@@ -126,7 +131,10 @@ def test_the_card_and_the_notes_say_how_items_were_split(media_db, tmp_path: Pat
     _rated_study(media, db, "flat")
 
     grouped = export_study_dataset("grouped", tmp_path / "grouped", db_url=db, split="train=0.5,test=0.5", seed=1)
-    assert "Split by source content (train 0.5, test 0.5, seed 1): every item of a content group is in the same split." in grouped.card
+    assert (
+        "Split by source content (train 0.5, test 0.5, seed 1): every item of a content group is in the same split."
+        in grouped.card
+    )
     assert "no content grouping was available" not in grouped.card
     assert ITEM_SPLIT_NOTE not in grouped.notes
     items = pd.read_csv(tmp_path / "grouped" / "items.csv")
@@ -135,8 +143,10 @@ def test_the_card_and_the_notes_say_how_items_were_split(media_db, tmp_path: Pat
     flat = export_study_dataset("flat", tmp_path / "flat", db_url=db, split="train=0.5,test=0.5", seed=1)
     assert "Split by source content" not in flat.card
     assert "every item of a content group is in the same split" not in flat.card
-    assert ("Split item by item (train 0.5, test 0.5, seed 1): no content grouping was available (every item is its"
-            " own group), so items were split individually, not by source content.") in flat.card
+    assert (
+        "Split item by item (train 0.5, test 0.5, seed 1): no content grouping was available (every item is its"
+        " own group), so items were split individually, not by source content."
+    ) in flat.card
     assert "| group | content group; none was available, so every item is its own group |" in flat.card
     assert ITEM_SPLIT_NOTE in flat.notes and ITEM_SPLIT_NOTE in flat.card  # also under the card's export notes
 

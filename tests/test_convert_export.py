@@ -96,8 +96,24 @@ def test_cli_convert_parquet_and_single_json(media, tmp_path):
     runner = CliRunner()
     res = runner.invoke(
         app,
-        ["convert", str(table_path), "--out", str(tmp_path / "pq"), "--format", "parquet", "--images", str(root),
-         "--rule", "floor", "--low", "0", "--high", "100", "--task", "aesthetics"],
+        [
+            "convert",
+            str(table_path),
+            "--out",
+            str(tmp_path / "pq"),
+            "--format",
+            "parquet",
+            "--images",
+            str(root),
+            "--rule",
+            "floor",
+            "--low",
+            "0",
+            "--high",
+            "100",
+            "--task",
+            "aesthetics",
+        ],
     )
     assert res.exit_code == 0, res.output
     assert "dropped 1 duplicate" in res.output
@@ -105,7 +121,16 @@ def test_cli_convert_parquet_and_single_json(media, tmp_path):
     assert len(frame) == 8
     assert frame["answer"].str.startswith("The aesthetics of the image is ").all()
     # floor rule on [0, 100]: 10 -> 0.5 -> bad, 20 -> 1 -> poor, ..., 80 -> 4 -> excellent
-    assert frame.sort_values("mos")["level"].tolist() == ["bad", "poor", "poor", "fair", "fair", "good", "good", "excellent"]
+    assert frame.sort_values("mos")["level"].tolist() == [
+        "bad",
+        "poor",
+        "poor",
+        "fair",
+        "fair",
+        "good",
+        "good",
+        "excellent",
+    ]
 
     res = runner.invoke(app, ["convert", str(table_path), "--out", str(tmp_path / "one.json"), "--dmos", "--seed", "2"])
     assert res.exit_code == 0, res.output
@@ -120,7 +145,9 @@ def test_cli_error_is_one_line_naming_file_and_line(tmp_path):
     bad.write_text("image,mos\na.jpg,1\nb.jpg,oops\n")
     proc = subprocess.run(
         [sys.executable, "-m", "toolkit.cli", "convert", str(bad), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {bad} line 3: column 'mos' has non-numeric value 'oops'"]

@@ -5,12 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import KONIQ_CSV as KONIQ
-from conftest import NFLX_VOTES_CSV as NFLX
 from scipy import stats
 
-from toolkit.convert import PROB_COLUMNS, detect_kind, labels_from_mos, labels_from_votes, load_labels, read_rating_table
+from toolkit.convert import (
+    PROB_COLUMNS,
+    detect_kind,
+    labels_from_mos,
+    labels_from_votes,
+    load_labels,
+    read_rating_table,
+)
 from toolkit.errors import InputError
+
+from conftest import KONIQ_CSV as KONIQ
+from conftest import NFLX_VOTES_CSV as NFLX
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +131,9 @@ def test_nflx_long_votes():
     np.testing.assert_allclose(frame.loc[sd.index, "sd"], sd.to_numpy())
     assert (frame["n"] == 26).all()
     hist = votes.groupby("item")["vote"].value_counts(normalize=True).unstack(fill_value=0)
-    np.testing.assert_allclose(frame.loc[hist.index, list(PROB_COLUMNS)].to_numpy(), hist[[5.0, 4.0, 3.0, 2.0, 1.0]].to_numpy())
+    np.testing.assert_allclose(
+        frame.loc[hist.index, list(PROB_COLUMNS)].to_numpy(), hist[[5.0, 4.0, 3.0, 2.0, 1.0]].to_numpy()
+    )
     # Items keep the order of their first vote, not alphabetical order.
     assert table.frame["path"].tolist() == list(pd.unique(votes["item"]))
 
@@ -203,7 +213,9 @@ def test_count_table_with_counts_not_fractions(tmp_path):
 def test_malformed_csv_row_names_file_and_line(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text("image,mos\na.jpg,1\n\nb.jpg,2,7\nc.jpg,3\n")
-    with pytest.raises(InputError, match=r"bad\.csv line 4: malformed row, expected 2 fields and found 3 \('b\.jpg,2,7'\)"):
+    with pytest.raises(
+        InputError, match=r"bad\.csv line 4: malformed row, expected 2 fields and found 3 \('b\.jpg,2,7'\)"
+    ):
         load_labels(path)
 
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import NFLX_VOTES_CSV as NFLX
 
 from toolkit.convert import assign_splits, drop_duplicates, labels_from_mos, load_labels, parse_fractions, split_table
 from toolkit.errors import InputError
+
+from conftest import NFLX_VOTES_CSV as NFLX
 
 
 def test_parse_fractions():
@@ -75,7 +76,9 @@ def test_duplicates_removed_by_hash_before_splitting(tmp_path):
     dropped = report.dropped
     assert dropped["path"].tolist() == ["a_copy.png", "b_again.png", "a_3.png"]
     assert dropped["duplicate_of"].tolist() == ["a.png", "b.png", "a.png"]
-    assert dropped["sha256"].iloc[0] == "559aead08264d5795d3909718cdd05abd49572e84fe55590eef31a88a08fdffd"  # sha256(b"A")
+    assert (
+        dropped["sha256"].iloc[0] == "559aead08264d5795d3909718cdd05abd49572e84fe55590eef31a88a08fdffd"
+    )  # sha256(b"A")
     assert dropped["duplicate_of_mos"].tolist() == [1.0, 2.0, 1.0]
     split = split_table(kept, {"train": 0.5, "test": 0.5})
     assert len(split) == 3
@@ -93,11 +96,25 @@ def test_store_vote_frame_with_recorded_hashes(tmp_path):
     from toolkit.convert import convert
 
     rows = []
-    items = {"a.png": ("h1", "scene1"), "b.png": ("h2", "scene1"), "a_again.png": ("h1", "scene2"), "c.png": ("h3", "scene3")}
+    items = {
+        "a.png": ("h1", "scene1"),
+        "b.png": ("h2", "scene1"),
+        "a_again.png": ("h1", "scene2"),
+        "c.png": ("h3", "scene3"),
+    }
     for i, (item, (digest, group)) in enumerate(items.items()):
         for r, vote in enumerate((i % 5 + 1, (i + 1) % 5 + 1)):
-            rows.append({"item": item, "rater": f"r{r}", "vote": vote, "kind": "image", "content_group": group,
-                         "role": "test", "sha256": digest})
+            rows.append(
+                {
+                    "item": item,
+                    "rater": f"r{r}",
+                    "vote": vote,
+                    "kind": "image",
+                    "content_group": group,
+                    "role": "test",
+                    "sha256": digest,
+                }
+            )
     result = convert(pd.DataFrame(rows), tmp_path / "out", split="train=0.5,test=0.5", seed=0)
     assert result.duplicates.dropped[["path", "duplicate_of"]].values.tolist() == [["a_again.png", "a.png"]]
     frame = result.table.frame

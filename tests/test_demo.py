@@ -15,8 +15,9 @@ from toolkit.store import Store, get_study, votes_frame
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    config = DemoConfig(out_dir=out, n_sources=8, n_raters=12, n_careless=2, votes_per_item=8,
-                        train_steps=40, n_boot=200, seed=3)
+    config = DemoConfig(
+        out_dir=out, n_sources=8, n_raters=12, n_careless=2, votes_per_item=8, train_steps=40, n_boot=200, seed=3
+    )
     lines: list[str] = []
     return run_demo(config, log=lines.append), config, lines
 

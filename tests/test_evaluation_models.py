@@ -61,10 +61,13 @@ def setup(tmp_path_factory):
     (root / "imgs" / "koniq_like.json").write_text(json.dumps(records))
     pd.DataFrame({"path": names[4:], "mos": mos[4:]}).to_csv(root / "imgs" / "mine.csv", index=False)
     rng = np.random.default_rng(11)
-    votes = pd.DataFrame([
-        {"item": n, "rater": f"r{r}", "vote": int(np.clip(np.rint(m + rng.normal(0, 0.8)), 1, 5))}
-        for n, m in zip(names, mos) for r in range(8)
-    ])
+    votes = pd.DataFrame(
+        [
+            {"item": n, "rater": f"r{r}", "vote": int(np.clip(np.rint(m + rng.normal(0, 0.8)), 1, 5))}
+            for n, m in zip(names, mos)
+            for r in range(8)
+        ]
+    )
     votes.to_csv(root / "votes.csv", index=False)
 
     loads: list[str] = []
@@ -76,8 +79,14 @@ def setup(tmp_path_factory):
 
     specs = [ModelSpec(str(models[0]), name="base"), ModelSpec(str(models[1]), name="tuned")]
     report = evaluate_models(
-        specs, [root / "imgs" / "koniq_like.json", root / "imgs" / "mine.csv"], root / "report",
-        votes=root / "votes.csv", n_boot=BOOT, seed=3, load=counting, progress=False,
+        specs,
+        [root / "imgs" / "koniq_like.json", root / "imgs" / "mine.csv"],
+        root / "report",
+        votes=root / "votes.csv",
+        n_boot=BOOT,
+        seed=3,
+        load=counting,
+        progress=False,
     )
     return dict(root=root, models=models, report=report, loads=loads, votes=votes, mos=mos, names=names)
 
@@ -143,7 +152,9 @@ def test_noise_ceiling_from_the_votes_of_the_test_items(setup):
     md = (setup["root"] / "report" / "report.md").read_text()
     assert f"**Noise ceiling** (inter-rater split-half SRCC): {expected.srcc:.4f}" in md
     # Calibration against the vote histograms of the same items.
-    counts = of_test.pivot_table(index="item", columns="vote", aggfunc="size", fill_value=0).reindex(columns=[5, 4, 3, 2, 1], fill_value=0)
+    counts = of_test.pivot_table(index="item", columns="vote", aggfunc="size", fill_value=0).reindex(
+        columns=[5, 4, 3, 2, 1], fill_value=0
+    )
     observed = counts.to_numpy(dtype=float) / counts.to_numpy().sum(axis=1, keepdims=True)
     predicted = mine.probabilities["tuned"]
     assert mine.calibration["tuned"].mean_kl == pytest.approx(kl_divergence(observed, predicted).mean())
@@ -159,7 +170,10 @@ def test_calibration_on_a_hand_made_case():
     assert cal.ece == pytest.approx((0.30 + 0.35 + 0.15) / 5)
     assert cal.mean_kl == pytest.approx((-np.log(0.5) - np.log(0.7)) / 2)  # one-hot: the NLL of the observed level
     bins = cal.reliability["excellent"]
-    assert [(b.low, b.count, b.mean_predicted, b.mean_observed) for b in bins] == [(0.1, 1, 0.1, 0.0), (0.5, 1, 0.5, 1.0)]
+    assert [(b.low, b.count, b.mean_predicted, b.mean_observed) for b in bins] == [
+        (0.1, 1, 0.1, 0.0),
+        (0.5, 1, 0.5, 1.0),
+    ]
     assert [(b.level, b.count) for b in cal.level_bins] == [("excellent", 1), ("fair", 1)]
 
     perfect = calibration(observed * 0.5 + 0.1, observed * 0.5 + 0.1)
@@ -185,7 +199,11 @@ def test_a_test_set_without_votes_uses_one_hot_levels(setup, tmp_path):
 def test_model_specs_pair_models_and_adapters():
     assert [s.label for s in model_specs(["a/base", "b/other"])] == ["base", "other"]
     one = model_specs(["m/base"], ["none", "runs/lora1", "runs/lora2"])
-    assert [(s.adapter, s.label) for s in one] == [(None, "base"), ("runs/lora1", "base+lora1"), ("runs/lora2", "base+lora2")]
+    assert [(s.adapter, s.label) for s in one] == [
+        (None, "base"),
+        ("runs/lora1", "base+lora1"),
+        ("runs/lora2", "base+lora2"),
+    ]
     paired = model_specs(["x/m", "y/m"], ["-", "r/a"], ["before", "after"])
     assert [(s.model, s.adapter, s.label) for s in paired] == [("x/m", None, "before"), ("y/m", "r/a", "after")]
     assert [s.label for s in model_specs(["x/m", "y/m"])] == ["m", "m-2"]
@@ -195,11 +213,29 @@ def test_model_specs_pair_models_and_adapters():
 
 def test_cli_eval_models_and_v1_with_votes(setup, tmp_path):
     root, (m0, m1) = setup["root"], setup["models"]
-    res = CliRunner().invoke(app, [
-        "eval", "--model", str(m0), "--model", str(m1), "--test", str(root / "imgs" / "mine.csv"),
-        "--votes", str(root / "votes.csv"), "--out", str(tmp_path / "rep"), "--boot", "100", "--device", "cpu",
-        "--no-progress", "--title", "Two tiny models",
-    ])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(m0),
+            "--model",
+            str(m1),
+            "--test",
+            str(root / "imgs" / "mine.csv"),
+            "--votes",
+            str(root / "votes.csv"),
+            "--out",
+            str(tmp_path / "rep"),
+            "--boot",
+            "100",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--title",
+            "Two tiny models",
+        ],
+    )
     assert res.exit_code == 0, res.output
     md = (tmp_path / "rep" / "report.md").read_text()
     assert md.startswith("# Two tiny models") and "## Test set: mine" in md and "### m1 vs m0" in md
@@ -207,23 +243,39 @@ def test_cli_eval_models_and_v1_with_votes(setup, tmp_path):
 
     # v1 (score CSVs) picks up the same noise ceiling from the votes.
     scores = [str(tmp_path / "rep" / "scores" / "mine" / f"{m}.csv") for m in ("m0", "m1")]
-    res = CliRunner().invoke(app, ["eval", *scores, "--gt", str(root / "imgs" / "mine.csv"), "--votes",
-                                   str(root / "votes.csv"), "--out", str(tmp_path / "v1"), "--boot", "100"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            *scores,
+            "--gt",
+            str(root / "imgs" / "mine.csv"),
+            "--votes",
+            str(root / "votes.csv"),
+            "--out",
+            str(tmp_path / "v1"),
+            "--boot",
+            "100",
+        ],
+    )
     assert res.exit_code == 0, res.output
     v1 = json.loads((tmp_path / "v1" / "report.json").read_text())
     v2 = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert v1["noise_ceiling"]["value"] == pytest.approx(v2["test_sets"]["mine"]["noise_ceiling"]["value"])
-    assert v1["sets"]["m1"]["metrics"]["srcc"]["value"] == pytest.approx(v2["test_sets"]["mine"]["sets"]["m1"]["metrics"]["srcc"]["value"])
+    assert v1["sets"]["m1"]["metrics"]["srcc"]["value"] == pytest.approx(
+        v2["test_sets"]["mine"]["sets"]["m1"]["metrics"]["srcc"]["value"]
+    )
 
     res = CliRunner().invoke(app, ["eval", "--model", str(m0), "--out", str(tmp_path / "x")])
     assert res.exit_code != 0 and "--test" in str(res.exception)
 
 
 def test_noise_ceiling_from_a_study_leaves_screened_out_raters_out(setup, tmp_path):
-    from fixtures_ui import sqlite_url
     from toolkit.store import Store, import_votes
     from toolkit.store.raters import set_rater_excluded
     from toolkit.store.setup import StudySetup, setup_study
+
+    from fixtures_ui import sqlite_url
 
     root, votes = setup["root"], setup["votes"]
     items = setup["names"][4:]
@@ -231,15 +283,34 @@ def test_noise_ceiling_from_a_study_leaves_screened_out_raters_out(setup, tmp_pa
     url = sqlite_url(tmp_path)
     store = Store(url)
     with store.session() as s:
-        study, _ = setup_study(s, StudySetup(name="pilot", media_root=root / "imgs", manifest=root / "imgs" / "study.csv"))
+        study, _ = setup_study(
+            s, StudySetup(name="pilot", media_root=root / "imgs", manifest=root / "imgs" / "study.csv")
+        )
         of_test = votes[votes["item"].isin(items)]
         noisy = of_test[of_test["rater"] == "r0"].assign(rater="noisy", vote=lambda f: 6 - f["vote"])
         import_votes(s, study, pd.concat([of_test, noisy]))
         set_rater_excluded(s, study, "noisy", True)
     store.dispose()
     scores = [str(root / "report" / "scores" / "mine" / f"{m}.csv") for m in ("base", "tuned")]
-    res = CliRunner().invoke(app, ["eval", *scores, "--gt", str(root / "imgs" / "mine.csv"), "--study", "pilot",
-                                   "--db", url, "--out", str(tmp_path / "rep"), "--boot", "50", "--seed", "3"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            *scores,
+            "--gt",
+            str(root / "imgs" / "mine.csv"),
+            "--study",
+            "pilot",
+            "--db",
+            url,
+            "--out",
+            str(tmp_path / "rep"),
+            "--boot",
+            "50",
+            "--seed",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert data["noise_ceiling"]["value"] == pytest.approx(setup["report"].tests["mine"].noise_ceiling.value)

@@ -78,7 +78,9 @@ def _score_csv(path, paths, scores, gt=None, errors=None):
 def test_cli_eval_matches_paths_and_skips_failed_rows(tmp_path):
     mos, preds = _sets(n=60)
     names = [f"img_{i}.jpg" for i in range(60)]
-    pd.DataFrame({"img_path": names, "gt_score": [str(m) for m in mos]}).to_json(tmp_path / "test.json", orient="records")
+    pd.DataFrame({"img_path": names, "gt_score": [str(m) for m in mos]}).to_json(
+        tmp_path / "test.json", orient="records"
+    )
     errors = [""] * 60
     errors[7] = "cannot decode"
     abs_paths = [f"/data/koniq/{n}" for n in names]
@@ -86,8 +88,19 @@ def test_cli_eval_matches_paths_and_skips_failed_rows(tmp_path):
     _score_csv(tmp_path / "after.csv", abs_paths, preds["after"])
     res = CliRunner().invoke(
         app,
-        ["eval", str(tmp_path / "before.csv"), str(tmp_path / "after.csv"), "--gt", str(tmp_path / "test.json"),
-         "--out", str(tmp_path / "rep"), "--boot", "150", "--noise-ceiling", "0.9"],
+        [
+            "eval",
+            str(tmp_path / "before.csv"),
+            str(tmp_path / "after.csv"),
+            "--gt",
+            str(tmp_path / "test.json"),
+            "--out",
+            str(tmp_path / "rep"),
+            "--boot",
+            "150",
+            "--noise-ceiling",
+            "0.9",
+        ],
     )
     assert res.exit_code == 0, res.output
     data = json.loads((tmp_path / "rep" / "report.json").read_text())

@@ -10,7 +10,6 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from fixtures_ui import sqlite_url
 from toolkit.cli import app
 from toolkit.convert.study_dataset import export_study_dataset
 from toolkit.errors import InputError
@@ -18,6 +17,8 @@ from toolkit.levels import vote_stats
 from toolkit.store import Store, get_study, import_votes
 from toolkit.store.raters import set_rater_excluded
 from toolkit.store.setup import StudySetup, setup_study
+
+from fixtures_ui import sqlite_url
 
 N_GROUPS = 6
 
@@ -48,8 +49,16 @@ def study_db(tmp_path_factory):
     url = sqlite_url(tmp)
     store = Store(url)
     with store.session() as s:
-        study, _ = setup_study(s, StudySetup(name="pilot", media_root=media, manifest=media / "manifest.csv",
-                                             labels=["Superb", "Fine", "So-so", "Weak", "Awful"], target_votes=4))
+        study, _ = setup_study(
+            s,
+            StudySetup(
+                name="pilot",
+                media_root=media,
+                manifest=media / "manifest.csv",
+                labels=["Superb", "Fine", "So-so", "Weak", "Awful"],
+                target_votes=4,
+            ),
+        )
         votes = []
         for k, item in enumerate(paths + ["copy_of_src0_d0.png", "gold.png"]):
             for r in range(5):
@@ -68,12 +77,23 @@ def test_export_writes_card_splits_and_reloadable_dataset(study_db, tmp_path):
     url, media, votes = study_db
     out = tmp_path / "export"
     result = export_study_dataset(
-        "pilot", out, db_url=url, split="train=0.5,test=0.5", seed=1, license="cc-by-4.0",
+        "pilot",
+        out,
+        db_url=url,
+        split="train=0.5,test=0.5",
+        seed=1,
+        license="cc-by-4.0",
         citation="@misc{pilot2026, title={Pilot ratings}}",
     )
     names = {p.relative_to(out).as_posix() for p in result.files}
-    assert {"README.md", "items.csv", "dropped_duplicates.csv", "data/train.parquet", "data/test.parquet",
-            "hf_dataset/dataset_dict.json"} <= names
+    assert {
+        "README.md",
+        "items.csv",
+        "dropped_duplicates.csv",
+        "data/train.parquet",
+        "data/test.parquet",
+        "hf_dataset/dataset_dict.json",
+    } <= names
 
     # Duplicates dropped by hash, the unrated item left out, every content group on one side.
     assert result.duplicates.dropped["path"].tolist() == ["copy_of_src0_d0.png"]
@@ -102,7 +122,8 @@ def test_export_writes_card_splits_and_reloadable_dataset(study_db, tmp_path):
     assert record["mos_ci_low"] <= record["mos"] <= record["mos_ci_high"]
     assert sum(record["vote_counts"]) == record["n"] in (3, 4)
     parquet = datasets.load_dataset(
-        "parquet", data_files={s: str(out / "data" / f"{s}.parquet") for s in ("train", "test")},
+        "parquet",
+        data_files={s: str(out / "data" / f"{s}.parquet") for s in ("train", "test")},
         cache_dir=str(tmp_path / "cache"),
     )
     assert isinstance(parquet["test"].features["image"], datasets.Image)
@@ -136,10 +157,25 @@ def test_subject_model_labels_and_cli(study_db, tmp_path):
     url, _, votes = study_db
     bib = tmp_path / "ref.bib"
     bib.write_text("@article{x, title={T}}\n")
-    res = CliRunner().invoke(app, [
-        "export-dataset", "pilot", "--db", url, "--out", str(tmp_path / "e"), "--format", "parquet",
-        "--subject-model", "p913", "--split", "none", "--citation", str(bib),
-    ])
+    res = CliRunner().invoke(
+        app,
+        [
+            "export-dataset",
+            "pilot",
+            "--db",
+            url,
+            "--out",
+            str(tmp_path / "e"),
+            "--format",
+            "parquet",
+            "--subject-model",
+            "p913",
+            "--split",
+            "none",
+            "--citation",
+            str(bib),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert not (tmp_path / "e" / "hf_dataset").exists() and (tmp_path / "e" / "data" / "train.parquet").is_file()
     card = (tmp_path / "e" / "README.md").read_text()
@@ -163,8 +199,9 @@ def test_push_to_hub_without_a_token_fails_before_exporting(study_db, tmp_path, 
     with pytest.raises(InputError, match="needs an access token"):
         export_study_dataset("pilot", tmp_path / "x", db_url=url, push_to_hub="someone/pilot")
     assert not (tmp_path / "x").exists()
-    res = CliRunner().invoke(app, ["export-dataset", "pilot", "--db", url, "--out", str(tmp_path / "y"),
-                                   "--push-to-hub", "someone/pilot"])
+    res = CliRunner().invoke(
+        app, ["export-dataset", "pilot", "--db", url, "--out", str(tmp_path / "y"), "--push-to-hub", "someone/pilot"]
+    )
     assert res.exit_code != 0 and not (tmp_path / "y").exists()
 
 

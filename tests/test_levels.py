@@ -3,7 +3,6 @@ import pandas as pd
 import pytest
 
 from toolkit.errors import InputError
-from toolkit.qalign import COUNT_COLUMNS
 from toolkit.levels import (
     LEVELS,
     LevelScale,
@@ -16,6 +15,7 @@ from toolkit.levels import (
     soft_label,
     vote_stats,
 )
+from toolkit.qalign import COUNT_COLUMNS
 
 
 def test_words_and_values_round_trip():

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ONEALIGN_TINY
 from PIL import Image
 
 from toolkit.errors import InputError
@@ -21,6 +20,8 @@ from toolkit.media import (
     pad_color,
     reference_indices,
 )
+
+from conftest import ONEALIGN_TINY
 
 BANDS = 8  # a frame shows its own index as 8 black/white vertical bands (bit b -> band b)
 

@@ -94,11 +94,18 @@ def test_left_padded_batch_matches_one_at_a_time(backbone: HFVisionLanguageBackb
 def test_training_batch_supervises_only_the_answer(backbone: HFVisionLanguageBackbone) -> None:
     imgs = _images(3, seed=2)
     examples = [
-        TrainingExample(frames=[imgs[0]], question="How would you rate the quality of this image?\n<|image|>",
-                        answer="The quality of the image is good."),
-        TrainingExample(frames=[imgs[1], imgs[2]], question="Rate the quality of this video.",
-                        answer="The quality of the video is bad.", kind="video"),
-    ]  # fmt: skip
+        TrainingExample(
+            frames=[imgs[0]],
+            question="How would you rate the quality of this image?\n<|image|>",
+            answer="The quality of the image is good.",
+        ),
+        TrainingExample(
+            frames=[imgs[1], imgs[2]],
+            question="Rate the quality of this video.",
+            answer="The quality of the video is bad.",
+            kind="video",
+        ),
+    ]
     batch = backbone.training_batch(examples)
     ids, labels, mask = batch["input_ids"], batch["labels"], batch["attention_mask"]
     assert ids.shape == labels.shape == mask.shape
@@ -119,11 +126,17 @@ def test_teacher_forced_level_logits_match_scoring(backbone: HFVisionLanguageBac
     # logits under teacher forcing are the scoring logits.
     imgs = _images(2, seed=4)
     examples = [
-        TrainingExample(frames=[imgs[0]], question="How would you rate the quality of this image?",
-                        answer="The quality of the image is fair."),
-        TrainingExample(frames=[imgs[1]], question="How would you rate the quality of this image?",
-                        answer="The score of the image is 3."),
-    ]  # fmt: skip
+        TrainingExample(
+            frames=[imgs[0]],
+            question="How would you rate the quality of this image?",
+            answer="The quality of the image is fair.",
+        ),
+        TrainingExample(
+            frames=[imgs[1]],
+            question="How would you rate the quality of this image?",
+            answer="The score of the image is 3.",
+        ),
+    ]
     batch = backbone.training_batch(examples)
     with torch.no_grad():
         logits = backbone.model(**{k: v for k, v in batch.items() if k != "labels"}).logits

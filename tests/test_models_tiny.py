@@ -45,7 +45,10 @@ def test_chat_template_renders_the_qalign_prompt(tiny_dir: Path) -> None:
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(tiny_dir)
-    user = {"role": "user", "content": [{"type": "text", "text": "How would you rate the quality of this image?"}, {"type": "image"}]}
+    user = {
+        "role": "user",
+        "content": [{"type": "text", "text": "How would you rate the quality of this image?"}, {"type": "image"}],
+    }
     prompt = processor.apply_chat_template([user], add_generation_prompt=True, tokenize=False)
     assert prompt == "<s>USER: How would you rate the quality of this image?\n<image>\nASSISTANT:"
     answer = {"role": "assistant", "content": [{"type": "text", "text": "The quality of the image is good."}]}
@@ -84,17 +87,44 @@ def test_lora_on_the_untrained_tiny_model_warns(tmp_path):
 
     base = build_tiny_model(tmp_path / "base", seed=0)
     assert is_untrained_tiny_model(base)
-    records = [{"id": "a", "image": "a.png", "conversations": [
-        {"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"},
-        {"from": "gpt", "value": "The quality of the image is good."}]}]
+    records = [
+        {
+            "id": "a",
+            "image": "a.png",
+            "conversations": [
+                {"from": "human", "value": "How would you rate the quality of this image?\n<|image|>"},
+                {"from": "gpt", "value": "The quality of the image is good."},
+            ],
+        }
+    ]
     from PIL import Image
 
     Image.new("RGB", (16, 16), (90, 90, 90)).save(tmp_path / "a.png")
     (tmp_path / "train.json").write_text(json.dumps(records))
     with pytest.warns(UserWarning, match="--mode full"):
-        train(TrainConfig(model=str(base), data=str(tmp_path / "train.json"), images=str(tmp_path),
-                          out=str(tmp_path / "lora"), mode="lora", max_steps=1, batch_size=1, device="cpu"))
+        train(
+            TrainConfig(
+                model=str(base),
+                data=str(tmp_path / "train.json"),
+                images=str(tmp_path),
+                out=str(tmp_path / "lora"),
+                mode="lora",
+                max_steps=1,
+                batch_size=1,
+                device="cpu",
+            )
+        )
     full = tmp_path / "full"
-    train(TrainConfig(model=str(base), data=str(tmp_path / "train.json"), images=str(tmp_path),
-                      out=str(full), mode="full", max_steps=1, batch_size=1, device="cpu"))
+    train(
+        TrainConfig(
+            model=str(base),
+            data=str(tmp_path / "train.json"),
+            images=str(tmp_path),
+            out=str(full),
+            mode="full",
+            max_steps=1,
+            batch_size=1,
+            device="cpu",
+        )
+    )
     assert not is_untrained_tiny_model(full)

@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from toolkit.models.onealign.visual_tokens import TEXT, VISUAL, merge_visual_tokens
 from toolkit.models.onealign.modeling import ModalityRouting, MultiwayNetwork
 from toolkit.models.onealign.processing import IMAGE_TOKEN_INDEX, ImageSettings, preprocess_frames
+from toolkit.models.onealign.visual_tokens import TEXT, VISUAL, merge_visual_tokens
 from toolkit.qalign import IGNORE_INDEX
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ONEALIGN_TINY as FIXTURE
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -20,6 +19,8 @@ from toolkit.models.onealign.processing import (
     scoring_prompt,
     tokenize_with_images,
 )
+
+from conftest import ONEALIGN_TINY as FIXTURE
 
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 TRAINING = json.loads((FIXTURE / "expected_training.json").read_text())
@@ -140,8 +141,12 @@ def test_training_prompt_ids_and_labels(processor: OneAlignProcessor, rid: str) 
 
 
 def test_question_without_tag_gets_one(processor: OneAlignProcessor) -> None:
-    with_tag = encode_conversation(processor.tokenizer, "Rate the quality of this image.\n<|image|>", "The quality of the image is good.")
-    without = encode_conversation(processor.tokenizer, "Rate the quality of this image.", "The quality of the image is good.")
+    with_tag = encode_conversation(
+        processor.tokenizer, "Rate the quality of this image.\n<|image|>", "The quality of the image is good."
+    )
+    without = encode_conversation(
+        processor.tokenizer, "Rate the quality of this image.", "The quality of the image is good."
+    )
     assert with_tag.input_ids == without.input_ids and with_tag.input_ids.count(-200) == 1
 
 

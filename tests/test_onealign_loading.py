@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ONEALIGN_TINY as FIXTURE
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -22,9 +21,17 @@ from toolkit.models.onealign import (  # importing it registers mplug_owl2 with 
 )
 from toolkit.models.onealign.vision import sincos_1d, sincos_2d_with_cls
 
+from conftest import ONEALIGN_TINY as FIXTURE
+
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
-SIDE_FILES = ["config.json", "generation_config.json", "preprocessor_config.json", "special_tokens_map.json",
-              "tokenizer.model", "tokenizer_config.json"]  # fmt: skip
+SIDE_FILES = [
+    "config.json",
+    "generation_config.json",
+    "preprocessor_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+]
 IMG0 = EXPECTED["images"]["img0_gradient_64x64.png"]
 
 
@@ -114,9 +121,13 @@ def test_missing_tensor_is_an_error_naming_it(tmp_path: Path, weights: dict[str,
 
 def test_unexpected_tensor_is_an_error(tmp_path: Path, weights: dict[str, torch.Tensor]) -> None:
     extra = dict(weights)
-    extra["model.layers.0.self_attn.k_proj.multiway.2.weight"] = weights["model.layers.0.self_attn.k_proj.multiway.1.weight"].clone()
+    extra["model.layers.0.self_attn.k_proj.multiway.2.weight"] = weights[
+        "model.layers.0.self_attn.k_proj.multiway.1.weight"
+    ].clone()
     dst = _write_safetensors(tmp_path / "extra", extra)
-    with pytest.raises(CheckpointMismatchError, match=r"unexpected tensor\(s\): model\.layers\.0\.self_attn\.k_proj\.multiway\.2"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"unexpected tensor\(s\): model\.layers\.0\.self_attn\.k_proj\.multiway\.2"
+    ):
         MPLUGOwl2LlamaForCausalLM.from_pretrained(dst)
 
 
@@ -125,15 +136,23 @@ def test_position_tables_rebuilt_when_absent(tmp_path: Path, weights: dict[str, 
     cfg = MPLUGOwl2Config.from_pretrained(FIXTURE).abstractor_settings()
     q_ref = weights["model.visual_abstractor.encoder.layers.1.crossattention.attention.q_pos_embed"]
     k_ref = weights["model.visual_abstractor.encoder.layers.1.crossattention.attention.k_pos_embed"]
-    np.testing.assert_allclose(sincos_1d(cfg.hidden_size, np.arange(cfg.num_learnable_queries)), q_ref.numpy(), atol=1e-6)
+    np.testing.assert_allclose(
+        sincos_1d(cfg.hidden_size, np.arange(cfg.num_learnable_queries)), q_ref.numpy(), atol=1e-6
+    )
     np.testing.assert_allclose(sincos_2d_with_cls(cfg.hidden_size, cfg.grid_size), k_ref.numpy(), atol=1e-6)
 
     dst = _write_safetensors(tmp_path / "nopos", {k: v for k, v in weights.items() if not k.endswith("_pos_embed")})
     model = MPLUGOwl2LlamaForCausalLM.from_pretrained(dst)
     buffers = dict(model.named_buffers())
-    torch.testing.assert_close(buffers["model.visual_abstractor.encoder.layers.1.crossattention.attention.k_pos_embed"], k_ref)
-    torch.testing.assert_close(buffers["model.visual_abstractor.encoder.layers.0.crossattention.attention.q_pos_embed"], q_ref)
-    np.testing.assert_allclose(_image0_quality_logits(model).numpy(), IMG0["quality"]["level_logits"], atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        buffers["model.visual_abstractor.encoder.layers.1.crossattention.attention.k_pos_embed"], k_ref
+    )
+    torch.testing.assert_close(
+        buffers["model.visual_abstractor.encoder.layers.0.crossattention.attention.q_pos_embed"], q_ref
+    )
+    np.testing.assert_allclose(
+        _image0_quality_logits(model).numpy(), IMG0["quality"]["level_logits"], atol=1e-4, rtol=0
+    )
 
 
 def test_save_and_reload_keeps_names_and_outputs(tmp_path: Path, weights: dict[str, torch.Tensor]) -> None:
@@ -144,7 +163,10 @@ def test_save_and_reload_keeps_names_and_outputs(tmp_path: Path, weights: dict[s
         saved.update(load_file(shard))
     assert sorted(saved) == sorted(weights)
     config = json.loads((tmp_path / "saved" / "config.json").read_text())
-    assert config["model_type"] == "mplug_owl2" and config["visual_config"]["visual_abstractor"]["num_learnable_queries"] == 8
+    assert (
+        config["model_type"] == "mplug_owl2"
+        and config["visual_config"]["visual_abstractor"]["num_learnable_queries"] == 8
+    )
     for name in SIDE_FILES[2:]:
         shutil.copy(FIXTURE / name, tmp_path / "saved" / name)
     reloaded = load_onealign_backbone(tmp_path / "saved").model
@@ -156,7 +178,11 @@ def test_config_defaults_are_the_real_model() -> None:
     vision, abstractor = config.vision_settings(), config.abstractor_settings()
     assert (config.hidden_size, config.num_hidden_layers, config.vocab_size) == (4096, 32, 32000)
     assert (vision.hidden_size, vision.num_hidden_layers, vision.image_size, vision.patch_size) == (1024, 24, 448, 14)
-    assert (abstractor.num_learnable_queries, abstractor.num_hidden_layers, abstractor.intermediate_size) == (64, 6, 2816)
+    assert (abstractor.num_learnable_queries, abstractor.num_hidden_layers, abstractor.intermediate_size) == (
+        64,
+        6,
+        2816,
+    )
     assert abstractor.grid_size == 32 and config.num_visual_tokens_per_image == 65
     # A file written by the reference config class may pin flash attention; it is not honoured.
     assert MPLUGOwl2Config(_attn_implementation="flash_attention_2")._attn_implementation != "flash_attention_2"
@@ -174,7 +200,9 @@ def test_stale_rotary_frequencies_are_ignored(tmp_path: Path, weights: dict[str,
     extra = dict(weights)
     extra["model.layers.0.self_attn.rotary_emb.inv_freq"] = torch.ones(8)
     model = MPLUGOwl2LlamaForCausalLM.from_pretrained(_write_safetensors(tmp_path / "rope", extra))
-    np.testing.assert_allclose(_image0_quality_logits(model).numpy(), IMG0["quality"]["level_logits"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        _image0_quality_logits(model).numpy(), IMG0["quality"]["level_logits"], atol=1e-4, rtol=0
+    )
 
 
 def test_lora_on_the_reference_targets() -> None:
@@ -184,16 +212,23 @@ def test_lora_on_the_reference_targets() -> None:
     from toolkit.models.base import TrainingExample
 
     bb = load_onealign_backbone(FIXTURE)
-    cfg = LoraConfig(r=4, lora_alpha=8, init_lora_weights=False,
-                     target_modules=r".*layers\.\d+\.self_attn\.(q_proj|v_proj\.multiway\.1)")  # fmt: skip
+    cfg = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        init_lora_weights=False,
+        target_modules=r".*layers\.\d+\.self_attn\.(q_proj|v_proj\.multiway\.1)",
+    )
     bb.model = get_peft_model(bb.model, cfg)
     trainable = [n for n, p in bb.model.named_parameters() if p.requires_grad]
     assert len(trainable) == 8 and all(("q_proj" in n or "v_proj.multiway.1" in n) and "lora_" in n for n in trainable)
 
     with Image.open(FIXTURE / IMG0["file"]) as img:
         frames = [img.convert("RGB")]
-    example = TrainingExample(frames=frames, question="How would you rate the quality of this image?\n<|image|>",
-                              answer="The quality of the image is good.")  # fmt: skip
+    example = TrainingExample(
+        frames=frames,
+        question="How would you rate the quality of this image?\n<|image|>",
+        answer="The quality of the image is good.",
+    )
     bb.model.train()
     batch = bb.training_batch([example])
     bb.model(**batch, use_cache=False).loss.backward()
@@ -202,4 +237,6 @@ def test_lora_on_the_reference_targets() -> None:
     adapted = bb.level_logits(bb.scoring_batch([frames], "quality", "image"))
     assert float((adapted[0] - torch.tensor(IMG0["quality"]["level_logits"])).abs().max()) > 1e-3
     bb.model = bb.model.merge_and_unload()
-    torch.testing.assert_close(bb.level_logits(bb.scoring_batch([frames], "quality", "image")), adapted, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        bb.level_logits(bb.scoring_batch([frames], "quality", "image")), adapted, atol=1e-5, rtol=0
+    )

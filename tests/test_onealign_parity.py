@@ -8,13 +8,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import ONEALIGN_TINY as FIXTURE
 from PIL import Image
 from safetensors.torch import load_file
 
 from toolkit.levels import LEVEL_VALUES, LEVEL_WEIGHTS_UNIT
 from toolkit.models.base import TrainingExample
 from toolkit.models.onealign import OneAlignBackbone, load_onealign_backbone
+
+from conftest import ONEALIGN_TINY as FIXTURE
 
 EXPECTED = json.loads((FIXTURE / "expected.json").read_text())
 TRAINING = json.loads((FIXTURE / "expected_training.json").read_text())
@@ -140,7 +141,9 @@ def test_logits_to_keep(backbone: OneAlignBackbone) -> None:
     batch = backbone.scoring_batch([[IMAGES[0]]], "aesthetics", "image")
     with torch.no_grad():
         full = backbone.model(input_ids=batch["input_ids"], images=batch["images"], use_cache=False).logits
-        last = backbone.model(input_ids=batch["input_ids"], images=batch["images"], use_cache=False, logits_to_keep=1).logits
+        last = backbone.model(
+            input_ids=batch["input_ids"], images=batch["images"], use_cache=False, logits_to_keep=1
+        ).logits
     assert last.shape == (1, 1, EXPECTED["vocab_size"])
     torch.testing.assert_close(last[0, 0], full[0, -1])
 
@@ -149,7 +152,11 @@ def test_greedy_generation_uses_the_cache_correctly(backbone: OneAlignBackbone) 
     batch = backbone.scoring_batch([[IMAGES[0]], [IMAGES[0]]], "quality", "image")
     images = torch.stack(batch["images"])
     generated = backbone.model.generate(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], images=images, max_new_tokens=4, do_sample=False
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        images=images,
+        max_new_tokens=4,
+        do_sample=False,
     )
     ids = batch["input_ids"][:1]
     with torch.no_grad():
@@ -166,7 +173,9 @@ def _example(rid: str) -> TrainingExample:
     rec = RECORDS[rid]
     files = rec["image"] if isinstance(rec["image"], list) else [rec["image"]]
     human, gpt = rec["conversations"]
-    return TrainingExample(frames=[_open(f) for f in files], question=human["value"], answer=gpt["value"], meta={"id": rid})
+    return TrainingExample(
+        frames=[_open(f) for f in files], question=human["value"], answer=gpt["value"], meta={"id": rid}
+    )
 
 
 @pytest.mark.parametrize("rid", TRAINING["records_order"])

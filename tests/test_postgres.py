@@ -7,14 +7,15 @@ finds it; `QALIGN_TEST_PG_URL` overrides.
 from __future__ import annotations
 
 import pytest
-
-from fixtures_ui import fresh_pg_url, make_study, simulate_raters
 from test_assignment_concurrency import check_simulation
+
 from toolkit.store import Store, add_rater, get_study, rater_for_token
-from toolkit.store.progress import item_progress, rater_stats
-from toolkit.store.setup import prepare_database
 from toolkit.store.assignment import next_step, submit_vote, undo_last_vote
 from toolkit.store.migrate import current_revision, downgrade, head_revision, upgrade
+from toolkit.store.progress import item_progress, rater_stats
+from toolkit.store.setup import prepare_database
+
+from fixtures_ui import fresh_pg_url, make_study, simulate_raters
 
 pytestmark = pytest.mark.postgres
 

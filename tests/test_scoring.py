@@ -144,8 +144,11 @@ def test_bad_inputs_get_error_rows_and_the_rest_is_scored(scorer: Scorer, tmp_pa
     df = scorer.score([tmp_path / "imgs", tmp_path / "nowhere.png"], batch_size=2)
     by_path = df.set_index("path")
     assert len(df) == 6
-    for bad, reason in [(truncated, "cannot decode"), (tmp_path / "imgs" / "img1c.png", "not a readable image"),
-                        (tmp_path / "nowhere.png", "file not found")]:
+    for bad, reason in [
+        (truncated, "cannot decode"),
+        (tmp_path / "imgs" / "img1c.png", "not a readable image"),
+        (tmp_path / "nowhere.png", "file not found"),
+    ]:
         row = by_path.loc[str(bad)]
         assert reason in row["error"] and str(bad) in row["error"]
         assert np.isnan(row[["score", *PROB_COLUMNS, "entropy"]].to_numpy(dtype=float)).all()
@@ -163,7 +166,9 @@ def test_video_passed_without_video_flag_is_an_error_row(scorer: Scorer, tmp_pat
     assert "--video" in df.loc[0, "error"] and df.loc[1, "error"] == ""
 
 
-def test_a_failure_on_one_input_spares_the_batch(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_on_one_input_spares_the_batch(
+    scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = make_images(tmp_path, 4)
     poison_size = Image.open(paths[2]).size
 
@@ -187,7 +192,9 @@ def test_a_failure_on_one_input_spares_the_batch(scorer: Scorer, tmp_path: Path,
         assert np.abs(probs_of(df.loc[keep]) - probs_of(expected.loc[keep])).max() < 1e-5
 
 
-def test_a_broken_setup_raises_instead_of_filling_error_rows(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_broken_setup_raises_instead_of_filling_error_rows(
+    scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = make_images(tmp_path, 3)
 
     def broken(batch):  # type: ignore[no-untyped-def]
@@ -201,7 +208,9 @@ def test_a_broken_setup_raises_instead_of_filling_error_rows(scorer: Scorer, tmp
 # --------------------------------------------------------------------------- manifests
 
 
-def test_csv_manifest_with_img_path_and_string_gt_score(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_csv_manifest_with_img_path_and_string_gt_score(
+    scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = tmp_path / "data"
     make_images(data / "images", 3)
     manifest = data / "test.csv"
@@ -219,7 +228,10 @@ def test_csv_manifest_with_img_path_and_string_gt_score(scorer: Scorer, tmp_path
 def test_json_manifest_with_image_key_and_numeric_gt(scorer: Scorer, tmp_path: Path) -> None:
     make_images(tmp_path / "imgs", 2)
     manifest = tmp_path / "test.json"
-    records = [{"image": "imgs/img1.png", "gt_score": 3.5}, {"image": str(tmp_path / "imgs" / "img0.png"), "gt_score": "4"}]
+    records = [
+        {"image": "imgs/img1.png", "gt_score": 3.5},
+        {"image": str(tmp_path / "imgs" / "img0.png"), "gt_score": "4"},
+    ]
     manifest.write_text(json.dumps(records))
     df = scorer.score(manifest)
     assert df["path"].tolist() == [str(tmp_path / "imgs" / "img1.png"), str(tmp_path / "imgs" / "img0.png")]
@@ -261,7 +273,9 @@ class CountingForwards:
         monkeypatch.setattr(backbone, "level_logits", counted)
 
 
-def test_resume_skips_done_rows_and_retries_errors(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_skips_done_rows_and_retries_errors(
+    scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     imgs = tmp_path / "imgs"
     make_images(imgs, 3)
     late = imgs / "img9.png"
@@ -285,7 +299,9 @@ def test_resume_skips_done_rows_and_retries_errors(scorer: Scorer, tmp_path: Pat
             assert line in out.read_text().splitlines()
 
 
-def test_a_killed_run_keeps_finished_chunks_and_resumes(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_killed_run_keeps_finished_chunks_and_resumes(
+    scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     make_images(tmp_path / "imgs", 7)
     out = tmp_path / "scores.csv"
     CountingForwards(scorer.backbone, monkeypatch, fail_after=4)  # dies during the third batch of two
@@ -313,12 +329,18 @@ def test_sharded_processes_write_parts_and_main_merges(scorer: Scorer, tmp_path:
     merged = scorer.score([tmp_path / "imgs"], out=out, processes=ProcessGroup(rank=0, world=2))
     assert not list(tmp_path.glob("scores.csv.part*"))
     on_disk = read_results(out)
-    assert on_disk["path"].tolist() == merged["path"].tolist() == [str(tmp_path / "imgs" / f"img{i}.png") for i in range(5)]
+    assert (
+        on_disk["path"].tolist()
+        == merged["path"].tolist()
+        == [str(tmp_path / "imgs" / f"img{i}.png") for i in range(5)]
+    )
     alone = scorer.score([tmp_path / "imgs"])
     assert np.abs(probs_of(on_disk) - probs_of(alone)).max() < 1e-5
 
 
-def test_one_scorer_serves_several_calls_independently(scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_scorer_serves_several_calls_independently(
+    scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Notes, resume and output file belong to one call: a scorer reused for another input (as a
     notebook or a server does) gives what a fresh scorer gives."""
     clip = write_clip(tmp_path / "clip.mp4", 40, 10, seed=4)
@@ -359,8 +381,25 @@ def test_cli_writes_the_exact_columns(tmp_path: Path) -> None:
     (tmp_path / "imgs" / "broken.png").write_bytes(b"broken")
     out = tmp_path / "scores.csv"
     runner = CliRunner()
-    result = runner.invoke(app, ["score", "--model", "tiny", "--task", "quality", "--dtype", "float32",
-                                 "--device", "cpu", "--batch-size", "2", "--out", str(out), str(tmp_path / "imgs")])
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            "--model",
+            "tiny",
+            "--task",
+            "quality",
+            "--dtype",
+            "float32",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--out",
+            str(out),
+            str(tmp_path / "imgs"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     header = out.read_text().splitlines()[0]
     assert header == "path,score,p_excellent,p_good,p_fair,p_poor,p_bad,entropy,error"
@@ -371,10 +410,26 @@ def test_cli_writes_the_exact_columns(tmp_path: Path) -> None:
     manifest = tmp_path / "m.csv"
     manifest.write_text("image,gt_score\nimgs/img0.png,4.5\n")
     out2 = tmp_path / "aes.csv"
-    result = runner.invoke(app, ["score", "--model", "tiny", "--task", "aesthetics", "--device", "cpu",
-                                 "--no-progress", "--out", str(out2), str(manifest)])
+    result = runner.invoke(
+        app,
+        [
+            "score",
+            "--model",
+            "tiny",
+            "--task",
+            "aesthetics",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--out",
+            str(out2),
+            str(manifest),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert out2.read_text().splitlines()[0] == "path,score,p_excellent,p_good,p_fair,p_poor,p_bad,entropy,error,gt_score"
+    assert (
+        out2.read_text().splitlines()[0] == "path,score,p_excellent,p_good,p_fair,p_poor,p_bad,entropy,error,gt_score"
+    )
 
     bad = runner.invoke(app, ["score", "--model", "tiny", "--task", "beauty", "--out", str(out2), str(manifest)])
     assert bad.exit_code != 0
@@ -395,8 +450,10 @@ def test_cli_applies_an_adapter(tmp_path: Path) -> None:
     runner = CliRunner()
     common = ["score", "--model", "tiny", "--device", "cpu", "--no-progress"]
     plain = runner.invoke(app, [*common, "--out", str(tmp_path / "plain.csv"), str(tmp_path / "imgs")])
-    adapted = runner.invoke(app, [*common, "--adapter", str(tmp_path / "adapter"), "--out", str(tmp_path / "lora.csv"),
-                                  str(tmp_path / "imgs")])
+    adapted = runner.invoke(
+        app,
+        [*common, "--adapter", str(tmp_path / "adapter"), "--out", str(tmp_path / "lora.csv"), str(tmp_path / "imgs")],
+    )
     assert plain.exit_code == 0 and adapted.exit_code == 0, adapted.output
     a, b = read_results(tmp_path / "plain.csv"), read_results(tmp_path / "lora.csv")
     assert (b["error"] == "").all() and np.abs(probs_of(a) - probs_of(b)).max() > 1e-4

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ONEALIGN_TINY as FIXTURE
 
 from toolkit.scoring import PROB_COLUMNS, Scorer
+
+from conftest import ONEALIGN_TINY as FIXTURE
 
 TOL = 1e-4  # the fixture's suggested tolerance (float32, CPU)
 

@@ -18,9 +18,17 @@ def rows(paths: list[str], score: float = 3.0, error: str = "") -> pd.DataFrame:
     n = len(paths)
     p = np.tile([0.2, 0.2, 0.2, 0.2, 0.2], (n, 1)) if not error else np.full((n, 5), np.nan)
     return pd.DataFrame(
-        {"path": paths, "score": score if not error else np.nan, "p_excellent": p[:, 0], "p_good": p[:, 1],
-         "p_fair": p[:, 2], "p_poor": p[:, 3], "p_bad": p[:, 4], "entropy": 1.6 if not error else np.nan,
-         "error": error}
+        {
+            "path": paths,
+            "score": score if not error else np.nan,
+            "p_excellent": p[:, 0],
+            "p_good": p[:, 1],
+            "p_fair": p[:, 2],
+            "p_poor": p[:, 3],
+            "p_bad": p[:, 4],
+            "entropy": 1.6 if not error else np.nan,
+            "error": error,
+        }
     )
 
 
@@ -159,7 +167,9 @@ def test_collect_videos_and_frame_folders(tmp_path: Path) -> None:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
     items = collect_inputs([tmp_path / "clips", tmp_path / "still.png", tmp_path / "clips/b.mp4"], video=True)
-    assert [i.path for i in items] == [str(tmp_path / r) for r in ["clips/a.MKV", "clips/b.mp4", "clips/frames", "still.png"]]
+    assert [i.path for i in items] == [
+        str(tmp_path / r) for r in ["clips/a.MKV", "clips/b.mp4", "clips/frames", "still.png"]
+    ]
     assert all(i.kind == "video" for i in items)
     assert items[-1].error and "not a video" in items[-1].error  # the duplicate b.mp4 was dropped
 

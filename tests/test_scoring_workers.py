@@ -38,9 +38,11 @@ def test_workers_send_model_inputs_without_the_frames(scorer: Scorer, tmp_path: 
     (tmp_path / "broken.png").write_bytes(b"not an image")
     items = collect_inputs([*map(str, paths), str(tmp_path / "broken.png")], False)
     loader = DataLoader(
-        DecodeDataset(items), batch_size=4, num_workers=1,
+        DecodeDataset(items),
+        batch_size=4,
+        num_workers=1,
         collate_fn=BatchPreparer(detach_preprocessing(scorer.backbone), items, "quality"),
-    )  # fmt: skip
+    )
     (batch,) = list(loader)
     assert batch.prepared["image"][0] == [0, 1, 2]
     good, bad = batch.decoded[:3], batch.decoded[3]

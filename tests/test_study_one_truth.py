@@ -11,19 +11,20 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from fixtures_ui import make_study, sqlite_url
 from toolkit.active import study_state
 from toolkit.analysis.labels import item_aggregates, study_label_table
 from toolkit.cli import app
 from toolkit.cli.eval import _votes
-from toolkit.convert.study_dataset import export_study_dataset
 from toolkit.convert.study import convert_study
+from toolkit.convert.study_dataset import export_study_dataset
 from toolkit.errors import InputError
 from toolkit.levels import LevelScale
 from toolkit.qalign import COUNT_COLUMNS, LEVELS, answer_level
 from toolkit.store import Store, get_study, import_votes, load_snapshot
 from toolkit.store.progress import studies_overview
 from toolkit.store.raters import set_rater_excluded
+
+from fixtures_ui import make_study, sqlite_url
 
 runner = CliRunner()
 
@@ -149,8 +150,9 @@ def test_every_entry_point_gives_the_same_mos_and_level(study, tmp_path):
 
     # qalign analyze --study --model mos: items.csv.
     out = tmp_path / "analyze.csv"
-    res = runner.invoke(app, ["analyze", "--study", "pilot", "--db", url, "--model", "mos", "--out", str(out),
-                              "--splits", "0"])
+    res = runner.invoke(
+        app, ["analyze", "--study", "pilot", "--db", url, "--model", "mos", "--out", str(out), "--splits", "0"]
+    )
     assert res.exit_code == 0, res.output
     assert "1 rater(s) excluded by the admin left out" in res.output
     check(pd.read_csv(out).set_index("item")["score"].to_dict(), "analyze --study")
@@ -175,12 +177,25 @@ def test_subject_model_levels_agree_on_the_vote_scale(study, tmp_path):
     url, _ = study
     lib = convert_study("pilot", tmp_path / "mle.json", db_url=url, subject_model="mle_co")
     from_convert = json_labels(tmp_path / "mle.json")
-    res = runner.invoke(app, ["convert", "--study", "pilot", "--subject-model", "mle_co",
-                              "--out", str(tmp_path / "mle_cli.json"), "--db", url])
+    res = runner.invoke(
+        app,
+        [
+            "convert",
+            "--study",
+            "pilot",
+            "--subject-model",
+            "mle_co",
+            "--out",
+            str(tmp_path / "mle_cli.json"),
+            "--db",
+            url,
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json_labels(tmp_path / "mle_cli.json") == from_convert
-    export_study_dataset("pilot", tmp_path / "export", db_url=url, formats=["parquet"], split=None,
-                         subject_model="mle_co")
+    export_study_dataset(
+        "pilot", tmp_path / "export", db_url=url, formats=["parquet"], split=None, subject_model="mle_co"
+    )
     items = pd.read_csv(tmp_path / "export" / "items.csv").set_index("path")
     exported = {k: 5 - LEVELS.index(w) for k, w in items["level"].items()}
     assert {k: v[1] for k, v in from_convert.items()} == exported
@@ -189,8 +204,12 @@ def test_subject_model_levels_agree_on_the_vote_scale(study, tmp_path):
 
     # The levels are those of the scores on [1, 5], as analyze --study reports the scores.
     out = tmp_path / "analyze.csv"
-    assert runner.invoke(app, ["analyze", "--study", "pilot", "--db", url, "--model", "mle_co", "--out", str(out),
-                               "--splits", "0"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["analyze", "--study", "pilot", "--db", url, "--model", "mle_co", "--out", str(out), "--splits", "0"]
+        ).exit_code
+        == 0
+    )
     scores = pd.read_csv(out).set_index("item")["score"]
     assert exported == {item: hand_level(float(np.clip(scores[item], 1, 5))) for item in exported}
     # Levels on the data's own range (what convert --study used with a subject model) would make
@@ -203,8 +222,9 @@ def test_subject_model_levels_agree_on_the_vote_scale(study, tmp_path):
 
 def test_options_that_would_change_a_study_s_levels_are_refused(study, tmp_path):
     url, _ = study
-    res = runner.invoke(app, ["convert", "--study", "pilot", "--low", "0", "--out", str(tmp_path / "x.json"),
-                              "--db", url])
+    res = runner.invoke(
+        app, ["convert", "--study", "pilot", "--low", "0", "--out", str(tmp_path / "x.json"), "--db", url]
+    )
     assert res.exit_code != 0 and isinstance(res.exception, InputError)
     assert "drop --low" in str(res.exception)
     with pytest.raises(InputError, match="unknown subject model"):
@@ -217,7 +237,12 @@ def test_subject_model_scores_off_the_scale_are_clipped_onto_it(tmp_path):
     url = sqlite_url(tmp_path)
     store = Store(url)
     make_study(store, tmp_path / "media", n_test=4)
-    table = {"test_00.png": [5, 5], "test_01.png": [2, 3, 4, 5], "test_02.png": [1, 2, 3, 4], "test_03.png": [2, 2, 4, 5]}
+    table = {
+        "test_00.png": [5, 5],
+        "test_01.png": [2, 3, 4, 5],
+        "test_02.png": [1, 2, 3, 4],
+        "test_03.png": [2, 2, 4, 5],
+    }
     rows = [{"item": item, "rater": f"r{k}", "vote": v} for item, votes in table.items() for k, v in enumerate(votes)]
     with store.session() as s:
         import_votes(s, get_study(s, "pilot"), pd.DataFrame(rows))

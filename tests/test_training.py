@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ONEALIGN_TINY as ONEALIGN_FIXTURE
-from fixtures_training import QUESTIONS, write_toy
 from PIL import Image
 
 from toolkit.errors import InputError
@@ -17,6 +15,9 @@ from toolkit.models.loading import load_backbone
 from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig, TrainResult, load_training_data, read_record, train
 from toolkit.training.schedule import warmup_cosine, warmup_steps_for
+
+from conftest import ONEALIGN_TINY as ONEALIGN_FIXTURE
+from fixtures_training import QUESTIONS, write_toy
 
 QUESTION = QUESTIONS["quality"]
 
@@ -44,8 +45,11 @@ def _config(toy: dict[str, Path], out: Path, **kw: object) -> TrainConfig:
 def full_run(toy: dict[str, Path]) -> TrainResult:
     out = toy["root"] / "full"
     # Settings checked over several seeds: held-out SRCC goes from about 0.46 to 0.84-0.94.
-    return train(_config(toy, out, mode="full", lr=2e-3, max_steps=80, batch_size=16,
-                         eval_data=str(toy["heldout"]), eval_every=40))  # fmt: skip
+    return train(
+        _config(
+            toy, out, mode="full", lr=2e-3, max_steps=80, batch_size=16, eval_data=str(toy["heldout"]), eval_every=40
+        )
+    )
 
 
 def _scoring_logits(backbone, images: list[Image.Image]) -> torch.Tensor:
@@ -92,13 +96,25 @@ def test_config_checks_and_files(tmp_path: Path) -> None:
 def test_conversation_json_becomes_training_examples(toy: dict[str, Path], tmp_path: Path) -> None:
     frames = [toy["root"] / "img/train_0.png", toy["root"] / "img/train_1.png"]
     records = [
-        {"id": "a", "image": "img/train_0.png", "gt_score": "3.5",
-         "conversations": [{"from": "human", "value": QUESTION}, {"from": "gpt", "value": "The quality of the image is fair."}],
-         "level_probs": [0.1, 0.2, 0.4, 0.2, 0.1]},
-        {"id": "v", "image": [str(f) for f in frames],
-         "conversations": [{"from": "human", "value": "Rate the quality of this video.\n<|image|>"},
-                           {"from": "gpt", "value": "The quality of the video is poor."}]},
-    ]  # fmt: skip
+        {
+            "id": "a",
+            "image": "img/train_0.png",
+            "gt_score": "3.5",
+            "conversations": [
+                {"from": "human", "value": QUESTION},
+                {"from": "gpt", "value": "The quality of the image is fair."},
+            ],
+            "level_probs": [0.1, 0.2, 0.4, 0.2, 0.1],
+        },
+        {
+            "id": "v",
+            "image": [str(f) for f in frames],
+            "conversations": [
+                {"from": "human", "value": "Rate the quality of this video.\n<|image|>"},
+                {"from": "gpt", "value": "The quality of the video is poor."},
+            ],
+        },
+    ]
     path = tmp_path / "conv.json"
     path.write_text(json.dumps(records))
     data = load_training_data(path, images=toy["root"])
@@ -136,12 +152,23 @@ def test_saved_hf_dataset_becomes_training_examples(toy: dict[str, Path], tmp_pa
 
     files = [str(toy["root"] / f"img/heldout_{i}.png") for i in range(3)]
     ds = hf.Dataset.from_dict(
-        {"image": files, "question": ["Rate the quality of this image."] * 3,
-         "answer": [f"The quality of the image is {w}." for w in ("good", "bad", "fair")],
-         "level_probs": [[0.0, 1.0, 0.0, 0.0, 0.0]] * 3, "mos": [4.0, 1.0, 3.0]},
-        features=hf.Features({"image": hf.Image(), "question": hf.Value("string"), "answer": hf.Value("string"),
-                              "level_probs": hf.List(hf.Value("float64"), length=5), "mos": hf.Value("float64")}),
-    )  # fmt: skip
+        {
+            "image": files,
+            "question": ["Rate the quality of this image."] * 3,
+            "answer": [f"The quality of the image is {w}." for w in ("good", "bad", "fair")],
+            "level_probs": [[0.0, 1.0, 0.0, 0.0, 0.0]] * 3,
+            "mos": [4.0, 1.0, 3.0],
+        },
+        features=hf.Features(
+            {
+                "image": hf.Image(),
+                "question": hf.Value("string"),
+                "answer": hf.Value("string"),
+                "level_probs": hf.List(hf.Value("float64"), length=5),
+                "mos": hf.Value("float64"),
+            }
+        ),
+    )
     hf.DatasetDict({"train": ds, "test": ds.select([0])}).save_to_disk(str(tmp_path / "ds"))
     data = load_training_data(tmp_path / "ds")
     assert len(data) == 3 and data.targets() == [4.0, 1.0, 3.0]
@@ -171,9 +198,14 @@ def _write_mp4(path: Path, n_frames: int, fps: int) -> Path:
 
 def test_video_file_records_decode_at_one_frame_per_second(toy: dict[str, Path], tmp_path: Path) -> None:
     _write_mp4(tmp_path / "clip.mp4", n_frames=30, fps=10)  # 3 s: frames 0, 10, 20
-    record = {"id": "clip", "image": "clip.mp4",
-              "conversations": [{"from": "human", "value": "Rate the quality of this video.\n<|image|>"},
-                                {"from": "gpt", "value": "The quality of the video is good."}]}  # fmt: skip
+    record = {
+        "id": "clip",
+        "image": "clip.mp4",
+        "conversations": [
+            {"from": "human", "value": "Rate the quality of this video.\n<|image|>"},
+            {"from": "gpt", "value": "The quality of the video is good."},
+        ],
+    }
     (tmp_path / "v.json").write_text(json.dumps([record]))
     data = load_training_data(tmp_path / "v.json")
     ex = data[0]
@@ -191,11 +223,23 @@ def test_saved_dataset_with_frame_lists(toy: dict[str, Path], tmp_path: Path) ->
 
     frames = [[str(toy["root"] / f"img/heldout_{i + j}.png") for j in range(2)] for i in range(2)]
     ds = hf.Dataset.from_dict(
-        {"frames": frames, "conversations": [[{"from": "human", "value": "Rate the quality of this video."},
-                                              {"from": "gpt", "value": "The quality of the video is poor."}]] * 2},
-        features=hf.Features({"frames": hf.List(hf.Image()),
-                              "conversations": hf.List({"from": hf.Value("string"), "value": hf.Value("string")})}),
-    )  # fmt: skip
+        {
+            "frames": frames,
+            "conversations": [
+                [
+                    {"from": "human", "value": "Rate the quality of this video."},
+                    {"from": "gpt", "value": "The quality of the video is poor."},
+                ]
+            ]
+            * 2,
+        },
+        features=hf.Features(
+            {
+                "frames": hf.List(hf.Image()),
+                "conversations": hf.List({"from": hf.Value("string"), "value": hf.Value("string")}),
+            }
+        ),
+    )
     ds.save_to_disk(str(tmp_path / "ds"))
     data = load_training_data(tmp_path / "ds")
     ex = data[1]
@@ -227,7 +271,9 @@ def test_full_model_saves_and_reloads(full_run: TrainResult, toy: dict[str, Path
     assert len(record["result"]["losses"]) == 80 and record["result"]["heldout"][-1]["step"] == 80
     images = _heldout_images(toy)
     reloaded = load_backbone(out)
-    torch.testing.assert_close(_scoring_logits(reloaded, images), _scoring_logits(full_run.backbone, images), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        _scoring_logits(reloaded, images), _scoring_logits(full_run.backbone, images), atol=1e-5, rtol=0
+    )
     base = load_backbone(toy["model"])
     assert (_scoring_logits(base, images) - _scoring_logits(reloaded, images)).abs().max() > 0.1
 
@@ -235,8 +281,20 @@ def test_full_model_saves_and_reloads(full_run: TrainResult, toy: dict[str, Path
 def test_lora_adapter_saves_and_reloads(full_run: TrainResult, toy: dict[str, Path]) -> None:
     # LoRA on top of the fine-tuned model (the realistic case: adapters on a pretrained model).
     out = toy["root"] / "lora"
-    result = train(_config(toy, out, model=str(full_run.output_dir), mode="lora", lr=5e-2, max_steps=6,
-                           lora_r=4, lora_alpha=8, lora_dropout=0.0, trainable_modules=["multi_modal_projector"]))  # fmt: skip
+    result = train(
+        _config(
+            toy,
+            out,
+            model=str(full_run.output_dir),
+            mode="lora",
+            lr=5e-2,
+            max_steps=6,
+            lora_r=4,
+            lora_alpha=8,
+            lora_dropout=0.0,
+            trainable_modules=["multi_modal_projector"],
+        )
+    )
     assert 0 < result.trainable_parameters < result.total_parameters / 5
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     assert not (out / "model.safetensors").exists()  # only the adapter is saved
@@ -256,8 +314,18 @@ def test_the_same_loop_trains_onealign(tmp_path: Path) -> None:
     # The reference records (an image, another task, a video as frame files) through the
     # OneAlign backbone: LoRA with the Q-Align recipe's targets, then a reload with the adapter.
     fixture = ONEALIGN_FIXTURE
-    result = train(TrainConfig(model=str(fixture), data=str(fixture / "training_records.json"), out=str(tmp_path / "oa"),
-                               lr=1e-2, max_steps=3, batch_size=3, device="cpu", cpu_threads=1))  # fmt: skip
+    result = train(
+        TrainConfig(
+            model=str(fixture),
+            data=str(fixture / "training_records.json"),
+            out=str(tmp_path / "oa"),
+            lr=1e-2,
+            max_steps=3,
+            batch_size=3,
+            device="cpu",
+            cpu_threads=1,
+        )
+    )
     assert result.losses[-1] < result.losses[0]
     peft_config = result.backbone.model.peft_config["default"]
     assert "multiway" in str(peft_config.target_modules) and "visual_abstractor" in peft_config.modules_to_save
@@ -266,21 +334,38 @@ def test_the_same_loop_trains_onealign(tmp_path: Path) -> None:
     assert any("visual_abstractor" in n for n in trainable)
     image = Image.open(fixture / "images" / "img0_gradient_64x64.png").convert("RGB")
     reloaded = load_backbone(fixture, adapter=tmp_path / "oa")
-    torch.testing.assert_close(_scoring_logits(reloaded, [image]), _scoring_logits(result.backbone, [image]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        _scoring_logits(reloaded, [image]), _scoring_logits(result.backbone, [image]), atol=1e-5, rtol=0
+    )
 
     # Full mode: the folder holds the model plus the base's tokenizer and preprocessor files.
-    full = train(TrainConfig(model=str(fixture), data=str(fixture / "training_records.json"), out=str(tmp_path / "full"),
-                             mode="full", lr=1e-3, max_steps=1, batch_size=3, device="cpu", cpu_threads=1))  # fmt: skip
+    full = train(
+        TrainConfig(
+            model=str(fixture),
+            data=str(fixture / "training_records.json"),
+            out=str(tmp_path / "full"),
+            mode="full",
+            lr=1e-3,
+            max_steps=1,
+            batch_size=3,
+            device="cpu",
+            cpu_threads=1,
+        )
+    )
     names = {p.name for p in (tmp_path / "full").iterdir()}
     assert {"config.json", "tokenizer.model", "preprocessor_config.json", "qalign_train.json"} <= names
     assert "expected.json" not in names  # only files that define the model's inputs are copied
     reloaded = load_backbone(tmp_path / "full")
-    torch.testing.assert_close(_scoring_logits(reloaded, [image]), _scoring_logits(full.backbone, [image]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        _scoring_logits(reloaded, [image]), _scoring_logits(full.backbone, [image]), atol=1e-5, rtol=0
+    )
 
 
 def test_training_is_deterministic_for_a_seed(toy: dict[str, Path]) -> None:
-    runs = [train(_config(toy, toy["root"] / f"det{i}", mode="full", lr=1e-3, max_steps=3, seed=seed))
-            for i, seed in enumerate((5, 5, 6))]  # fmt: skip
+    runs = [
+        train(_config(toy, toy["root"] / f"det{i}", mode="full", lr=1e-3, max_steps=3, seed=seed))
+        for i, seed in enumerate((5, 5, 6))
+    ]
     assert runs[0].losses == runs[1].losses
     assert runs[0].losses != runs[2].losses
     a, b = runs[:2]
@@ -289,8 +374,10 @@ def test_training_is_deterministic_for_a_seed(toy: dict[str, Path]) -> None:
 
 
 def test_dataloader_workers_give_the_same_run(toy: dict[str, Path]) -> None:
-    runs = [train(_config(toy, toy["root"] / f"workers{n}", mode="full", lr=1e-3, max_steps=2, seed=1, num_workers=n))
-            for n in (0, 2)]  # fmt: skip
+    runs = [
+        train(_config(toy, toy["root"] / f"workers{n}", mode="full", lr=1e-3, max_steps=2, seed=1, num_workers=n))
+        for n in (0, 2)
+    ]
     assert runs[0].losses == runs[1].losses
 
 

@@ -9,11 +9,12 @@ import warnings
 from pathlib import Path
 
 import pytest
-from fixtures_training import write_toy
 
 from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig, train
 from toolkit.training.output import model_card
+
+from fixtures_training import write_toy
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +25,20 @@ def lora_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = root / "adapter"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # LoRA on the random tiny model: a warning says it learns little
-        train(TrainConfig(recipe="hf-lora", model=str(model), data=str(data), out=str(out), max_steps=2, batch_size=4,
-                          eval_data=str(heldout), eval_every=1, device="cpu", cpu_threads=1))  # fmt: skip
+        train(
+            TrainConfig(
+                recipe="hf-lora",
+                model=str(model),
+                data=str(data),
+                out=str(out),
+                max_steps=2,
+                batch_size=4,
+                eval_data=str(heldout),
+                eval_every=1,
+                device="cpu",
+                cpu_threads=1,
+            )
+        )
     return {"model": model, "data": data, "heldout": heldout, "out": out}
 
 
@@ -60,9 +73,19 @@ def test_the_adapter_folder_has_a_filled_card_not_peft_s_template(lora_run: dict
 def test_a_full_model_card_with_item_counts_and_no_held_out_set() -> None:
     record = {
         "base_model": "q-future/one-align",
-        "config": {"mode": "full", "recipe": "onealign-full", "loss": "soft", "data": ["koniq.json", "spaq.json"],
-                   "weights": [2, 1], "lr": None, "batch_size": 4, "grad_accum": 8, "dtype": "bf16",
-                   "gradient_checkpointing": True, "out": "runs/full"},  # fmt: skip
+        "config": {
+            "mode": "full",
+            "recipe": "onealign-full",
+            "loss": "soft",
+            "data": ["koniq.json", "spaq.json"],
+            "weights": [2, 1],
+            "lr": None,
+            "batch_size": 4,
+            "grad_accum": 8,
+            "dtype": "bf16",
+            "gradient_checkpointing": True,
+            "out": "runs/full",
+        },
         "result": {"output_dir": "runs/full", "steps": 500, "draws": [10_000, 5_000], "heldout": []},
     }
     card = model_card(record, data_sizes=[7058, 8000])

@@ -25,9 +25,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     records = []
     for i, word in enumerate(("good", "bad", "fair", "excellent")):
         Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(root / f"img/{i}.png")
-        records.append({"id": str(i), "image": f"{i}.png",
-                        "conversations": [{"from": "human", "value": "Rate the quality of this image.\n<|image|>"},
-                                          {"from": "gpt", "value": f"The quality of the image is {word}."}]})  # fmt: skip
+        records.append(
+            {
+                "id": str(i),
+                "image": f"{i}.png",
+                "conversations": [
+                    {"from": "human", "value": "Rate the quality of this image.\n<|image|>"},
+                    {"from": "gpt", "value": f"The quality of the image is {word}."},
+                ],
+            }
+        )
     (root / "conv.json").write_text(json.dumps(records))
     return {"root": root, "model": build_tiny_model(root / "tiny"), "data": root / "conv.json"}
 
@@ -35,9 +42,26 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_help_lists_the_options() -> None:
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "240"})  # long option names in full
     assert result.exit_code == 0
-    for option in ("--model", "--data", "--images", "--out", "--mode", "--epochs", "--max-steps", "--lr",
-                   "--batch-size", "--seed", "--config", "--recipe", "--loss", "--weights", "--save-every",
-                   "--resume", "--gradient-checkpointing", "--best-metric"):  # fmt: skip
+    for option in (
+        "--model",
+        "--data",
+        "--images",
+        "--out",
+        "--mode",
+        "--epochs",
+        "--max-steps",
+        "--lr",
+        "--batch-size",
+        "--seed",
+        "--config",
+        "--recipe",
+        "--loss",
+        "--weights",
+        "--save-every",
+        "--resume",
+        "--gradient-checkpointing",
+        "--best-metric",
+    ):
         assert option in result.output
 
 
@@ -72,20 +96,56 @@ def test_option_values_become_settings() -> None:
     from toolkit.cli.train import TRAIN_OPTIONS
     from toolkit.cli.train_options import config_values
 
-    given = {"data": [P("a.json")], "images": [P("img/"), P("more")], "lora_target_modules": ["q_proj"],
-             "trainable_modules": ["merger"], "weights": "2,1", "out": P("run"), "lora_r": 8, "resume": False,
-             "lr": None, "frozen_modules": []}  # fmt: skip
+    given = {
+        "data": [P("a.json")],
+        "images": [P("img/"), P("more")],
+        "lora_target_modules": ["q_proj"],
+        "trainable_modules": ["merger"],
+        "weights": "2,1",
+        "out": P("run"),
+        "lora_r": 8,
+        "resume": False,
+        "lr": None,
+        "frozen_modules": [],
+    }
     assert config_values(TRAIN_OPTIONS, given) == {
-        "data": "a.json", "images": ["img", "more"], "lora_target_modules": "q_proj", "trainable_modules": ["merger"],
-        "weights": [2.0, 1.0], "out": "run", "lora_r": 8, "resume": False,
-    }  # fmt: skip
+        "data": "a.json",
+        "images": ["img", "more"],
+        "lora_target_modules": "q_proj",
+        "trainable_modules": ["merger"],
+        "weights": [2.0, 1.0],
+        "out": "run",
+        "lora_r": 8,
+        "resume": False,
+    }
 
 
 def test_a_tiny_lora_run(setup: dict[str, Path]) -> None:
     out = setup["root"] / "adapter"
-    args = ["train", "--model", str(setup["model"]), "--data", str(setup["data"]), "--images", str(setup["root"] / "img"),
-            "--out", str(out), "--max-steps", "2", "--batch-size", "2", "--lr", "1e-3", "--seed", "3",
-            "--device", "cpu", "--cpu-threads", "1", "--no-progress"]  # fmt: skip
+    args = [
+        "train",
+        "--model",
+        str(setup["model"]),
+        "--data",
+        str(setup["data"]),
+        "--images",
+        str(setup["root"] / "img"),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--lr",
+        "1e-3",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--cpu-threads",
+        "1",
+        "--no-progress",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "2 step(s)" in result.output and "adapter saved" in result.output
@@ -118,12 +178,18 @@ def test_a_recipe_file_with_command_line_overrides(setup: dict[str, Path]) -> No
         f"recipe: hf-lora\nmodel: {setup['model']}\ndata: {setup['data']}\nimages: {setup['root'] / 'img'}\n"
         f"out: {out}\nlora_r: 4\nmax_steps: 3\nbatch_size: 2\ndevice: cpu\ncpu_threads: 1\n"
     )
-    result = runner.invoke(app, ["train", "--config", str(cfg), "--lora-alpha", "16", "--max-steps", "1", "--no-progress"])
+    result = runner.invoke(
+        app, ["train", "--config", str(cfg), "--lora-alpha", "16", "--max-steps", "1", "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     config = read_record(out)["config"]
     assert (config["recipe"], config["lora_r"], config["lora_alpha"], config["max_steps"]) == ("hf-lora", 4, 16, 1)
     # The rest is the recipe's, recorded as resolved values.
-    assert (config["lr"], config["dtype"], config["trainable_modules"]) == (2e-4, "auto", ["multi_modal_projector", "connector", "merger"])
+    assert (config["lr"], config["dtype"], config["trainable_modules"]) == (
+        2e-4,
+        "auto",
+        ["multi_modal_projector", "connector", "merger"],
+    )
     assert json.loads((out / "adapter_config.json").read_text())["lora_alpha"] == 16
 
 
@@ -144,10 +210,38 @@ def test_two_data_sets_with_weights_and_a_resumed_run(setup: dict[str, Path]) ->
         r["conversations"][1]["value"] = r["conversations"][1]["value"].replace("quality", "aesthetics")
     (other / "conv.json").write_text(json.dumps(records))
     out = setup["root"] / "mixed"
-    args = ["train", "--model", str(setup["model"]), "--data", str(setup["data"]), "--data", str(other / "conv.json"),
-            "--images", str(setup["root"] / "img"), "--images", str(other / "img"), "--weights", "3,1",
-            "--out", str(out), "--mode", "full", "--loss", "soft", "--max-steps", "2", "--batch-size", "4",
-            "--save-every", "1", "--device", "cpu", "--cpu-threads", "1", "--no-progress"]  # fmt: skip
+    args = [
+        "train",
+        "--model",
+        str(setup["model"]),
+        "--data",
+        str(setup["data"]),
+        "--data",
+        str(other / "conv.json"),
+        "--images",
+        str(setup["root"] / "img"),
+        "--images",
+        str(other / "img"),
+        "--weights",
+        "3,1",
+        "--out",
+        str(out),
+        "--mode",
+        "full",
+        "--loss",
+        "soft",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--save-every",
+        "1",
+        "--device",
+        "cpu",
+        "--cpu-threads",
+        "1",
+        "--no-progress",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "examples drawn per data set" in result.output
@@ -165,6 +259,19 @@ def test_bad_weights_and_recipes_are_clear_errors(setup: dict[str, Path]) -> Non
     base = ["train", "--model", str(setup["model"]), "--data", str(setup["data"]), "--out", str(setup["root"] / "y")]
     result = runner.invoke(app, base + ["--weights", "two"])
     assert result.exit_code != 0 and "--weights" in str(result.exception)
-    result = runner.invoke(app, base + ["--recipe", "onealign-lora", "--max-steps", "1", "--images", str(setup["root"] / "img"),
-                                        "--device", "cpu", "--no-progress"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        base
+        + [
+            "--recipe",
+            "onealign-lora",
+            "--max-steps",
+            "1",
+            "--images",
+            str(setup["root"] / "img"),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code != 0 and "for OneAlign" in str(result.exception)

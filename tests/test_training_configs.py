@@ -24,7 +24,9 @@ def test_training_settings_load(name: str) -> None:
 def test_recipe_files_say_what_the_recipes_are() -> None:
     lora = TrainConfig.from_file(CONFIGS / "onealign-lora.yaml")
     assert (lora.mode, lora.lora_r, lora.lora_alpha, lora.learning_rate) == ("lora", 128, 256, 2e-4)
-    assert lora.batch_size * lora.grad_accum * 2 == 64  # the reference global batch on the 2 GPUs of accelerate_ddp.yaml
+    assert (
+        lora.batch_size * lora.grad_accum * 2 == 64
+    )  # the reference global batch on the 2 GPUs of accelerate_ddp.yaml
     full = TrainConfig.from_file(CONFIGS / "onealign-full.yaml")
     assert (full.mode, full.learning_rate, full.epochs, full.gradient_checkpointing) == ("full", 2e-5, 2.0, True)
     mixed = TrainConfig.from_file(CONFIGS / "multitask.yaml")

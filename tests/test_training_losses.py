@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ONEALIGN_TINY as ONEALIGN
-from fixtures_training import write_toy
 
 from toolkit.errors import InputError
 from toolkit.models.loading import load_backbone
@@ -18,6 +16,9 @@ from toolkit.training import TrainConfig, TrainResult, load_training_data, train
 from toolkit.training.data import score_answer
 from toolkit.training.losses import Collate, get_loss
 from toolkit.training.predict import parse_score, predict_scores
+
+from conftest import ONEALIGN_TINY as ONEALIGN
+from fixtures_training import write_toy
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +33,19 @@ def votes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _run(votes: dict[str, Path], loss: str, steps: int = 60, **kw: object) -> TrainResult:
-    values: dict[str, object] = dict(model=str(votes["model"]), data=str(votes["train"]), out=str(votes["root"] / loss),
-                                     mode="full", lr=2e-3, max_steps=steps, batch_size=16, loss=loss,
-                                     eval_data=str(votes["heldout"]), device="cpu", cpu_threads=1)  # fmt: skip
+    values: dict[str, object] = dict(
+        model=str(votes["model"]),
+        data=str(votes["train"]),
+        out=str(votes["root"] / loss),
+        mode="full",
+        lr=2e-3,
+        max_steps=steps,
+        batch_size=16,
+        loss=loss,
+        eval_data=str(votes["heldout"]),
+        device="cpu",
+        cpu_threads=1,
+    )
     values.update(kw)
     return train(TrainConfig(**values))  # type: ignore[arg-type]
 
@@ -68,7 +79,9 @@ def test_soft_label_loss_is_the_kl_plus_the_other_tokens(votes: dict[str, Path])
     rows = torch.arange(4)
     is_level = (labels.unsqueeze(-1) == torch.tensor(backbone.level_token_ids)).any(-1)
     labels[rows, is_level.float().argmax(1)] = -100
-    text = torch.nn.functional.cross_entropy(out.logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+    text = torch.nn.functional.cross_entropy(
+        out.logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100
+    )
     assert soft.item() == pytest.approx((kl + text).item(), abs=1e-5)
 
 
@@ -78,8 +91,17 @@ def test_soft_loss_needs_a_level_per_record(votes: dict[str, Path], tmp_path: Pa
     record["conversations"][1]["value"] = "The quality of the image is 3.5."
     (tmp_path / "bad.json").write_text(json.dumps([record]))
     with pytest.raises(InputError, match="soft-label loss needs level_probs"):
-        train(TrainConfig(model=str(votes["model"]), data=str(tmp_path / "bad.json"), images=str(votes["root"]),
-                          out=str(tmp_path / "o"), loss="soft", max_steps=1, device="cpu"))  # fmt: skip
+        train(
+            TrainConfig(
+                model=str(votes["model"]),
+                data=str(tmp_path / "bad.json"),
+                images=str(votes["root"]),
+                out=str(tmp_path / "o"),
+                loss="soft",
+                max_steps=1,
+                device="cpu",
+            )
+        )
 
 
 def test_score_answers_and_targets(votes: dict[str, Path], tmp_path: Path) -> None:
@@ -107,22 +129,38 @@ def test_the_direct_score_baseline_trains_and_scores(votes: dict[str, Path], tmp
     # Integer MOS (no votes) so that the numbers are learnable by a from-scratch model in 200 steps.
     train_file = write_toy(tmp_path, "train", 128, seed=1)
     heldout = write_toy(tmp_path, "heldout", 32, seed=2)
-    result = train(TrainConfig(model=str(votes["model"]), data=str(train_file), out=str(tmp_path / "score"), mode="full",
-                               lr=2e-3, max_steps=200, batch_size=16, loss="score", eval_data=str(heldout),
-                               device="cpu", cpu_threads=1))  # fmt: skip
+    result = train(
+        TrainConfig(
+            model=str(votes["model"]),
+            data=str(train_file),
+            out=str(tmp_path / "score"),
+            mode="full",
+            lr=2e-3,
+            max_steps=200,
+            batch_size=16,
+            loss="score",
+            eval_data=str(heldout),
+            device="cpu",
+            cpu_threads=1,
+        )
+    )
     before, after = result.heldout[0], result.heldout[-1]
     assert before.failed == 32  # an untrained model writes no number
     assert after.failed == 0 and after.srcc is not None and after.srcc > 0.6
     data = load_training_data(heldout)
     examples = [data[i] for i in range(8)]
-    pred = predict_scores(result.backbone, [e.frames for e in examples], ["quality"] * 8, ["image"] * 8, method="generate")
+    pred = predict_scores(
+        result.backbone, [e.frames for e in examples], ["quality"] * 8, ["image"] * 8, method="generate"
+    )
     assert pred.failed == 0 and all(1.0 <= s <= 5.0 for s in pred.scores)
     assert all(t.split(".")[0].isdigit() for t in pred.texts)  # "4.00." and the like
 
 
 def test_gradient_checkpointing_and_bf16_run(votes: dict[str, Path]) -> None:
     plain = _run(votes, "ce", steps=2, eval_data=None, out=str(votes["root"] / "plain"))
-    checkpointed = _run(votes, "ce", steps=2, eval_data=None, out=str(votes["root"] / "gc"), gradient_checkpointing=True)
+    checkpointed = _run(
+        votes, "ce", steps=2, eval_data=None, out=str(votes["root"] / "gc"), gradient_checkpointing=True
+    )
     np.testing.assert_allclose(checkpointed.losses, plain.losses, rtol=1e-5)  # same numbers, less memory
     bf16 = _run(votes, "ce", steps=2, eval_data=None, out=str(votes["root"] / "bf16"), dtype="bf16")
     assert bf16.losses != plain.losses  # autocast ran in bfloat16...
@@ -140,7 +178,9 @@ def test_both_prediction_methods_run_on_the_native_onealign_model() -> None:
     levels = predict_scores(backbone, visuals, tasks, kinds, method="levels")
     assert levels.scores.shape == (4,) and np.all((levels.scores >= 1) & (levels.scores <= 5))
     # The reference score() of image 0 (quality): the expectation of the five level probabilities.
-    expected = json.loads((ONEALIGN / "expected.json").read_text())["images"]["img0_gradient_64x64.png"]["quality"]["score_1_to_5"]
+    expected = json.loads((ONEALIGN / "expected.json").read_text())["images"]["img0_gradient_64x64.png"]["quality"][
+        "score_1_to_5"
+    ]
     assert levels.scores[0] == pytest.approx(expected, abs=1e-4)
     generated = predict_scores(backbone, visuals, tasks, kinds, method="generate", max_new_tokens=4)
     assert len(generated.texts) == 4 and all(isinstance(t, str) for t in generated.texts)

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_training import write_toy
 
 from toolkit.errors import InputError
 from toolkit.models.tiny import build_tiny_model
 from toolkit.training import MixtureSampler, TrainConfig, load_run_data, train
 from toolkit.training.mixing import draws_per_epoch
+
+from fixtures_training import write_toy
 
 
 def test_draws_per_epoch_follow_the_weights() -> None:
@@ -73,11 +74,34 @@ def test_a_run_draws_the_data_sets_in_the_weights_ratio(two_tasks: dict[str, Pat
     data = [str(two_tasks["quality"]), str(two_tasks["aesthetics"])]
     # 32 draws per epoch split 3:1 between 24 quality and 8 aesthetics records: 24 and 8 by
     # size, but weights 1:1 make it 16 and 16 (each aesthetics record twice per epoch).
-    result = train(TrainConfig(model=str(two_tasks["model"]), data=data, weights=[1, 1], out=str(two_tasks["root"] / "w"),
-                               mode="full", lr=1e-3, max_steps=8, batch_size=8, device="cpu", cpu_threads=1))  # fmt: skip
+    result = train(
+        TrainConfig(
+            model=str(two_tasks["model"]),
+            data=data,
+            weights=[1, 1],
+            out=str(two_tasks["root"] / "w"),
+            mode="full",
+            lr=1e-3,
+            max_steps=8,
+            batch_size=8,
+            device="cpu",
+            cpu_threads=1,
+        )
+    )
     assert result.draws == [32, 32]  # two epochs of 16 + 16
     record = json.loads((two_tasks["root"] / "w" / "qalign_train.json").read_text())
     assert record["config"]["weights"] == [1.0, 1.0] and record["result"]["draws"] == [32, 32]
-    by_size = train(TrainConfig(model=str(two_tasks["model"]), data=data, out=str(two_tasks["root"] / "s"),
-                                mode="full", lr=1e-3, max_steps=4, batch_size=8, device="cpu", cpu_threads=1))  # fmt: skip
+    by_size = train(
+        TrainConfig(
+            model=str(two_tasks["model"]),
+            data=data,
+            out=str(two_tasks["root"] / "s"),
+            mode="full",
+            lr=1e-3,
+            max_steps=4,
+            batch_size=8,
+            device="cpu",
+            cpu_threads=1,
+        )
+    )
     assert by_size.draws == [24, 8]

@@ -12,13 +12,14 @@ import math
 
 import pytest
 import torch
-from conftest import ONEALIGN_TINY as FIXTURE
 
 from toolkit.models.loading import load_backbone
 from toolkit.training import TrainConfig
+from toolkit.training.loop import load_run_data
 from toolkit.training.lora import prepare_trainable
 from toolkit.training.losses import Collate, get_loss
-from toolkit.training.loop import load_run_data
+
+from conftest import ONEALIGN_TINY as FIXTURE
 
 ATOL = 1e-4
 
@@ -95,7 +96,9 @@ def test_soft_label_loss_on_one_hot_targets(setup: dict, expected: dict) -> None
         tf = ref["teacher_forced_level"]
         k = ref["supervised_pieces"].index("▁" + tf["level_word"])
         others = [ce for i, ce in enumerate(ref["per_token_ce"]) if i != k]
-        want = -math.log(tf["probs"][["excellent", "good", "fair", "poor", "bad"].index(tf["level_word"])]) + sum(others) / len(others)
+        want = -math.log(tf["probs"][["excellent", "good", "fair", "poor", "bad"].index(tf["level_word"])]) + sum(
+            others
+        ) / len(others)
         batch = _batch(setup, [rid], loss="soft")
         with torch.no_grad():
             got = get_loss("soft")(backbone.model, backbone, batch)

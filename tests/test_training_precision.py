@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ONEALIGN_TINY as ONEALIGN_FIXTURE
-from fixtures_training import write_toy
 from torch import nn
 
 import toolkit.training.loop as loop
@@ -16,6 +14,9 @@ from toolkit.models.loading import load_backbone
 from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig, train
 from toolkit.training.precision import HalvedWeights, hold_frozen_weights_in_16bit
+
+from conftest import ONEALIGN_TINY as ONEALIGN_FIXTURE
+from fixtures_training import write_toy
 
 
 def test_only_exact_frozen_linear_weights_are_halved() -> None:
@@ -69,9 +70,18 @@ def bf16_model(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 def _run(paths: dict[str, Path], out: Path) -> tuple[list[float], object]:
     """Losses and held-out figures (computed under autocast with the halved weights)."""
     config = TrainConfig(
-        model=str(paths["model"]), data=str(paths["train"]), out=str(out), mode="lora", dtype="bf16",
-        device="cpu", cpu_threads=1, batch_size=8, max_steps=5, lr=1e-3, eval_data=str(paths["train"]),
-    )  # fmt: skip
+        model=str(paths["model"]),
+        data=str(paths["train"]),
+        out=str(out),
+        mode="lora",
+        dtype="bf16",
+        device="cpu",
+        cpu_threads=1,
+        batch_size=8,
+        max_steps=5,
+        lr=1e-3,
+        eval_data=str(paths["train"]),
+    )
     result = train(config)
     return result.losses + [h.srcc for h in result.heldout], result
 
@@ -100,11 +110,22 @@ def test_lora_under_bf16_trains_the_same_with_halved_frozen_weights(
     assert halved_losses == float32_losses  # bit-identical: autocast casts the same values
 
 
-def test_full_mode_keeps_float32_weights(bf16_model: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_mode_keeps_float32_weights(
+    bf16_model: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A full run saves the whole model, which must stay float32: nothing is halved there."""
     calls: list[int] = []
     monkeypatch.setattr(loop, "hold_frozen_weights_in_16bit", lambda model: calls.append(1) or HalvedWeights())
-    config = TrainConfig(model=str(bf16_model["model"]), data=str(bf16_model["train"]), out=str(tmp_path / "full"),
-                         mode="full", dtype="bf16", device="cpu", cpu_threads=1, batch_size=8, max_steps=1)  # fmt: skip
+    config = TrainConfig(
+        model=str(bf16_model["model"]),
+        data=str(bf16_model["train"]),
+        out=str(tmp_path / "full"),
+        mode="full",
+        dtype="bf16",
+        device="cpu",
+        cpu_threads=1,
+        batch_size=8,
+        max_steps=1,
+    )
     train(config)
     assert calls == []

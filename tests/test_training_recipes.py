@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ONEALIGN_TINY as FIXTURE
 
 from toolkit.errors import InputError
 from toolkit.models.loading import load_backbone
@@ -17,6 +16,8 @@ from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig, read_record, train
 from toolkit.training.lora import prepare_trainable
 from toolkit.training.recipes import RECIPES, check_recipe_fits
+
+from conftest import ONEALIGN_TINY as FIXTURE
 
 
 def _trainable(model: torch.nn.Module) -> set[str]:
@@ -29,7 +30,13 @@ def test_recipe_values_and_precedence(tmp_path: Path) -> None:
     assert lora.trainable_modules == ["visual_abstractor"] and lora.learning_rate == 2e-4 and lora.epochs == 3
     assert lora.gradient_checkpointing and lora.dtype == "auto"
     full = TrainConfig(recipe="onealign-full")
-    assert (full.mode, full.learning_rate, full.epochs, full.warmup_ratio, full.weight_decay) == ("full", 2e-5, 2, 0.03, 0.0)
+    assert (full.mode, full.learning_rate, full.epochs, full.warmup_ratio, full.weight_decay) == (
+        "full",
+        2e-5,
+        2,
+        0.03,
+        0.0,
+    )
     # Explicit settings win, in the constructor as in files, even when equal to a plain default.
     assert TrainConfig(recipe="onealign-lora", lr=1e-3, lora_r=16).learning_rate == 1e-3
     assert TrainConfig.from_dict({"recipe": "onealign-full", "epochs": 3.0}).epochs == 3.0
@@ -43,10 +50,18 @@ def test_recipe_values_and_precedence(tmp_path: Path) -> None:
 
 def test_a_given_setting_wins_over_the_recipe_even_when_it_equals_the_default() -> None:
     plain = TrainConfig()
-    assert (plain.lora_r, plain.dtype, plain.gradient_checkpointing, plain.trainable_modules) == (8, "float32", False, [])
+    assert (plain.lora_r, plain.dtype, plain.gradient_checkpointing, plain.trainable_modules) == (
+        8,
+        "float32",
+        False,
+        [],
+    )
     # 8 is also the plain default of lora_r: the recipe must not take it for "not given".
-    for config in (TrainConfig(recipe="onealign-lora", lora_r=8), TrainConfig.from_recipe("onealign-lora", lora_r=8),
-                   TrainConfig.from_dict({"recipe": "onealign-lora", "lora_r": 8})):  # fmt: skip
+    for config in (
+        TrainConfig(recipe="onealign-lora", lora_r=8),
+        TrainConfig.from_recipe("onealign-lora", lora_r=8),
+        TrainConfig.from_dict({"recipe": "onealign-lora", "lora_r": 8}),
+    ):
         assert (config.lora_r, config.lora_alpha, config.trainable_modules) == (8, 256, ["visual_abstractor"])
     config = TrainConfig(recipe="onealign-lora", dtype="float32", gradient_checkpointing=False, trainable_modules=[])
     assert (config.dtype, config.gradient_checkpointing, config.trainable_modules) == ("float32", False, [])
@@ -64,7 +79,8 @@ def test_recipes_set_only_settings_that_exist_and_resolve_every_field() -> None:
         assert all(getattr(config, k) == v for k, v in values.items())
         # Only settings whose plain default is None stay None once resolved.
         assert {f.name for f in fields(config) if getattr(config, f.name) is None} == {
-            f.name for f in fields(config) if f.metadata["default"] is None and f.name not in (*values, "recipe")}
+            f.name for f in fields(config) if f.metadata["default"] is None and f.name not in (*values, "recipe")
+        }
     # No two configs share a list: a run that changes its own leaves the recipe and the others alone.
     a, b = TrainConfig(recipe="hf-lora"), TrainConfig(recipe="hf-lora")
     a.trainable_modules.append("extra")
@@ -74,7 +90,13 @@ def test_recipes_set_only_settings_that_exist_and_resolve_every_field() -> None:
 def test_the_recorded_settings_are_the_resolved_ones() -> None:
     config = TrainConfig.from_recipe("onealign-full", epochs=3.0, seed=4)
     record = config.to_dict()
-    assert (record["mode"], record["lr"], record["epochs"], record["seed"], record["dtype"]) == ("full", 2e-5, 3.0, 4, "auto")
+    assert (record["mode"], record["lr"], record["epochs"], record["seed"], record["dtype"]) == (
+        "full",
+        2e-5,
+        3.0,
+        4,
+        "auto",
+    )
     assert record["lora_r"] == 8 and record["frozen_modules"] == []  # plain defaults where the recipe has none
     assert TrainConfig.from_dict(json.loads(json.dumps(record))) == config
 
@@ -88,7 +110,9 @@ def test_onealign_lora_recipe_trains_what_the_reference_trains() -> None:
     trainable = _trainable(model)
     lora = {n for n in trainable if ".lora_" in n}
     wrapped = {re.sub(r"\.lora_[AB]\.default\.weight$", "", n).removeprefix("base_model.model.") for n in lora}
-    assert wrapped == {f"model.layers.{i}.self_attn.{m}" for i in range(n_layers) for m in ("q_proj", "v_proj.multiway.1")}
+    assert wrapped == {
+        f"model.layers.{i}.self_attn.{m}" for i in range(n_layers) for m in ("q_proj", "v_proj.multiway.1")
+    }
     rest = trainable - lora
     assert rest and all(".visual_abstractor.modules_to_save." in n for n in rest)  # the abstractor, in full
     n_abstractor = sum(1 for n, _ in backbone.model.named_parameters() if ".visual_abstractor.original_module." in n)
@@ -132,8 +156,19 @@ def test_a_recipe_refuses_the_other_architecture(tmp_path: Path) -> None:
 def test_the_onealign_lora_recipe_runs_and_its_adapter_loads(tmp_path: Path) -> None:
     # The whole recipe (r 128, gradient checkpointing, dtype auto = float32 on a CPU) for two steps.
     out = tmp_path / "adapter"
-    result = train(TrainConfig(recipe="onealign-lora", model=str(FIXTURE), data=str(FIXTURE / "training_records.json"),
-                               out=str(out), max_steps=2, batch_size=3, lr=1e-2, device="cpu", cpu_threads=1))  # fmt: skip
+    result = train(
+        TrainConfig(
+            recipe="onealign-lora",
+            model=str(FIXTURE),
+            data=str(FIXTURE / "training_records.json"),
+            out=str(out),
+            max_steps=2,
+            batch_size=3,
+            lr=1e-2,
+            device="cpu",
+            cpu_threads=1,
+        )
+    )
     assert result.losses[1] < result.losses[0]
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 128
     assert read_record(out)["config"]["recipe"] == "onealign-lora"

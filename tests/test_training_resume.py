@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import stat
-
 from pathlib import Path
 
 import pytest
 import torch
-from fixtures_training import write_toy
 
 from toolkit.errors import InputError
 from toolkit.models.loading import load_backbone
 from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig, TrainProgress, read_record, train
+
+from fixtures_training import write_toy
 
 
 class Killed(Exception):
@@ -36,10 +36,22 @@ def _config(toy: dict[str, Path], out: Path, mode: str, **kw: object) -> TrainCo
     # Dropout, accumulation and epochs that end inside an optimizer step: everything that makes
     # a resumed run drift if any state is lost (40 records in batches of 6: 7 per epoch).
     values: dict[str, object] = dict(
-        model=str(toy["model"]), data=str(toy["train"]), out=str(out), mode=mode, lr=5e-3, max_steps=10, batch_size=6,
-        grad_accum=2, lora_dropout=0.1, trainable_modules=["multi_modal_projector"], eval_data=str(toy["heldout"]),
-        save_every=3, keep_checkpoints=2, device="cpu", cpu_threads=1,
-    )  # fmt: skip
+        model=str(toy["model"]),
+        data=str(toy["train"]),
+        out=str(out),
+        mode=mode,
+        lr=5e-3,
+        max_steps=10,
+        batch_size=6,
+        grad_accum=2,
+        lora_dropout=0.1,
+        trainable_modules=["multi_modal_projector"],
+        eval_data=str(toy["heldout"]),
+        save_every=3,
+        keep_checkpoints=2,
+        device="cpu",
+        cpu_threads=1,
+    )
     values.update(kw)
     return TrainConfig(**values)  # type: ignore[arg-type]
 

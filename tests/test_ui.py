@@ -9,11 +9,12 @@ from typing import ClassVar
 import pytest
 from sqlalchemy import select, update
 
-from fixtures_ui import make_study, sqlite_url
 from toolkit.store import Store, add_rater, get_study, rater_for_token
 from toolkit.store.admin_secret import set_admin_secret
-from toolkit.store.schema import Assignment, Item, Rater, Rating, utcnow
 from toolkit.store.raters import set_rater_access
+from toolkit.store.schema import Assignment, Item, Rater, Rating, utcnow
+
+from fixtures_ui import make_study, sqlite_url
 
 streamlit_testing = pytest.importorskip("streamlit.testing.v1")
 AppTest = streamlit_testing.AppTest
@@ -55,7 +56,12 @@ def rate_page(token=None):
 
 def ratings(store):
     with store.session() as s:
-        return s.execute(select(Rater.name, Item.path, Rating.level).join(Rater).join(Item, Rating.item_id == Item.id).order_by(Rating.id)).all()
+        return s.execute(
+            select(Rater.name, Item.path, Rating.level)
+            .join(Rater)
+            .join(Item, Rating.item_id == Item.id)
+            .order_by(Rating.id)
+        ).all()
 
 
 def vote_buttons(at):
@@ -63,7 +69,9 @@ def vote_buttons(at):
 
 
 def texts(at):
-    return " ".join(str(e.value) for kind in ("markdown", "caption", "info", "success", "warning", "error") for e in at.get(kind))
+    return " ".join(
+        str(e.value) for kind in ("markdown", "caption", "info", "success", "warning", "error") for e in at.get(kind)
+    )
 
 
 def test_unknown_token_is_refused_and_nothing_is_shown(store, tmp_path):
@@ -172,7 +180,13 @@ def test_missing_media_is_skipped_with_a_message(store, tmp_path):
 
 
 def test_self_registration_shows_names_as_text(store, tmp_path):
-    make_study(store, tmp_path / "media", allow_self_register=True, task="custom", question="Is it <b>sharp</b>? [x](javascript:alert(1))")
+    make_study(
+        store,
+        tmp_path / "media",
+        allow_self_register=True,
+        task="custom",
+        question="Is it <b>sharp</b>? [x](javascript:alert(1))",
+    )
     at = rate_page()
     name = "<script>alert(1)</script>'; DROP TABLE ratings;--"
     at.text_input(key="register_name").input(name)
@@ -273,7 +287,6 @@ def test_app_entry_navigates_to_admin(store, tmp_path):
     assert at.text_input(key="admin_secret") is not None
 
 
-
 def test_qalign_ui_prepares_an_empty_database(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
@@ -323,11 +336,13 @@ def test_results_aggregates_and_dataset_leave_an_excluded_rater_out(store, tmp_p
     monkeypatch.setattr(RecordingMediaStorage, "files", {})
     make_study(store, tmp_path / "media", n_test=3)
     # With carol, both items have MOS 3.33; without her test_01 (4.5) ranks above test_00 (2.5).
-    votes = pd.DataFrame({
-        "item": ["test_00.png"] * 3 + ["test_01.png"] * 3,
-        "rater": ["alice", "bob", "carol"] * 2,
-        "vote": [2, 3, 5, 5, 4, 1],
-    })
+    votes = pd.DataFrame(
+        {
+            "item": ["test_00.png"] * 3 + ["test_01.png"] * 3,
+            "rater": ["alice", "bob", "carol"] * 2,
+            "vote": [2, 3, 5, 5, 4, 1],
+        }
+    )
     with store.session() as s:
         study = get_study(s, "pilot")
         import_votes(s, study, votes)
@@ -335,8 +350,13 @@ def test_results_aggregates_and_dataset_leave_an_excluded_rater_out(store, tmp_p
 
     at = admin_page()
     assert not at.exception
-    results = next(d.value for d in at.dataframe if list(d.value.columns[:2]) == ["item", "mos"] and "level" in d.value.columns
-                   and "votes_excellent" in d.value.columns)
+    results = next(
+        d.value
+        for d in at.dataframe
+        if list(d.value.columns[:2]) == ["item", "mos"]
+        and "level" in d.value.columns
+        and "votes_excellent" in d.value.columns
+    )
     assert results["item"].tolist() == ["test_01.png", "test_00.png"]  # best first
     assert results["mos"].tolist() == pytest.approx([4.5, 2.5]) and results["n"].tolist() == [2, 2]
     assert "1 rater(s) excluded by the admin; their 2 vote(s) are not counted" in texts(at)

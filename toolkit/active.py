@@ -21,9 +21,10 @@ the ranking as item priorities in the study store, which the balanced assignment
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -39,7 +40,16 @@ if TYPE_CHECKING:
     from toolkit.store.schema import Study
 
 RANK_COLUMNS: tuple[str, ...] = (
-    "rank", "item", "priority", "uncertainty", "disagreement", "score", "entropy", "mos", "ci_half_width", "n",
+    "rank",
+    "item",
+    "priority",
+    "uncertainty",
+    "disagreement",
+    "score",
+    "entropy",
+    "mos",
+    "ci_half_width",
+    "n",
 )
 DEFAULT_PRIOR_SD = 0.8
 """Prior SD of one item's votes on the 1-5 scale (typical of ACR studies), worth one vote."""
@@ -54,7 +64,7 @@ class RankingOptions:
     target_votes: int | None = None  # items with this many votes or more are not ranked
     include_complete: bool = False  # rank items at the target too
 
-    def check(self) -> "RankingOptions":
+    def check(self) -> RankingOptions:
         if self.uncertainty_weight < 0 or self.disagreement_weight < 0:
             raise InputError("ranking weights must be non-negative")
         if self.uncertainty_weight == 0 and self.disagreement_weight == 0:
@@ -66,7 +76,9 @@ class RankingOptions:
         return self
 
 
-def mos_half_width(n: np.ndarray, sd: np.ndarray, prior_sd: float = DEFAULT_PRIOR_SD, confidence: float = 0.95) -> np.ndarray:
+def mos_half_width(
+    n: np.ndarray, sd: np.ndarray, prior_sd: float = DEFAULT_PRIOR_SD, confidence: float = 0.95
+) -> np.ndarray:
     """Half-width of the MOS's t interval, the SD pooled with ``prior_sd`` as one extra vote.
 
     ``sqrt(((n - 1) sd^2 + prior_sd^2) / n)`` is the pooled SD; NaN where ``n`` is 0.
@@ -87,7 +99,9 @@ def score_columns(scores: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
     """
     item_col = next((c for c in ("item", "path") if c in scores.columns), None)
     if item_col is None or "score" not in scores.columns:
-        raise InputError(f"{source}: a score table needs an item (or path) column and a score column; found {list(scores.columns)}")
+        raise InputError(
+            f"{source}: a score table needs an item (or path) column and a score column; found {list(scores.columns)}"
+        )
     frame = scores
     if "error" in frame.columns:
         frame = frame[(frame["error"].astype("string").fillna("").str.strip() == "").to_numpy()]
@@ -145,7 +159,7 @@ def rank_items(
 # --------------------------------------------------------------------------- the study store
 
 
-def push_priorities(session: "Session", study: "Study", items: Sequence[str]) -> int:
+def push_priorities(session: Session, study: Study, items: Sequence[str]) -> int:
     """Store ``items`` (best first) as the study's priority queue: the first gets the highest
     priority. Every other item of the study goes back to priority 0, so a new push replaces the
     last one. Returns how many items got a priority."""
@@ -173,7 +187,7 @@ def push_priorities(session: "Session", study: "Study", items: Sequence[str]) ->
     return len(items)
 
 
-def _item_paths(study: "Study"):  # noqa: ANN202 - a select
+def _item_paths(study: Study):  # noqa: ANN202 - a select
     from sqlalchemy import select
 
     from toolkit.store.schema import Item
@@ -224,7 +238,7 @@ def _match_scores(items: Sequence[str], scores: pd.DataFrame, media_root: Path |
     if media_root is not None:
         # Paths under the media root become relative first: that is how the store names items.
         root = str(media_root).rstrip("/\\") + os.sep
-        keys = keys.map(lambda p: p[len(root):] if p.startswith(root) else p)
+        keys = keys.map(lambda p: p[len(root) :] if p.startswith(root) else p)
     found = match_paths(keys.reset_index(drop=True), pd.Series(list(items), dtype=object))
     matched = scores.reset_index(drop=True).assign(item=found.to_numpy())
     return matched[found.notna().to_numpy()], int(found.isna().sum())
@@ -279,8 +293,15 @@ def suggest(
         candidates = state.items["item"].tolist()
         if score_table is None:
             score_table = _score_with_model(
-                [str(state.media_root / i) for i in candidates], candidates, model, adapter, task, device, dtype,  # type: ignore[arg-type]
-                batch_size, progress,
+                [str(state.media_root / i) for i in candidates],
+                candidates,
+                model,
+                adapter,
+                task,
+                device,
+                dtype,  # type: ignore[arg-type]
+                batch_size,
+                progress,
             )
         table = score_columns(score_table)
         table, unmatched = _match_scores(candidates, table, state.media_root)
@@ -333,8 +354,15 @@ def _ratings_for(items: pd.Series, votes: pd.DataFrame) -> tuple[pd.DataFrame, i
 
 
 def _score_with_model(
-    files: list[str], items: list[str], model: str, adapter: str | None, task: str, device: str, dtype: str,
-    batch_size: int, progress: bool,
+    files: list[str],
+    items: list[str],
+    model: str,
+    adapter: str | None,
+    task: str,
+    device: str,
+    dtype: str,
+    batch_size: int,
+    progress: bool,
 ) -> pd.DataFrame:
     from toolkit.scoring import Scorer
 

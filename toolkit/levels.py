@@ -14,8 +14,9 @@ Everything here is vectorised: functions take and return numpy arrays or pandas 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -88,7 +89,7 @@ class LevelScale:
             raise LevelError(f"scale bounds must be finite with low < high, got [{self.low}, {self.high}]")
 
     @classmethod
-    def from_data(cls, scores: Sequence[float] | np.ndarray, higher_is_better: bool = True) -> "LevelScale":
+    def from_data(cls, scores: Sequence[float] | np.ndarray, higher_is_better: bool = True) -> LevelScale:
         """The paper's default: the bounds are the data's own min and max."""
         arr = _finite_scores(scores)
         return cls(float(arr.min()), float(arr.max()), higher_is_better)
@@ -176,7 +177,9 @@ def check_votes(votes: Sequence[float] | np.ndarray | pd.Series) -> np.ndarray:
     return arr.astype(int)
 
 
-def t_interval(mean: np.ndarray, sd: np.ndarray, n: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def t_interval(
+    mean: np.ndarray, sd: np.ndarray, n: np.ndarray, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
     """Student-t confidence interval of a mean; zero width where ``n < 2`` (no spread is knowable)."""
     mean, sd, n = (np.asarray(a, dtype=float) for a in (mean, sd, n))
     dof = np.maximum(n - 1, 1)
@@ -208,9 +211,7 @@ def histogram_stats(counts: np.ndarray, confidence: float = 0.95) -> pd.DataFram
     return pd.DataFrame({"mos": mos, "sd": sd, "n": n, "ci_low": lo, "ci_high": hi})
 
 
-def vote_stats(
-    votes: pd.DataFrame, item: str = "item", vote: str = "vote", confidence: float = 0.95
-) -> pd.DataFrame:
+def vote_stats(votes: pd.DataFrame, item: str = "item", vote: str = "vote", confidence: float = 0.95) -> pd.DataFrame:
     """Per item: ``n, mos, sd, ci_low, ci_high`` and the vote counts ``COUNT_COLUMNS`` (excellent first).
 
     ``votes`` is long format, one row per vote. The index of the result is the item id.

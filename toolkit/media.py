@@ -11,9 +11,10 @@ files in natural order ("frame2" before "frame10").
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -66,7 +67,7 @@ def natural_key(path: str | Path) -> list[object]:
 # --------------------------------------------------------------------------- images
 
 
-def open_image(path: str | Path) -> "Image.Image":
+def open_image(path: str | Path) -> Image.Image:
     """Open ``path`` as a fully decoded RGB image; raise :class:`InputError` naming the file and why."""
     from PIL import Image, UnidentifiedImageError
 
@@ -89,7 +90,7 @@ def open_image(path: str | Path) -> "Image.Image":
         raise InputError(f"{p}: cannot decode image ({exc})") from None
 
 
-def expand2square(img: "Image.Image", fill: Sequence[int] = (122, 116, 104)) -> "Image.Image":
+def expand2square(img: Image.Image, fill: Sequence[int] = (122, 116, 104)) -> Image.Image:
     """Pad to a square as the reference does: a canvas of side ``max(w, h)`` in ``fill``, the image
     pasted at ``((side - w) // 2, (side - h) // 2)``. Square images are returned unchanged."""
     from PIL import Image
@@ -113,7 +114,7 @@ def expand2square(img: "Image.Image", fill: Sequence[int] = (122, 116, 104)) -> 
 class VideoFrames:
     """Frames sampled from one clip, with where they came from."""
 
-    frames: list["Image.Image"]
+    frames: list[Image.Image]
     indices: list[int]  # positions of the frames in the decoded stream (or in the folder)
     fps: float | None  # average frame rate of the file; None for a folder of frames
     total_frames: int
@@ -151,9 +152,7 @@ def cap_indices(indices: Sequence[int], max_frames: int | None) -> tuple[list[in
     return kept, f"subsampled {len(idx)} sampled frames to {len(kept)} uniformly (max_frames={max_frames})"
 
 
-def load_video_frames(
-    path: str | Path, max_frames: int | None = None, backend: VideoBackend = "auto"
-) -> VideoFrames:
+def load_video_frames(path: str | Path, max_frames: int | None = None, backend: VideoBackend = "auto") -> VideoFrames:
     """Sample the frames of a video file (1 frame per second) or of a folder of frame images.
 
     ``backend="auto"`` uses decord and falls back to PyAV when decord is not installed or cannot
@@ -199,7 +198,6 @@ def _one_line(exc: BaseException) -> str:
 
 def _load_with_decord(path: Path, max_frames: int | None) -> VideoFrames:
     import decord  # ImportError is the caller's cue to fall back
-
     from PIL import Image
 
     vr = decord.VideoReader(str(path), ctx=decord.cpu(0))
@@ -233,7 +231,7 @@ def _load_with_pyav(path: Path, max_frames: int | None) -> VideoFrames:
         indices, note = cap_indices(reference_indices(total, fps), max_frames)
         wanted = set(indices)
         last = max(indices) if indices else -1
-        frames_by_index: dict[int, "Image.Image"] = {}
+        frames_by_index: dict[int, Image.Image] = {}
         with av.open(str(path)) as container:
             for i, frame in enumerate(container.decode(video=0)):
                 if i in wanted:

@@ -100,9 +100,7 @@ def answer_text(level: str, task: Task = "quality", kind: InputKind = "image") -
 LEVEL_WORD_PATTERN = re.compile(r"\b(" + "|".join(LEVELS) + r")\b", re.IGNORECASE)
 """A level word anywhere in a text (group 1)."""
 
-ANSWER_PATTERN = re.compile(
-    r"\bthe (" + "|".join(TASKS) + r") of the (image|video|picture) is\b", re.IGNORECASE
-)
+ANSWER_PATTERN = re.compile(r"\bthe (" + "|".join(TASKS) + r") of the (image|video|picture) is\b", re.IGNORECASE)
 """The answer stem (group 1: task, group 2: input kind; reference data sometimes say "picture")."""
 
 
@@ -121,7 +119,7 @@ def answer_task(answer: str) -> Task:
 # --------------------------------------------------------------------------- scoring arithmetic
 
 
-def level_softmax(logits: "np.ndarray | torch.Tensor") -> np.ndarray:
+def level_softmax(logits: np.ndarray | torch.Tensor) -> np.ndarray:
     """Close-set softmax over the five level logits (last axis in ``LEVELS`` order), in float64.
 
     Computed in float64 on the host, so a bfloat16 model's logits give the same probabilities
@@ -137,6 +135,6 @@ def level_softmax(logits: "np.ndarray | torch.Tensor") -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def expected_score(probs: "np.ndarray | list[float]") -> np.ndarray:
+def expected_score(probs: np.ndarray | list[float]) -> np.ndarray:
     """The 1-5 Q-Align score of level distributions (last axis in ``LEVELS`` order)."""
     return np.asarray(probs, dtype=np.float64) @ np.asarray(LEVEL_VALUES, dtype=np.float64)

@@ -58,8 +58,9 @@ def _padded(votes: Votes, n_e: np.ndarray) -> np.ndarray:
     return matrix
 
 
-def _half_means(matrix: np.ndarray, padding: np.ndarray, half: np.ndarray,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _half_means(
+    matrix: np.ndarray, padding: np.ndarray, half: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """One random split: shuffle each row (padding last), first ``half`` votes vs the next ``half``."""
     keys = rng.random(matrix.shape)
     keys[padding] = np.inf
@@ -71,8 +72,7 @@ def _half_means(matrix: np.ndarray, padding: np.ndarray, half: np.ndarray,
     return mean_a, mean_b
 
 
-def split_half_agreement(votes: Votes, n_splits: int = 200, confidence: float = 0.95,
-                         seed: int = 0) -> SplitHalfResult:
+def split_half_agreement(votes: Votes, n_splits: int = 200, confidence: float = 0.95, seed: int = 0) -> SplitHalfResult:
     """Split-half SRCC/PLCC with Spearman-Brown correction over the items with two or more votes."""
     if n_splits < 2:
         raise InputError(f"split-half agreement needs at least 2 splits, got {n_splits}")
@@ -105,8 +105,13 @@ def split_half_agreement(votes: Votes, n_splits: int = 200, confidence: float = 
     s_ci = tuple(float(v) for v in np.nanpercentile(s_boot, [tail, 100 - tail]))
     p_ci = tuple(float(v) for v in np.nanpercentile(p_boot, [tail, 100 - tail]))
     return SplitHalfResult(
-        srcc=float(spearman_brown(s_half).mean()), srcc_ci=s_ci,  # type: ignore[arg-type]
-        plcc=float(spearman_brown(p_half).mean()), plcc_ci=p_ci,  # type: ignore[arg-type]
-        srcc_half=float(s_half.mean()), plcc_half=float(p_half.mean()),
-        n_items=int(eligible.size), n_splits=n_splits, confidence=confidence,
+        srcc=float(spearman_brown(s_half).mean()),
+        srcc_ci=s_ci,  # type: ignore[arg-type]
+        plcc=float(spearman_brown(p_half).mean()),
+        plcc_ci=p_ci,  # type: ignore[arg-type]
+        srcc_half=float(s_half.mean()),
+        plcc_half=float(p_half.mean()),
+        n_items=int(eligible.size),
+        n_splits=n_splits,
+        confidence=confidence,
     )

@@ -20,7 +20,9 @@ def group_mean(codes: np.ndarray, values: np.ndarray, n_groups: int) -> np.ndarr
         return group_sum(codes, values, n_groups) / n
 
 
-def group_moments(codes: np.ndarray, values: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def group_moments(
+    codes: np.ndarray, values: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Count, mean and the central moments m2, m4 (population, i.e. divided by n) per group.
 
     The deviations are taken from the group mean first (two passes), which keeps m2 exact for

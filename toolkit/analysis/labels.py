@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from toolkit.analysis.subject_models import SUBJECT_MODELS
 from toolkit.analysis.pipeline import clean_labels
+from toolkit.analysis.subject_models import SUBJECT_MODELS
 from toolkit.errors import InputError
 from toolkit.levels import LevelScale, vote_stats
 from toolkit.qalign import COUNT_COLUMNS
@@ -96,7 +96,9 @@ def _check_model(subject_model: str) -> None:
 def _excluded_note(snapshot: StudySnapshot) -> list[str]:
     if not snapshot.excluded_raters:
         return []
-    return [f"{snapshot.raters_excluded} rater(s) excluded by the admin; their {snapshot.excluded_votes} vote(s) are not counted"]
+    return [
+        f"{snapshot.raters_excluded} rater(s) excluded by the admin; their {snapshot.excluded_votes} vote(s) are not counted"
+    ]
 
 
 def study_label_table(snapshot: StudySnapshot, subject_model: str = "mos") -> StudyLabels:
@@ -120,9 +122,7 @@ def study_label_table(snapshot: StudySnapshot, subject_model: str = "mos") -> St
     for column in ("content_group", "sha256", "kind"):
         table[column] = rated[column].astype(str).to_numpy()
     if clipped:
-        notes.append(
-            f"{clipped} {subject_model} score(s) outside the vote scale [1, 5] were clipped onto it"
-        )
+        notes.append(f"{clipped} {subject_model} score(s) outside the vote scale [1, 5] were clipped onto it")
     unrated = tuple(test.loc[~test["item"].isin(stats.index), "item"])
     return StudyLabels(table[list(LABEL_COLUMNS)].reset_index(drop=True), subject_model, unrated, notes)
 
@@ -149,4 +149,3 @@ def item_aggregates(snapshot: StudySnapshot) -> pd.DataFrame:
     for column in ("mos", "sd", "ci_low", "ci_high"):
         out[column] = out[column].astype(float)
     return out[list(AGGREGATE_COLUMNS)].reset_index(drop=True)
-

@@ -41,8 +41,13 @@ Solver = Literal["auto", "sureal", "fast"]
 
 def _design(votes: Votes) -> Design:
     return Design(
-        X=votes.vote.astype(float), e=votes.item, s=votes.rater, c=votes.content[votes.item],
-        n_items=votes.n_items, n_raters=votes.n_raters, n_contents=votes.n_contents,
+        X=votes.vote.astype(float),
+        e=votes.item,
+        s=votes.rater,
+        c=votes.content[votes.item],
+        n_items=votes.n_items,
+        n_raters=votes.n_raters,
+        n_contents=votes.n_contents,
     )
 
 
@@ -64,8 +69,10 @@ def fit_mle(
     if solver not in ("auto", "sureal", "fast"):
         raise InputError(f"unknown MLE solver {solver!r}; use 'auto', 'sureal' or 'fast'")
     if solver == "fast" and content_ambiguity:
-        raise InputError("the fast MLE solver fits the content-oblivious model only; use solver='sureal' "
-                         "(or 'auto') with content ambiguity")
+        raise InputError(
+            "the fast MLE solver fits the content-oblivious model only; use solver='sureal' "
+            "(or 'auto') with content ambiguity"
+        )
     model = "mle" if content_ambiguity else "mle_co"
 
     counts = votes.rater_counts()
@@ -113,8 +120,10 @@ def _check_not_degenerate(model: str, votes: Votes, d: Design, st: MleState) -> 
     if not bad.any():
         return
     if model == "mle":
-        names = [f"rater {votes.raters[r]!r} on content {votes.contents[c]!r}"
-                 for r, c in zip(d.pair_rater[bad], d.pair_content[bad])]
+        names = [
+            f"rater {votes.raters[r]!r} on content {votes.contents[c]!r}"
+            for r, c in zip(d.pair_rater[bad], d.pair_content[bad])
+        ]
     else:
         names = [f"rater {votes.raters[r]!r}" for r in d.pair_rater[bad]]
     names = list(dict.fromkeys(names))
@@ -130,8 +139,16 @@ def _check_not_degenerate(model: str, votes: Votes, d: Design, st: MleState) -> 
     )
 
 
-def _assemble(model: str, votes: Votes, fitted: Votes, d: Design, st: MleState, sparse: np.ndarray,
-              min_rater_votes: int, content_ambiguity: bool) -> SubjectModelResult:
+def _assemble(
+    model: str,
+    votes: Votes,
+    fitted: Votes,
+    d: Design,
+    st: MleState,
+    sparse: np.ndarray,
+    min_rater_votes: int,
+    content_ambiguity: bool,
+) -> SubjectModelResult:
     in_fit = ~sparse
     # Zero-mean bias over the raters in the fit; the likelihood is unchanged by the shift.
     shift = st.b[in_fit].mean()
@@ -149,31 +166,41 @@ def _assemble(model: str, votes: Votes, fitted: Votes, d: Design, st: MleState, 
     v_low, v_high = inconsistency_interval(v, fitted.rater_counts())
 
     corrected = fitted.vote - b[fitted.rater]
-    items = item_frame(votes, x, x_std, group_sd(fitted.item, corrected, votes.n_items, ddof=1),
-                       x - Z95 * x_std, x + Z95 * x_std, fitted.item_counts())
+    items = item_frame(
+        votes,
+        x,
+        x_std,
+        group_sd(fitted.item, corrected, votes.n_items, ddof=1),
+        x - Z95 * x_std,
+        x + Z95 * x_std,
+        fitted.item_counts(),
+    )
 
     reasons = np.array([""] * votes.n_raters, dtype=object)
     if sparse.any():
         # Left-out raters get the descriptive numbers against the fitted scores.
         residual = votes.vote - x[votes.item]
         desc_bias = group_mean(votes.rater, residual, votes.n_raters)
-        rms = np.sqrt(np.maximum(group_mean(votes.rater, (residual - desc_bias[votes.rater]) ** 2,
-                                            votes.n_raters), 0.0))
+        rms = np.sqrt(
+            np.maximum(group_mean(votes.rater, (residual - desc_bias[votes.rater]) ** 2, votes.n_raters), 0.0)
+        )
         b = np.where(sparse, desc_bias, b)
         v = np.where(sparse, rms, v)
         b_std = np.where(sparse, np.nan, b_std)
         v_low = np.where(sparse, np.nan, v_low)
         v_high = np.where(sparse, np.nan, v_high)
         reasons[sparse] = f"fewer than {min_rater_votes} votes: left out of the MLE fit"
-    raters = rater_frame(votes, b, v, bias_std=b_std, inconsistency_ci=(v_low, v_high), rejected=sparse,
-                         reason=reasons)
+    raters = rater_frame(votes, b, v, bias_std=b_std, inconsistency_ci=(v_low, v_high), rejected=sparse, reason=reasons)
 
     contents = None
     if content_ambiguity:
         r2 = (d.X - x[d.e] - b[d.s]) ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
-            curv = np.bincount(d.c, weights=-(vs2 - a2) * w**2 + r2 * (vs2**2 - 3 * a2**2 - 2 * vs2 * a2) * w**4,
-                               minlength=d.n_contents)
+            curv = np.bincount(
+                d.c,
+                weights=-(vs2 - a2) * w**2 + r2 * (vs2**2 - 3 * a2**2 - 2 * vs2 * a2) * w**4,
+                minlength=d.n_contents,
+            )
             a_std = 1.0 / np.sqrt(np.maximum(0.0, -curv))
         contents = pd.DataFrame(
             {"ambiguity": a, "ambiguity_std": a_std, "n": np.bincount(d.c, minlength=d.n_contents)},
@@ -185,5 +212,6 @@ def _assemble(model: str, votes: Votes, fitted: Votes, d: Design, st: MleState, 
         notes.append(f"{model}: not converged after {st.iterations} iterations; estimates may be inexact")
     if sparse.any():
         notes.append(f"{int(sparse.sum())} rater(s) with fewer than {min_rater_votes} votes left out of the fit")
-    return SubjectModelResult(model, items, raters, contents, iterations=st.iterations, converged=st.converged,
-                              notes=notes)
+    return SubjectModelResult(
+        model, items, raters, contents, iterations=st.iterations, converged=st.converged, notes=notes
+    )

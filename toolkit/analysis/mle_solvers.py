@@ -53,8 +53,9 @@ class Design:
     ``c`` is the content of each vote. A *pair* is a (rater, content) combination that occurs.
     """
 
-    def __init__(self, X: np.ndarray, e: np.ndarray, s: np.ndarray, c: np.ndarray,
-                 n_items: int, n_raters: int, n_contents: int) -> None:
+    def __init__(
+        self, X: np.ndarray, e: np.ndarray, s: np.ndarray, c: np.ndarray, n_items: int, n_raters: int, n_contents: int
+    ) -> None:
         self.X, self.e, self.s, self.c = X, e, s, c
         self.n_items, self.n_raters, self.n_contents = n_items, n_raters, n_contents
         pair_key, pair = np.unique(s * np.int64(n_contents) + c, return_inverse=True)
@@ -112,8 +113,9 @@ def initial_state(d: Design, content_ambiguity: bool) -> MleState:
     return MleState(mos, np.zeros(d.n_raters), v, a, 0, False)
 
 
-def solve_sureal(d: Design, content_ambiguity: bool, tol: float = 1e-8, max_iter: int = 10000,
-                 refresh: float = 0.1) -> MleState:
+def solve_sureal(
+    d: Design, content_ambiguity: bool, tol: float = 1e-8, max_iter: int = 10000, refresh: float = 0.1
+) -> MleState:
     """sureal's damped belief propagation (``gradient_method='simplified'``) on pair sums."""
     st = initial_state(d, content_ambiguity)
     x, b, v, a = st.x, st.b, st.v, st.a

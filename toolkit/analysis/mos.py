@@ -49,8 +49,9 @@ def mean_scores(votes: Votes, ci: CiMethod = "t") -> pd.DataFrame:
     n_items = votes.n_items
     n = np.bincount(votes.item, minlength=n_items)
     if (n == 0).any():
-        raise InputError(f"{int((n == 0).sum())} item(s) have no votes left: "
-                         f"{', '.join(map(repr, votes.items[n == 0][:5]))}")
+        raise InputError(
+            f"{int((n == 0).sum())} item(s) have no votes left: {', '.join(map(repr, votes.items[n == 0][:5]))}"
+        )
     score = group_mean(votes.item, votes.vote, n_items)
     sd = group_sd(votes.item, votes.vote, n_items, ddof=1)
     single = n < 2

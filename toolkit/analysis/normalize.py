@@ -46,8 +46,9 @@ class ScaleMapping:
         return self.slope * scores + self.intercept
 
 
-def fit_scale_mapping(source: pd.Series, target: pd.Series, method: Literal["linear", "moments"] = "linear",
-                      min_common: int = 3) -> ScaleMapping:
+def fit_scale_mapping(
+    source: pd.Series, target: pd.Series, method: Literal["linear", "moments"] = "linear", min_common: int = 3
+) -> ScaleMapping:
     """Map ``source`` scores (indexed by item) onto ``target``'s scale using the items in both."""
     common = source.index.intersection(target.index)
     if common.size < min_common:
@@ -68,7 +69,13 @@ def fit_scale_mapping(source: pd.Series, target: pd.Series, method: Literal["lin
     return ScaleMapping(slope, float(y.mean() - slope * x.mean()), int(common.size), method)
 
 
-def rescale_range(scores: np.ndarray | pd.Series, low: float, high: float, new_low: float = 1.0,
-                  new_high: float = 5.0, higher_is_better: bool = True) -> np.ndarray:
+def rescale_range(
+    scores: np.ndarray | pd.Series,
+    low: float,
+    high: float,
+    new_low: float = 1.0,
+    new_high: float = 5.0,
+    higher_is_better: bool = True,
+) -> np.ndarray:
     """Linear map from ``[low, high]`` to ``[new_low, new_high]`` (flipped for DMOS-like scales)."""
     return LevelScale(low, high, higher_is_better).rescale(np.asarray(scores, dtype=float), new_low, new_high)

@@ -18,10 +18,10 @@ import pandas as pd
 
 from toolkit.analysis.agreement import SplitHalfResult, split_half_agreement
 from toolkit.analysis.mle import Solver
-from toolkit.analysis.subject_models import ModelName, fit_subject_model
 from toolkit.analysis.mos import CiMethod, item_statistics
 from toolkit.analysis.result import SubjectModelResult
 from toolkit.analysis.screening import ScreeningConfig, ScreeningReport, screen_raters, study_rows
+from toolkit.analysis.subject_models import ModelName, fit_subject_model
 from toolkit.analysis.votes import check_vote_table, prepare_votes
 from toolkit.errors import InputError, StoreError
 from toolkit.io import read_table
@@ -79,7 +79,7 @@ def load_study_votes(study: str, db_url: str | None = None) -> tuple[pd.DataFram
     return snapshot.votes, snapshot.test_items["item"].tolist()
 
 
-def analyze_snapshot(snapshot: "StudySnapshot", options: AnalysisOptions | None = None) -> Analysis:
+def analyze_snapshot(snapshot: StudySnapshot, options: AnalysisOptions | None = None) -> Analysis:
     """:func:`analyze_votes` on a study's valid votes. Items nobody has rated yet are not scored
     (a study in progress is normal); the notes say how many there are and how many raters the
     admin excluded."""
@@ -119,8 +119,17 @@ def _excluded_rater_rows(excluded: pd.DataFrame, scores: pd.Series, reasons: pd.
     grouped = frame.groupby("rater")["r"]
     bias = grouped.mean()
     inconsistency = grouped.std(ddof=0).fillna(0.0)
-    rows = pd.DataFrame({"n": grouped.size(), "bias": bias, "bias_std": np.nan, "inconsistency": inconsistency,
-                         "inconsistency_ci_low": np.nan, "inconsistency_ci_high": np.nan, "rejected": True})
+    rows = pd.DataFrame(
+        {
+            "n": grouped.size(),
+            "bias": bias,
+            "bias_std": np.nan,
+            "inconsistency": inconsistency,
+            "inconsistency_ci_low": np.nan,
+            "inconsistency_ci_high": np.nan,
+            "rejected": True,
+        }
+    )
     rows["reason"] = "screening: " + reasons.reindex(rows.index).fillna("flagged")
     rows.index.name = "rater"
     return rows
@@ -131,8 +140,10 @@ def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, s
     opt = options or AnalysisOptions()
     missing = [c for c in (opt.item_col, opt.rater_col, opt.vote_col) if c not in frame.columns]
     if missing:
-        raise InputError(f"{source}: missing column(s) {', '.join(map(repr, missing))}; "
-                         f"found {', '.join(map(str, frame.columns))} (see --item-col, --rater-col, --vote-col)")
+        raise InputError(
+            f"{source}: missing column(s) {', '.join(map(repr, missing))}; "
+            f"found {', '.join(map(str, frame.columns))} (see --item-col, --rater-col, --vote-col)"
+        )
     table = frame.rename(columns={opt.item_col: "item", opt.rater_col: "rater", opt.vote_col: "vote"})
     if table.empty:
         raise InputError(f"{source}: no votes")
@@ -153,8 +164,10 @@ def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, s
             raise InputError(f"{source}: the screening flagged every rater; nothing left to analyse")
         lost = pd.Index(study_items).difference(pd.Index(pd.unique(study["item"])))
         if len(lost):
-            raise InputError(f"{source}: {len(lost)} item(s) were rated only by raters the screening flagged "
-                             f"({', '.join(map(repr, lost[:5]))}); run without excluding flagged raters")
+            raise InputError(
+                f"{source}: {len(lost)} item(s) were rated only by raters the screening flagged "
+                f"({', '.join(map(repr, lost[:5]))}); run without excluding flagged raters"
+            )
         notes.append(f"{len(pd.unique(excluded['rater']))} rater(s) flagged by the screening left out before fitting")
 
     content_col = _content_column(study, opt.content_col)
@@ -183,8 +196,15 @@ def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, s
     if content_col is not None:
         notes.append(f"content groups from column {content_col!r} ({votes.n_contents} contents)")
 
-    return Analysis(result=result, item_stats=item_statistics(votes), screening=screening, agreement=agreement,
-                    n_votes=votes.n_votes, source=source, notes=notes + result.notes)
+    return Analysis(
+        result=result,
+        item_stats=item_statistics(votes),
+        screening=screening,
+        agreement=agreement,
+        n_votes=votes.n_votes,
+        source=source,
+        notes=notes + result.notes,
+    )
 
 
 def clean_labels(frame: pd.DataFrame, model: ModelName = "mle_co", **options: object) -> pd.DataFrame:

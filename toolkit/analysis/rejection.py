@@ -54,9 +54,10 @@ class Bt500Screening:
     def reasons(self) -> list[str]:
         return [
             f"BT.500: {int(p + q)} of {int(n)} votes outside the item range ({ratio:.1%} > 5%), "
-            f"on both sides (|P-Q|/(P+Q) = {bal:.2f} < 0.3)" if rej else ""
-            for p, q, n, ratio, bal, rej in zip(self.p, self.q, self.n, self.outlier_ratio, self.balance,
-                                                self.rejected)
+            f"on both sides (|P-Q|/(P+Q) = {bal:.2f} < 0.3)"
+            if rej
+            else ""
+            for p, q, n, ratio, bal, rej in zip(self.p, self.q, self.n, self.outlier_ratio, self.balance, self.rejected)
         ]
 
 
@@ -93,23 +94,26 @@ def p913_bias(votes: Votes) -> np.ndarray:
     return group_mean(votes.rater, votes.vote - mos[votes.item], votes.n_raters)
 
 
-def _screened_result(model: str, votes: Votes, values: np.ndarray, screen: Bt500Screening, ci: CiMethod,
-                     bias: np.ndarray | None) -> SubjectModelResult:
+def _screened_result(
+    model: str, votes: Votes, values: np.ndarray, screen: Bt500Screening, ci: CiMethod, bias: np.ndarray | None
+) -> SubjectModelResult:
     kept = votes.with_values(values).subset(~screen.rejected[votes.rater])
     orphans = kept.item_counts() == 0
     if orphans.any():
-        raise InputError(f"{model}: every rater of item(s) {', '.join(map(repr, votes.items[orphans][:5]))} was "
-                         "rejected, so they have no score; use model 'mos' or 'mle_co', or collect more votes")
+        raise InputError(
+            f"{model}: every rater of item(s) {', '.join(map(repr, votes.items[orphans][:5]))} was "
+            "rejected, so they have no score; use model 'mos' or 'mle_co', or collect more votes"
+        )
     items = mean_scores(kept, ci)
     notes = []
     if screen.all_rejected_overridden:
         notes.append("BT.500 would have rejected every rater; as in BT.500 practice none is rejected")
-    desc_bias, bias_std, inconsistency = descriptive_rater_stats(
-        votes.with_values(values), items["score"].to_numpy())
+    desc_bias, bias_std, inconsistency = descriptive_rater_stats(votes.with_values(values), items["score"].to_numpy())
     if bias is None:  # BT.500 alone has no bias model: report the descriptive one
         bias = desc_bias
-    raters = rater_frame(votes, bias, inconsistency, bias_std=bias_std, rejected=screen.rejected,
-                         reason=screen.reasons())
+    raters = rater_frame(
+        votes, bias, inconsistency, bias_std=bias_std, rejected=screen.rejected, reason=screen.reasons()
+    )
     return SubjectModelResult(model, items, raters, notes=notes).check_finite()
 
 

@@ -120,18 +120,36 @@ def write_report(analysis: Analysis, folder: str | Path) -> Path:
         lines.append(f"- Note: {note}")
     counts = analysis.item_stats[list(COUNT_COLUMNS)].sum()
     shares = counts / counts.sum()
-    lines += ["", "## Votes", "",
-              "| excellent | good | fair | poor | bad |", "|---|---|---|---|---|",
-              "| " + " | ".join(f"{int(c)} ({s:.0%})" for c, s in zip(counts, shares)) + " |", ""]
+    lines += [
+        "",
+        "## Votes",
+        "",
+        "| excellent | good | fair | poor | bad |",
+        "|---|---|---|---|---|",
+        "| " + " | ".join(f"{int(c)} ({s:.0%})" for c, s in zip(counts, shares)) + " |",
+        "",
+    ]
     widest = items.assign(width=items["ci_high"] - items["ci_low"]).nlargest(5, "width")
-    lines += ["## Scores", "", "![scores](scores.png)", "",
-              f"Mean 95 % interval width: {(items['ci_high'] - items['ci_low']).mean():.3f}. Widest intervals:", "",
-              _md_table(widest.reset_index()[["item", "score", "ci_low", "ci_high", "n"]]), ""]
+    lines += [
+        "## Scores",
+        "",
+        "![scores](scores.png)",
+        "",
+        f"Mean 95 % interval width: {(items['ci_high'] - items['ci_low']).mean():.3f}. Widest intervals:",
+        "",
+        _md_table(widest.reset_index()[["item", "score", "ci_low", "ci_high", "n"]]),
+        "",
+    ]
 
     lines += ["## Raters", "", "![raters](raters.png)", ""]
     rejected = raters[raters["rejected"]]
     if len(rejected):
-        lines += ["### Rejected", "", _md_table(rejected.reset_index()[["rater", "n", "bias", "inconsistency", "reason"]]), ""]
+        lines += [
+            "### Rejected",
+            "",
+            _md_table(rejected.reset_index()[["rater", "n", "bias", "inconsistency", "reason"]]),
+            "",
+        ]
     else:
         lines += ["No rater was rejected by the model.", ""]
     if analysis.screening is not None:
@@ -139,16 +157,32 @@ def write_report(analysis: Analysis, folder: str | Path) -> Path:
         flagged = table[table["flagged"]]
         lines += ["### Screening", ""]
         if len(flagged):
-            cols = ["rater", "n_votes", "gold_accuracy", "modal_share", "longest_run", "median_response_ms",
-                    "correlation", "reason"]
+            cols = [
+                "rater",
+                "n_votes",
+                "gold_accuracy",
+                "modal_share",
+                "longest_run",
+                "median_response_ms",
+                "correlation",
+                "reason",
+            ]
             lines += [_md_table(flagged.reset_index()[cols]), ""]
         else:
             lines += ["No rater was flagged (gold items, straightlining, response time, agreement).", ""]
     if res.contents is not None:
-        lines += ["## Content ambiguity", "",
-                  _md_table(res.contents.reset_index()[["content", "n", "ambiguity", "ambiguity_std"]]), ""]
-    lines += ["## All raters", "",
-              _md_table(raters.reset_index()[["rater", "n", "bias", "inconsistency", "rejected", "reason"]]), ""]
+        lines += [
+            "## Content ambiguity",
+            "",
+            _md_table(res.contents.reset_index()[["content", "n", "ambiguity", "ambiguity_std"]]),
+            "",
+        ]
+    lines += [
+        "## All raters",
+        "",
+        _md_table(raters.reset_index()[["rater", "n", "bias", "inconsistency", "rejected", "reason"]]),
+        "",
+    ]
     path = out / "report.md"
     with atomic_open(path) as handle:
         handle.write("\n".join(lines))

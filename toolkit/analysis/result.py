@@ -60,7 +60,7 @@ class SubjectModelResult:
         """``item, score, sd, std, ci_low, ci_high, n``: cleaned labels for the converters."""
         return self.items.reset_index()[list(MOS_TABLE_COLUMNS)]
 
-    def check_finite(self) -> "SubjectModelResult":
+    def check_finite(self) -> SubjectModelResult:
         """Raise if any published number is NaN or infinite (never hand one on silently)."""
         for name, frame, cols in (
             ("item", self.items, ["score", "std", "sd", "ci_low", "ci_high"]),
@@ -84,8 +84,15 @@ def inconsistency_interval(v: np.ndarray, n: np.ndarray, confidence: float = 0.9
     return v * np.sqrt(n / stats.chi2.ppf(1.0 - tail, df=n)), v * np.sqrt(n / stats.chi2.ppf(tail, df=n))
 
 
-def item_frame(votes: Votes, score: np.ndarray, std: np.ndarray, sd: np.ndarray, ci_low: np.ndarray,
-               ci_high: np.ndarray, n: np.ndarray) -> pd.DataFrame:
+def item_frame(
+    votes: Votes,
+    score: np.ndarray,
+    std: np.ndarray,
+    sd: np.ndarray,
+    ci_low: np.ndarray,
+    ci_high: np.ndarray,
+    n: np.ndarray,
+) -> pd.DataFrame:
     frame = pd.DataFrame(
         {"score": score, "std": std, "sd": sd, "ci_low": ci_low, "ci_high": ci_high, "n": np.asarray(n, dtype=int)},
         index=votes.items.rename("item"),
@@ -93,9 +100,16 @@ def item_frame(votes: Votes, score: np.ndarray, std: np.ndarray, sd: np.ndarray,
     return frame
 
 
-def rater_frame(votes: Votes, bias: np.ndarray, inconsistency: np.ndarray, *, bias_std: np.ndarray | None = None,
-                inconsistency_ci: tuple[np.ndarray, np.ndarray] | None = None,
-                rejected: np.ndarray | None = None, reason: list[str] | np.ndarray | None = None) -> pd.DataFrame:
+def rater_frame(
+    votes: Votes,
+    bias: np.ndarray,
+    inconsistency: np.ndarray,
+    *,
+    bias_std: np.ndarray | None = None,
+    inconsistency_ci: tuple[np.ndarray, np.ndarray] | None = None,
+    rejected: np.ndarray | None = None,
+    reason: list[str] | np.ndarray | None = None,
+) -> pd.DataFrame:
     n_r = votes.n_raters
     nan = np.full(n_r, np.nan)
     counts = votes.rater_counts()

@@ -105,8 +105,9 @@ def _longest_runs(rater: np.ndarray, vote: np.ndarray, order_key: np.ndarray, n_
     return longest
 
 
-def _loo_correlation(item: np.ndarray, rater: np.ndarray, vote: np.ndarray, n_raters: int,
-                     min_votes: int) -> np.ndarray:
+def _loo_correlation(
+    item: np.ndarray, rater: np.ndarray, vote: np.ndarray, n_raters: int, min_votes: int
+) -> np.ndarray:
     """Per rater: Pearson r between their votes and the other raters' mean on the same items."""
     _, item_code = np.unique(item, return_inverse=True)
     n_e = np.bincount(item_code)
@@ -159,8 +160,11 @@ def screen_raters(
     gold = _gold_rows(frame, role_col, expected_col)
     if gold.any():
         expected = pd.to_numeric(frame[expected_col], errors="coerce").to_numpy(dtype=float)
-        tolerance = (pd.to_numeric(frame[tolerance_col], errors="coerce").fillna(cfg.gold_tolerance).to_numpy()
-                     if tolerance_col in frame.columns else np.full(len(frame), float(cfg.gold_tolerance)))
+        tolerance = (
+            pd.to_numeric(frame[tolerance_col], errors="coerce").fillna(cfg.gold_tolerance).to_numpy()
+            if tolerance_col in frame.columns
+            else np.full(len(frame), float(cfg.gold_tolerance))
+        )
         correct = gold & (np.abs(vote - expected) <= tolerance)
         g_n = np.bincount(rater, weights=gold, minlength=n_r)
         g_ok = np.bincount(rater, weights=correct, minlength=n_r)
@@ -169,8 +173,13 @@ def screen_raters(
         table["gold_votes"] = g_n.astype(int)
         table["gold_accuracy"] = accuracy
         bad = (g_n >= cfg.gold_min_votes) & (accuracy < cfg.gold_min_accuracy)
-        flag(bad, [f"gold items: {int(k)} of {int(n)} correct ({acc:.0%} < {cfg.gold_min_accuracy:.0%})"
-                   for k, n, acc in zip(g_ok, g_n, accuracy)])
+        flag(
+            bad,
+            [
+                f"gold items: {int(k)} of {int(n)} correct ({acc:.0%} < {cfg.gold_min_accuracy:.0%})"
+                for k, n, acc in zip(g_ok, g_n, accuracy)
+            ],
+        )
     else:
         table["gold_votes"] = 0
         table["gold_accuracy"] = np.nan
@@ -181,8 +190,10 @@ def screen_raters(
     modal = hist.max(axis=1) / np.maximum(n_votes, 1)
     table["modal_share"] = modal
     many = n_votes >= cfg.straightline_min_votes
-    flag(many & (modal >= cfg.straightline_share),
-         [f"straightlining: {m:.0%} of {n} votes on one level" for m, n in zip(modal, n_votes)])
+    flag(
+        many & (modal >= cfg.straightline_share),
+        [f"straightlining: {m:.0%} of {n} votes on one level" for m, n in zip(modal, n_votes)],
+    )
     if answered_col in frame.columns:
         order_key = pd.to_datetime(frame[answered_col], errors="coerce", utc=True)
         order_key = order_key.astype("int64").to_numpy() if order_key.notna().all() else np.arange(len(frame))
@@ -210,11 +221,17 @@ def screen_raters(
         table["median_response_ms"] = median
         table["fast_share"] = fast_share
         table["response_z"] = z
-        flag(fast_share > cfg.max_fast_share,
-             [f"too fast: {f:.0%} of votes under {cfg.fast_ms:.0f} ms" for f in fast_share])
-        flag(z < -cfg.time_z,
-             [f"too fast: median {m:.0f} ms, far below the other raters (robust z {zz:.1f})"
-              for m, zz in zip(median, z)])
+        flag(
+            fast_share > cfg.max_fast_share,
+            [f"too fast: {f:.0%} of votes under {cfg.fast_ms:.0f} ms" for f in fast_share],
+        )
+        flag(
+            z < -cfg.time_z,
+            [
+                f"too fast: median {m:.0f} ms, far below the other raters (robust z {zz:.1f})"
+                for m, zz in zip(median, z)
+            ],
+        )
     else:
         table["median_response_ms"] = np.nan
         table["fast_share"] = np.nan
@@ -222,11 +239,11 @@ def screen_raters(
 
     # Agreement with the others on the study items.
     test = study_rows(frame, role_col).to_numpy()
-    corr = _loo_correlation(frame[item_col].to_numpy()[test].astype(str), rater[test], vote[test], n_r,
-                            cfg.correlation_min_votes)
+    corr = _loo_correlation(
+        frame[item_col].to_numpy()[test].astype(str), rater[test], vote[test], n_r, cfg.correlation_min_votes
+    )
     table["correlation"] = corr
-    flag(corr < cfg.min_correlation,
-         [f"low agreement: r = {r:.2f} with the other raters' mean" for r in corr])
+    flag(corr < cfg.min_correlation, [f"low agreement: r = {r:.2f} with the other raters' mean" for r in corr])
 
     table["flagged"] = [bool(r) for r in reasons]
     table["reason"] = ["; ".join(r) for r in reasons]

@@ -57,8 +57,7 @@ def simulate_study(
     item_ids = np.array([f"i{k:05d}" for k in range(n_items)])
     rater_ids = np.array([f"r{k:03d}" for k in range(n_raters)])
     content_ids = np.array([f"c{k:03d}" for k in range(n_contents)])
-    frame = pd.DataFrame({"item": item_ids[e], "rater": rater_ids[s], "content": content_ids[content[e]],
-                          "vote": vote})
+    frame = pd.DataFrame({"item": item_ids[e], "rater": rater_ids[s], "content": content_ids[content[e]], "vote": vote})
     return SimulatedStudy(
         votes=frame,
         quality=pd.Series(x, index=pd.Index(item_ids, name="item")),

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-
 from toolkit.analysis.mle import Solver, fit_mle
 from toolkit.analysis.mos import CiMethod, fit_mos
+from toolkit.analysis.names import SUBJECT_MODELS, ModelName
 from toolkit.analysis.rejection import fit_bt500, fit_p913
 from toolkit.analysis.result import SubjectModelResult
 from toolkit.analysis.votes import Votes
-from toolkit.analysis.names import SUBJECT_MODELS, ModelName
 from toolkit.errors import InputError
-
 
 
 def fit_subject_model(

@@ -12,8 +12,8 @@ observation (sureal calls these repetitions).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -62,23 +62,29 @@ class Votes:
     def rater_counts(self) -> np.ndarray:
         return np.bincount(self.rater, minlength=self.n_raters)
 
-    def subset(self, keep: np.ndarray) -> "Votes":
+    def subset(self, keep: np.ndarray) -> Votes:
         """The votes where ``keep`` is true; items, raters and contents keep their codes."""
         keep = np.asarray(keep, dtype=bool)
-        return Votes(self.item[keep], self.rater[keep], self.vote[keep], self.items, self.raters,
-                     self.content, self.contents)
+        return Votes(
+            self.item[keep], self.rater[keep], self.vote[keep], self.items, self.raters, self.content, self.contents
+        )
 
-    def with_values(self, values: np.ndarray) -> "Votes":
+    def with_values(self, values: np.ndarray) -> Votes:
         """The same votes with other values (for example bias-removed or z-scored ones)."""
-        return Votes(self.item, self.rater, np.asarray(values, dtype=float), self.items, self.raters,
-                     self.content, self.contents)
+        return Votes(
+            self.item, self.rater, np.asarray(values, dtype=float), self.items, self.raters, self.content, self.contents
+        )
 
     def to_frame(self) -> pd.DataFrame:
         """Back to a long table with the original ids (item, rater, vote, content)."""
-        return pd.DataFrame({
-            "item": self.items[self.item], "rater": self.raters[self.rater], "vote": self.vote,
-            "content": self.contents[self.content[self.item]],
-        })
+        return pd.DataFrame(
+            {
+                "item": self.items[self.item],
+                "rater": self.raters[self.rater],
+                "vote": self.vote,
+                "content": self.contents[self.content[self.item]],
+            }
+        )
 
 
 def _rows(mask: np.ndarray, index: pd.Index) -> str:
@@ -99,8 +105,9 @@ def _show(value: object) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
-def check_vote_table(frame: pd.DataFrame, item_col: str = "item", rater_col: str = "rater",
-                     vote_col: str = "vote", source: str = "votes") -> np.ndarray:
+def check_vote_table(
+    frame: pd.DataFrame, item_col: str = "item", rater_col: str = "rater", vote_col: str = "vote", source: str = "votes"
+) -> np.ndarray:
     """Check ids and votes of a long table; return the votes as floats.
 
     Errors name the rows (by the frame's index), and for a bad vote its item and rater.
@@ -164,8 +171,9 @@ def prepare_votes(
         item_index = pd.Index(item_index)
     counts = np.bincount(item_code, minlength=len(item_index))
     if (counts == 0).any():
-        raise InputError(f"{source}: {int((counts == 0).sum())} item(s) without votes: "
-                         f"{_names(item_index[counts == 0])}")
+        raise InputError(
+            f"{source}: {int((counts == 0).sum())} item(s) without votes: {_names(item_index[counts == 0])}"
+        )
 
     rater_code, rater_index = pd.factorize(frame[rater_col], sort=True)
 

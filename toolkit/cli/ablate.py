@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -15,8 +15,22 @@ def register(app: typer.Typer) -> None:
     app.command("ablate")(with_options(ablate_command, ABLATE_OPTIONS, before=6))
 
 
-PER_ARM = ("data", "images", "out", "loss", "weights", "eval_data", "eval_images", "eval_every", "eval_batch_size",
-           "save_every", "keep_checkpoints", "resume", "best_metric", "log_every")  # fmt: skip
+PER_ARM = (
+    "data",
+    "images",
+    "out",
+    "loss",
+    "weights",
+    "eval_data",
+    "eval_images",
+    "eval_every",
+    "eval_batch_size",
+    "save_every",
+    "keep_checkpoints",
+    "resume",
+    "best_metric",
+    "log_every",
+)
 """Training settings that are no options here: the data and its media folder (options of their own,
 as they also describe the test data), and what the ablation sets for each arm itself (its loss and
 output folder; no held-out evaluations, checkpoints or progress reports during training)."""
@@ -26,13 +40,29 @@ ABLATE_OPTIONS = config_options(exclude=PER_ARM, rename={"max_steps": "steps"})
 
 
 def ablate_command(
-    train_data: Path = typer.Option(..., "--train", help="Training conversations (JSON or save_to_disk folder) with level answers."),
-    test: Path = typer.Option(..., "--test", help="Held-out conversations with gt_score (or level_probs): the items every arm is scored on."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Media folder of --train (and of --test unless --test-images)."),
+    train_data: Path = typer.Option(
+        ..., "--train", help="Training conversations (JSON or save_to_disk folder) with level answers."
+    ),
+    test: Path = typer.Option(
+        ..., "--test", help="Held-out conversations with gt_score (or level_probs): the items every arm is scored on."
+    ),
+    images: Optional[Path] = typer.Option(
+        None, "--images", help="Media folder of --train (and of --test unless --test-images)."
+    ),
     test_images: Optional[Path] = typer.Option(None, "--test-images", help="Media folder of --test."),
-    out: Path = typer.Option(..., "--out", help="Output folder: report.md/json, scatter plots, predictions.csv and one training run per arm in runs/."),
-    losses: List[str] = typer.Option(["ce", "soft", "score"], "--loss", help="Arms to compare (repeat; default all three). The first is the reference of the paired comparisons."),
-    n_boot: int = typer.Option(1000, "--n-boot", min=100, help="Bootstrap draws of the report's intervals and paired tests."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        help="Output folder: report.md/json, scatter plots, predictions.csv and one training run per arm in runs/.",
+    ),
+    losses: list[str] = typer.Option(
+        ["ce", "soft", "score"],
+        "--loss",
+        help="Arms to compare (repeat; default all three). The first is the reference of the paired comparisons.",
+    ),
+    n_boot: int = typer.Option(
+        1000, "--n-boot", min=100, help="Bootstrap draws of the report's intervals and paired tests."
+    ),
     **options: Any,
 ) -> None:
     """Train one model per target (level words, soft labels, numeric scores) with the same budget,
@@ -48,12 +78,20 @@ def ablate_command(
     base = TrainConfig.from_dict({**config_values(ABLATE_OPTIONS, options), **data})
     result = run_ablation(base, test, out, test_images=test_images, losses=losses, log=console.print)
     report = write_report(
-        result.out_dir, result.predictions, result.mos, items=result.items, n_boot=n_boot, seed=base.seed,
-        title="Ablation: level words vs soft labels vs direct scores", notes=result.notes,
-    )  # fmt: skip
+        result.out_dir,
+        result.predictions,
+        result.mos,
+        items=result.items,
+        n_boot=n_boot,
+        seed=base.seed,
+        title="Ablation: level words vs soft labels vs direct scores",
+        notes=result.notes,
+    )
     for name, agreement in report.results.items():
         console.print(f"  {name}: SRCC {agreement['srcc'].value:.3f}, PLCC {agreement['plcc'].value:.3f}")
     for comp in report.comparisons:
         d = comp.differences["srcc"]
-        console.print(f"  {comp.b} - {comp.a}: SRCC {d.diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}], p {d.p_value:.3f}")
+        console.print(
+            f"  {comp.b} - {comp.a}: SRCC {d.diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}], p {d.p_value:.3f}"
+        )
     console.print(f"report -> [bold]{result.out_dir / 'report.md'}[/]")

@@ -18,29 +18,37 @@ class CiChoice(str, Enum):
 
 def analyze_command(
     votes: Optional[Path] = typer.Argument(
-        None, help="Vote table (CSV, Parquet or JSON), one row per vote. Leave out with --study.",
-        show_default=False),
+        None, help="Vote table (CSV, Parquet or JSON), one row per vote. Leave out with --study.", show_default=False
+    ),
     model: SubjectModelChoice = typer.Option(
-        SubjectModelChoice.mle_co, "--model", "-m",
+        SubjectModelChoice.mle_co,
+        "--model",
+        "-m",
         help="mos: mean; bt500: BT.500 rejection + mean; p913: P.913 bias removal + rejection; "
-             "mle: subject model with content ambiguity; mle_co: subject model without it."),
+        "mle: subject model with content ambiguity; mle_co: subject model without it.",
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Per-item scores: item, score, ci_low, ci_high, n."),
     raters_out: Optional[Path] = typer.Option(
-        None, "--raters-out", help="Per-rater table: rater, bias, inconsistency, rejected, reason."),
+        None, "--raters-out", help="Per-rater table: rater, bias, inconsistency, rejected, reason."
+    ),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for report.md and its PNG plots."),
     item_col: str = typer.Option("item", "--item-col", help="Item column of VOTES."),
     rater_col: str = typer.Option("rater", "--rater-col", help="Rater column of VOTES."),
     vote_col: str = typer.Option("vote", "--vote-col", help="Vote column of VOTES (levels 1-5)."),
     content_col: str = typer.Option(
-        "auto", "--content-col",
+        "auto",
+        "--content-col",
         help="Source-content column (content ambiguity of the mle model); 'auto' takes 'content' or "
-             "'content_group' when present, 'none' treats every item as its own content."),
+        "'content_group' when present, 'none' treats every item as its own content.",
+    ),
     study: Optional[str] = typer.Option(None, "--study", help="Analyse this study from the database instead."),
     db: Optional[str] = DbOption,
     ci: CiChoice = typer.Option(CiChoice.t, "--ci", help="Interval of the mean-based models: t, or normal (sureal's)."),
     exclude_flagged: bool = typer.Option(
-        False, "--exclude-flagged", help="Leave raters flagged by the screening (gold, straightlining, speed, "
-                                         "agreement) out of the fit."),
+        False,
+        "--exclude-flagged",
+        help="Leave raters flagged by the screening (gold, straightlining, speed, agreement) out of the fit.",
+    ),
     min_rater_votes: int = typer.Option(2, "--min-rater-votes", help="MLE: raters with fewer votes are left out."),
     splits: int = typer.Option(200, "--splits", help="Random splits for the split-half agreement (0 skips it)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split-half agreement."),
@@ -53,9 +61,16 @@ def analyze_command(
     if (votes is None) == (study is None):
         raise InputError("give either a VOTES file or --study NAME (with --db), not both and not neither")
     options = AnalysisOptions(
-        model=model.value, ci=ci.value, min_rater_votes=min_rater_votes, item_col=item_col, rater_col=rater_col,
-        vote_col=vote_col, content_col=None if content_col.lower() == "none" else content_col,
-        exclude_flagged=exclude_flagged, agreement_splits=splits, seed=seed,
+        model=model.value,
+        ci=ci.value,
+        min_rater_votes=min_rater_votes,
+        item_col=item_col,
+        rater_col=rater_col,
+        vote_col=vote_col,
+        content_col=None if content_col.lower() == "none" else content_col,
+        exclude_flagged=exclude_flagged,
+        agreement_splits=splits,
+        seed=seed,
     )
     with console.status(f"Fitting {model.value} ..."):
         if study is not None:

@@ -42,29 +42,64 @@ def register(app: typer.Typer) -> None:
 
 def convert_command(
     input: Optional[Path] = typer.Argument(
-        None, help="Rating table (CSV, TSV, Parquet or JSON): MOS per item, vote counts c1..c5, or one vote per row. Omit with --study."
+        None,
+        help="Rating table (CSV, TSV, Parquet or JSON): MOS per item, vote counts c1..c5, or one vote per row. Omit with --study.",
     ),
     out: Path = typer.Option(..., "--out", help="Output folder (or a .json file for a single split in json format)."),
-    fmt: FormatChoice = typer.Option(FormatChoice.json, "--format", help="json (Q-Align conversations), dataset (HF save_to_disk) or parquet."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Media root; paths in the output are relative to it. Needed for dataset/parquet and for deduplication."),
+    fmt: FormatChoice = typer.Option(
+        FormatChoice.json, "--format", help="json (Q-Align conversations), dataset (HF save_to_disk) or parquet."
+    ),
+    images: Optional[Path] = typer.Option(
+        None,
+        "--images",
+        help="Media root; paths in the output are relative to it. Needed for dataset/parquet and for deduplication.",
+    ),
     task: TaskChoice = typer.Option(TaskChoice.quality, "--task", help="What the questions ask about."),
     video: bool = typer.Option(False, "--video", help="Items are videos: video files or folders of frames."),
-    rule: RuleChoice = typer.Option(RuleChoice.equal, "--rule", help="MOS to level: equal (paper: five equal intervals) or floor (rescale to [0,5], integer part)."),
-    low: Optional[float] = typer.Option(None, "--low", help="Lower bound of the MOS scale (default: the data's minimum)."),
-    high: Optional[float] = typer.Option(None, "--high", help="Upper bound of the MOS scale (default: the data's maximum)."),
+    rule: RuleChoice = typer.Option(
+        RuleChoice.equal,
+        "--rule",
+        help="MOS to level: equal (paper: five equal intervals) or floor (rescale to [0,5], integer part).",
+    ),
+    low: Optional[float] = typer.Option(
+        None, "--low", help="Lower bound of the MOS scale (default: the data's minimum)."
+    ),
+    high: Optional[float] = typer.Option(
+        None, "--high", help="Upper bound of the MOS scale (default: the data's maximum)."
+    ),
     dmos: bool = typer.Option(False, "--dmos", help="Lower scores are better (DMOS): flip before assigning levels."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split fractions by content group, e.g. train=0.8,test=0.2 (default: keep the input's split column)."),
+    split: Optional[str] = typer.Option(
+        None,
+        "--split",
+        help="Split fractions by content group, e.g. train=0.8,test=0.2 (default: keep the input's split column).",
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and of the question paraphrases."),
-    group_by: Optional[str] = typer.Option(None, "--group-by", help="Content-group column (default: group, content_group or content when present)."),
+    group_by: Optional[str] = typer.Option(
+        None, "--group-by", help="Content-group column (default: group, content_group or content when present)."
+    ),
     kind: KindChoice = typer.Option(KindChoice.auto, "--kind", help="Input layout; auto detects it from the columns."),
-    path_col: Optional[str] = typer.Option(None, "--path-col", help="Column with the media path (default: image, img_path, path, image_name, ...)."),
-    mos_col: Optional[str] = typer.Option(None, "--mos-col", help="Column with the MOS (default: mos, gt_score, score, ...)."),
+    path_col: Optional[str] = typer.Option(
+        None, "--path-col", help="Column with the media path (default: image, img_path, path, image_name, ...)."
+    ),
+    mos_col: Optional[str] = typer.Option(
+        None, "--mos-col", help="Column with the MOS (default: mos, gt_score, score, ...)."
+    ),
     sd_col: Optional[str] = typer.Option(None, "--sd-col", help="Column with the SD of the ratings."),
-    soft: SoftChoice = typer.Option(SoftChoice.auto, "--soft", help="Level distribution: vote histogram, Gaussian from MOS and SD, or one-hot."),
+    soft: SoftChoice = typer.Option(
+        SoftChoice.auto, "--soft", help="Level distribution: vote histogram, Gaussian from MOS and SD, or one-hot."
+    ),
     soft_labels: bool = typer.Option(False, "--soft-labels", help="Add a level_probs field to each JSON record."),
-    prefix: str = typer.Option("", "--prefix", help="Folder put in front of every media path in the JSON (e.g. koniq)."),
-    study: Optional[str] = typer.Option(None, "--study", help="Read the votes of this study from the database instead of a file."),
-    subject_model: str = typer.Option("mos", "--subject-model", help="With --study: mos (plain mean, vote histograms) or a cleaned label: mle, mle_co, bt500, p913."),
+    prefix: str = typer.Option(
+        "", "--prefix", help="Folder put in front of every media path in the JSON (e.g. koniq)."
+    ),
+    study: Optional[str] = typer.Option(
+        None, "--study", help="Read the votes of this study from the database instead of a file."
+    ),
+    subject_model: str = typer.Option(
+        "mos",
+        "--subject-model",
+        help="With --study: mos (plain mean, vote histograms) or a cleaned label: mle, mle_co, bt500, p913.",
+    ),
     db: Optional[str] = DbOption,
 ) -> None:
     """Turn human ratings into Q-Align training data (JSON, HF dataset or Parquet).
@@ -82,19 +117,40 @@ def convert_command(
 
         # A study's labels and levels come from its label table (vote scale [1, 5], equal
         # intervals), the same as export-dataset's; options that would change them do not apply.
-        ignored = [flag for flag, given in (
-            ("--low", low is not None), ("--high", high is not None), ("--dmos", dmos),
-            ("--rule", rule is not RuleChoice.equal), ("--kind", kind is not KindChoice.auto),
-            ("--group-by", group_by is not None), ("--path-col", path_col is not None),
-            ("--mos-col", mos_col is not None), ("--sd-col", sd_col is not None),
-        ) if given]
+        ignored = [
+            flag
+            for flag, given in (
+                ("--low", low is not None),
+                ("--high", high is not None),
+                ("--dmos", dmos),
+                ("--rule", rule is not RuleChoice.equal),
+                ("--kind", kind is not KindChoice.auto),
+                ("--group-by", group_by is not None),
+                ("--path-col", path_col is not None),
+                ("--mos-col", mos_col is not None),
+                ("--sd-col", sd_col is not None),
+            )
+            if given
+        ]
         if ignored:
-            raise InputError(f"with --study the labels are the study's own (vote scale 1-5, equal intervals); drop {', '.join(ignored)}")
+            raise InputError(
+                f"with --study the labels are the study's own (vote scale 1-5, equal intervals); drop {', '.join(ignored)}"
+            )
         with console.status("converting ..."):
             result = convert_study(
-                study, out, db_url=db, subject_model=getattr(subject_model, "value", subject_model), fmt=fmt.value,
-                images=images, task=task.value, video=video or None, split=split, seed=seed, soft=soft.value,
-                prefix=prefix, soft_labels_in_json=soft_labels,
+                study,
+                out,
+                db_url=db,
+                subject_model=getattr(subject_model, "value", subject_model),
+                fmt=fmt.value,
+                images=images,
+                task=task.value,
+                video=video or None,
+                split=split,
+                seed=seed,
+                soft=soft.value,
+                prefix=prefix,
+                soft_labels_in_json=soft_labels,
             )
         _print_result(result)
         return

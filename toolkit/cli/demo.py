@@ -10,7 +10,9 @@ from toolkit.cli.common import console
 
 
 def demo_command(
-    out: Path = typer.Option(Path("qalign-demo"), "--out", help="Folder for the study DB, data, model and report (recreated each run)."),
+    out: Path = typer.Option(
+        Path("qalign-demo"), "--out", help="Folder for the study DB, data, model and report (recreated each run)."
+    ),
     steps: int = typer.Option(None, "--steps", help="Fine-tuning steps (default: the demo's tuned value)."),
     raters: int = typer.Option(None, "--raters", help="Number of simulated raters."),
     sources: int = typer.Option(None, "--sources", help="Number of shipped scenes to use (at most 16)."),

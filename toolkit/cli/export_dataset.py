@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -22,18 +22,40 @@ def register(app: typer.Typer) -> None:
 
 def export_dataset_command(
     study: str = typer.Argument(..., help="Name of the study in the database."),
-    out: Path = typer.Option(..., "--out", help="Output folder (README.md, data/*.parquet, hf_dataset/, items.csv); replaced if it exists."),
-    fmt: Optional[List[FormatChoice]] = typer.Option(None, "--format", help="dataset (save_to_disk) and/or parquet; repeat for both (default: both)."),
-    split: str = typer.Option("train=0.8,test=0.2", "--split", help="Split fractions by content group; 'none' for a single train split."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder (README.md, data/*.parquet, hf_dataset/, items.csv); replaced if it exists."
+    ),
+    fmt: Optional[list[FormatChoice]] = typer.Option(
+        None, "--format", help="dataset (save_to_disk) and/or parquet; repeat for both (default: both)."
+    ),
+    split: str = typer.Option(
+        "train=0.8,test=0.2", "--split", help="Split fractions by content group; 'none' for a single train split."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and of the question paraphrases."),
-    subject_model: SubjectModelChoice = typer.Option(SubjectModelChoice.mos, "--subject-model", help="How item labels are made: mos (plain mean) or a subject model: mle, mle_co, bt500, p913."),
-    license: Optional[str] = typer.Option(None, "--license", help="Licence id for the card, e.g. cc-by-4.0 (default: not stated)."),
-    license_link: Optional[str] = typer.Option(None, "--license-link", help="URL of the licence text (for custom licences)."),
-    citation: Optional[str] = typer.Option(None, "--citation", help="Citation for the card: BibTeX text or a .bib file."),
+    subject_model: SubjectModelChoice = typer.Option(
+        SubjectModelChoice.mos,
+        "--subject-model",
+        help="How item labels are made: mos (plain mean) or a subject model: mle, mle_co, bt500, p913.",
+    ),
+    license: Optional[str] = typer.Option(
+        None, "--license", help="Licence id for the card, e.g. cc-by-4.0 (default: not stated)."
+    ),
+    license_link: Optional[str] = typer.Option(
+        None, "--license-link", help="URL of the licence text (for custom licences)."
+    ),
+    citation: Optional[str] = typer.Option(
+        None, "--citation", help="Citation for the card: BibTeX text or a .bib file."
+    ),
     pretty_name: Optional[str] = typer.Option(None, "--pretty-name", help="Human-readable dataset name."),
     description: Optional[str] = typer.Option(None, "--description", help="Summary paragraph at the top of the card."),
-    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Also upload to this Hugging Face hub dataset repository (user/name); needs HF_TOKEN or a login."),
-    public: bool = typer.Option(False, "--public", help="With --push-to-hub: make a new repository public (default private)."),
+    push_to_hub: Optional[str] = typer.Option(
+        None,
+        "--push-to-hub",
+        help="Also upload to this Hugging Face hub dataset repository (user/name); needs HF_TOKEN or a login.",
+    ),
+    public: bool = typer.Option(
+        False, "--public", help="With --push-to-hub: make a new repository public (default private)."
+    ),
     db: Optional[str] = DbOption,
 ) -> None:
     """Export a study's rated test items as a Hugging Face dataset with a dataset card.
@@ -47,9 +69,19 @@ def export_dataset_command(
     formats = [f.value for f in fmt] if fmt else ["dataset", "parquet"]
     with console.status(f"exporting study {study} ..."):
         result = export_study_dataset(
-            study, out, db_url=db, formats=formats, split=None if split.strip().lower() in ("", "none") else split,
-            seed=seed, subject_model=subject_model.value, license=license, license_link=license_link,
-            citation=citation, pretty_name=pretty_name, description=description, push_to_hub=push_to_hub,
+            study,
+            out,
+            db_url=db,
+            formats=formats,
+            split=None if split.strip().lower() in ("", "none") else split,
+            seed=seed,
+            subject_model=subject_model.value,
+            license=license,
+            license_link=license_link,
+            citation=citation,
+            pretty_name=pretty_name,
+            description=description,
+            push_to_hub=push_to_hub,
             private=not public,
         )
     from rich.table import Table

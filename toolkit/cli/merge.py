@@ -17,8 +17,12 @@ def register(app: typer.Typer) -> None:
 def merge_command(
     adapter: Path = typer.Option(..., "--adapter", help="LoRA adapter folder written by 'qalign train --mode lora'."),
     out: Path = typer.Option(..., "--out", help="Folder for the merged model (new, empty, or an earlier merge)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Base model (default: the one the adapter was trained on, from its qalign_train.json)."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="Saved precision: float32, bfloat16 or float16 (default: the base checkpoint's)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Base model (default: the one the adapter was trained on, from its qalign_train.json)."
+    ),
+    dtype: Optional[str] = typer.Option(
+        None, "--dtype", help="Saved precision: float32, bfloat16 or float16 (default: the base checkpoint's)."
+    ),
 ) -> None:
     """Merge a LoRA adapter into the base model and save an ordinary checkpoint.
 

@@ -12,7 +12,7 @@ input order; only the main process prints the summary.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -24,22 +24,31 @@ def register(app: typer.Typer) -> None:
 
 
 def score_command(
-    inputs: List[str] = typer.Argument(
-        ..., help="Image/video files, folders (searched recursively) or CSV/JSON manifests (column image, img_path or path; optional gt_score)."
+    inputs: list[str] = typer.Argument(
+        ...,
+        help="Image/video files, folders (searched recursively) or CSV/JSON manifests (column image, img_path or path; optional gt_score).",
     ),
-    model: str = typer.Option(..., "--model", help="Model folder (OneAlign or any Hugging Face image-text-to-text checkpoint), or 'tiny'."),
+    model: str = typer.Option(
+        ..., "--model", help="Model folder (OneAlign or any Hugging Face image-text-to-text checkpoint), or 'tiny'."
+    ),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="LoRA adapter folder to apply on top of --model."),
     task: TaskChoice = typer.Option(TaskChoice.quality, "--task", help="What to rate."),
     video: bool = typer.Option(False, "--video", help="Inputs are videos: video files, or folders of frame images."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 or auto (bfloat16 where the GPU has it)."),
+    dtype: str = typer.Option(
+        "float32", "--dtype", help="float32, bfloat16, float16 or auto (bfloat16 where the GPU has it)."
+    ),
     out: Path = typer.Option(..., "--out", help="Output CSV; if it exists, inputs already scored there are skipped."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Inputs per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     num_workers: Optional[int] = typer.Option(
-        None, "--num-workers", min=0,
+        None,
+        "--num-workers",
+        min=0,
         help="Decoding worker processes (0 = decode in the main process). Default: 0 on a CPU, most of the cores (up to 16) on a GPU.",
     ),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1, help="Cap on frames per video (uniform subsample of the 1 fps frames)."),
+    max_frames: Optional[int] = typer.Option(
+        None, "--max-frames", min=1, help="Cap on frames per video (uniform subsample of the 1 fps frames)."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Score images or videos with a Q-Align model.
@@ -67,7 +76,9 @@ def score_command(
         return  # another process of a multi-process run: the main one reports for all
     notes = df.attrs.get("notes", {})
     if notes:
-        console.print(f"{len(notes)} video(s) had more 1 fps frames than --max-frames {max_frames} and were subsampled uniformly")
+        console.print(
+            f"{len(notes)} video(s) had more 1 fps frames than --max-frames {max_frames} and were subsampled uniformly"
+        )
     failed = df[df["error"] != ""]
     scored = df["score"].notna()
     summary = f"{int(scored.sum())} of {len(df)} input(s) scored"

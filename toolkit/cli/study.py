@@ -14,14 +14,19 @@ study_app = typer.Typer(help="Create studies, invite raters, import and export v
 
 
 GroupByFolderOption = typer.Option(
-    None, "--group-by-folder", min=0, metavar="N",
+    None,
+    "--group-by-folder",
+    min=0,
+    metavar="N",
     help="Content group of each item: the N-th folder of its path below the media root (0: the first), e.g. one "
-         "folder per reference image.",
+    "folder per reference image.",
 )
 GroupRegexOption = typer.Option(
-    None, "--group-regex", metavar="PATTERN",
+    None,
+    "--group-regex",
+    metavar="PATTERN",
     help="Content group of each item from its file name: the first capture group of PATTERN, or the whole match "
-         "(e.g. '^(ref\\d+)_'); a file it does not match is an error.",
+    "(e.g. '^(ref\\d+)_'); a file it does not match is an error.",
 )
 
 
@@ -37,14 +42,24 @@ def _grouping(folder: Optional[int], regex: Optional[str]) -> Any:
 def create_command(
     name: str = typer.Argument(..., help="Study name (unique in the database)."),
     media: Path = typer.Option(..., "--media", help="Media root: every image/video below it becomes an item."),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV (path[,kind,content_group,role,expected_level,tolerance]) instead of scanning --media."),
+    manifest: Optional[Path] = typer.Option(
+        None,
+        "--manifest",
+        help="CSV (path[,kind,content_group,role,expected_level,tolerance]) instead of scanning --media.",
+    ),
     task: str = typer.Option("quality", "--task", help="quality, aesthetics or custom (custom needs --question)."),
     question: Optional[str] = typer.Option(None, "--question", help="The question shown to raters."),
     target_votes: int = typer.Option(15, "--target-votes", help="Votes wanted per item (BT.500: at least 15)."),
     items_per_session: int = typer.Option(50, "--items-per-session"),
-    self_register: bool = typer.Option(False, "--self-register/--invite-only", help="May raters join without an invite token?"),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Five comma-separated button labels, best first (default Excellent,Good,Fair,Poor,Bad)."),
-    gold_every: int = typer.Option(10, "--gold-every", help="Interleave one gold item after every N test votes (0: none)."),
+    self_register: bool = typer.Option(
+        False, "--self-register/--invite-only", help="May raters join without an invite token?"
+    ),
+    labels: Optional[str] = typer.Option(
+        None, "--labels", help="Five comma-separated button labels, best first (default Excellent,Good,Fair,Poor,Bad)."
+    ),
+    gold_every: int = typer.Option(
+        10, "--gold-every", help="Interleave one gold item after every N test votes (0: none)."
+    ),
     group_by_folder: Optional[int] = GroupByFolderOption,
     group_regex: Optional[str] = GroupRegexOption,
     db: Optional[str] = DbOption,
@@ -61,19 +76,31 @@ def create_command(
     grouping = _grouping(group_by_folder, group_regex)
     store = Store(db)
     with store.session() as session:
-        _, result = setup_study(session, StudySetup(
-            name=name, media_root=media, manifest=manifest, task=task, question=question,
-            labels=labels.split(",") if labels else None, target_votes=target_votes,
-            items_per_session=items_per_session, allow_self_register=self_register, gold_every=gold_every,
-            grouping=grouping,
-        ))
+        _, result = setup_study(
+            session,
+            StudySetup(
+                name=name,
+                media_root=media,
+                manifest=manifest,
+                task=task,
+                question=question,
+                labels=labels.split(",") if labels else None,
+                target_votes=target_votes,
+                items_per_session=items_per_session,
+                allow_self_register=self_register,
+                gold_every=gold_every,
+                grouping=grouping,
+            ),
+        )
     console.print(f"study [bold]{name}[/]: {len(result.added)} items added, {len(result.skipped)} already present")
 
 
 @study_app.command("add-items")
 def add_items_command(
     name: str = typer.Argument(..., help="Study name."),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help="CSV of items; default: scan the media root again."),
+    manifest: Optional[Path] = typer.Option(
+        None, "--manifest", help="CSV of items; default: scan the media root again."
+    ),
     group_by_folder: Optional[int] = GroupByFolderOption,
     group_regex: Optional[str] = GroupRegexOption,
     db: Optional[str] = DbOption,
@@ -125,7 +152,9 @@ def import_command(
     table = read_table(votes)
     store = Store(db)
     with store.session() as session:
-        added, skipped = import_votes(session, get_study(session, name), table, item_col, rater_col, vote_col, source=str(votes))
+        added, skipped = import_votes(
+            session, get_study(session, name), table, item_col, rater_col, vote_col, source=str(votes)
+        )
     console.print(f"{added} votes imported, {skipped} already stored")
 
 
@@ -133,7 +162,11 @@ def import_command(
 def export_command(
     name: str = typer.Argument(..., help="Study name."),
     out: Path = typer.Option(..., "--out", help="Output file: .csv, .parquet, .json or .jsonl."),
-    aggregate: bool = typer.Option(False, "--aggregate", help="Per-item MOS, SD, 95% CI, level and vote counts from the valid votes instead of raw votes."),
+    aggregate: bool = typer.Option(
+        False,
+        "--aggregate",
+        help="Per-item MOS, SD, 95% CI, level and vote counts from the valid votes instead of raw votes.",
+    ),
     db: Optional[str] = DbOption,
 ) -> None:
     """Export raw votes (every stored vote) or per-item aggregates (valid votes only)."""

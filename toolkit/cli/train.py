@@ -64,14 +64,18 @@ def train_command(
         f"{result.trainable_parameters:,} of {result.total_parameters:,} parameters trained"
     )
     if len(result.draws) > 1:
-        console.print("  examples drawn per data set: " + ", ".join(f"{p}: {n}" for p, n in zip(cfg.data_paths, result.draws)))
+        console.print(
+            "  examples drawn per data set: " + ", ".join(f"{p}: {n}" for p, n in zip(cfg.data_paths, result.draws))
+        )
     for h in result.heldout:
         console.print(f"  held-out at step {h.step}: {_heldout_line(h)} ({h.n} items)")
     what = "adapter" if result.mode == "lora" else "model"
     console.print(f"{what} saved -> [bold]{result.output_dir}[/]")
     if result.best is not None:
         b = result.best
-        console.print(f"best held-out {b['metric']} {b['value']:.4f} at step {b['step']} -> [bold]{result.output_dir / 'best'}[/]")
+        console.print(
+            f"best held-out {b['metric']} {b['value']:.4f} at step {b['step']} -> [bold]{result.output_dir / 'best'}[/]"
+        )
 
 
 def _heldout_line(h: Any) -> str:
@@ -93,14 +97,25 @@ def _file_keys(path: Path) -> set[str]:
 
 
 def _run(train: Any, cfg: Any, show: bool) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     if not show:
         return train(cfg)
     columns = (
-        TextColumn("training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(),
-    )  # fmt: skip
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task("train", total=None, loss="-")
 

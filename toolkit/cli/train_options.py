@@ -22,7 +22,7 @@ import types
 import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, List, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import typer
 
@@ -88,14 +88,16 @@ def parameters(options: list[ConfigOption]) -> list[inspect.Parameter]:
         m = meta[option.name]
         limits = {k: m[k] for k in ("min", "max") if k in m}
         if option.kind == "repeat":
-            annotation: Any = Optional[List[option.item]]  # type: ignore[name-defined]
+            annotation: Any = Optional[list[option.item]]  # type: ignore[name-defined]
         elif option.kind == "comma":
             annotation = Optional[str]
         else:
             annotation = Optional[option.item]
         flags = f"{option.flag}/--no-{option.flag[2:]}" if option.item is bool else option.flag
         default = typer.Option(None, flags, help=m["help"], **limits)
-        params.append(inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+        params.append(
+            inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
     return params
 
 

@@ -11,14 +11,22 @@ from toolkit.cli.common import DbOption, console
 
 def ui_command(
     port: int = typer.Option(8501, "--port", help="Port to serve the app on."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 to reach it from other machines)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to listen on (0.0.0.0 to reach it from other machines)."
+    ),
     db: Optional[str] = DbOption,
     admin_secret: Optional[str] = typer.Option(
-        None, "--admin-secret", envvar="QALIGN_ADMIN_SECRET",
+        None,
+        "--admin-secret",
+        envvar="QALIGN_ADMIN_SECRET",
         help="Set the admin page's secret (at least 8 characters); default: keep the stored one or make one.",
     ),
-    sample: bool = typer.Option(True, "--sample/--no-sample", help="Add the bundled sample study to an empty database."),
-    prepare_only: bool = typer.Option(False, "--prepare-only", help="Migrate the database and set it up, then exit without serving."),
+    sample: bool = typer.Option(
+        True, "--sample/--no-sample", help="Add the bundled sample study to an empty database."
+    ),
+    prepare_only: bool = typer.Option(
+        False, "--prepare-only", help="Migrate the database and set it up, then exit without serving."
+    ),
 ) -> None:
     """Start the rating app: migrates the database, adds the sample study when empty, serves on HOST:PORT."""
     from toolkit.store import resolve_db_url, safe_url
@@ -26,7 +34,9 @@ def ui_command(
 
     url = resolve_db_url(db)
     report = prepare_database(url, sample=sample, admin_secret=admin_secret)
-    console.print(f"database {safe_url(url)} at revision [bold]{report.revision}[/]" + (" (migrated)" if report.upgraded else ""))
+    console.print(
+        f"database {safe_url(url)} at revision [bold]{report.revision}[/]" + (" (migrated)" if report.upgraded else "")
+    )
     if report.sample_created:
         console.print("added the sample study [bold]sample-study[/] (raters may register themselves)")
     if report.generated_admin_secret:

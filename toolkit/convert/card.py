@@ -4,7 +4,8 @@ study design, the raters, how the labels were made, the splits, the columns, lic
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,9 +21,9 @@ if TYPE_CHECKING:
 SUBJECT_MODEL_TEXT = {
     "mos": "the plain mean of the valid votes (MOS), with a Student-t 95 % interval",
     "mle": "the maximum-likelihood subject model with content ambiguity (sureal `MLE`; ITU-T P.910 Annex E),"
-           " which removes rater bias and weighs raters by their consistency; interval from the model",
+    " which removes rater bias and weighs raters by their consistency; interval from the model",
     "mle_co": "the content-oblivious maximum-likelihood subject model (sureal `MLE_CO`; ITU-T P.913 12.6),"
-              " which removes rater bias and weighs raters by their consistency; interval from the model",
+    " which removes rater bias and weighs raters by their consistency; interval from the model",
     "bt500": "the mean after ITU-R BT.500 observer screening (raters rejected by the kurtosis rule left out)",
     "p913": "the mean after ITU-T P.913 bias removal and subject rejection",
 }
@@ -55,9 +56,11 @@ def _split_text(table: LabelTable, fractions: dict[str, float] | None, seed: int
     shares = ", ".join(f"{k} {v:g}" for k, v in fractions.items()) + f", seed {seed}"
     if is_content_split(table.frame["group"].to_numpy()):
         return f"Split by source content ({shares}): every item of a content group is in the same split."
-    return (f"Split item by item ({shares}): no content grouping was available (every item is its own group), so"
-            " items were split individually, not by source content. Versions of one source (e.g. distortions of"
-            " one reference) may be in different splits.")
+    return (
+        f"Split item by item ({shares}): no content grouping was available (every item is its own group), so"
+        " items were split individually, not by source content. Versions of one source (e.g. distortions of"
+        " one reference) may be in different splits."
+    )
 
 
 def _size_category(n: int) -> str:
@@ -68,7 +71,7 @@ def _size_category(n: int) -> str:
 
 
 def card_metadata(
-    snapshot: "StudySnapshot",
+    snapshot: StudySnapshot,
     table: LabelTable,
     *,
     kind: str,
@@ -82,8 +85,12 @@ def card_metadata(
         "license": license or "unknown",
         "pretty_name": pretty_name or f"{snapshot.name} ({snapshot.task} ratings)",
         "task_categories": ["video-classification" if kind == "video" else "image-classification"],
-        "tags": ["image-quality-assessment" if kind == "image" else "video-quality-assessment",
-                 "mean-opinion-score", "q-align", "subjective-study"],
+        "tags": [
+            "image-quality-assessment" if kind == "image" else "video-quality-assessment",
+            "mean-opinion-score",
+            "q-align",
+            "subjective-study",
+        ],
         "size_categories": [_size_category(len(table))],
     }
     if license_link:
@@ -91,10 +98,12 @@ def card_metadata(
     if license and license.lower() == "other":
         meta["license_name"] = "other"
     if parquet:
-        meta["configs"] = [{
-            "config_name": "default",
-            "data_files": [{"split": name, "path": f"data/{name}.parquet"} for name in table.split_names],
-        }]
+        meta["configs"] = [
+            {
+                "config_name": "default",
+                "data_files": [{"split": name, "path": f"data/{name}.parquet"} for name in table.split_names],
+            }
+        ]
     return meta
 
 
@@ -104,7 +113,7 @@ def _votes_per_item(n: pd.Series) -> str:
 
 
 def render_card(
-    snapshot: "StudySnapshot",
+    snapshot: StudySnapshot,
     table: LabelTable,
     items: pd.DataFrame,
     duplicates: DuplicateReport,
@@ -130,7 +139,8 @@ def render_card(
     lines = [
         f"# {snapshot.name}",
         "",
-        description or (
+        description
+        or (
             f"Human {snapshot.task} ratings of {len(table)} {media} on the five-level absolute category rating"
             f" scale, collected in the study `{snapshot.name}` (started {snapshot.created_at}) and exported with"
             " qalign-toolkit."
@@ -138,7 +148,7 @@ def render_card(
         "",
         "## Study design",
         "",
-        f"- Question shown to raters: \"{snapshot.question}\"",
+        f'- Question shown to raters: "{snapshot.question}"',
         "- Scale: absolute category rating, five levels (ITU-T P.910 / P.913); buttons, best first: "
         + ", ".join(f"{label} ({5 - k})" for k, label in enumerate(snapshot.level_labels)),
         f"- Target: {snapshot.target_votes} valid votes per item; at most {snapshot.items_per_session} votes per sitting;"
@@ -161,7 +171,9 @@ def render_card(
         "",
         f"- `mos` is {SUBJECT_MODEL_TEXT[subject_model]}; subject model: `{subject_model}`.",
         f"- `level` splits the scale [{edges[0]:g}, {edges[5]:g}] into five equal intervals (the Q-Align rule): "
-        + ", ".join(f"{'[' if k == 0 else '('}{edges[k]:g}, {edges[k + 1]:g}] {LEVELS[4 - k]}" for k in range(4, -1, -1))
+        + ", ".join(
+            f"{'[' if k == 0 else '('}{edges[k]:g}, {edges[k + 1]:g}] {LEVELS[4 - k]}" for k in range(4, -1, -1)
+        )
         + ".",
         "- `level_probs` is the vote histogram, usable as a soft label (DeQA-Score style training).",
         "",

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from toolkit.io import atomic_write_text
 from toolkit.convert.labels import LabelTable
 from toolkit.convert.media import item_key, media_refs, relative_path, with_prefix
 from toolkit.convert.prompts import draw_questions, human_turn
+from toolkit.io import atomic_write_text
 from toolkit.qalign import InputKind, Task, answer_text
 
 DEFAULT_INDENT = 4

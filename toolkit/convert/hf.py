@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from toolkit.io import atomic_directory, atomic_path
 from toolkit.convert.labels import LabelTable
 from toolkit.convert.media import absolute, media_refs
 from toolkit.convert.prompts import draw_questions
 from toolkit.errors import InputError
+from toolkit.io import atomic_directory, atomic_path
 from toolkit.qalign import InputKind, Task, answer_text
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def to_hf_dataset(
     task: Task = "quality",
     kind: InputKind = "image",
     seed: int = 0,
-) -> "datasets.Dataset":
+) -> datasets.Dataset:
     """A ``datasets.Dataset`` of ``table`` (one split); media files must exist under ``image_root``."""
     import datasets as hf
 
@@ -89,7 +89,7 @@ def to_dataset_dict(
     task: Task = "quality",
     kind: InputKind = "image",
     seed: int = 0,
-) -> "datasets.DatasetDict":
+) -> datasets.DatasetDict:
     """One ``Dataset`` per split of ``table``, keyed by split name."""
     import datasets as hf
 
@@ -101,7 +101,7 @@ def to_dataset_dict(
     )
 
 
-def save_dataset(dataset: "datasets.DatasetDict | datasets.Dataset", out: str | os.PathLike[str]) -> Path:
+def save_dataset(dataset: datasets.DatasetDict | datasets.Dataset, out: str | os.PathLike[str]) -> Path:
     """``save_to_disk`` into a temporary folder, then move it to ``out`` (image bytes embedded)."""
     with atomic_directory(out) as tmp:
         dataset.save_to_disk(str(tmp))
@@ -109,7 +109,7 @@ def save_dataset(dataset: "datasets.DatasetDict | datasets.Dataset", out: str | 
 
 
 def export_parquet(
-    dataset: "datasets.DatasetDict | datasets.Dataset", out_dir: str | os.PathLike[str], batch_size: int = 256
+    dataset: datasets.DatasetDict | datasets.Dataset, out_dir: str | os.PathLike[str], batch_size: int = 256
 ) -> list[Path]:
     """Write ``<split>.parquet`` per split with the media bytes embedded, in batches (bounded memory).
 

@@ -9,8 +9,9 @@ same path. File reading lives in :mod:`toolkit.convert.readers`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -75,15 +76,15 @@ class LabelTable:
         """Split names in order of first appearance."""
         return list(pd.unique(self.frame["split"]))
 
-    def subset(self, mask: np.ndarray | pd.Series) -> "LabelTable":
+    def subset(self, mask: np.ndarray | pd.Series) -> LabelTable:
         """The rows where ``mask`` is true (a new table; the scale is kept)."""
         return replace(self, frame=self.frame.loc[np.asarray(mask, dtype=bool)].reset_index(drop=True))
 
-    def by_split(self) -> dict[str, "LabelTable"]:
+    def by_split(self) -> dict[str, LabelTable]:
         """One table per split name."""
         return {name: self.subset(self.frame["split"].to_numpy() == name) for name in self.split_names}
 
-    def with_frame(self, frame: pd.DataFrame) -> "LabelTable":
+    def with_frame(self, frame: pd.DataFrame) -> LabelTable:
         return replace(self, frame=frame.reset_index(drop=True))
 
 
@@ -314,8 +315,21 @@ def labels_from_mos(
     sd_v = numeric_column(frame, sd, source, required=False) if sd else np.full(len(frame), np.nan)
     n_v = numeric_column(frame, n, source, required=False) if n else np.full(len(frame), np.nan)
     return _finish(
-        frame, mos_v, sd_v, n_v, None, kind="mos", source=source, rule=rule, low=low, high=high, dmos=dmos,
-        soft=soft, group=_optional_text(frame, group), split=_optional_text(frame, split), extra=_hash_extra(frame),
+        frame,
+        mos_v,
+        sd_v,
+        n_v,
+        None,
+        kind="mos",
+        source=source,
+        rule=rule,
+        low=low,
+        high=high,
+        dmos=dmos,
+        soft=soft,
+        group=_optional_text(frame, group),
+        split=_optional_text(frame, split),
+        extra=_hash_extra(frame),
     )
 
 
@@ -383,8 +397,20 @@ def labels_from_counts(
     else:
         mos_v, sd_v = vote_mean, vote_sd
     return _finish(
-        frame, mos_v, sd_v, n_v, frac[:, ::-1], kind="counts", source=source, rule=rule, low=low, high=high,
-        dmos=dmos, soft=soft, group=_optional_text(frame, group), split=_optional_text(frame, split),
+        frame,
+        mos_v,
+        sd_v,
+        n_v,
+        frac[:, ::-1],
+        kind="counts",
+        source=source,
+        rule=rule,
+        low=low,
+        high=high,
+        dmos=dmos,
+        soft=soft,
+        group=_optional_text(frame, group),
+        split=_optional_text(frame, split),
         extra={"vote_mean": vote_mean, **_hash_extra(frame)},
     )
 
@@ -453,7 +479,19 @@ def labels_from_votes(
     frac = counts / counts.sum(axis=1, keepdims=True)  # LEVELS order
     mos_v = stats["mos"].to_numpy(dtype=float)
     return _finish(
-        per_item, mos_v, stats["sd"].to_numpy(dtype=float), stats["n"].to_numpy(dtype=float), frac,
-        kind="votes", source=source, rule=rule, low=low, high=high, dmos=dmos, soft=soft,
-        group=attrs["group"], split=attrs["split"], extra={"vote_mean": mos_v, **_hash_extra(per_item)},
+        per_item,
+        mos_v,
+        stats["sd"].to_numpy(dtype=float),
+        stats["n"].to_numpy(dtype=float),
+        frac,
+        kind="votes",
+        source=source,
+        rule=rule,
+        low=low,
+        high=high,
+        dmos=dmos,
+        soft=soft,
+        group=attrs["group"],
+        split=attrs["split"],
+        extra={"vote_mean": mos_v, **_hash_extra(per_item)},
     )

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from toolkit.errors import InputError
 from toolkit.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, is_image_path, is_video_path

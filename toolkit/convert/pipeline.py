@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import pandas as pd
 
 from toolkit.convert.conversation import DEFAULT_INDENT, conversation_records, write_conversations
-from toolkit.io import atomic_write_text
 from toolkit.convert.labels import LabelTable, SoftLabelMode, TableKind
 from toolkit.convert.readers import ColumnMap, load_labels
-from toolkit.convert.splits import DuplicateReport, drop_duplicates, known_hashes, parse_fractions, split_notes, split_table
+from toolkit.convert.splits import (
+    DuplicateReport,
+    drop_duplicates,
+    known_hashes,
+    parse_fractions,
+    split_notes,
+    split_table,
+)
 from toolkit.errors import InputError
+from toolkit.io import atomic_write_text
 from toolkit.levels import MosRule
 from toolkit.qalign import LEVELS, Task
 
@@ -48,7 +56,11 @@ class ConvertResult:
             "table_kind": table.kind,
             "items": len(table),
             "rule": table.rule,
-            "scale": {"low": table.scale.low, "high": table.scale.high, "higher_is_better": table.scale.higher_is_better},
+            "scale": {
+                "low": table.scale.low,
+                "high": table.scale.high,
+                "higher_is_better": table.scale.higher_is_better,
+            },
             "soft_labels": table.soft,
             "splits": {str(k): {str(w): int(v) for w, v in row.items()} for k, row in self.level_counts.iterrows()},
             "groups": int(table.frame["group"].nunique()),
@@ -96,8 +108,18 @@ def convert(
         source, kind=kind, columns=columns, rule=rule, low=low, high=high, dmos=dmos, soft=soft, group_by=group_by
     )
     return write_training_data(
-        table, out, fmt=fmt, images=images, task=task, video=video, split=split, seed=seed, prefix=prefix,
-        soft_labels_in_json=soft_labels_in_json, indent=indent, dedupe=dedupe,
+        table,
+        out,
+        fmt=fmt,
+        images=images,
+        task=task,
+        video=video,
+        split=split,
+        seed=seed,
+        prefix=prefix,
+        soft_labels_in_json=soft_labels_in_json,
+        indent=indent,
+        dedupe=dedupe,
     )
 
 
@@ -147,7 +169,12 @@ def write_training_data(
             raise InputError(f"{out} is one file but the data has {len(parts)} splits; give a folder")
         for name, part in parts.items():
             records = conversation_records(
-                part, task=task, kind=media, seed=seed, image_root=images, prefix=prefix,
+                part,
+                task=task,
+                kind=media,
+                seed=seed,
+                image_root=images,
+                prefix=prefix,
                 soft_labels=soft_labels_in_json,
             )
             outputs.append(write_conversations(records, out if single_file else out / f"{name}.json", indent))

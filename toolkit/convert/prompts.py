@@ -9,7 +9,7 @@ the same input and seed always give the same file.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -60,4 +60,3 @@ def draw_questions(
 def human_turn(question: str) -> str:
     """The human message: question, newline, image placeholder (as in the reference JSONs)."""
     return f"{question}\n{IMAGE_TAG}"
-

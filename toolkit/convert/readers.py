@@ -19,9 +19,10 @@ import json
 import os
 import posixpath
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,8 +42,21 @@ from toolkit.levels import MosRule
 
 ALIASES: dict[str, tuple[str, ...]] = {
     "path": (
-        "path", "image", "img_path", "image_name", "image_path", "img", "img_name", "filename", "file_name",
-        "file", "name", "video", "video_name", "video_path", "item",
+        "path",
+        "image",
+        "img_path",
+        "image_name",
+        "image_path",
+        "img",
+        "img_name",
+        "filename",
+        "file_name",
+        "file",
+        "name",
+        "video",
+        "video_name",
+        "video_path",
+        "item",
     ),
     "mos": ("mos", "gt_score", "score", "mos_score", "mean_opinion_score", "quality"),
     "sd": ("sd", "std", "mos_std", "std_dev", "stdev", "sd_mos"),
@@ -55,7 +69,6 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "total": ("c_total", "total", "n", "num_votes", "n_votes"),
 }
 """Accepted column names per role, in order of preference."""
-
 
 
 @dataclass
@@ -75,7 +88,7 @@ class ColumnMap:
     counts: tuple[str, str, str, str, str] | None = None
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "ColumnMap":
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> ColumnMap:
         mapping = dict(mapping or {})
         known = {f.name for f in fields(cls)}
         unknown = set(mapping) - known
@@ -173,7 +186,9 @@ def _frames_key(value: Any) -> Any:
 # --------------------------------------------------------------------------- columns
 
 
-def resolve_column(frame: pd.DataFrame, role: str, explicit: str | None, source: str, required: bool = True) -> str | None:
+def resolve_column(
+    frame: pd.DataFrame, role: str, explicit: str | None, source: str, required: bool = True
+) -> str | None:
     """The column playing ``role``: the explicit name (must exist) or the first alias present."""
     columns = [c for c in frame.columns if c != LINE_COLUMN]
     if explicit is not None:

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from toolkit.io import sha256_file
 from toolkit.convert.labels import HASH_COLUMN, LabelTable
 from toolkit.convert.media import absolute, media_ref
 from toolkit.errors import InputError
+from toolkit.io import sha256_file
 
 
 def parse_fractions(spec: str) -> dict[str, float]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from toolkit.convert.labels import LabelTable, SoftLabelMode, labels_from_counts
 from toolkit.errors import InputError
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from toolkit.store.snapshot import StudySnapshot
 
 
-def training_table(labels: "StudyLabels", soft: SoftLabelMode = "auto", source: str = "study votes") -> LabelTable:
+def training_table(labels: StudyLabels, soft: SoftLabelMode = "auto", source: str = "study votes") -> LabelTable:
     """The :class:`LabelTable` of a study's label table: its MOS, SD, vote histograms (the soft
     labels with ``soft='auto'``) and content groups, its levels on its scale.
 
@@ -35,14 +36,23 @@ def training_table(labels: "StudyLabels", soft: SoftLabelMode = "auto", source: 
         raise InputError(f"{source}: no valid votes on the study's test items yet")
     table = labels.table
     return labels_from_counts(
-        table, path="item", counts=tuple(reversed(COUNT_COLUMNS)), mos="mos", sd="sd", group="content_group",
-        rule=LEVEL_RULE, low=labels.scale.low, high=labels.scale.high, soft=soft, source=source,  # type: ignore[arg-type]
+        table,
+        path="item",
+        counts=tuple(reversed(COUNT_COLUMNS)),
+        mos="mos",
+        sd="sd",
+        group="content_group",
+        rule=LEVEL_RULE,
+        low=labels.scale.low,
+        high=labels.scale.high,
+        soft=soft,
+        source=source,  # type: ignore[arg-type]
     )
 
 
 def study_training_table(
-    snapshot: "StudySnapshot", subject_model: str = "mos", soft: SoftLabelMode = "auto"
-) -> tuple[LabelTable, "StudyLabels"]:
+    snapshot: StudySnapshot, subject_model: str = "mos", soft: SoftLabelMode = "auto"
+) -> tuple[LabelTable, StudyLabels]:
     """The study's label table and the :class:`LabelTable` built from it."""
     from toolkit.analysis.labels import study_label_table
 
@@ -51,12 +61,12 @@ def study_training_table(
 
 
 def convert_study(
-    study: "str | StudySnapshot",
+    study: str | StudySnapshot,
     out: str | os.PathLike[str],
     *,
     db_url: str | None = None,
     subject_model: str = "mos",
-    fmt: "OutputFormat" = "json",
+    fmt: OutputFormat = "json",
     images: str | os.PathLike[str] | None = None,
     task: str | None = None,
     video: bool | None = None,
@@ -65,7 +75,7 @@ def convert_study(
     soft: SoftLabelMode = "auto",
     prefix: str = "",
     soft_labels_in_json: bool = False,
-) -> "ConvertResult":
+) -> ConvertResult:
     """Write Q-Align training data for a study's rated test items (``qalign convert --study``).
 
     ``study`` is a study name (read from ``db_url``) or a snapshot already read. ``images``
@@ -82,8 +92,15 @@ def convert_study(
     if video is None:
         video = bool(len(labels.table)) and bool((labels.table["kind"] == "video").all())
     result = write_training_data(
-        table, out, fmt=fmt, images=images if images is not None else snapshot.media_root,
-        task=task, video=video, split=split, seed=seed, prefix=prefix,  # type: ignore[arg-type]
+        table,
+        out,
+        fmt=fmt,
+        images=images if images is not None else snapshot.media_root,
+        task=task,
+        video=video,
+        split=split,
+        seed=seed,
+        prefix=prefix,  # type: ignore[arg-type]
         soft_labels_in_json=soft_labels_in_json,
     )
     notes = list(labels.notes)

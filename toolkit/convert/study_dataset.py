@@ -20,9 +20,10 @@ and the card is merged into the one ``datasets`` writes there. That needs a toke
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -76,7 +77,7 @@ def hub_token(token: str | None = None) -> str:
 
 
 def export_study_dataset(
-    study: "str | StudySnapshot",
+    study: str | StudySnapshot,
     out: str | os.PathLike[str],
     *,
     db_url: str | None = None,
@@ -136,13 +137,29 @@ def export_study_dataset(
     dataset = build_dataset(table, labels, snapshot.media_root, task, kind, seed)
     items = items_csv(table, labels)
     metadata = card_metadata(
-        snapshot, table, kind=kind, license=license, license_link=license_link, pretty_name=pretty_name,
+        snapshot,
+        table,
+        kind=kind,
+        license=license,
+        license_link=license_link,
+        pretty_name=pretty_name,
         parquet="parquet" in formats,
     )
     body = render_card(
-        snapshot, table, items, duplicates, subject_model=subject_model, kind=kind, license=license,
-        license_link=license_link, citation=_citation_text(citation), description=description,
-        formats=formats, notes=notes, seed=seed, fractions=fractions,
+        snapshot,
+        table,
+        items,
+        duplicates,
+        subject_model=subject_model,
+        kind=kind,
+        license=license,
+        license_link=license_link,
+        citation=_citation_text(citation),
+        description=description,
+        formats=formats,
+        notes=notes,
+        seed=seed,
+        fractions=fractions,
     )
     out = Path(out)
     with atomic_directory(out) as tmp:
@@ -180,7 +197,7 @@ def _citation_text(citation: str | None) -> str | None:
 
 def build_dataset(
     table: LabelTable, labels: pd.DataFrame, media_root: Path, task: str, kind: str, seed: int
-) -> "datasets.DatasetDict":
+) -> datasets.DatasetDict:
     """:func:`toolkit.convert.hf.to_dataset_dict` plus the interval, vote-count and hash columns.
 
     ``labels`` is the study's label table (:attr:`toolkit.analysis.StudyLabels.table`)."""
@@ -206,17 +223,19 @@ def items_csv(table: LabelTable, labels: pd.DataFrame) -> pd.DataFrame:
     """The per-item table written beside the dataset."""
     frame = table.frame
     rows = labels.set_index("item").loc[frame["path"].astype(str)]
-    out = pd.DataFrame({
-        "path": frame["path"].astype(str).to_numpy(),
-        "split": frame["split"].to_numpy(),
-        "content_group": frame["group"].to_numpy(),
-        "mos": rows["mos"].to_numpy(),
-        "sd": rows["sd"].to_numpy(),
-        "ci_low": rows["ci_low"].to_numpy(),
-        "ci_high": rows["ci_high"].to_numpy(),
-        "n": rows["n"].to_numpy(),
-        "level": [LEVELS[5 - int(v)] for v in frame["level"]],
-    })
+    out = pd.DataFrame(
+        {
+            "path": frame["path"].astype(str).to_numpy(),
+            "split": frame["split"].to_numpy(),
+            "content_group": frame["group"].to_numpy(),
+            "mos": rows["mos"].to_numpy(),
+            "sd": rows["sd"].to_numpy(),
+            "ci_low": rows["ci_low"].to_numpy(),
+            "ci_high": rows["ci_high"].to_numpy(),
+            "n": rows["n"].to_numpy(),
+            "level": [LEVELS[5 - int(v)] for v in frame["level"]],
+        }
+    )
     for column in COUNT_COLUMNS:
         out[column] = rows[column].to_numpy()
     out["sha256"] = rows["sha256"].to_numpy()
@@ -224,7 +243,7 @@ def items_csv(table: LabelTable, labels: pd.DataFrame) -> pd.DataFrame:
 
 
 def push_dataset(
-    dataset: "datasets.DatasetDict", repo: str, metadata: dict, body: str, token: str, private: bool = True
+    dataset: datasets.DatasetDict, repo: str, metadata: dict, body: str, token: str, private: bool = True
 ) -> str:
     """Upload with ``DatasetDict.push_to_hub``, then merge our card into the one it wrote there."""
     from huggingface_hub import DatasetCard
@@ -235,9 +254,11 @@ def push_dataset(
     except Exception as exc:  # offline, bad token, no rights: one readable line
         raise InputError(f"pushing to the hub repository {repo!r} failed: {type(exc).__name__}: {exc}") from None
     hub_data = card.data.to_dict()
-    merged = {**{k: v for k, v in metadata.items() if k != "configs"}, **{k: hub_data[k] for k in ("configs", "dataset_info") if k in hub_data}}
+    merged = {
+        **{k: v for k, v in metadata.items() if k != "configs"},
+        **{k: hub_data[k] for k in ("configs", "dataset_info") if k in hub_data},
+    }
     from toolkit.convert.card import card_text
 
     DatasetCard(card_text(merged, body)).push_to_hub(repo, repo_type="dataset", token=token)
     return f"https://huggingface.co/datasets/{repo}"
-

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -60,8 +60,10 @@ class DemoResult:
 
     def summary_lines(self) -> list[str]:
         def fmt(m: dict[str, float]) -> str:
-            return (f"SRCC {m['srcc']:.3f} [{m['srcc_low']:.3f}, {m['srcc_high']:.3f}]  "
-                    f"PLCC {m['plcc']:.3f}  KRCC {m['krcc']:.3f}")
+            return (
+                f"SRCC {m['srcc']:.3f} [{m['srcc_low']:.3f}, {m['srcc_high']:.3f}]  "
+                f"PLCC {m['plcc']:.3f}  KRCC {m['krcc']:.3f}"
+            )
 
         return [
             f"{self.n_items} items, {self.n_votes} votes; train {self.n_train}, held-out {self.n_test} items",
@@ -85,14 +87,22 @@ def _prepare_out_dir(out_dir: Path) -> None:
 def _metrics(report) -> dict[str, float]:
     m = report.metrics
     return {
-        "srcc": m["srcc"].value, "srcc_low": m["srcc"].ci_low, "srcc_high": m["srcc"].ci_high,
-        "plcc": m["plcc"].value, "plcc_low": m["plcc"].ci_low, "plcc_high": m["plcc"].ci_high,
-        "krcc": m["krcc"].value, "krcc_low": m["krcc"].ci_low, "krcc_high": m["krcc"].ci_high,
+        "srcc": m["srcc"].value,
+        "srcc_low": m["srcc"].ci_low,
+        "srcc_high": m["srcc"].ci_high,
+        "plcc": m["plcc"].value,
+        "plcc_low": m["plcc"].ci_low,
+        "plcc_high": m["plcc"].ci_high,
+        "krcc": m["krcc"].value,
+        "krcc_low": m["krcc"].ci_low,
+        "krcc_high": m["krcc"].ci_high,
     }
 
 
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResult:
     """Run the demonstration study end to end; everything lands in ``config.out_dir``."""
+    import transformers
+
     from toolkit.analysis import prepare_votes, split_half_agreement
     from toolkit.convert import write_training_data
     from toolkit.convert.study import study_training_table
@@ -106,8 +116,6 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     from toolkit.store import Store, add_items, create_study, get_study, read_snapshot, upgrade
     from toolkit.store.studies import ItemSpec
     from toolkit.training import TrainConfig, train
-
-    import transformers
 
     # Loading a 1 MB model four times needs no progress bars in the demo's output.
     transformers.utils.logging.disable_progress_bar()
@@ -143,8 +151,12 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     labels, _ = study_training_table(snapshot)  # the labels `qalign convert --study demo` gives
     data_dir = out / "data"
     converted = write_training_data(
-        labels, data_dir, fmt="json", images=media,
-        split={"train": 1 - config.test_fraction, "test": config.test_fraction}, seed=config.seed,
+        labels,
+        data_dir,
+        fmt="json",
+        images=media,
+        split={"train": 1 - config.test_fraction, "test": config.test_fraction},
+        seed=config.seed,
         soft_labels_in_json=True,  # the vote histograms, for `qalign ablate` / `--loss soft` on this data
     )
     table = converted.table.frame
@@ -165,11 +177,22 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     # 5. fine-tune
     log(f"fine-tuning ({config.mode}, {config.train_steps} steps)...")
     trained = out / "finetuned"
-    train(TrainConfig(
-        model=str(base), data=str(data_dir / "train.json"), images=str(media), out=str(trained),
-        mode=config.mode, max_steps=config.train_steps, batch_size=config.batch_size, lr=config.lr,
-        seed=config.seed, device="cpu", warmup_ratio=0.05, cpu_threads=config.cpu_threads,
-    ))
+    train(
+        TrainConfig(
+            model=str(base),
+            data=str(data_dir / "train.json"),
+            images=str(media),
+            out=str(trained),
+            mode=config.mode,
+            max_steps=config.train_steps,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            seed=config.seed,
+            device="cpu",
+            warmup_ratio=0.05,
+            cpu_threads=config.cpu_threads,
+        )
+    )
     seconds["train"] = time.perf_counter() - t0 - sum(seconds.values())
 
     # 6. score the held-out items again and report
@@ -190,23 +213,43 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
         title="qalign demo: agreement of the tiny model with the simulated raters (held-out items)",
         notes=[TINY_MODEL_NOTE],
     )
-    pd.DataFrame({
-        "path": test_items["path"], "mos": mos, "score_before": before["score"].to_numpy(float),
-        "score_after": after["score"].to_numpy(float),
-    }).to_csv(out / "report" / "heldout_scores.csv", index=False)
+    pd.DataFrame(
+        {
+            "path": test_items["path"],
+            "mos": mos,
+            "score_before": before["score"].to_numpy(float),
+            "score_after": after["score"].to_numpy(float),
+        }
+    ).to_csv(out / "report" / "heldout_scores.csv", index=False)
     seconds["score_after"] = time.perf_counter() - t0 - sum(seconds.values())
     seconds["total"] = time.perf_counter() - t0
 
     sets = list(report.results.values())
     result = DemoResult(
-        out_dir=out, report_dir=out / "report", n_items=len(stimuli), n_votes=n_votes,
-        n_train=len(train_items), n_test=len(test_items), before=_metrics(sets[0]), after=_metrics(sets[1]),
-        split_half_srcc=float(ceiling.value), seconds=seconds,
+        out_dir=out,
+        report_dir=out / "report",
+        n_items=len(stimuli),
+        n_votes=n_votes,
+        n_train=len(train_items),
+        n_test=len(test_items),
+        before=_metrics(sets[0]),
+        after=_metrics(sets[1]),
+        split_half_srcc=float(ceiling.value),
+        seconds=seconds,
     )
-    (out / "report" / "demo.json").write_text(json.dumps(
-        {**asdict(result), "out_dir": str(out), "report_dir": str(result.report_dir), "config": {**asdict(config), "out_dir": str(config.out_dir)}},
-        indent=2, default=float,
-    ) + "\n")
+    (out / "report" / "demo.json").write_text(
+        json.dumps(
+            {
+                **asdict(result),
+                "out_dir": str(out),
+                "report_dir": str(result.report_dir),
+                "config": {**asdict(config), "out_dir": str(config.out_dir)},
+            },
+            indent=2,
+            default=float,
+        )
+        + "\n"
+    )
     for line in result.summary_lines():
         log(line)
     return result

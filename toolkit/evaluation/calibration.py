@@ -43,8 +43,11 @@ class ReliabilityBin:
 
     def to_dict(self) -> dict[str, float | int]:
         return {
-            "low": self.low, "high": self.high, "count": self.count,
-            "mean_predicted": self.mean_predicted, "mean_observed": self.mean_observed,
+            "low": self.low,
+            "high": self.high,
+            "count": self.count,
+            "mean_predicted": self.mean_predicted,
+            "mean_observed": self.mean_observed,
         }
 
 
@@ -60,8 +63,11 @@ class LevelBin:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "level": self.level, "count": self.count, "predicted": list(self.predicted),
-            "observed": list(self.observed), "kl": self.kl,
+            "level": self.level,
+            "count": self.count,
+            "predicted": list(self.predicted),
+            "observed": list(self.observed),
+            "kl": self.kl,
         }
 
 
@@ -117,7 +123,9 @@ def kl_divergence(observed: np.ndarray, predicted: np.ndarray) -> np.ndarray:
     return terms.sum(axis=-1)
 
 
-def reliability_bins(predicted: np.ndarray, observed: np.ndarray, n_bins: int = DEFAULT_BINS) -> tuple[list[ReliabilityBin], float]:
+def reliability_bins(
+    predicted: np.ndarray, observed: np.ndarray, n_bins: int = DEFAULT_BINS
+) -> tuple[list[ReliabilityBin], float]:
     """Equal-width bins of one level's predicted probability; returns the non-empty bins and the ECE.
 
     The last bin is closed (a prediction of exactly 1 falls in it).
@@ -189,8 +197,13 @@ def calibration(
             continue
         mean_p, mean_o = p[members].mean(axis=0), o[members].mean(axis=0)
         level_bins.append(
-            LevelBin(LEVELS[5 - value], int(members.sum()), tuple(map(float, mean_p)), tuple(map(float, mean_o)),
-                     float(kl_divergence(mean_o, mean_p)))
+            LevelBin(
+                LEVELS[5 - value],
+                int(members.sum()),
+                tuple(map(float, mean_p)),
+                tuple(map(float, mean_o)),
+                float(kl_divergence(mean_o, mean_p)),
+            )
         )
     return CalibrationResult(
         n=int(p.shape[0]),

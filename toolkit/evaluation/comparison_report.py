@@ -141,7 +141,9 @@ def section_markdown(test: TestSetResult, confidence: float) -> list[str]:
         ]
         for name, cal in test.calibration.items():
             for b in cal.level_bins:
-                lines.append(f"| {name} | {b.level} | {b.count} | {_probs(b.observed)} | {_probs(b.predicted)} | {_fmt(b.kl)} |")
+                lines.append(
+                    f"| {name} | {b.level} | {b.count} | {_probs(b.observed)} | {_probs(b.predicted)} | {_fmt(b.kl)} |"
+                )
     lines += ["", "### Fits and scatter plots"]
     for name, res in test.results.items():
         params = ", ".join(f"{p:.4g}" for p in res.fit.params)
@@ -151,4 +153,3 @@ def section_markdown(test: TestSetResult, confidence: float) -> list[str]:
     if test.notes:
         lines += ["", "### Notes", ""] + [f"- {n}" for n in test.notes]
     return lines
-

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -143,7 +143,9 @@ def align(sets: list[ScoreSet], truth: pd.DataFrame | None = None) -> AlignedSco
         ok = key.notna().to_numpy()
         series = pd.Series(scores.to_numpy()[ok], index=key.to_numpy()[ok])
         if series.index.duplicated().any():
-            raise InputError(f"{s.source}: two scored items match the same ground-truth item {series.index[series.index.duplicated()][0]!r}")
+            raise InputError(
+                f"{s.source}: two scored items match the same ground-truth item {series.index[series.index.duplicated()][0]!r}"
+            )
         matched[s.name] = series
         missing = int((~ok).sum())
         if missing:

@@ -17,8 +17,8 @@ to be constant gives NaN for that draw, and intervals ignore such draws.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -144,7 +144,9 @@ def check_pair(
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             label = f"item {items[i]!r}" if items is not None else f"position {i}"
-            raise InputError(f"{name} of {label} is {float(arr[i])} ({int(bad.sum())} non-finite {name} value(s) in all)")
+            raise InputError(
+                f"{name} of {label} is {float(arr[i])} ({int(bad.sum())} non-finite {name} value(s) in all)"
+            )
         if np.ptp(arr) == 0:
             raise InputError(f"every {name} is {float(arr[0]):g}: correlations are undefined for constant values")
     return x, y

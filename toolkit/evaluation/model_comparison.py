@@ -20,9 +20,10 @@ from __future__ import annotations
 import gc
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -145,7 +146,7 @@ def score_test_sets(
     return scores
 
 
-def _release(scorer: "Scorer") -> None:
+def _release(scorer: Scorer) -> None:
     """Drop the model before the next one loads (GPU memory is not returned by ``del`` alone)."""
     device = getattr(getattr(scorer.backbone, "model", None), "device", None)
     del scorer
@@ -244,9 +245,7 @@ def evaluate_test_set(
     mos = test.mos[common]
     predictions = {name: r.loc[common, "score"].to_numpy(dtype=float) for name, r in rows.items()}
     probabilities = {name: r.loc[common, list(PROB_COLUMNS)].to_numpy(dtype=float) for name, r in rows.items()}
-    results, comparisons = evaluate_sets(
-        predictions, mos, items=items, n_boot=n_boot, seed=seed, confidence=confidence
-    )
+    results, comparisons = evaluate_sets(predictions, mos, items=items, n_boot=n_boot, seed=seed, confidence=confidence)
     for name, res in results.items():
         notes.extend(f"{name}: {note}" for note in res.notes)
 
@@ -262,8 +261,17 @@ def evaluate_test_set(
             levels = test.levels[common][keep] if observed_from == ONEHOT_SOURCE else None
             cal[name] = calibration(p, observed[keep], levels=levels, n_bins=n_bins, observed_from=observed_from)
     result = TestSetResult(
-        name=test.name, source=test.source, n_items=len(test), items=items, mos=mos, predictions=predictions,
-        probabilities=probabilities, results=results, comparisons=comparisons, calibration=cal, notes=notes,
+        name=test.name,
+        source=test.source,
+        n_items=len(test),
+        items=items,
+        mos=mos,
+        predictions=predictions,
+        probabilities=probabilities,
+        results=results,
+        comparisons=comparisons,
+        calibration=cal,
+        notes=notes,
     )
     if votes is not None:
         result.noise_ceiling, result.noise_ceiling_plcc = votes.ceiling, votes.ceiling_plcc
@@ -312,7 +320,9 @@ class ModelsReport:
 
 
 def _load_tests(
-    tests: Sequence[TestSet | str | os.PathLike[str]], images: str | os.PathLike[str] | None, video: bool,
+    tests: Sequence[TestSet | str | os.PathLike[str]],
+    images: str | os.PathLike[str] | None,
+    video: bool,
     **options: object,
 ) -> list[TestSet]:
     loaded = [t if isinstance(t, TestSet) else load_test_set(t, images=images, video=video, **options) for t in tests]  # type: ignore[arg-type]
@@ -325,17 +335,28 @@ def _load_tests(
 
 
 def default_loader(
-    *, device: str = "auto", dtype: str = "float32", batch_size: int = 8, num_workers: int = 0,
-    max_frames: int | None = None, progress: bool = True,
+    *,
+    device: str = "auto",
+    dtype: str = "float32",
+    batch_size: int = 8,
+    num_workers: int = 0,
+    max_frames: int | None = None,
+    progress: bool = True,
 ) -> ScorerLoader:
     """Loads each :class:`ModelSpec` with :meth:`Scorer.from_pretrained`."""
 
-    def load(spec: ModelSpec) -> "Scorer":
+    def load(spec: ModelSpec) -> Scorer:
         from toolkit.scoring import Scorer
 
         return Scorer.from_pretrained(
-            spec.model, spec.adapter, dtype, device, batch_size=batch_size, num_workers=num_workers,
-            max_frames=max_frames, progress=progress,
+            spec.model,
+            spec.adapter,
+            dtype,
+            device,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            max_frames=max_frames,
+            progress=progress,
         )
 
     return load
@@ -390,19 +411,32 @@ def evaluate_models(
     options = dict(columns=columns, low=low, high=high, dmos=dmos)
     test_sets = _load_tests(tests, images, video, **options)
     vote_table = _read_votes(votes)
-    matched = {
-        t.name: match_votes(vote_table, t.items, n_splits=n_splits, seed=seed, confidence=confidence)
-        for t in test_sets
-    } if vote_table is not None else {}
+    matched = (
+        {
+            t.name: match_votes(vote_table, t.items, n_splits=n_splits, seed=seed, confidence=confidence)
+            for t in test_sets
+        }
+        if vote_table is not None
+        else {}
+    )
 
     loader = load or default_loader(
-        device=device, dtype=dtype, batch_size=batch_size, num_workers=num_workers, max_frames=max_frames,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        max_frames=max_frames,
         progress=progress,
     )
     scores = score_test_sets(specs, test_sets, load=loader, task=task, out_dir=out_dir, progress=progress)
     results = {
         t.name: evaluate_test_set(
-            t, scores[t.name], votes=matched.get(t.name), n_boot=n_boot, seed=seed, confidence=confidence,
+            t,
+            scores[t.name],
+            votes=matched.get(t.name),
+            n_boot=n_boot,
+            seed=seed,
+            confidence=confidence,
             n_bins=n_bins,
         )
         for t in test_sets

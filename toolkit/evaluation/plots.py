@@ -4,14 +4,14 @@ diagrams of predicted level probabilities."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
-from toolkit.io import atomic_path
 from toolkit.evaluation.calibration import CalibrationResult
 from toolkit.evaluation.metrics import AgreementReport
+from toolkit.io import atomic_path
 from toolkit.levels import LEVELS
 
 
@@ -74,8 +74,15 @@ def reliability_plot(
             x = [b.mean_predicted for b in bins]
             y = [b.mean_observed for b in bins]
             colour = _LINE_COLOURS[k % len(_LINE_COLOURS)]
-            ax.plot(x, y, marker="o", markersize=3, linewidth=1.2, color=colour,
-                    label=f"{name} (ECE {res.ece_per_level[word]:.3f})")
+            ax.plot(
+                x,
+                y,
+                marker="o",
+                markersize=3,
+                linewidth=1.2,
+                color=colour,
+                label=f"{name} (ECE {res.ece_per_level[word]:.3f})",
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_title(f"p({word})", fontsize=9)

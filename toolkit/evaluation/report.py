@@ -14,13 +14,12 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
-from toolkit.io import atomic_write_text
 from toolkit.errors import InputError
 from toolkit.evaluation.metrics import (
     DEFAULT_BOOT,
@@ -32,6 +31,7 @@ from toolkit.evaluation.metrics import (
     fisher_z_test,
     paired_bootstrap,
 )
+from toolkit.io import atomic_write_text
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
@@ -131,8 +131,10 @@ def evaluate_sets(
             predictions[names[0]], predictions[other], mos, n_boot=n_boot, seed=seed, confidence=confidence, items=items
         )
         z, p = fisher_z_test(
-            results[names[0]]["plcc_logistic"].value, results[other]["plcc_logistic"].value,
-            results[names[0]].n, results[other].n,
+            results[names[0]]["plcc_logistic"].value,
+            results[other]["plcc_logistic"].value,
+            results[names[0]].n,
+            results[other].n,
         )
         comparisons.append(Comparison(names[0], other, diffs, z, p))
     return results, comparisons
@@ -156,9 +158,7 @@ def write_report(
     from toolkit.evaluation.plots import scatter_plot
 
     out = Path(out_dir)
-    results, comparisons = evaluate_sets(
-        predictions, mos, items=items, n_boot=n_boot, seed=seed, confidence=confidence
-    )
+    results, comparisons = evaluate_sets(predictions, mos, items=items, n_boot=n_boot, seed=seed, confidence=confidence)
     report = EvaluationReport(out, results, comparisons, _ceiling(noise_ceiling), notes=list(notes))
     for name, result in results.items():
         report.notes.extend(f"{name}: {note}" for note in result.notes)
@@ -208,9 +208,13 @@ def results_table(results: Mapping[str, AgreementReport], first_column: str = "s
 
 
 def fisher_line(results: Mapping[str, AgreementReport]) -> str:
-    return "Fisher-z interval of the raw PLCC: " + ", ".join(
-        f"{name} [{_fmt(r.plcc_fisher.ci_low)}, {_fmt(r.plcc_fisher.ci_high)}]" for name, r in results.items()
-    ) + "."
+    return (
+        "Fisher-z interval of the raw PLCC: "
+        + ", ".join(
+            f"{name} [{_fmt(r.plcc_fisher.ci_low)}, {_fmt(r.plcc_fisher.ci_high)}]" for name, r in results.items()
+        )
+        + "."
+    )
 
 
 def ceiling_line(nc: MetricResult) -> str:
@@ -237,7 +241,10 @@ def comparison_lines(comp: Comparison, confidence: float, heading: str = "##") -
             f"| {METRIC_LABELS[m]} | {_fmt(d.a)} | {_fmt(d.b)} | {_fmt(d.diff)} [{_fmt(d.ci_low)}, {_fmt(d.ci_high)}]"
             f" | {_fmt(d.p_value, 3)} |"
         )
-    lines += ["", f"Fisher-z test of the fitted PLCCs (ITU-T P.1401): z = {_fmt(comp.fisher_z, 3)}, p = {_fmt(comp.fisher_p, 3)}."]
+    lines += [
+        "",
+        f"Fisher-z test of the fitted PLCCs (ITU-T P.1401): z = {_fmt(comp.fisher_z, 3)}, p = {_fmt(comp.fisher_p, 3)}.",
+    ]
     return lines
 
 

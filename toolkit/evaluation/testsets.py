@@ -13,9 +13,10 @@ split-half noise ceiling, and the observed level distribution of each item for c
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -135,13 +136,19 @@ def match_votes(
     n_items = len(items)
     histogram = np.full((n_items, 5), np.nan)
     if not keep.any():
-        notes.append(f"{source}: no vote matches a test item (e.g. {unique.iloc[0]!r} vs {items[0]!r})" if len(unique) and n_items else f"{source}: no votes")
+        notes.append(
+            f"{source}: no vote matches a test item (e.g. {unique.iloc[0]!r} vs {items[0]!r})"
+            if len(unique) and n_items
+            else f"{source}: no votes"
+        )
         return TestVotes(None, None, histogram, 0, 0, 0, notes)
-    table = pd.DataFrame({
-        "item": matched.to_numpy()[keep],
-        "rater": frame[rater_col].to_numpy()[keep],
-        "vote": frame[vote_col].to_numpy()[keep],
-    }).reset_index(drop=True)
+    table = pd.DataFrame(
+        {
+            "item": matched.to_numpy()[keep],
+            "rater": frame[rater_col].to_numpy()[keep],
+            "vote": frame[vote_col].to_numpy()[keep],
+        }
+    ).reset_index(drop=True)
     stats = vote_stats(table.assign(vote=pd.to_numeric(table["vote"], errors="coerce")), item="item", vote="vote")
     counts = stats[list(COUNT_COLUMNS)].to_numpy(dtype=float)
     position = pd.Series(np.arange(n_items), index=list(items))

@@ -10,8 +10,9 @@ native OneAlign port and any Hugging Face ``AutoModelForImageTextToText`` model 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from toolkit.qalign import InputKind, Task
 
@@ -27,7 +28,7 @@ Visual = Sequence["Image.Image"]
 class TrainingExample:
     """One conversation turn ready for a backbone: frames, the human question, the answer text."""
 
-    frames: list["Image.Image"]
+    frames: list[Image.Image]
     question: str
     answer: str
     kind: InputKind = "image"
@@ -39,7 +40,7 @@ class TrainingExample:
 class QAlignBackbone(ABC):
     """A vision-language model that answers "The {task} of the {input} is <level>"."""
 
-    model: "torch.nn.Module"
+    model: torch.nn.Module
     level_token_ids: list[int]  # in LEVELS order (excellent .. bad)
 
     @abstractmethod
@@ -54,7 +55,7 @@ class QAlignBackbone(ABC):
         return self.scoring_batch(visuals, task, kind)
 
     @abstractmethod
-    def level_logits(self, batch: dict[str, Any]) -> "torch.Tensor":
+    def level_logits(self, batch: dict[str, Any]) -> torch.Tensor:
         """Raw logits of the five level tokens at the answer position, shape (batch, 5),
         computed with ``logits_to_keep=1`` where the model supports it."""
 
@@ -64,13 +65,13 @@ class QAlignBackbone(ABC):
 
     @abstractmethod
     def answer_level_logits(
-        self, batch: dict[str, Any], logits: "torch.Tensor | None" = None
-    ) -> tuple["torch.Tensor", "torch.Tensor"]:
+        self, batch: dict[str, Any], logits: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Level logits (B, 5) at the position that predicts the answer's level word under
         teacher forcing, and a found mask (B,): False, with zeros, for rows whose answer has no
         level word. ``batch`` is a :meth:`training_batch`; pass the ``logits`` of the forward over
         it to reuse that forward (gradients then flow through the result)."""
 
     @property
-    def device(self) -> "torch.device":
+    def device(self) -> torch.device:
         return next(self.model.parameters()).device

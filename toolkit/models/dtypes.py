@@ -9,9 +9,14 @@ from __future__ import annotations
 from toolkit.errors import InputError
 
 DTYPE_ALIASES: dict[str, str] = {
-    "float32": "float32", "fp32": "float32", "float": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
 }
 """Every accepted spelling -> the ``torch`` attribute name."""
 

@@ -13,7 +13,8 @@ predicts the level word sees the same tokens in both.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import InputError, ToolkitError
 from toolkit.models.base import QAlignBackbone, TrainingExample, Visual
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 # Image placeholders that conversation files carry inside the question text (Q-Align's tag and
 # LLaVA's); the backbone puts the images itself, as the chat template wants them.
 _PLACEHOLDER = re.compile(r"\s*(" + re.escape(IMAGE_TAG) + r"|<image>)\s*")
+
 
 def strip_image_placeholders(question: str) -> str:
     """Remove ``<|image|>`` / ``<image>`` from a question (the backbone places the images)."""
@@ -49,8 +51,8 @@ def level_token_ids(tokenizer: Any) -> list[int]:
 
 
 def gather_answer_level_logits(
-    logits: "torch.Tensor", labels: "torch.Tensor", level_ids: Sequence[int]
-) -> tuple["torch.Tensor", "torch.Tensor"]:
+    logits: torch.Tensor, labels: torch.Tensor, level_ids: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Level logits at the position that predicts the level word under teacher forcing.
 
     ``logits`` (B, T, V) and ``labels`` (B, T) must be aligned (the logits at ``t`` predict the
@@ -74,7 +76,7 @@ def gather_answer_level_logits(
 class HFVisionLanguageBackbone(QAlignBackbone):
     """Q-Align scoring and training batches for an ``AutoModelForImageTextToText`` model."""
 
-    def __init__(self, model: "torch.nn.Module", processor: Any) -> None:
+    def __init__(self, model: torch.nn.Module, processor: Any) -> None:
         self.model = model
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
@@ -145,7 +147,7 @@ class HFVisionLanguageBackbone(QAlignBackbone):
         )
         return dict(batch)
 
-    def level_logits(self, batch: dict[str, Any]) -> "torch.Tensor":
+    def level_logits(self, batch: dict[str, Any]) -> torch.Tensor:
         """(B, 5) float32 logits of the level words at the last position, in ``LEVELS`` order.
 
         Runs without autograd unless the model is in training mode.
@@ -184,7 +186,12 @@ class HFVisionLanguageBackbone(QAlignBackbone):
 
         batch = dict(
             self.processor(
-                text=texts, images=images, padding=True, padding_side="right", add_special_tokens=False, return_tensors="pt"
+                text=texts,
+                images=images,
+                padding=True,
+                padding_side="right",
+                add_special_tokens=False,
+                return_tensors="pt",
             )
         )
         ids, mask = batch["input_ids"], batch["attention_mask"]
@@ -213,7 +220,9 @@ class HFVisionLanguageBackbone(QAlignBackbone):
                 return len(prompt_ids)
         raise ToolkitError(f"cannot split the tokenized conversation into prompt and answer: {full!r}")
 
-    def answer_level_logits(self, batch: dict[str, Any], logits: "torch.Tensor | None" = None) -> tuple["torch.Tensor", "torch.Tensor"]:
+    def answer_level_logits(
+        self, batch: dict[str, Any], logits: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Level logits (B, 5) where the answer's level word is predicted, and a found mask (B,).
 
         Pass the ``logits`` of a forward over ``batch`` (a training batch) to avoid a second

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import torch
 
 
-def resolve_device(device: "str | torch.device" = "auto") -> "torch.device":
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` picks CUDA, then Apple MPS, then the CPU; an unavailable device is an error."""
     import torch
 
@@ -45,7 +45,7 @@ def resolve_device(device: "str | torch.device" = "auto") -> "torch.device":
     return dev
 
 
-def resolve_dtype(dtype: "str | torch.dtype" = "float32", device: "str | torch.device" = "cpu") -> "torch.dtype":
+def resolve_dtype(dtype: str | torch.dtype = "float32", device: str | torch.device = "cpu") -> torch.dtype:
     """A torch dtype from a name. ``"auto"``: bfloat16 on GPUs that support it, else float32."""
     import torch
 
@@ -111,8 +111,8 @@ def model_type(path: str | Path) -> str:
 def load_backbone(
     model: str | Path,
     adapter: str | Path | None = None,
-    dtype: "str | torch.dtype" = "float32",
-    device: "str | torch.device" = "cpu",
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
     merge: bool = False,
 ) -> QAlignBackbone:
     """Load a Q-Align backbone, in evaluation mode, on ``device``.
@@ -142,7 +142,7 @@ def load_backbone(
     return backbone
 
 
-def _load_hf(path: Path, torch_dtype: "torch.dtype", dev: "torch.device") -> QAlignBackbone:
+def _load_hf(path: Path, torch_dtype: torch.dtype, dev: torch.device) -> QAlignBackbone:
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from toolkit.models.hf import HFVisionLanguageBackbone
@@ -155,7 +155,7 @@ def _load_hf(path: Path, torch_dtype: "torch.dtype", dev: "torch.device") -> QAl
     return HFVisionLanguageBackbone(net.to(dev), processor)
 
 
-def _apply_adapter(net: "torch.nn.Module", adapter: Path, merge: bool) -> "torch.nn.Module":
+def _apply_adapter(net: torch.nn.Module, adapter: Path, merge: bool) -> torch.nn.Module:
     from peft import PeftModel
 
     if not (adapter / "adapter_config.json").is_file():

@@ -4,9 +4,10 @@ overlaps the model forward of the previous batch."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from torch.utils.data import Dataset, get_worker_info
 
@@ -25,7 +26,7 @@ class Decoded:
     """One input after decoding: frames to score, or the reason it cannot be scored."""
 
     position: int  # index into the list being scored
-    frames: list["Image.Image"] | None
+    frames: list[Image.Image] | None
     error: str | None = None
     note: str | None = None  # e.g. the frame cap subsampled the clip
     released: bool = False  # decoded fine, frames dropped once a worker built the model inputs
@@ -71,7 +72,7 @@ class BatchVisuals(SequenceABC):
     def __len__(self) -> int:
         return len(self.decoded)
 
-    def __getitem__(self, index: int) -> list["Image.Image"]:  # type: ignore[override]
+    def __getitem__(self, index: int) -> list[Image.Image]:  # type: ignore[override]
         d = self.decoded[index]
         if d.frames is not None:
             return d.frames
@@ -103,9 +104,11 @@ class PreparedBatch:
     prepared: dict[str, tuple[list[int], dict[str, Any]]] = field(default_factory=dict)
     # kind -> (positions within ``decoded``, output of ``backbone.transfer_batch`` for them)
 
-    def pin_memory(self, *_: Any) -> "PreparedBatch":
+    def pin_memory(self, *_: Any) -> PreparedBatch:
         """Page-locked copies of the model inputs (called by ``DataLoader(pin_memory=True)``)."""
-        return PreparedBatch(self.decoded, {kind: (idx, _pinned(inputs)) for kind, (idx, inputs) in self.prepared.items()})
+        return PreparedBatch(
+            self.decoded, {kind: (idx, _pinned(inputs)) for kind, (idx, inputs) in self.prepared.items()}
+        )
 
 
 def _pinned(value: Any) -> Any:
@@ -158,7 +161,10 @@ class BatchPreparer:
             if not idx:
                 continue
             try:
-                out.prepared[kind] = (idx, self.backbone.transfer_batch([batch[i].frames for i in idx], self.task, kind))  # type: ignore[misc]
+                out.prepared[kind] = (
+                    idx,
+                    self.backbone.transfer_batch([batch[i].frames for i in idx], self.task, kind),
+                )  # type: ignore[misc]
             except Exception:
                 continue
             if in_worker:

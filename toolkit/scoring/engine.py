@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _checked_probabilities(logits: "torch.Tensor", n: int) -> np.ndarray:
+def _checked_probabilities(logits: torch.Tensor, n: int) -> np.ndarray:
     # Checked here as well as in level_softmax: a backbone bug shows as the whole wrong shape
     # against the batch it was given, which a check of the last axis alone would not name.
     expected = (n, len(LEVELS))
@@ -81,7 +82,9 @@ class Scorer:
         self.backbone = backbone
         self.batch_size = _positive("batch_size", batch_size)
         # None: as many decoding workers as suit the device (see auto_num_workers).
-        self.num_workers = auto_num_workers(backbone.device) if num_workers is None else _non_negative("num_workers", num_workers)
+        self.num_workers = (
+            auto_num_workers(backbone.device) if num_workers is None else _non_negative("num_workers", num_workers)
+        )
         self.max_frames = None if max_frames is None else _positive("max_frames", max_frames)
         self.progress = progress
 
@@ -93,7 +96,7 @@ class Scorer:
         dtype: str = "float32",
         device: str = "cpu",
         **kwargs: object,
-    ) -> "Scorer":
+    ) -> Scorer:
         """Load ``model`` (a folder, a hub id or ``"tiny"``) with an optional adapter."""
         from toolkit.models.loading import load_backbone
 
@@ -226,7 +229,7 @@ class Scorer:
                 finish(pending)
         return chunks_to_frame(chunks, run.with_gt)
 
-    def _launch(self, run: _ScoreRun, batch: PreparedBatch) -> "_LaunchedBatch":
+    def _launch(self, run: _ScoreRun, batch: PreparedBatch) -> _LaunchedBatch:
         """Queue the forwards of a batch (one per kind) without waiting for their results."""
         import torch
 
@@ -260,7 +263,7 @@ class Scorer:
             launched.forwards.append(forward)
         return launched
 
-    def _collect(self, run: _ScoreRun, launched: "_LaunchedBatch") -> ScoredChunk:
+    def _collect(self, run: _ScoreRun, launched: _LaunchedBatch) -> ScoredChunk:
         """Wait for a launched batch and turn it into rows; a failed forward is retried."""
         items, decoded = run.items, launched.batch.decoded
         probs = np.full((len(decoded), len(LEVELS)), np.nan)
@@ -273,7 +276,7 @@ class Scorer:
                     errors[i] = f"{items[decoded[i].position].path}: {e}"
         return ScoredChunk([items[d.position].path for d in decoded], probs, errors)
 
-    def _forward_result(self, run: _ScoreRun, forward: "_Forward") -> tuple[np.ndarray, list[str]]:
+    def _forward_result(self, run: _ScoreRun, forward: _Forward) -> tuple[np.ndarray, list[str]]:
         n = len(forward.visuals)
         failure = forward.failure
         if failure is None:
@@ -323,8 +326,8 @@ class _Forward:
     kind: InputKind
     idx: list[int]  # positions within the batch
     visuals: BatchVisuals
-    logits: "torch.Tensor | None" = None  # on the host once ``ready`` has fired
-    ready: "torch.cuda.Event | None" = None
+    logits: torch.Tensor | None = None  # on the host once ``ready`` has fired
+    ready: torch.cuda.Event | None = None
     failure: Exception | None = None
 
 
@@ -334,7 +337,7 @@ class _LaunchedBatch:
     forwards: list[_Forward] = field(default_factory=list)
 
 
-def auto_num_workers(device: "torch.device | str") -> int:
+def auto_num_workers(device: torch.device | str) -> int:
     """Decoding workers for a device: none on a CPU (the model needs the cores), on a GPU most
     of this process's share of the cores (one H100 scores ~150-200 images/s; a worker decodes
     and prepares ~27 1024x768 JPEGs/s), leaving two for the main process and the pinning thread."""
@@ -400,7 +403,13 @@ def score_images(
     # Read the inputs before loading the model, so a bad manifest fails in a second, not a minute.
     collect_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, video)
     scorer = Scorer.from_pretrained(
-        model, adapter, dtype, device, batch_size=batch_size, num_workers=num_workers,
-        max_frames=max_frames, progress=progress,
+        model,
+        adapter,
+        dtype,
+        device,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        max_frames=max_frames,
+        progress=progress,
     )
     return scorer.score(inputs, task=task, video=video, out=out)

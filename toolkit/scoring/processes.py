@@ -10,8 +10,9 @@ A plain ``python``/``qalign`` run is a world of one process and never imports ``
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 
 def _noop() -> None:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -175,7 +176,7 @@ class ResultAppender:
         else:
             write_results(pd.DataFrame(columns=self.columns), self.path)
 
-    def append(self, rows: "pd.DataFrame | ScoredChunk") -> None:
+    def append(self, rows: pd.DataFrame | ScoredChunk) -> None:
         if isinstance(rows, ScoredChunk):
             text = rows.csv_text(self.columns)
         else:

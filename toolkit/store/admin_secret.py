@@ -49,7 +49,9 @@ def check_admin_secret(session: Session, secret: str) -> bool:
         _, rounds, salt, _digest = row.value.split("$")
         expected = _hash_secret(secret, bytes.fromhex(salt), int(rounds))
     except ValueError:
-        raise StoreError("the stored admin secret is malformed; set a new one with `qalign ui --admin-secret`") from None
+        raise StoreError(
+            "the stored admin secret is malformed; set a new one with `qalign ui --admin-secret`"
+        ) from None
     return hmac.compare_digest(expected, row.value)
 
 

@@ -31,8 +31,8 @@ from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
-from toolkit.store.schema import Assignment, Item, Rater, Rating, RatingSession, Study, utcnow
 from toolkit.store.ratings import record_rating
+from toolkit.store.schema import Assignment, Item, Rater, Rating, RatingSession, Study, utcnow
 from toolkit.store.studies import add_rater, resolve_in_root
 
 SESSION_IDLE = timedelta(minutes=30)
@@ -260,7 +260,9 @@ def _gold_candidates(session: Session, rater: Rater, study: Study) -> np.ndarray
     return np.asarray(ids, dtype=np.int64)
 
 
-def _pick(rater: Rater, ids: np.ndarray, load: np.ndarray | None = None, priority: np.ndarray | None = None) -> list[int]:
+def _pick(
+    rater: Rater, ids: np.ndarray, load: np.ndarray | None = None, priority: np.ndarray | None = None
+) -> list[int]:
     """Candidates in serving order: highest priority first, then least loaded, then the rater's
     own random order."""
     keys = order_keys(rater, ids)
@@ -284,8 +286,13 @@ def _present(study: Study, item: Item) -> Path | None:
 
 
 def _choose(
-    session: Session, rater: Rater, study: Study, rated: dict[str, int], candidates: tuple[np.ndarray, ...],
-    now: datetime, skipped: list[str],
+    session: Session,
+    rater: Rater,
+    study: Study,
+    rated: dict[str, int],
+    candidates: tuple[np.ndarray, ...],
+    now: datetime,
+    skipped: list[str],
 ) -> tuple[Item, Path] | None:
     """The next item for the rater, flagging (and skipping) items whose file is gone."""
     gold_due = study.gold_every > 0 and rated.get("test", 0) >= (rated.get("gold", 0) + 1) * study.gold_every
@@ -306,8 +313,13 @@ def _choose(
 
 def _served(assignment: Assignment, item: Item, file: Path) -> ServedItem:
     return ServedItem(
-        assignment_id=assignment.id, item_id=item.id, path=item.path, kind=item.kind, role=item.role,
-        shown_at=_aware(assignment.shown_at), file=file,
+        assignment_id=assignment.id,
+        item_id=item.id,
+        path=item.path,
+        kind=item.kind,
+        role=item.role,
+        shown_at=_aware(assignment.shown_at),
+        file=file,
     )
 
 
@@ -326,8 +338,12 @@ def _insert_assignment(session: Session, values: dict) -> None:
 
 
 def progress(
-    session: Session, rater: Rater, now: datetime | None = None, sitting: RatingSession | None = None,
-    rated: dict[str, int] | None = None, candidates: tuple[np.ndarray, ...] | None = None,
+    session: Session,
+    rater: Rater,
+    now: datetime | None = None,
+    sitting: RatingSession | None = None,
+    rated: dict[str, int] | None = None,
+    candidates: tuple[np.ndarray, ...] | None = None,
 ) -> RaterProgress:
     """The rater's progress; ``rated`` and ``candidates`` when the caller has them already."""
     now = _now(now)
@@ -361,13 +377,17 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
     if pending is not None:
         item = session.get(Item, pending.item_id)
         file = _present(study, item) if item is not None else None
-        already = session.scalar(select(Rating.id).where(Rating.rater_id == rater.id, Rating.item_id == pending.item_id))
+        already = session.scalar(
+            select(Rating.id).where(Rating.rater_id == rater.id, Rating.item_id == pending.item_id)
+        )
         if file is not None and already is None and item.missing_since is None:
             return NextStep("rate", _served(pending, item, file), report())
         if item is not None and file is None:
             _flag_missing(session, item, now)
             skipped.append(item.path)
-        session.execute(delete(Assignment).where(Assignment.rater_id == rater.id, Assignment.item_id == pending.item_id))
+        session.execute(
+            delete(Assignment).where(Assignment.rater_id == rater.id, Assignment.item_id == pending.item_id)
+        )
         if skipped:  # the item just flagged must leave the candidates too
             candidates = _test_candidates(session, rater, study, now)
 
@@ -432,7 +452,9 @@ def submit_vote(session: Session, rater: Rater, item_id: int, level: int, now: d
     session.execute(delete(Assignment).where(Assignment.rater_id == rater.id, Assignment.item_id == item_id))
     session.flush()
     stored_level = result.rating.level
-    return SubmitResult(created=result.created, level=stored_level, item_path=item.path, gold=_feedback(item, stored_level))
+    return SubmitResult(
+        created=result.created, level=stored_level, item_path=item.path, gold=_feedback(item, stored_level)
+    )
 
 
 def undo_last_vote(session: Session, rater: Rater, now: datetime | None = None) -> str | None:

@@ -7,9 +7,9 @@ PostgreSQL works unchanged for labs with many concurrent raters.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
@@ -31,7 +31,9 @@ def parse_db_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise StoreError(f"cannot parse database URL {url!r}: expected e.g. sqlite:///study.db or postgresql+psycopg://user@host/db") from None
+        raise StoreError(
+            f"cannot parse database URL {url!r}: expected e.g. sqlite:///study.db or postgresql+psycopg://user@host/db"
+        ) from None
     return parsed
 
 
@@ -61,9 +63,13 @@ def make_engine(url: str | None = None, check: bool = True) -> Engine:
     try:
         engine = create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
     except NoSuchModuleError:
-        raise StoreError(f"unsupported database URL {safe_url(parsed)!r}: no SQLAlchemy dialect {parsed.drivername!r}") from None
+        raise StoreError(
+            f"unsupported database URL {safe_url(parsed)!r}: no SQLAlchemy dialect {parsed.drivername!r}"
+        ) from None
     except ModuleNotFoundError as exc:
-        raise StoreError(f"database driver for {safe_url(parsed)!r} is not installed ({exc.name}); for PostgreSQL: pip install 'qalign-toolkit[postgres]'") from None
+        raise StoreError(
+            f"database driver for {safe_url(parsed)!r} is not installed ({exc.name}); for PostgreSQL: pip install 'qalign-toolkit[postgres]'"
+        ) from None
     except (ArgumentError, SQLAlchemyError) as exc:
         raise StoreError(f"cannot use database URL {safe_url(parsed)!r}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
@@ -89,7 +95,9 @@ class Store:
             if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
                 if not Path(parsed.database).expanduser().is_file():
                     # Opening would create an empty file; say what to do instead.
-                    raise StoreError(f"no database at {parsed.database!r}: run `qalign db upgrade --db {safe_url(parsed)}` first")
+                    raise StoreError(
+                        f"no database at {parsed.database!r}: run `qalign db upgrade --db {safe_url(parsed)}` first"
+                    )
         self.engine = engine or make_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if check_schema:
@@ -122,8 +130,12 @@ class Store:
             raise StoreError(f"cannot read database {safe_url(self.url)!r}: {exc}") from None
         head = head_revision()
         if current != head:
-            state = "has no study schema" if current is None else f"is at schema revision {current}, the code needs {head}"
-            raise StoreError(f"database {safe_url(self.url)!r} {state}: run `qalign db upgrade --db {safe_url(self.url)}`")
+            state = (
+                "has no study schema" if current is None else f"is at schema revision {current}, the code needs {head}"
+            )
+            raise StoreError(
+                f"database {safe_url(self.url)!r} {state}: run `qalign db upgrade --db {safe_url(self.url)}`"
+            )
 
     def dispose(self) -> None:
         self.engine.dispose()

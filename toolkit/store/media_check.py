@@ -44,6 +44,8 @@ def check_media(session: Session, study: Study, now: datetime | None = None) -> 
 
 def missing_items(session: Session, study: Study) -> list[str]:
     """Paths of the study's items currently flagged as missing on disk."""
-    return list(session.scalars(
-        select(Item.path).where(Item.study_id == study.id, Item.missing_since.is_not(None)).order_by(Item.path)
-    ))
+    return list(
+        session.scalars(
+            select(Item.path).where(Item.study_id == study.id, Item.missing_since.is_not(None)).order_by(Item.path)
+        )
+    )

@@ -21,15 +21,22 @@ def _study_votes(session: Session, study: Study) -> pd.DataFrame:
     """Every vote of the study with its rater's ``excluded`` flag, in the order they were given."""
     rows = session.execute(
         select(
-            Rating.item_id, Rating.rater_id, Rating.level, Rating.response_ms, Rating.session_id,
-            Rating.answered_at, Rating.id, Rater.excluded,
+            Rating.item_id,
+            Rating.rater_id,
+            Rating.level,
+            Rating.response_ms,
+            Rating.session_id,
+            Rating.answered_at,
+            Rating.id,
+            Rater.excluded,
         )
         .join(Rater, Rating.rater_id == Rater.id)
         .where(Rating.study_id == study.id)
         .order_by(Rating.id)
     ).all()
     return pd.DataFrame(
-        rows, columns=["item_id", "rater_id", "vote", "response_ms", "session_id", "answered_at", "rating_id", "excluded"]
+        rows,
+        columns=["item_id", "rater_id", "vote", "response_ms", "session_id", "answered_at", "rating_id", "excluded"],
     )
 
 
@@ -48,10 +55,17 @@ def item_progress(session: Session, study: Study) -> pd.DataFrame:
     all_n = votes.groupby("item_id").size()
     # The valid-vote rule of the snapshot and the assignment queue: excluded raters' votes do not count.
     valid_n = votes[~votes["excluded"].astype(bool)].groupby("item_id").size()
-    pending = pd.Series(dict(session.execute(
-        select(Assignment.item_id, func.count()).join(Item, Assignment.item_id == Item.id)
-        .where(Item.study_id == study.id).group_by(Assignment.item_id)
-    ).all()), dtype="int64")
+    pending = pd.Series(
+        dict(
+            session.execute(
+                select(Assignment.item_id, func.count())
+                .join(Item, Assignment.item_id == Item.id)
+                .where(Item.study_id == study.id)
+                .group_by(Assignment.item_id)
+            ).all()
+        ),
+        dtype="int64",
+    )
     items["valid_votes"] = items["item_id"].map(valid_n).fillna(0).astype(int)
     items["votes"] = items["item_id"].map(all_n).fillna(0).astype(int)
     items["target"] = np.where(items["role"] == "test", study.target_votes, 0)
@@ -100,7 +114,15 @@ def rater_stats(session: Session, study: Study, min_session_votes: int = 5) -> p
     """
     raters = pd.DataFrame(
         session.execute(
-            select(Rater.id, Rater.name, Rater.revoked, Rater.excluded, Rater.self_registered, Rater.trained_at, Rater.created_at)
+            select(
+                Rater.id,
+                Rater.name,
+                Rater.revoked,
+                Rater.excluded,
+                Rater.self_registered,
+                Rater.trained_at,
+                Rater.created_at,
+            )
             .where(Rater.study_id == study.id)
             .order_by(Rater.id)
         ).all(),
@@ -108,7 +130,9 @@ def rater_stats(session: Session, study: Study, min_session_votes: int = 5) -> p
     )
     votes = _study_votes(session, study)
     items = pd.DataFrame(
-        session.execute(select(Item.id, Item.role, Item.expected_level, Item.tolerance).where(Item.study_id == study.id)).all(),
+        session.execute(
+            select(Item.id, Item.role, Item.expected_level, Item.tolerance).where(Item.study_id == study.id)
+        ).all(),
         columns=["item_id", "role", "expected_level", "tolerance"],
     )
     votes = votes.merge(items, on="item_id", how="left")
@@ -139,6 +163,7 @@ def rater_stats(session: Session, study: Study, min_session_votes: int = 5) -> p
 def studies_overview(session: Session) -> pd.DataFrame:
     """One row per study: task, items, raters, votes, valid votes (excluded raters' not counted)
     and the vote target per item, counted in SQL so the list stays quick for large studies."""
+
     def counts(statement) -> dict[int, int]:  # noqa: ANN001 - a grouped select
         return dict(session.execute(statement).all())
 
@@ -152,7 +177,15 @@ def studies_overview(session: Session) -> pd.DataFrame:
         .group_by(Rating.study_id)
     )
     rows = [
-        (s.name, s.task, items.get(s.id, 0), raters.get(s.id, 0), votes.get(s.id, 0), valid.get(s.id, 0), s.target_votes)
+        (
+            s.name,
+            s.task,
+            items.get(s.id, 0),
+            raters.get(s.id, 0),
+            votes.get(s.id, 0),
+            valid.get(s.id, 0),
+            s.target_votes,
+        )
         for s in session.scalars(select(Study).order_by(Study.id))
     ]
     return pd.DataFrame(rows, columns=["study", "task", "items", "raters", "votes", "valid_votes", "target_votes"])

@@ -21,8 +21,18 @@ from toolkit.store.schema import Item, Rater, Rating, Study, utcnow
 from toolkit.store.studies import hash_token
 
 VOTE_COLUMNS = [
-    "item", "rater", "vote", "kind", "content_group", "role", "expected_level", "tolerance",
-    "sha256", "shown_at", "answered_at", "response_ms",
+    "item",
+    "rater",
+    "vote",
+    "kind",
+    "content_group",
+    "role",
+    "expected_level",
+    "tolerance",
+    "sha256",
+    "shown_at",
+    "answered_at",
+    "response_ms",
 ]
 
 
@@ -74,8 +84,13 @@ def record_rating(
     created = _insert_ignoring_duplicate(
         session,
         dict(
-            study_id=item.study_id, item_id=item.id, rater_id=rater.id, level=int(level),
-            shown_at=shown_at, answered_at=answered_at, response_ms=response_ms,
+            study_id=item.study_id,
+            item_id=item.id,
+            rater_id=rater.id,
+            level=int(level),
+            shown_at=shown_at,
+            answered_at=answered_at,
+            response_ms=response_ms,
         ),
     )
     rating = session.scalar(select(Rating).where(Rating.rater_id == rater.id, Rating.item_id == item.id))
@@ -83,7 +98,9 @@ def record_rating(
     return RecordResult(rating=rating, created=created)
 
 
-def record_rating_by_token(session: Session, token: str, item_id: int, level: int, shown_at: datetime | None = None) -> RecordResult:
+def record_rating_by_token(
+    session: Session, token: str, item_id: int, level: int, shown_at: datetime | None = None
+) -> RecordResult:
     """The app's entry point: the token is checked on every vote, not only at login."""
     rater = session.scalar(select(Rater).where(Rater.token_hash == hash_token(token.strip())))
     if rater is None or rater.revoked:
@@ -103,8 +120,17 @@ def votes_frame(session: Session, study: Study) -> pd.DataFrame:
     """All of a study's votes, one row per vote, columns ``VOTE_COLUMNS`` (item = media path)."""
     rows = session.execute(
         select(
-            Item.path, Rater.name, Rating.level, Item.kind, Item.content_group, Item.role,
-            Item.expected_level, Item.tolerance, Item.sha256, Rating.shown_at, Rating.answered_at,
+            Item.path,
+            Rater.name,
+            Rating.level,
+            Item.kind,
+            Item.content_group,
+            Item.role,
+            Item.expected_level,
+            Item.tolerance,
+            Item.sha256,
+            Rating.shown_at,
+            Rating.answered_at,
             Rating.response_ms,
         )
         .join(Item, Rating.item_id == Item.id)
@@ -134,8 +160,12 @@ def import_votes(
     """
     missing = [c for c in (item, rater, vote) if c not in votes.columns]
     if missing:
-        raise InputError(f"{source}: missing column(s) {', '.join(missing)} (found {', '.join(map(str, votes.columns))})")
-    table = votes[[item, rater, vote]].rename(columns={item: "item", rater: "rater", vote: "vote"}).reset_index(drop=True)
+        raise InputError(
+            f"{source}: missing column(s) {', '.join(missing)} (found {', '.join(map(str, votes.columns))})"
+        )
+    table = (
+        votes[[item, rater, vote]].rename(columns={item: "item", rater: "rater", vote: "vote"}).reset_index(drop=True)
+    )
     try:
         table["vote"] = check_votes(pd.to_numeric(table["vote"], errors="coerce"))
     except InputError as exc:
@@ -164,8 +194,7 @@ def import_votes(
     session.flush()
 
     stored = {
-        (r.item_id, r.rater_id): r.level
-        for r in session.scalars(select(Rating).where(Rating.study_id == study.id))
+        (r.item_id, r.rater_id): r.level for r in session.scalars(select(Rating).where(Rating.study_id == study.id))
     }
     added = skipped = 0
     now = utcnow()
@@ -174,7 +203,9 @@ def import_votes(
         key = (items[path].id, raters[name].id)
         if key in stored:
             if stored[key] != level:
-                raise InputError(f"{source}, row {row}: rater {name!r} already has vote {stored[key]} on {path!r}, the table says {level}")
+                raise InputError(
+                    f"{source}, row {row}: rater {name!r} already has vote {stored[key]} on {path!r}, the table says {level}"
+                )
             skipped += 1
             continue
         new_rows.append(dict(study_id=study.id, item_id=key[0], rater_id=key[1], level=int(level), answered_at=now))

@@ -46,10 +46,12 @@ class Study(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Added in revision 0002 (annotation app).
     level_labels: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON list of 5 labels, best first
-    gold_every: Mapped[int] = mapped_column(Integer, default=10, server_default="10")  # one gold item per N test votes; 0 = none
+    gold_every: Mapped[int] = mapped_column(
+        Integer, default=10, server_default="10"
+    )  # one gold item per N test votes; 0 = none
 
-    items: Mapped[list["Item"]] = relationship(back_populates="study", cascade="all, delete-orphan")
-    raters: Mapped[list["Rater"]] = relationship(back_populates="study", cascade="all, delete-orphan")
+    items: Mapped[list[Item]] = relationship(back_populates="study", cascade="all, delete-orphan")
+    raters: Mapped[list[Rater]] = relationship(back_populates="study", cascade="all, delete-orphan")
 
 
 class Item(Base):
@@ -91,7 +93,9 @@ class Rater(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Added in revision 0002 (annotation app).
     trained_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    excluded: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")  # screened out: votes not counted as valid
+    excluded: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default="0"
+    )  # screened out: votes not counted as valid
     self_registered: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     study: Mapped[Study] = relationship(back_populates="raters")

@@ -91,9 +91,13 @@ def setup_study(session: Session, setup: StudySetup) -> tuple[Study, AddItemsRes
     if not specs:
         raise InputError(f"no images or videos found for study {setup.name!r} in {str(setup.media_root)!r}")
     study = create_study(
-        session, setup.name, setup.media_root, task=setup.task,
+        session,
+        setup.name,
+        setup.media_root,
+        task=setup.task,
         question=setup.question or None,
-        target_votes=setup.target_votes, items_per_session=setup.items_per_session,
+        target_votes=setup.target_votes,
+        items_per_session=setup.items_per_session,
         allow_self_register=setup.allow_self_register,
     )
     result = add_items(session, study, specs, setup.grouping)
@@ -106,8 +110,13 @@ def create_sample_study(session: Session, name: str = SAMPLE_STUDY_NAME) -> Stud
     return setup_study(
         session,
         StudySetup(
-            name=name, media_root=SAMPLE_MEDIA_ROOT, manifest=SAMPLE_MEDIA_ROOT / "manifest.csv",
-            target_votes=5, items_per_session=20, allow_self_register=True, gold_every=3,
+            name=name,
+            media_root=SAMPLE_MEDIA_ROOT,
+            manifest=SAMPLE_MEDIA_ROOT / "manifest.csv",
+            target_votes=5,
+            items_per_session=20,
+            allow_self_register=True,
+            gold_every=3,
         ),
     )[0]
 
@@ -139,4 +148,6 @@ def prepare_database(url: str | None = None, sample: bool = True, admin_secret: 
             generated = ensure_admin_secret(session, admin_secret)
     finally:
         store.dispose()
-    return PrepareReport(revision=head_revision(), upgraded=upgraded, sample_created=created, generated_admin_secret=generated)
+    return PrepareReport(
+        revision=head_revision(), upgraded=upgraded, sample_created=created, generated_admin_secret=generated
+    )

@@ -17,13 +17,21 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from toolkit.store.schema import Rater, Rating, Study
 from toolkit.store.ratings import VOTE_COLUMNS, votes_frame
+from toolkit.store.schema import Rater, Rating, Study
 from toolkit.store.setup import level_labels, study_question
 from toolkit.store.studies import study_items
 
 ITEM_COLUMNS: tuple[str, ...] = (
-    "item", "item_id", "kind", "role", "content_group", "sha256", "expected_level", "tolerance", "missing",
+    "item",
+    "item_id",
+    "kind",
+    "role",
+    "content_group",
+    "sha256",
+    "expected_level",
+    "tolerance",
+    "missing",
 )
 """Columns of :attr:`StudySnapshot.items`; ``missing`` is true while the file is flagged as absent."""
 
@@ -66,21 +74,35 @@ def read_snapshot(session: Session, study: Study) -> StudySnapshot:
     records = study_items(session, study)
     items = pd.DataFrame(
         [
-            (i.path, int(i.id), i.kind, i.role, i.content_group, i.sha256, i.expected_level, int(i.tolerance),
-             i.missing_since is not None)
+            (
+                i.path,
+                int(i.id),
+                i.kind,
+                i.role,
+                i.content_group,
+                i.sha256,
+                i.expected_level,
+                int(i.tolerance),
+                i.missing_since is not None,
+            )
             for i in records
         ],
         columns=list(ITEM_COLUMNS),
     )
     items["expected_level"] = items["expected_level"].astype("Int64")
-    excluded = tuple(sorted(session.scalars(
-        select(Rater.name).where(Rater.study_id == study.id, Rater.excluded.is_(True))
-    )))
+    excluded = tuple(
+        sorted(session.scalars(select(Rater.name).where(Rater.study_id == study.id, Rater.excluded.is_(True))))
+    )
     registered = session.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == study.id)) or 0
-    excluded_votes = session.scalar(
-        select(func.count()).select_from(Rating).join(Rater, Rating.rater_id == Rater.id)
-        .where(Rating.study_id == study.id, Rater.excluded.is_(True))
-    ) or 0
+    excluded_votes = (
+        session.scalar(
+            select(func.count())
+            .select_from(Rating)
+            .join(Rater, Rating.rater_id == Rater.id)
+            .where(Rating.study_id == study.id, Rater.excluded.is_(True))
+        )
+        or 0
+    )
 
     votes = votes_frame(session, study)
     if votes.empty:

@@ -6,9 +6,9 @@ import csv
 import hashlib
 import re
 import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -60,7 +60,9 @@ class ContentGrouping:
             try:
                 re.compile(self.regex)
             except re.error as exc:
-                raise InputError(f"content-group regex {self.regex!r} is not a valid regular expression: {exc}") from None
+                raise InputError(
+                    f"content-group regex {self.regex!r} is not a valid regular expression: {exc}"
+                ) from None
 
     def group(self, relative: str) -> str | None:
         """The group of the item at ``relative`` (a path relative to the media root); None
@@ -69,16 +71,22 @@ class ContentGrouping:
         if self.folder is not None:
             folders = path.parts[:-1]
             if self.folder >= len(folders):
-                raise InputError(f"{relative}: no folder at level {self.folder} to take its content group from "
-                                 f"(it is {len(folders)} folder(s) below the media root)")  # fmt: skip
+                raise InputError(
+                    f"{relative}: no folder at level {self.folder} to take its content group from "
+                    f"(it is {len(folders)} folder(s) below the media root)"
+                )
             return folders[self.folder]
         if self.regex is not None:
             match = re.search(self.regex, path.name)
             if match is None:
-                raise InputError(f"{relative}: file name {path.name!r} does not match the content-group regex {self.regex!r}")
+                raise InputError(
+                    f"{relative}: file name {path.name!r} does not match the content-group regex {self.regex!r}"
+                )
             value = match.group(1) if match.re.groups else match.group(0)
             if not value:
-                raise InputError(f"{relative}: the content-group regex {self.regex!r} gives an empty group for {path.name!r}")
+                raise InputError(
+                    f"{relative}: the content-group regex {self.regex!r} gives an empty group for {path.name!r}"
+                )
             return value
         return None
 
@@ -107,7 +115,11 @@ def scan_media(folder: str | Path) -> list[ItemSpec]:
     root = Path(folder)
     if not root.is_dir():
         raise InputError(f"media folder {str(root)!r} does not exist")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in BROWSER_IMAGE_EXTENSIONS | BROWSER_VIDEO_EXTENSIONS)
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in BROWSER_IMAGE_EXTENSIONS | BROWSER_VIDEO_EXTENSIONS
+    )
     return [ItemSpec(path=p.relative_to(root).as_posix()) for p in files]
 
 

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from toolkit.errors import StoreError
 from toolkit.io import write_table
-from toolkit.store.schema import Study
 from toolkit.store.ratings import votes_frame
+from toolkit.store.schema import Study
 
 
 def export_study(session: Session, study: Study, out: str | Path) -> Path:

@@ -22,10 +22,18 @@ if TYPE_CHECKING:
 # The settings load without torch: every ``qalign`` command builds the options of ``qalign train``
 # from TrainConfig at start-up, so the loop and its dependencies are imported on first use only.
 _LAZY = {
-    "TrainingData": "data", "load_training_data": "data", "HeldOutResult": "heldout", "evaluate_heldout": "heldout",
-    "TrainProgress": "loop", "TrainResult": "loop", "load_run_data": "loop", "train": "loop",
-    "MixedTrainingData": "mixing", "MixtureSampler": "mixing", "read_record": "output",
-}  # fmt: skip
+    "TrainingData": "data",
+    "load_training_data": "data",
+    "HeldOutResult": "heldout",
+    "evaluate_heldout": "heldout",
+    "TrainProgress": "loop",
+    "TrainResult": "loop",
+    "load_run_data": "loop",
+    "train": "loop",
+    "MixedTrainingData": "mixing",
+    "MixtureSampler": "mixing",
+    "read_record": "output",
+}
 
 
 def __getattr__(name: str) -> Any:

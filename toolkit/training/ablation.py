@@ -25,9 +25,9 @@ import gc
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -72,8 +72,10 @@ class AblationResult:
     def to_dict(self) -> dict[str, object]:
         return {
             "items": len(self.items),
-            "arms": [{k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(a).items() if k != "texts"}
-                     for a in self.arms],  # fmt: skip
+            "arms": [
+                {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(a).items() if k != "texts"}
+                for a in self.arms
+            ],
             "notes": self.notes,
         }
 
@@ -109,8 +111,16 @@ def run_ablation(
     for name in losses:
         # from_dict, not dataclasses.replace: every setting of ``base`` stays explicit, so a recipe
         # cannot take back a value that happens to equal a field's default.
-        config = TrainConfig.from_dict({**base.to_dict(), "loss": name, "out": str(out_dir / RUNS_DIR / name),
-                                        "eval_data": None, "save_every": 0, "resume": False})  # fmt: skip
+        config = TrainConfig.from_dict(
+            {
+                **base.to_dict(),
+                "loss": name,
+                "out": str(out_dir / RUNS_DIR / name),
+                "eval_data": None,
+                "save_every": 0,
+                "resume": False,
+            }
+        )
         say(f"training with loss {name} ({SET_NAMES[name]})...")
         start = time.perf_counter()
         result = train(config)
@@ -118,15 +128,29 @@ def run_ablation(
         scores, texts = _score(result.backbone, data, method, batch_size)
         failed = int((~np.isfinite(scores)).sum())
         predictions[SET_NAMES[name]] = np.where(np.isfinite(scores), scores, MIDPOINT)
-        arms.append(ArmResult(name, SET_NAMES[name], Path(config.out), result.steps, time.perf_counter() - start,
-                              result.final_loss, failed, texts))  # fmt: skip
-        say(f"  {name}: {result.steps} steps, final loss {result.final_loss:.4f}, {len(items) - failed}/{len(items)} items scored")
+        arms.append(
+            ArmResult(
+                name,
+                SET_NAMES[name],
+                Path(config.out),
+                result.steps,
+                time.perf_counter() - start,
+                result.final_loss,
+                failed,
+                texts,
+            )
+        )
+        say(
+            f"  {name}: {result.steps} steps, final loss {result.final_loss:.4f}, {len(items) - failed}/{len(items)} items scored"
+        )
         del result
         gc.collect()  # one trained model in memory at a time
 
     notes = [
         f"Same budget for every arm: base model {base.model}, {arms[0].steps} steps of {base.batch_size} examples, "
-        f"mode {base.mode}, lr {base.learning_rate:g}, seed {base.seed}" + (f", recipe {base.recipe}" if base.recipe else "") + ".",
+        f"mode {base.mode}, lr {base.learning_rate:g}, seed {base.seed}"
+        + (f", recipe {base.recipe}" if base.recipe else "")
+        + ".",
         "Level models are scored by the expected level of the scoring prompt; the direct-score model by the "
         "first number of its greedy answer.",
     ]
@@ -140,8 +164,10 @@ def run_ablation(
             # A model that gives every item the same score ranks nothing; correlations with it
             # are undefined, so it cannot enter the paired comparison.
             del predictions[name]
-            notes.append(f"{name}: every item got {pred[0]:g}; a constant prediction has no correlation with the MOS, "
-                         "so this arm is left out of the comparison (train longer, or with a larger model).")  # fmt: skip
+            notes.append(
+                f"{name}: every item got {pred[0]:g}; a constant prediction has no correlation with the MOS, "
+                "so this arm is left out of the comparison (train longer, or with a larger model)."
+            )
     if not predictions:
         raise InputError("every arm gave all test items the same score; nothing to compare (train longer)")
     return result
@@ -157,8 +183,10 @@ def _check_out(out: Path) -> Path:
 def _mos(data: TrainingData) -> np.ndarray:
     missing = [r.id for r in data.records if r.gt_score is None and r.level_probs is None]
     if missing:
-        raise InputError(f"{data.source}: {len(missing)} test record(s) have no gt_score or level_probs "
-                         f"to compare with (first: {missing[0]!r})")  # fmt: skip
+        raise InputError(
+            f"{data.source}: {len(missing)} test record(s) have no gt_score or level_probs "
+            f"to compare with (first: {missing[0]!r})"
+        )
     values = [r.gt_score if r.gt_score is not None else float(expected_score(r.level_probs)) for r in data.records]
     return np.asarray(values, dtype=float)
 
@@ -171,8 +199,14 @@ def _score(backbone: object, data: TrainingData, method: str, batch_size: int) -
     for start in range(0, len(data), batch_size):
         idx = range(start, min(start + batch_size, len(data)))
         examples = [data[i] for i in idx]
-        pred = predict_scores(backbone, [e.frames for e in examples], [tasks[i] for i in idx],  # type: ignore[arg-type]
-                              [e.kind for e in examples], method=method, batch_size=batch_size)  # type: ignore[arg-type]  # fmt: skip
+        pred = predict_scores(
+            backbone,
+            [e.frames for e in examples],
+            [tasks[i] for i in idx],  # type: ignore[arg-type]
+            [e.kind for e in examples],
+            method=method,
+            batch_size=batch_size,
+        )  # type: ignore[arg-type]
         scores.extend(pred.scores.tolist())
         texts.extend(pred.texts)
     return np.asarray(scores, dtype=float), texts

@@ -69,9 +69,19 @@ def merge_adapter(
         # Tokenizer and preprocessing files the processor cannot write (OneAlign's) come from the base.
         copy_auxiliary_files(base, staged)
         name = str(save_dtype).removeprefix("torch.")
-        (staged / MERGE_RECORD).write_text(json.dumps(
-            {"base_model_path": str(base.resolve()), "adapter": str(adapter_dir.resolve()), "dtype": name,
-             "torch": torch.__version__, "transformers": transformers.__version__}, indent=1) + "\n")  # fmt: skip
+        (staged / MERGE_RECORD).write_text(
+            json.dumps(
+                {
+                    "base_model_path": str(base.resolve()),
+                    "adapter": str(adapter_dir.resolve()),
+                    "dtype": name,
+                    "torch": torch.__version__,
+                    "transformers": transformers.__version__,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
         replace_dir(staged, target)
     finally:
         shutil.rmtree(staged, ignore_errors=True)

@@ -46,10 +46,24 @@ _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 # Settings a resumed run may change: where and how fast it runs, how often it logs, evaluates
 # and saves. Anything else changes the result, and resuming would silently mix two runs.
-RESUMABLE_CHANGES = frozenset({
-    "out", "device", "num_workers", "cpu_threads", "log_every", "eval_data", "eval_images", "eval_every",
-    "eval_batch_size", "save_every", "keep_checkpoints", "resume", "best_metric", "gradient_checkpointing",
-})  # fmt: skip
+RESUMABLE_CHANGES = frozenset(
+    {
+        "out",
+        "device",
+        "num_workers",
+        "cpu_threads",
+        "log_every",
+        "eval_data",
+        "eval_images",
+        "eval_every",
+        "eval_batch_size",
+        "save_every",
+        "keep_checkpoints",
+        "resume",
+        "best_metric",
+        "gradient_checkpointing",
+    }
+)
 
 
 @dataclass
@@ -81,7 +95,9 @@ def complete_checkpoints(out: Path) -> list[Path]:
     root = checkpoints_root(out)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / STATE_NAME).is_file()]
+    found = [
+        (int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and (p / STATE_NAME).is_file()
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -90,18 +106,18 @@ def latest_checkpoint(out: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def is_deepspeed(accelerator: "Accelerator") -> bool:
+def is_deepspeed(accelerator: Accelerator) -> bool:
     from accelerate.utils import DistributedType
 
     return accelerator.distributed_type == DistributedType.DEEPSPEED
 
 
 def save_checkpoint(
-    accelerator: "Accelerator",
-    model: "torch.nn.Module",
+    accelerator: Accelerator,
+    model: torch.nn.Module,
     optimizer: Any,
     state: TrainState,
-    config: "TrainConfig",
+    config: TrainConfig,
     out: Path,
     keep: int = 1,
 ) -> Path:
@@ -139,7 +155,7 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    path: Path, accelerator: "Accelerator", model: "torch.nn.Module", optimizer: Any, config: "TrainConfig"
+    path: Path, accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, config: TrainConfig
 ) -> TrainState:
     """Restore model, optimizer and generators from ``path``; returns the saved state."""
     import torch
@@ -149,8 +165,10 @@ def load_checkpoint(
     check_resumable(payload["config"], config.to_dict(), path)
     state = TrainState(**payload["state"])
     if state.num_processes != accelerator.num_processes:
-        raise InputError(f"checkpoint {path} was written by {state.num_processes} process(es), this run has "
-                         f"{accelerator.num_processes}; resume with the same number so the data order carries over")  # fmt: skip
+        raise InputError(
+            f"checkpoint {path} was written by {state.num_processes} process(es), this run has "
+            f"{accelerator.num_processes}; resume with the same number so the data order carries over"
+        )
     if is_deepspeed(accelerator):
         accelerator.load_state(str(path / ACCELERATE_DIR))
         return state
@@ -170,12 +188,15 @@ def load_checkpoint(
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
     """Refuse to resume with settings that change what the run computes."""
-    differ = sorted(k for k in set(saved) | set(current)
-                    if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k))  # fmt: skip
+    differ = sorted(
+        k for k in set(saved) | set(current) if k not in RESUMABLE_CHANGES and saved.get(k) != current.get(k)
+    )
     if differ:
         detail = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in differ[:4])
-        raise InputError(f"cannot resume from {path}: settings differ from the checkpoint's ({detail}); "
-                         "start a fresh run or restore those settings")  # fmt: skip
+        raise InputError(
+            f"cannot resume from {path}: settings differ from the checkpoint's ({detail}); "
+            "start a fresh run or restore those settings"
+        )
 
 
 # --------------------------------------------------------------------------- random generators
@@ -187,10 +208,14 @@ def _save_rng(stem: Path) -> None:
 
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    stem.with_suffix(".json").write_text(json.dumps({
-        "python": [version, list(internal), gauss],
-        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
-    }))  # fmt: skip
+    stem.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "python": [version, list(internal), gauss],
+                "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+            }
+        )
+    )
     tensors = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         tensors["cuda"] = torch.cuda.get_rng_state_all()

@@ -59,19 +59,35 @@ class TrainConfig:
     are the same run: r 8, everything else from the recipe.
     """
 
-    model: str = setting("tiny", "Base model: 'tiny' (the default), a checkpoint folder, a OneAlign folder or a hub id.")
-    data: str | list[str] = setting("", "Conversation JSON or save_to_disk dataset folder; repeat for multi-task training "
-                                        "(each keeps its prompts).", path=True)  # fmt: skip
-    weights: list[float] | None = setting(None, "Sampling weight per --data, e.g. 2,1 (default: in proportion to their sizes).")
-    images: str | list[str] | None = setting(None, "Folder that relative media paths are resolved against (default: the "
-                                                   "JSON's folder); once, or once per --data.", path=True)  # fmt: skip
-    out: str = setting("qalign-finetuned", "Output folder: the LoRA adapter (lora) or the whole model (full), plus "
-                                           "checkpoints/ and best/.", path=True)  # fmt: skip
+    model: str = setting(
+        "tiny", "Base model: 'tiny' (the default), a checkpoint folder, a OneAlign folder or a hub id."
+    )
+    data: str | list[str] = setting(
+        "",
+        "Conversation JSON or save_to_disk dataset folder; repeat for multi-task training (each keeps its prompts).",
+        path=True,
+    )
+    weights: list[float] | None = setting(
+        None, "Sampling weight per --data, e.g. 2,1 (default: in proportion to their sizes)."
+    )
+    images: str | list[str] | None = setting(
+        None,
+        "Folder that relative media paths are resolved against (default: the JSON's folder); once, or once per --data.",
+        path=True,
+    )
+    out: str = setting(
+        "qalign-finetuned",
+        "Output folder: the LoRA adapter (lora) or the whole model (full), plus checkpoints/ and best/.",
+        path=True,
+    )
     split: str = setting("train", "Split of a saved DatasetDict (default train).")
     recipe: str | None = setting(None, f"Preset: {_names(RECIPES)} (the reference settings).")
     mode: Mode = setting("lora", "lora (default) or full.")
-    loss: LossName = setting("ce", "ce (level cross-entropy, Q-Align; default), soft (KL to the vote distribution, "
-                                   "DeQA-style) or score (numeric answers, the paper's baseline).")  # fmt: skip
+    loss: LossName = setting(
+        "ce",
+        "ce (level cross-entropy, Q-Align; default), soft (KL to the vote distribution, "
+        "DeQA-style) or score (numeric answers, the paper's baseline).",
+    )
     epochs: float = setting(3.0, "Passes over the data (default 3).", min=0)
     max_steps: int | None = setting(None, "Optimizer steps; overrides --epochs.", min=1)
     # None keeps the mode's reference rate (DEFAULT_LR), so switching the mode switches the rate.
@@ -83,25 +99,35 @@ class TrainConfig:
     lora_alpha: int = setting(16, "LoRA alpha (default 16; 256 in onealign-lora).", min=1)
     lora_dropout: float = setting(0.05, "LoRA dropout (default 0.05).", min=0, max=0.99)
     lora_target_modules: str | list[str] = setting(
-        DEFAULT_LORA_TARGETS, "Modules that get LoRA adapters: a regex over module names, or repeat for a list of "
-                              "names (default: q_proj and v_proj of the language model).")  # fmt: skip
-    trainable_modules: list[str] = setting([], "Module trained in full beside LoRA, e.g. a projector; repeat for several.")
+        DEFAULT_LORA_TARGETS,
+        "Modules that get LoRA adapters: a regex over module names, or repeat for a list of "
+        "names (default: q_proj and v_proj of the language model).",
+    )
+    trainable_modules: list[str] = setting(
+        [], "Module trained in full beside LoRA, e.g. a projector; repeat for several."
+    )
     frozen_modules: list[str] = setting([], "Module kept frozen in full mode, e.g. a vision tower; repeat for several.")
-    warmup_ratio: float = setting(0.03, "Share of the steps that warm the learning rate up before the cosine decay "
-                                        "(default 0.03).", min=0)  # fmt: skip
+    warmup_ratio: float = setting(
+        0.03, "Share of the steps that warm the learning rate up before the cosine decay (default 0.03).", min=0
+    )
     weight_decay: float = setting(0.0, "AdamW weight decay (default 0).", min=0)
     max_grad_norm: float = setting(1.0, "Gradient norm clip (default 1; 0: no clipping).", min=0)
-    eval_data: str | None = setting(None, "Held-out conversations: loss, SRCC and PLCC logged before, during and after "
-                                          "training.", path=True)  # fmt: skip
+    eval_data: str | None = setting(
+        None, "Held-out conversations: loss, SRCC and PLCC logged before, during and after training.", path=True
+    )
     eval_images: str | None = setting(None, "Media folder of --eval-data.", path=True)
-    eval_every: int = setting(0, "Optimizer steps between held-out evaluations (0: before and after, and at each save).", min=0)
+    eval_every: int = setting(
+        0, "Optimizer steps between held-out evaluations (0: before and after, and at each save).", min=0
+    )
     eval_batch_size: int = setting(16, "Held-out items scored per batch (default 16).", min=1)
     save_every: int = setting(0, "Optimizer steps between checkpoints in OUT/checkpoints (0: none).", min=0)
     keep_checkpoints: int = setting(1, "Most recent checkpoints kept (default 1).", min=1)
     resume: bool = setting(False, "Continue from the last checkpoint in OUT (a fresh run when there is none).")
     best_metric: BestMetric = setting("srcc", "Held-out metric that picks OUT/best: srcc (default), plcc or loss.")
     # Mixed precision keeps the master weights in float32.
-    dtype: str = setting("float32", "float32 (default), bf16 or fp16 mixed precision, or auto (bf16 where the GPU has it).")
+    dtype: str = setting(
+        "float32", "float32 (default), bf16 or fp16 mixed precision, or auto (bf16 where the GPU has it)."
+    )
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass (less memory, slower).")
     device: str = setting("auto", "auto (default), cpu, cuda or mps.")
     max_frames: int | None = setting(None, "Frames decoded per video file at most (default: no cap).", min=1)
@@ -120,7 +146,7 @@ class TrainConfig:
         self.validate()
 
     @classmethod
-    def from_recipe(cls, name: str, **overrides: Any) -> "TrainConfig":
+    def from_recipe(cls, name: str, **overrides: Any) -> TrainConfig:
         """Recipe ``name`` with ``overrides`` (any not None) on top."""
         return cls.from_dict({**overrides, "recipe": name})
 
@@ -149,9 +175,14 @@ class TrainConfig:
             raise InputError(f"unknown loss {self.loss!r}; available: {', '.join(LOSS_NAMES)}")
         if self.best_metric not in BEST_METRICS:
             raise InputError(f"best_metric must be one of {', '.join(BEST_METRICS)}, got {self.best_metric!r}")
-        positive = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "lora_r": self.lora_r,
-                    "eval_batch_size": self.eval_batch_size, "log_every": self.log_every,
-                    "keep_checkpoints": self.keep_checkpoints}  # fmt: skip
+        positive = {
+            "batch_size": self.batch_size,
+            "grad_accum": self.grad_accum,
+            "lora_r": self.lora_r,
+            "eval_batch_size": self.eval_batch_size,
+            "log_every": self.log_every,
+            "keep_checkpoints": self.keep_checkpoints,
+        }
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
                 raise InputError(f"{name} must be a positive integer, got {value!r}")
@@ -175,13 +206,17 @@ class TrainConfig:
         self._validate_data()
 
     def _validate_data(self) -> None:
-        if not isinstance(self.data, (str, list)) or (isinstance(self.data, list) and not all(isinstance(d, str) and d for d in self.data)):
+        if not isinstance(self.data, (str, list)) or (
+            isinstance(self.data, list) and not all(isinstance(d, str) and d for d in self.data)
+        ):
             raise InputError(f"data must be a path or a list of paths, got {self.data!r}")
         n = len(self.data_paths)
         if isinstance(self.data, list) and n == 0:
             raise InputError("data is an empty list; give at least one data set")
         if isinstance(self.images, list) and len(self.images) not in (1, n):
-            raise InputError(f"images: give one folder for all data sets or one per data set ({n}), got {len(self.images)}")
+            raise InputError(
+                f"images: give one folder for all data sets or one per data set ({n}), got {len(self.images)}"
+            )
         if self.weights is not None:
             try:
                 weights = [float(w) for w in self.weights]
@@ -197,7 +232,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -205,7 +240,7 @@ class TrainConfig:
         return cls(**values)
 
     @classmethod
-    def from_file(cls, path: str | Path, **overrides: Any) -> "TrainConfig":
+    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
         """Read a ``.json`` or ``.yaml``/``.yml`` file; ``overrides`` (not None) win over it."""
         values = read_config_file(path)
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import InputError
 from toolkit.levels import LevelScale
@@ -63,8 +64,15 @@ class _Record:
 class TrainingData(Sequence[TrainingExample]):
     """A sequence of training examples whose frames are opened on access."""
 
-    def __init__(self, records: list[_Record], source: str, max_frames: int | None = None,
-                 dataset: Any = None, media_column: str | None = None, root: Path | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        records: list[_Record],
+        source: str,
+        max_frames: int | None = None,
+        dataset: Any = None,
+        media_column: str | None = None,
+        root: Path | None = None,
+    ) -> None:
         self.records = records
         self.source = source
         self.max_frames = max_frames
@@ -87,9 +95,14 @@ class TrainingData(Sequence[TrainingExample]):
         if level is not None:
             meta["level"] = level
         return TrainingExample(
-            frames=frames, question=rec.question, answer=rec.answer, kind=rec.kind,
-            level_distribution=rec.level_probs, score=rec.score, meta=meta,
-        )  # fmt: skip
+            frames=frames,
+            question=rec.question,
+            answer=rec.answer,
+            kind=rec.kind,
+            level_distribution=rec.level_probs,
+            score=rec.score,
+            meta=meta,
+        )
 
     def targets(self) -> list[float | None]:
         """What an evaluation ranks against: ``gt_score`` where given, else the answer's level
@@ -121,14 +134,18 @@ class TrainingData(Sequence[TrainingExample]):
             if r.level_probs is not None:
                 out.append(float(expected_score(r.level_probs)))
             elif r.gt_score is not None:
-                out.append(float(scale.rescale([r.gt_score])[0]) if scale is not None else min(max(r.gt_score, 1.0), 5.0))
+                out.append(
+                    float(scale.rescale([r.gt_score])[0]) if scale is not None else min(max(r.gt_score, 1.0), 5.0)
+                )
             elif (level := answer_level(r.answer)) is not None:
                 out.append(float(level))
             else:
-                raise InputError(f"{self.source}, record {r.id!r}: no level_probs, gt_score or level word to take a score from")
+                raise InputError(
+                    f"{self.source}, record {r.id!r}: no level_probs, gt_score or level word to take a score from"
+                )
         return out
 
-    def with_score_answers(self, decimals: int = 2) -> "TrainingData":
+    def with_score_answers(self, decimals: int = 2) -> TrainingData:
         """The same data with every answer's level word replaced by its score (see
         :meth:`score_targets`): the training data of the direct-score baseline."""
         records = [
@@ -137,14 +154,16 @@ class TrainingData(Sequence[TrainingExample]):
         ]
         return TrainingData(records, self.source, self.max_frames, self._dataset, self._media_column, self._root)
 
-    def _frames(self, index: int, rec: _Record) -> list["Image.Image"]:
+    def _frames(self, index: int, rec: _Record) -> list[Image.Image]:
         from toolkit.media import open_image
 
         if self._dataset is not None:
             try:
                 value = self._dataset[index][self._media_column]
             except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for undecodable bytes
-                raise InputError(f"{self.source}, row {index} (id {rec.id!r}): cannot decode its image: {exc}") from None
+                raise InputError(
+                    f"{self.source}, row {index} (id {rec.id!r}): cannot decode its image: {exc}"
+                ) from None
             return _dataset_frames(value, rec, self.max_frames, self._root)
         if isinstance(rec.media, list):
             return [open_image(p) for p in rec.media]
@@ -199,8 +218,17 @@ def _load_json(path: Path, root: Path, max_frames: int | None) -> TrainingData:
         for f in media if isinstance(media, list) else [media]:
             if not os.path.exists(f):
                 missing.append(f"{f} ({where})")
-        records.append(_Record(rid, media, question, answer, kind, _probs(raw.get("level_probs"), where),
-                               _score(raw.get("gt_score"), where)))  # fmt: skip
+        records.append(
+            _Record(
+                rid,
+                media,
+                question,
+                answer,
+                kind,
+                _probs(raw.get("level_probs"), where),
+                _score(raw.get("gt_score"), where),
+            )
+        )
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise InputError(f"media file not found: {missing[0]}{more}; check --images (now {root})")
@@ -292,11 +320,13 @@ def _load_dataset(folder: Path, split: str, max_frames: int | None, root: Path |
         where = f"{folder}, row {i}"
         if not isinstance(a, str) or not a.strip():
             raise InputError(f"{where}: empty answer")
-        records.append(_Record(str(ids[i]), None, q, a.strip(), kind, _probs(probs[i], where), _score(scores[i], where)))
+        records.append(
+            _Record(str(ids[i]), None, q, a.strip(), kind, _probs(probs[i], where), _score(scores[i], where))
+        )
     return TrainingData(records, str(folder), max_frames, dataset=ds, media_column=media_column, root=root)
 
 
-def _dataset_frames(value: Any, rec: _Record, max_frames: int | None, root: Path | None) -> list["Image.Image"]:
+def _dataset_frames(value: Any, rec: _Record, max_frames: int | None, root: Path | None) -> list[Image.Image]:
     from PIL import Image
 
     if isinstance(value, Image.Image):

@@ -13,8 +13,9 @@ by the number they write after the scoring prompt (:mod:`toolkit.training.predic
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class HeldOutResult:
         return getattr(self, name)
 
 
-def move_to(batch: dict[str, Any], device: "torch.device") -> dict[str, Any]:
+def move_to(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     import torch
 
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
@@ -75,7 +76,7 @@ def evaluate_heldout(
     scores: list[float] = []
     kls: list[float] = []
     try:
-        with torch.no_grad(), (autocast() if autocast else contextlib.nullcontext()):
+        with torch.no_grad(), autocast() if autocast else contextlib.nullcontext():
             for start in range(0, len(data), batch_size):
                 examples = [data[i] for i in range(start, min(start + batch_size, len(data)))]
                 batch = move_to(backbone.training_batch(examples), backbone.device)
@@ -84,8 +85,14 @@ def evaluate_heldout(
                 total_loss += float(out.loss) * tokens
                 total_tokens += tokens
                 if method == "generate":
-                    pred = predict_scores(backbone, [ex.frames for ex in examples], [answer_task(ex.answer) for ex in examples],
-                                          [ex.kind for ex in examples], method="generate", batch_size=batch_size)  # fmt: skip
+                    pred = predict_scores(
+                        backbone,
+                        [ex.frames for ex in examples],
+                        [answer_task(ex.answer) for ex in examples],
+                        [ex.kind for ex in examples],
+                        method="generate",
+                        batch_size=batch_size,
+                    )
                     scores.extend(pred.scores.tolist())
                 else:
                     level, found = backbone.answer_level_logits(batch, out.logits)
@@ -103,9 +110,14 @@ def evaluate_heldout(
     targets = data.targets()
     srcc, plcc = _correlations(scores, targets) if scores else (None, None)
     return HeldOutResult(
-        step=step, loss=total_loss / max(total_tokens, 1), srcc=srcc, n=len(data), plcc=plcc,
-        kl=float(np.mean(kls)) if kls else None, failed=int(np.sum(~np.isfinite(scores))) if scores else 0,
-    )  # fmt: skip
+        step=step,
+        loss=total_loss / max(total_tokens, 1),
+        srcc=srcc,
+        n=len(data),
+        plcc=plcc,
+        kl=float(np.mean(kls)) if kls else None,
+        failed=int(np.sum(~np.isfinite(scores))) if scores else 0,
+    )
 
 
 def _correlations(scores: Sequence[float], targets: Sequence[float | None]) -> tuple[float | None, float | None]:

@@ -15,9 +15,10 @@ import os
 import shutil
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import InputError
 from toolkit.models.base import QAlignBackbone
@@ -117,8 +118,10 @@ def train(
 
 def load_run_data(config: TrainConfig) -> tuple[MixedTrainingData, TrainingData | None]:
     """The training data sets (as one mixture) and the held-out set, in the form the loss needs."""
-    parts = [load_training_data(p, root, config.split, config.max_frames)
-             for p, root in zip(config.data_paths, config.image_roots)]  # fmt: skip
+    parts = [
+        load_training_data(p, root, config.split, config.max_frames)
+        for p, root in zip(config.data_paths, config.image_roots)
+    ]
     heldout = (
         load_training_data(config.eval_data, config.eval_images, config.split, config.max_frames)
         if config.eval_data
@@ -131,12 +134,14 @@ def load_run_data(config: TrainConfig) -> tuple[MixedTrainingData, TrainingData 
         for part in parts:
             for r in part.records:
                 if r.level_probs is None and answer_level(r.answer) is None:
-                    raise InputError(f"{part.source}, record {r.id!r}: the soft-label loss needs level_probs or a "
-                                     f"level word in the answer, got {r.answer!r}")  # fmt: skip
+                    raise InputError(
+                        f"{part.source}, record {r.id!r}: the soft-label loss needs level_probs or a "
+                        f"level word in the answer, got {r.answer!r}"
+                    )
     return MixedTrainingData(parts), heldout
 
 
-def _mixed_precision(dtype: str, device: "torch.device") -> str:
+def _mixed_precision(dtype: str, device: torch.device) -> str:
     import torch
 
     name = canonical_dtype(dtype, allow_auto=True)
@@ -151,14 +156,14 @@ class _Run:
 
     config: TrainConfig
     progress: Callable[[TrainProgress], None] | None
-    accelerator: "Accelerator"
+    accelerator: Accelerator
     backbone: QAlignBackbone  # its ``model`` is the unwrapped model, saved and returned
-    model: "torch.nn.Module"  # the model as ``prepare`` wrapped it (DDP, DeepSpeed): the one to run
-    optimizer: "torch.optim.Optimizer"
+    model: torch.nn.Module  # the model as ``prepare`` wrapped it (DDP, DeepSpeed): the one to run
+    optimizer: torch.optim.Optimizer
     loader: Any
     sampler: MixtureSampler
-    params: list["torch.nn.Parameter"]  # what trains, for gradient clipping
-    loss_fn: Callable[..., "torch.Tensor"]
+    params: list[torch.nn.Parameter]  # what trains, for gradient clipping
+    loss_fn: Callable[..., torch.Tensor]
     heldout_data: TrainingData | None
     base_path: Path
     out_dir: Path
@@ -195,7 +200,9 @@ def _train(
         run.halved.restore()  # the returned model (or the caller's, after a failure) is float32 again
 
 
-def _setup(config: TrainConfig, progress: Callable[[TrainProgress], None] | None, loaded: QAlignBackbone | None) -> _Run:
+def _setup(
+    config: TrainConfig, progress: Callable[[TrainProgress], None] | None, loaded: QAlignBackbone | None
+) -> _Run:
     """Data, accelerator, backbone, optimizer and loader, and the state to start from (a fresh
     one, or the latest checkpoint's when resuming)."""
     import torch
@@ -213,7 +220,9 @@ def _setup(config: TrainConfig, progress: Callable[[TrainProgress], None] | None
         mixed_precision=_mixed_precision(config.dtype, device),
         # Optimizer steps are counted by the loop, not by passes over the data: an accumulation
         # window may span the end of an epoch.
-        gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=config.grad_accum, sync_with_dataloader=False),
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=config.grad_accum, sync_with_dataloader=False
+        ),
     )
     set_seed(config.seed)  # before the adapters are initialised
 
@@ -328,8 +337,10 @@ def _after_step(run: _Run, loss: float, lr: float) -> None:
     config, state = run.config, run.state
     done, total_steps = state.step, run.total_steps
     save = bool(config.save_every) and done % config.save_every == 0 and done < total_steps
-    evaluate = run.heldout_data is not None and done < total_steps and (
-        save or (config.eval_every > 0 and done % config.eval_every == 0)
+    evaluate = (
+        run.heldout_data is not None
+        and done < total_steps
+        and (save or (config.eval_every > 0 and done % config.eval_every == 0))
     )
     evaluated = _evaluate(run, done) if evaluate else None
     checkpoint = None
@@ -337,10 +348,14 @@ def _after_step(run: _Run, loss: float, lr: float) -> None:
         checkpoint = save_checkpoint(
             run.accelerator, run.model, run.optimizer, state, config, run.out_dir, config.keep_checkpoints
         )
-    if run.progress is not None and run.accelerator.is_main_process and (
-        done % config.log_every == 0 or done == total_steps or evaluated is not None or checkpoint is not None
+    if (
+        run.progress is not None
+        and run.accelerator.is_main_process
+        and (done % config.log_every == 0 or done == total_steps or evaluated is not None or checkpoint is not None)
     ):
-        run.progress(TrainProgress(done, total_steps, loss, lr, run.epoch, state.samples, state.seconds, evaluated, checkpoint))
+        run.progress(
+            TrainProgress(done, total_steps, loss, lr, run.epoch, state.samples, state.seconds, evaluated, checkpoint)
+        )
 
 
 def _finish(run: _Run) -> TrainResult:
@@ -349,8 +364,18 @@ def _finish(run: _Run) -> TrainResult:
     run.model.eval()
     final = _evaluate(run, run.total_steps)
     if final is not None and run.progress is not None and accelerator.is_main_process:
-        run.progress(TrainProgress(run.total_steps, run.total_steps, state.losses[-1], state.lrs[-1], run.epoch,
-                                   state.samples, state.seconds, final))  # fmt: skip
+        run.progress(
+            TrainProgress(
+                run.total_steps,
+                run.total_steps,
+                state.losses[-1],
+                state.lrs[-1],
+                run.epoch,
+                state.samples,
+                state.seconds,
+                final,
+            )
+        )
 
     tail = state.losses[-max(1, len(state.losses) // 10) :]
     result = TrainResult(
@@ -381,15 +406,16 @@ def _evaluate(run: _Run, step: int) -> HeldOutResult | None:
     ``out/best`` when it is the best so far (not the untrained model of step 0)."""
     if run.heldout_data is None:
         return None
-    result = evaluate_heldout(run.backbone, run.heldout_data, run.config.eval_batch_size, step,
-                              run.accelerator.autocast, run.method)  # fmt: skip
+    result = evaluate_heldout(
+        run.backbone, run.heldout_data, run.config.eval_batch_size, step, run.accelerator.autocast, run.method
+    )
     run.state.heldout.append(result.to_dict())
     if step > 0:
         _keep_if_best(run, result)
     return result
 
 
-def _hold_frozen_weights_in_16bit(model: "torch.nn.Module", accelerator: "Accelerator", mode: str) -> HalvedWeights:
+def _hold_frozen_weights_in_16bit(model: torch.nn.Module, accelerator: Accelerator, mode: str) -> HalvedWeights:
     """The frozen base model of a LoRA run in 16 bits when every forward runs under 16-bit
     autocast (see :mod:`toolkit.training.precision`). Not in full mode, whose saved model must
     stay float32 throughout (and whose frozen parts are small), nor under DeepSpeed or FSDP,
@@ -402,7 +428,7 @@ def _hold_frozen_weights_in_16bit(model: "torch.nn.Module", accelerator: "Accele
     return hold_frozen_weights_in_16bit(model)
 
 
-def _accelerator(**kwargs: Any) -> "Accelerator":
+def _accelerator(**kwargs: Any) -> Accelerator:
     """An ``Accelerator``; in a single process, also after an earlier run with another precision.
 
     accelerate keeps one process-wide state and refuses a second ``Accelerator`` with other
@@ -421,7 +447,7 @@ def _accelerator(**kwargs: Any) -> "Accelerator":
         return Accelerator(**kwargs)
 
 
-def _load_backbone(base_path: Path, accelerator: "Accelerator") -> QAlignBackbone:
+def _load_backbone(base_path: Path, accelerator: Accelerator) -> QAlignBackbone:
     """The backbone with float32 master weights on the CPU (``prepare`` moves it).
 
     Under DeepSpeed ZeRO-3 the model must be built without a device map, so that transformers
@@ -440,7 +466,7 @@ def _load_backbone(base_path: Path, accelerator: "Accelerator") -> QAlignBackbon
     return load_backbone(base_path, dtype="float32", device="cpu")
 
 
-def _zero3(accelerator: "Accelerator") -> bool:
+def _zero3(accelerator: Accelerator) -> bool:
     if not is_deepspeed(accelerator):
         return False
     return int(accelerator.state.deepspeed_plugin.zero_stage) == 3
@@ -467,7 +493,7 @@ def _batches(loader: Any, sampler: MixtureSampler, state: TrainState) -> Iterato
         state.batch_in_epoch = 0
 
 
-def _param_groups(model: "torch.nn.Module", weight_decay: float) -> list[dict[str, Any]]:
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     # As nanoGPT: decay matrices (weights of linear layers, embeddings), never biases or norms.
     trainable = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in trainable if p.dim() >= 2]

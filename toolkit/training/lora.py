@@ -13,14 +13,20 @@ if TYPE_CHECKING:
 
     from toolkit.training.config import TrainConfig
 
-__all__ = ["ONEALIGN_LORA_TARGETS", "ONEALIGN_TRAINABLE_MODULES", "count_parameters", "lora_targets", "prepare_trainable"]
+__all__ = [
+    "ONEALIGN_LORA_TARGETS",
+    "ONEALIGN_TRAINABLE_MODULES",
+    "count_parameters",
+    "lora_targets",
+    "prepare_trainable",
+]
 
 
-def model_type_of(model: "torch.nn.Module") -> str | None:
+def model_type_of(model: torch.nn.Module) -> str | None:
     return getattr(getattr(model, "config", None), "model_type", None)
 
 
-def lora_targets(model: "torch.nn.Module", config: "TrainConfig") -> tuple[str | list[str], list[str]]:
+def lora_targets(model: torch.nn.Module, config: TrainConfig) -> tuple[str | list[str], list[str]]:
     """LoRA target modules and fully trained modules for ``model``.
 
     Explicit settings are used as given; with the defaults, OneAlign (``mplug_owl2``) gets the
@@ -35,7 +41,7 @@ def lora_targets(model: "torch.nn.Module", config: "TrainConfig") -> tuple[str |
     return targets, trainable
 
 
-def prepare_trainable(model: "torch.nn.Module", config: "TrainConfig") -> "torch.nn.Module":
+def prepare_trainable(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
     """Wrap ``model`` with LoRA adapters (``mode='lora'``) or unfreeze it (``mode='full'``, less
     any ``frozen_modules``); switch on gradient checkpointing when asked."""
     if config.gradient_checkpointing:
@@ -63,7 +69,7 @@ def prepare_trainable(model: "torch.nn.Module", config: "TrainConfig") -> "torch
         raise InputError(f"LoRA targets {targets!r} match no module of the model: {exc}") from None
 
 
-def enable_gradient_checkpointing(model: "torch.nn.Module") -> None:
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     """Recompute each layer's activations in the backward pass instead of keeping them.
 
     The non-reentrant variant needs no input that requires grad, so it also works when the
@@ -89,9 +95,10 @@ def _in_modules(param_name: str, modules: list[str]) -> bool:
     return any(m in prefixes for m in modules)
 
 
-def count_parameters(model: "torch.nn.Module") -> tuple[int, int]:
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts (the full sizes also when ZeRO-3 has partitioned them)."""
-    def size(p: "torch.nn.Parameter") -> int:
+
+    def size(p: torch.nn.Parameter) -> int:
         return int(getattr(p, "ds_numel", 0) or p.numel())
 
     trainable = sum(size(p) for p in model.parameters() if p.requires_grad)

@@ -23,7 +23,8 @@ a scalar to minimise.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import InputError
 from toolkit.models.base import QAlignBackbone, TrainingExample
@@ -62,7 +63,7 @@ class Collate:
         return batch
 
 
-def level_targets(examples: Sequence[TrainingExample]) -> "torch.Tensor":
+def level_targets(examples: Sequence[TrainingExample]) -> torch.Tensor:
     """(B, 5) target distributions in ``LEVELS`` order: ``level_distribution``, else one-hot of
     the answer's level."""
     import torch
@@ -74,12 +75,14 @@ def level_targets(examples: Sequence[TrainingExample]) -> "torch.Tensor":
         elif "level" in ex.meta:
             rows.append([1.0 if value == ex.meta["level"] else 0.0 for value in LEVEL_VALUES])
         else:
-            raise InputError(f"training example {ex.meta.get('id', '?')!r} has neither level_probs nor a level word in "
-                             f"its answer {ex.answer!r}; the soft-label loss needs one")  # fmt: skip
+            raise InputError(
+                f"training example {ex.meta.get('id', '?')!r} has neither level_probs nor a level word in "
+                f"its answer {ex.answer!r}; the soft-label loss needs one"
+            )
     return torch.tensor(rows, dtype=torch.float32)
 
 
-def answer_cross_entropy(model: "torch.nn.Module", backbone: QAlignBackbone, batch: dict[str, Any]) -> "torch.Tensor":
+def answer_cross_entropy(model: torch.nn.Module, backbone: QAlignBackbone, batch: dict[str, Any]) -> torch.Tensor:
     """Next-token cross-entropy on the assistant answer, one mean over the batch's answer tokens.
 
     The model computes it from ``labels`` (-100 outside the answer) as causal LMs do, which also
@@ -88,7 +91,7 @@ def answer_cross_entropy(model: "torch.nn.Module", backbone: QAlignBackbone, bat
     return model(**model_inputs(batch)).loss
 
 
-def soft_label_loss(model: "torch.nn.Module", backbone: QAlignBackbone, batch: dict[str, Any]) -> "torch.Tensor":
+def soft_label_loss(model: torch.nn.Module, backbone: QAlignBackbone, batch: dict[str, Any]) -> torch.Tensor:
     """KL(target || softmax of the five level logits) at the level word, mean over rows, plus
     the cross-entropy of the answer's other tokens."""
     import torch
@@ -104,7 +107,9 @@ def soft_label_loss(model: "torch.nn.Module", backbone: QAlignBackbone, batch: d
     ids = torch.as_tensor(backbone.level_token_ids, device=logits.device)
     level_logits = logits[rows, level_pos - 1][:, ids].float()
     target = batch[TARGET_PREFIX + "level_probs"].to(logits.device, torch.float32)
-    kl = F.kl_div(F.log_softmax(level_logits, dim=-1), target, reduction="batchmean")  # sum_k p (log p - log q), 0 log 0 = 0
+    kl = F.kl_div(
+        F.log_softmax(level_logits, dim=-1), target, reduction="batchmean"
+    )  # sum_k p (log p - log q), 0 log 0 = 0
     text_labels = labels.clone()
     text_labels[rows, level_pos] = IGNORE_INDEX
     shift_labels = text_labels[:, 1:]
@@ -114,14 +119,14 @@ def soft_label_loss(model: "torch.nn.Module", backbone: QAlignBackbone, batch: d
     return kl + text
 
 
-def aligned_labels(backbone: QAlignBackbone, batch: dict[str, Any]) -> "torch.Tensor":
+def aligned_labels(backbone: QAlignBackbone, batch: dict[str, Any]) -> torch.Tensor:
     """Labels at the positions of the model's logits: backbones that insert visual tokens inside
     the model (OneAlign) expand them; for the others the batch's labels already line up."""
     expand = getattr(backbone, "expanded_labels", None)
     return expand(batch) if expand is not None else batch["labels"]
 
 
-def level_positions(labels: "torch.Tensor", level_ids: Sequence[int]) -> tuple["torch.Tensor", "torch.Tensor"]:
+def level_positions(labels: torch.Tensor, level_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Index of the first supervised level-word token per row (B,), and whether there is one (B,)."""
     import torch
 

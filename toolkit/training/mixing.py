@@ -15,7 +15,8 @@ process of a multi-GPU run, computes the same order without sharing any generato
 from __future__ import annotations
 
 import bisect
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -82,7 +83,9 @@ def draws_per_epoch(sizes: Sequence[int], weights: Sequence[float] | None) -> li
         raise InputError(f"every data set needs at least one record, got sizes {sizes}")
     w = np.asarray(sizes if weights is None else weights, dtype=float)
     if w.shape != (len(sizes),) or (w < 0).any() or not w.sum() > 0:
-        raise InputError(f"need one non-negative weight per data set ({len(sizes)}) with a positive sum, got {weights!r}")
+        raise InputError(
+            f"need one non-negative weight per data set ({len(sizes)}) with a positive sum, got {weights!r}"
+        )
     exact = total * w / w.sum()
     counts = np.floor(exact).astype(int)
     # Ties go to the earlier data set: argsort is stable on the negated remainders.
@@ -112,9 +115,7 @@ class MixtureSampler:
 
     def order(self, epoch: int) -> np.ndarray:
         """The global indices drawn in ``epoch``, in order."""
-        chosen = [
-            self.offsets[i] + self._stream(i, epoch * c, c) for i, c in enumerate(self.counts) if c > 0
-        ]
+        chosen = [self.offsets[i] + self._stream(i, epoch * c, c) for i, c in enumerate(self.counts) if c > 0]
         indices = np.concatenate(chosen)
         return indices[np.random.default_rng([self.seed, _SHUFFLE, epoch]).permutation(len(indices))]
 

@@ -13,8 +13,9 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from toolkit.errors import InputError
 from toolkit.io import give_default_modes, new_sibling_dir
@@ -40,7 +41,9 @@ def check_output_dir(out: str | os.PathLike[str]) -> Path:
         # A finished run has its record; a killed one may have left only checkpoints or a best model.
         is_run = (target / RECORD_NAME).is_file() or any((target / d).is_dir() for d in RUN_SUBDIRS)
         if any(target.iterdir()) and not is_run:
-            raise InputError(f"output folder {target} is not empty and holds no previous training run; choose another --out")
+            raise InputError(
+                f"output folder {target} is not empty and holds no previous training run; choose another --out"
+            )
     return target
 
 
@@ -157,8 +160,11 @@ def model_card(record: dict[str, Any], data_sizes: Sequence[int] | None = None) 
     ]
     if "output_dir" not in result and "best" in result:
         best = result["best"]
-        lines += ["", f"This is the run's copy of the model at step {best.get('step')}, the best held-out "
-                      f"{_metric_name(best.get('metric'))} of the run ({_fmt(best.get('value'))})."]  # fmt: skip
+        lines += [
+            "",
+            f"This is the run's copy of the model at step {best.get('step')}, the best held-out "
+            f"{_metric_name(best.get('metric'))} of the run ({_fmt(best.get('value'))}).",
+        ]
     lines += ["", "## Base model", "", f"- `{base}`"]
     if record.get("base_model_path") and record["base_model_path"] != base:
         lines.append(f"- loaded from `{record['base_model_path']}`")
@@ -185,8 +191,15 @@ def _card_header(base: str, mode: str) -> list[str]:
     # has no repository to link to.
     if re.fullmatch(r"[\w.-]+/[\w.-]+", base) and not Path(base).expanduser().exists():
         lines.append(f"base_model: {base}")
-    lines += [f"library_name: {'peft' if mode == 'lora' else 'transformers'}", "tags:",
-              "- image-quality-assessment", "- q-align", "- qalign-toolkit", "---", ""]  # fmt: skip
+    lines += [
+        f"library_name: {'peft' if mode == 'lora' else 'transformers'}",
+        "tags:",
+        "- image-quality-assessment",
+        "- q-align",
+        "- qalign-toolkit",
+        "---",
+        "",
+    ]
     return lines
 
 
@@ -211,8 +224,14 @@ def _card_data(config: dict[str, Any], result: dict[str, Any], data_sizes: Seque
         columns.append(("examples drawn", [f"{int(n):,}" for n in draws]))
     weights = _as_list(config.get("weights"))
     if len(sources) > 1:
-        columns.append(("sampling weight", [_fmt(w) for w in weights] if len(weights) == len(sources)
-                        else ["in proportion to size"] * len(sources)))  # fmt: skip
+        columns.append(
+            (
+                "sampling weight",
+                [_fmt(w) for w in weights]
+                if len(weights) == len(sources)
+                else ["in proportion to size"] * len(sources),
+            )
+        )
     columns.append(("media folder", [f"`{m}`" if m else "beside the data" for m in media]))
     lines += ["| " + " | ".join(name for name, _ in columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(str(values[i]) for _, values in columns) + " |" for i in range(len(sources))]
@@ -250,20 +269,35 @@ def _card_recipe(config: dict[str, Any], result: dict[str, Any], mode: str) -> l
         ("schedule", f"linear warm-up over {_fmt(config.get('warmup_ratio'))} of the steps, then cosine decay"),
         ("batch", f"{config.get('batch_size')} per device x {config.get('grad_accum', 1)} accumulated"),
         ("weight decay, gradient clip", f"{_fmt(config.get('weight_decay'))}, {_fmt(config.get('max_grad_norm'))}"),
-        ("precision", f"{config.get('dtype')}" + (", gradient checkpointing" if config.get("gradient_checkpointing") else "")),
+        (
+            "precision",
+            f"{config.get('dtype')}" + (", gradient checkpointing" if config.get("gradient_checkpointing") else ""),
+        ),
         ("seed", config.get("seed")),
     ]
     if mode == "lora":
-        rows.append(("LoRA", f"r {config.get('lora_r')}, alpha {config.get('lora_alpha')}, dropout "
-                             f"{_fmt(config.get('lora_dropout'))}, on `{config.get('lora_target_modules')}`"))  # fmt: skip
+        rows.append(
+            (
+                "LoRA",
+                f"r {config.get('lora_r')}, alpha {config.get('lora_alpha')}, dropout "
+                f"{_fmt(config.get('lora_dropout'))}, on `{config.get('lora_target_modules')}`",
+            )
+        )
         if config.get("trainable_modules"):
             rows.append(("also trained in full", ", ".join(f"`{m}`" for m in config["trainable_modules"])))
     elif config.get("frozen_modules"):
         rows.append(("kept frozen", ", ".join(f"`{m}`" for m in config["frozen_modules"])))
     if result.get("trainable_parameters"):
-        rows.append(("trainable parameters", f"{result['trainable_parameters']:,} of {result.get('total_parameters', 0):,}"))
+        rows.append(
+            ("trainable parameters", f"{result['trainable_parameters']:,} of {result.get('total_parameters', 0):,}")
+        )
     if result.get("samples"):
-        rows.append(("examples seen", f"{result['samples']:,}" + (f" in {result['seconds']:.0f} s" if result.get("seconds") else "")))
+        rows.append(
+            (
+                "examples seen",
+                f"{result['samples']:,}" + (f" in {result['seconds']:.0f} s" if result.get("seconds") else ""),
+            )
+        )
     if result.get("final_loss") is not None:
         rows.append(("final training loss", _fmt(result["final_loss"])))
     lines = ["", "## Training recipe", "", "| setting | value |", "| --- | --- |"]
@@ -293,42 +327,69 @@ def _card_metrics(config: dict[str, Any], result: dict[str, Any]) -> list[str]:
     lines = ["", "## Held-out results", ""]
     evals = _evaluations(result)
     if not evals:
-        return lines + ["The run had no held-out set (`--eval-data`); measure the model with `qalign eval` before "
-                        "relying on it."]  # fmt: skip
+        return lines + [
+            "The run had no held-out set (`--eval-data`); measure the model with `qalign eval` before relying on it."
+        ]
     last = evals[-1]
-    lines.append(f"At step {last.get('step')}: SRCC {_fmt(last.get('srcc'))}, PLCC {_fmt(last.get('plcc'))}, "
-                 f"answer loss {_fmt(last.get('loss'))} on {last.get('n')} held-out items"
-                 + (" (before training: SRCC " + _fmt(evals[0].get("srcc")) + ", PLCC " + _fmt(evals[0].get("plcc")) + ")"
-                    if len(evals) > 1 and evals[0].get("step") == 0 else "") + ".")  # fmt: skip
+    lines.append(
+        f"At step {last.get('step')}: SRCC {_fmt(last.get('srcc'))}, PLCC {_fmt(last.get('plcc'))}, "
+        f"answer loss {_fmt(last.get('loss'))} on {last.get('n')} held-out items"
+        + (
+            " (before training: SRCC " + _fmt(evals[0].get("srcc")) + ", PLCC " + _fmt(evals[0].get("plcc")) + ")"
+            if len(evals) > 1 and evals[0].get("step") == 0
+            else ""
+        )
+        + "."
+    )
     best = result.get("best")
     if isinstance(best, dict) and "output_dir" in result:
-        lines += ["", f"Best: step {best.get('step')}, {_metric_name(best.get('metric'))} {_fmt(best.get('value'))} "
-                      f"(a copy of that model is in `{BEST_DIR}/`)."]  # fmt: skip
+        lines += [
+            "",
+            f"Best: step {best.get('step')}, {_metric_name(best.get('metric'))} {_fmt(best.get('value'))} "
+            f"(a copy of that model is in `{BEST_DIR}/`).",
+        ]
     if len(evals) > 1:
-        keep = evals if len(evals) <= _CARD_ROWS else [evals[round(i * (len(evals) - 1) / (_CARD_ROWS - 1))]
-                                                       for i in range(_CARD_ROWS)]  # fmt: skip
+        keep = (
+            evals
+            if len(evals) <= _CARD_ROWS
+            else [evals[round(i * (len(evals) - 1) / (_CARD_ROWS - 1))] for i in range(_CARD_ROWS)]
+        )
         lines += ["", "| step | SRCC | PLCC | loss | KL | items |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
-        lines += [f"| {e.get('step')} | {_fmt(e.get('srcc'))} | {_fmt(e.get('plcc'))} | {_fmt(e.get('loss'))} | "
-                  f"{_fmt(e.get('kl'))} | {e.get('n')} |" for e in keep]  # fmt: skip
-    lines += ["", "SRCC and PLCC: Spearman and Pearson correlation of the predicted score with the ground truth "
-                  "(PLCC without a logistic fit); `qalign eval` gives them with confidence intervals."]  # fmt: skip
+        lines += [
+            f"| {e.get('step')} | {_fmt(e.get('srcc'))} | {_fmt(e.get('plcc'))} | {_fmt(e.get('loss'))} | "
+            f"{_fmt(e.get('kl'))} | {e.get('n')} |"
+            for e in keep
+        ]
+    lines += [
+        "",
+        "SRCC and PLCC: Spearman and Pearson correlation of the predicted score with the ground truth "
+        "(PLCC without a logistic fit); `qalign eval` gives them with confidence intervals.",
+    ]
     return lines
 
 
 def _card_usage(base: str, folder: str, mode: str, loss: str | None) -> list[str]:
     lines = ["", "## Use", "", "```bash"]
     if mode == "lora":
-        lines += [f"qalign score IMAGES... --model {base} --adapter {folder} --out scores.csv",
-                  "# or fold the adapter into the weights first; the result scores without PEFT:",
-                  f"qalign merge --adapter {folder} --out merged",
-                  "qalign score IMAGES... --model merged --out scores.csv"]  # fmt: skip
+        lines += [
+            f"qalign score IMAGES... --model {base} --adapter {folder} --out scores.csv",
+            "# or fold the adapter into the weights first; the result scores without PEFT:",
+            f"qalign merge --adapter {folder} --out merged",
+            "qalign score IMAGES... --model merged --out scores.csv",
+        ]
     else:
         lines.append(f"qalign score IMAGES... --model {folder} --out scores.csv")
     lines.append("```")
-    lines += ["", "Add `--video` for videos and `--task aesthetics` for aesthetics; each row of the CSV holds the "
-                  "1-5 score and the five level probabilities."]  # fmt: skip
+    lines += [
+        "",
+        "Add `--video` for videos and `--task aesthetics` for aesthetics; each row of the CSV holds the "
+        "1-5 score and the five level probabilities.",
+    ]
     if loss == "score":
-        lines += ["", "This model was trained to write the score as a number, not to choose a level word, so its "
-                      "level probabilities are not its prediction: read its numbers with "
-                      "`toolkit.training.predict.predict_scores(..., method=\"generate\")`."]  # fmt: skip
+        lines += [
+            "",
+            "This model was trained to write the score as a number, not to choose a level word, so its "
+            "level probabilities are not its prediction: read its numbers with "
+            '`toolkit.training.predict.predict_scores(..., method="generate")`.',
+        ]
     return lines

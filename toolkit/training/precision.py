@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class HalvedWeights:
     """The frozen parameters now stored in 16 bits; :meth:`restore` makes them float32 again."""
 
-    params: list["torch.nn.Parameter"] = field(default_factory=list)
+    params: list[torch.nn.Parameter] = field(default_factory=list)
     bytes_saved: int = 0
 
     def restore(self) -> None:
@@ -40,7 +40,7 @@ class HalvedWeights:
         self.params, self.bytes_saved = [], 0
 
 
-def hold_frozen_weights_in_16bit(model: "torch.nn.Module") -> HalvedWeights:
+def hold_frozen_weights_in_16bit(model: torch.nn.Module) -> HalvedWeights:
     """Store frozen float32 weights of linear and convolution layers in bfloat16 or float16,
     whichever holds every value exactly; others are left alone.
 
@@ -52,10 +52,7 @@ def hold_frozen_weights_in_16bit(model: "torch.nn.Module") -> HalvedWeights:
 
     cast_by_autocast = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
     elsewhere = {
-        id(p)
-        for m in model.modules()
-        if not isinstance(m, cast_by_autocast)
-        for p in m.parameters(recurse=False)
+        id(p) for m in model.modules() if not isinstance(m, cast_by_autocast) for p in m.parameters(recurse=False)
     }
     halved = HalvedWeights()
     seen: set[int] = set()

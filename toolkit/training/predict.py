@@ -12,8 +12,9 @@ a number is a failed item (NaN), counted by the caller rather than hidden.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -88,7 +89,7 @@ def predict_scores(
 
 def generate_answers(backbone: QAlignBackbone, batch: dict[str, Any], max_new_tokens: int = 8) -> list[str]:
     """Greedy continuations of a scoring batch (prompts ending in "The {task} of the {input} is")."""
-    tokenizer = getattr(backbone, "tokenizer")
+    tokenizer = backbone.tokenizer
     inputs = _to_device(batch, backbone.device, next(backbone.model.parameters()).dtype)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     out = backbone.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
@@ -96,7 +97,7 @@ def generate_answers(backbone: QAlignBackbone, batch: dict[str, Any], max_new_to
     return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
 
 
-def _to_device(batch: dict[str, Any], device: "torch.device", dtype: "torch.dtype") -> dict[str, Any]:
+def _to_device(batch: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     import torch
 
     def move(v: Any) -> Any:

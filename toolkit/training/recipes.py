@@ -48,22 +48,44 @@ _SCHEDULE = {"warmup_ratio": 0.03, "weight_decay": 0.0, "dtype": "auto"}
 
 RECIPES: dict[str, dict[str, Any]] = {
     "onealign-lora": {
-        "mode": "lora", "lora_r": 128, "lora_alpha": 256, "lora_dropout": 0.05,
-        "lora_target_modules": ONEALIGN_LORA_TARGETS, "trainable_modules": list(ONEALIGN_TRAINABLE_MODULES),
-        "lr": 2e-4, "epochs": 3.0, "gradient_checkpointing": True, **_SCHEDULE,
+        "mode": "lora",
+        "lora_r": 128,
+        "lora_alpha": 256,
+        "lora_dropout": 0.05,
+        "lora_target_modules": ONEALIGN_LORA_TARGETS,
+        "trainable_modules": list(ONEALIGN_TRAINABLE_MODULES),
+        "lr": 2e-4,
+        "epochs": 3.0,
+        "gradient_checkpointing": True,
+        **_SCHEDULE,
     },
     "onealign-full": {
-        "mode": "full", "frozen_modules": [], "lr": 2e-5, "epochs": 2.0, "gradient_checkpointing": True, **_SCHEDULE,
+        "mode": "full",
+        "frozen_modules": [],
+        "lr": 2e-5,
+        "epochs": 2.0,
+        "gradient_checkpointing": True,
+        **_SCHEDULE,
     },
     "hf-lora": {
-        "mode": "lora", "lora_r": 64, "lora_alpha": 128, "lora_dropout": 0.05,
-        "lora_target_modules": HF_LORA_TARGETS, "trainable_modules": list(HF_PROJECTOR_MODULES),
-        "lr": 2e-4, "epochs": 3.0, **_SCHEDULE,
+        "mode": "lora",
+        "lora_r": 64,
+        "lora_alpha": 128,
+        "lora_dropout": 0.05,
+        "lora_target_modules": HF_LORA_TARGETS,
+        "trainable_modules": list(HF_PROJECTOR_MODULES),
+        "lr": 2e-4,
+        "epochs": 3.0,
+        **_SCHEDULE,
     },
     "hf-full": {
-        "mode": "full", "frozen_modules": list(HF_VISION_TOWERS), "lr": 2e-5, "epochs": 2.0, **_SCHEDULE,
+        "mode": "full",
+        "frozen_modules": list(HF_VISION_TOWERS),
+        "lr": 2e-5,
+        "epochs": 2.0,
+        **_SCHEDULE,
     },
-}  # fmt: skip
+}
 
 
 def recipe_values(name: str) -> dict[str, Any]:
@@ -80,7 +102,11 @@ def check_recipe_fits(name: str | None, model_type: str | None) -> None:
         return
     is_onealign = model_type == ONEALIGN_MODEL_TYPE
     if name.startswith("onealign") and not is_onealign:
-        raise InputError(f"recipe {name!r} is for OneAlign ({ONEALIGN_MODEL_TYPE}) checkpoints, not {model_type!r}; use "
-                         f"{name.replace('onealign', 'hf')!r}")  # fmt: skip
+        raise InputError(
+            f"recipe {name!r} is for OneAlign ({ONEALIGN_MODEL_TYPE}) checkpoints, not {model_type!r}; use "
+            f"{name.replace('onealign', 'hf')!r}"
+        )
     if name.startswith("hf") and is_onealign:
-        raise InputError(f"recipe {name!r} is for generic vision-language models; use {name.replace('hf', 'onealign')!r} for OneAlign")
+        raise InputError(
+            f"recipe {name!r} is for generic vision-language models; use {name.replace('hf', 'onealign')!r} for OneAlign"
+        )

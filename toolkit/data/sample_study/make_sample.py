@@ -62,7 +62,7 @@ def main() -> None:
         stream.options = {"crf": "30"}
         base = np.asarray(scene(4).resize((200, 120)))
         for t in range(24):  # 2 s at 12 fps: a slow pan
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(base[:, t:t + 160]), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(base[:, t : t + 160]), format="rgb24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
 

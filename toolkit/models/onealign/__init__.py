@@ -33,8 +33,8 @@ AutoModelForCausalLM.register(MPLUGOwl2Config, MPLUGOwl2LlamaForCausalLM, exist_
 
 def load_onealign_backbone(
     path: str | os.PathLike[str],
-    dtype: "str | torch.dtype" = "float32",
-    device: "str | torch.device" = "cpu",
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
     **from_pretrained_kwargs: Any,
 ) -> OneAlignBackbone:
     """Load a OneAlign checkpoint (a folder or a hub id such as ``"q-future/one-align"``).
@@ -49,8 +49,11 @@ def load_onealign_backbone(
     if isinstance(dtype, str):
         dtype = getattr(torch, canonical_dtype(dtype))
     device_map: Any = "auto" if str(device) == "auto" else {"": str(torch.device(device))}
-    hub_kwargs = {k: from_pretrained_kwargs[k] for k in ("revision", "token", "cache_dir", "local_files_only")
-                  if k in from_pretrained_kwargs}  # fmt: skip
+    hub_kwargs = {
+        k: from_pretrained_kwargs[k]
+        for k in ("revision", "token", "cache_dir", "local_files_only")
+        if k in from_pretrained_kwargs
+    }
     try:
         model = MPLUGOwl2LlamaForCausalLM.from_pretrained(
             str(path), dtype=dtype, device_map=device_map, **from_pretrained_kwargs

@@ -12,13 +12,14 @@ right padding with the unk id), so ``model(**batch).loss`` is the reference loss
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import InputError
 from toolkit.models.base import InputKind, QAlignBackbone, Task, TrainingExample, Visual
 from toolkit.models.onealign.conversation import collate, encode_conversation
-from toolkit.models.onealign.visual_tokens import expand_labels, split_images
 from toolkit.models.onealign.processing import OneAlignProcessor
+from toolkit.models.onealign.visual_tokens import expand_labels, split_images
 
 if TYPE_CHECKING:
     import torch
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 class OneAlignBackbone(QAlignBackbone):
     """Scoring and training batches for :class:`MPLUGOwl2LlamaForCausalLM`."""
 
-    def __init__(self, model: "MPLUGOwl2LlamaForCausalLM", processor: OneAlignProcessor) -> None:
+    def __init__(self, model: MPLUGOwl2LlamaForCausalLM, processor: OneAlignProcessor) -> None:
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -65,7 +66,7 @@ class OneAlignBackbone(QAlignBackbone):
         ids = torch.tensor([self._prompt_ids[key]] * len(images), dtype=torch.long)
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "images": images}
 
-    def level_logits(self, batch: dict[str, Any]) -> "torch.Tensor":
+    def level_logits(self, batch: dict[str, Any]) -> torch.Tensor:
         """(B, 5) float32 logits of the level words at each row's last real position."""
         import torch
 
@@ -112,7 +113,7 @@ class OneAlignBackbone(QAlignBackbone):
         batch["images"] = torch.stack(images) if same else images
         return batch
 
-    def expanded_labels(self, batch: dict[str, Any]) -> "torch.Tensor":
+    def expanded_labels(self, batch: dict[str, Any]) -> torch.Tensor:
         """The labels of a training batch at the positions of the model's logits (visual
         tokens inserted as -100, rows right-padded as the model pads them)."""
         _, frames = split_images(batch["images"])
@@ -120,8 +121,8 @@ class OneAlignBackbone(QAlignBackbone):
         return expand_labels(batch["labels"], batch["input_ids"], [n * per_frame for n in frames])
 
     def answer_level_logits(
-        self, batch: dict[str, Any], logits: "torch.Tensor | None" = None
-    ) -> tuple["torch.Tensor", "torch.Tensor"]:
+        self, batch: dict[str, Any], logits: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Level logits (B, 5) where the answer's level word is predicted, and a found mask (B,).
 
         Pass the ``logits`` of ``model(**batch)`` to reuse that forward; gradients flow through.

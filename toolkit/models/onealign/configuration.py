@@ -44,7 +44,7 @@ class MplugOwlVisionConfig:
     model_type: str = "mplug_owl_vision_model"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "MplugOwlVisionConfig":
+    def from_dict(cls, data: dict[str, Any] | None) -> MplugOwlVisionConfig:
         return _from_known_keys(cls, data)
 
     @property
@@ -72,7 +72,7 @@ class MplugOwlVisualAbstractorConfig:
     model_type: str = "mplug_owl_visual_abstract"
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "MplugOwlVisualAbstractorConfig":
+    def from_dict(cls, data: dict[str, Any] | None) -> MplugOwlVisualAbstractorConfig:
         return _from_known_keys(cls, data)
 
     def to_dict(self) -> dict[str, Any]:

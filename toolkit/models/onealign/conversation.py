@@ -9,8 +9,9 @@ and ``attention_mask = input_ids != pad`` (``DataCollatorForSupervisedDataset``)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import InputError
 from toolkit.models.onealign.processing import tokenize_with_images
@@ -88,7 +89,9 @@ def encode_conversation(tokenizer: Any, question: str, answer: str) -> EncodedCo
     return EncodedConversation(prompt, ids, supervised_labels(tokenizer, prompt, ids))
 
 
-def collate(encoded: Sequence[EncodedConversation], pad_token_id: int, max_length: int | None) -> dict[str, "torch.Tensor"]:
+def collate(
+    encoded: Sequence[EncodedConversation], pad_token_id: int, max_length: int | None
+) -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids`` / ``labels`` / ``attention_mask`` (truncated to ``max_length``)."""
     import torch
 

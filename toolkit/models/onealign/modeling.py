@@ -23,9 +23,10 @@ at once peaks at about 17 GB in bfloat16 with SDPA).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -46,24 +47,26 @@ from transformers.models.llama.modeling_llama import (
 
 from toolkit.errors import InputError
 from toolkit.models.onealign.configuration import MPLUGOwl2Config
-from toolkit.models.onealign.visual_tokens import (
-    IMAGE_TOKEN_INDEX,
-    merge_visual_tokens,
-    split_images,
-    widen_placeholder_mask,
-)
 from toolkit.models.onealign.vision import (
     MplugOwlVisionEmbeddings,
     MplugOwlVisionModel,
     MplugOwlVisualAbstractorModel,
     MplugOwlVisualAbstractorMultiHeadAttention,
 )
+from toolkit.models.onealign.visual_tokens import (
+    IMAGE_TOKEN_INDEX,
+    merge_visual_tokens,
+    split_images,
+    widen_placeholder_mask,
+)
 
 # transformers 5.2x renamed the KV-cache argument and output field from ``past_key_values`` to
 # ``cache``; both spellings are handled so that the port runs on every 5.x release.
 _MASK_CACHE_ARG = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
 _GEN_CACHE_ARG = (
-    "cache" if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters else "past_key_values"
+    "cache"
+    if "cache" in inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
+    else "past_key_values"
 )
 _OUTPUT_CACHE_FIELD = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
@@ -103,11 +106,11 @@ class ModalityRouting:
 
     counts: tuple[int, ...]
     """Number of tokens per branch."""
-    indices: tuple["torch.Tensor | None", ...]
+    indices: tuple[torch.Tensor | None, ...]
     """Flat (batch * length) token indices per branch; ``None`` when a branch has no token."""
 
     @classmethod
-    def from_indicators(cls, modality_indicators: torch.Tensor, num_branches: int = 2) -> "ModalityRouting":
+    def from_indicators(cls, modality_indicators: torch.Tensor, num_branches: int = 2) -> ModalityRouting:
         flat = modality_indicators.reshape(-1).long()
         # Branch sizes and the count of out-of-range values in one device-to-host copy.
         in_range = ((flat >= 0) & (flat < num_branches)).sum()
@@ -142,15 +145,15 @@ class MultiwayNetwork(nn.Module):
         super().__init__()
         self.multiway = nn.ModuleList([make() for _ in range(num_multiway)])
 
-    def forward(
-        self, hidden_states: torch.Tensor, modality: "ModalityRouting | torch.Tensor | None"
-    ) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, modality: ModalityRouting | torch.Tensor | None) -> torch.Tensor:
         """``modality``: the routing of the forward (see :class:`ModalityRouting`), or per-token
         indicators (B, T), which are turned into a routing here (one host-device wait)."""
         if modality is None or len(self.multiway) == 1:
             return self.multiway[0](hidden_states)
-        routing = modality if isinstance(modality, ModalityRouting) else ModalityRouting.from_indicators(
-            modality, len(self.multiway)
+        routing = (
+            modality
+            if isinstance(modality, ModalityRouting)
+            else ModalityRouting.from_indicators(modality, len(self.multiway))
         )
         only = routing.only_branch()
         if only is not None:
@@ -538,7 +541,9 @@ class MPLUGOwl2LlamaForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
         cache = cache if cache is not None else past_key_values
         first = cache is None or cache.get_seq_length() == 0
         if not first and attention_mask is not None and images is not None:
-            attention_mask = widen_placeholder_mask(input_ids, attention_mask, images, self.config.num_visual_tokens_per_image)
+            attention_mask = widen_placeholder_mask(
+                input_ids, attention_mask, images, self.config.num_visual_tokens_per_image
+            )
         model_inputs = super().prepare_inputs_for_generation(
             input_ids,
             attention_mask=attention_mask,
@@ -561,7 +566,9 @@ def check_loading_info(info: dict[str, Any], source: Any) -> None:
     """Raise :class:`CheckpointMismatchError` listing missing / unexpected / mismatched tensors."""
     missing = sorted(k for k in info.get("missing_keys", ()) if not k.endswith(_REBUILDABLE_SUFFIXES))
     unexpected = sorted(info.get("unexpected_keys", ()))
-    mismatched = sorted(f"{k} (checkpoint {tuple(a)} vs model {tuple(b)})" for k, a, b in info.get("mismatched_keys", ()))
+    mismatched = sorted(
+        f"{k} (checkpoint {tuple(a)} vs model {tuple(b)})" for k, a, b in info.get("mismatched_keys", ())
+    )
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing tensor(s): {', '.join(missing)}")
@@ -571,7 +578,8 @@ def check_loading_info(info: dict[str, Any], source: Any) -> None:
         problems.append(f"{len(mismatched)} tensor(s) of the wrong shape: {', '.join(mismatched)}")
     if problems:
         raise CheckpointMismatchError(
-            f"checkpoint {source} does not match the mPLUG-Owl2 architecture: " + "; ".join(problems)
+            f"checkpoint {source} does not match the mPLUG-Owl2 architecture: "
+            + "; ".join(problems)
             + " (pass strict=False to load it anyway)"
         )
 

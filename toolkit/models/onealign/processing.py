@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -95,7 +96,7 @@ class ImageSettings:
     image_std: tuple[float, ...] = CLIP_STD
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "preprocessor_config.json") -> "ImageSettings":
+    def from_dict(cls, data: dict[str, Any], source: str = "preprocessor_config.json") -> ImageSettings:
         def edge(value: Any, key: str) -> tuple[int, int]:
             # transformers 4.x: an int is the shortest edge for ``size`` and a square for ``crop_size``.
             if isinstance(value, int):
@@ -134,7 +135,7 @@ class ImageSettings:
         return pad_color(self.image_mean)
 
 
-def _resize_shortest_edge(img: "Image.Image", edge: int, resample: int) -> "Image.Image":
+def _resize_shortest_edge(img: Image.Image, edge: int, resample: int) -> Image.Image:
     w, h = img.size
     short, long = (w, h) if w <= h else (h, w)
     new_long = int(edge * long / short)
@@ -154,8 +155,8 @@ def _center_crop(arr: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def preprocess_frames(
-    frames: Sequence["Image.Image"], settings: ImageSettings, pad_to_square: bool = True, normalize: bool = True
-) -> "torch.Tensor":
+    frames: Sequence[Image.Image], settings: ImageSettings, pad_to_square: bool = True, normalize: bool = True
+) -> torch.Tensor:
     """(N, 3, H, W) float32 pixels of ``frames`` (RGB PIL images), one row per frame.
 
     ``normalize=False`` stops before rescaling and normalising and returns the uint8 pixels:
@@ -190,7 +191,7 @@ def preprocess_frames(
     return torch.from_numpy(out)
 
 
-def normalize_pixels(pixels: "torch.Tensor", settings: ImageSettings) -> "torch.Tensor":
+def normalize_pixels(pixels: torch.Tensor, settings: ImageSettings) -> torch.Tensor:
     """uint8 (..., 3, H, W) pixels -> the float32 model inputs, on the pixels' device.
 
     The same lookup table as :func:`preprocess_frames`, so the result is bit-identical to
@@ -207,7 +208,7 @@ def normalize_pixels(pixels: "torch.Tensor", settings: ImageSettings) -> "torch.
 
 
 @lru_cache(maxsize=16)
-def _device_table(settings: ImageSettings, device: "torch.device") -> tuple["torch.Tensor", "torch.Tensor"]:
+def _device_table(settings: ImageSettings, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The lookup table on ``device``, flat, and the offset of each channel's row in it (a pixel
     of channel c and level v reads entry 256 * c + v); made once per device, not per image."""
     import torch
@@ -266,7 +267,7 @@ class OneAlignProcessor:
         self.image_settings = image_settings
 
     @classmethod
-    def from_pretrained(cls, path_or_repo: str | os.PathLike[str], **hub_kwargs: Any) -> "OneAlignProcessor":
+    def from_pretrained(cls, path_or_repo: str | os.PathLike[str], **hub_kwargs: Any) -> OneAlignProcessor:
         """Read ``preprocessor_config.json`` and the LLaMA tokenizer (``tokenizer.model``) of a
         checkpoint folder or hub repository."""
         from transformers import LlamaTokenizer
@@ -285,14 +286,14 @@ class OneAlignProcessor:
             raise InputError(f"cannot load the tokenizer of {path_or_repo}: {exc}") from None
         return cls(tokenizer, settings)
 
-    def preprocess(self, frames: Sequence["Image.Image"], normalize: bool = True) -> "torch.Tensor":
+    def preprocess(self, frames: Sequence[Image.Image], normalize: bool = True) -> torch.Tensor:
         """(N, 3, H, W) float32 pixels: square padding in the mean colour, then CLIP preprocessing.
 
         ``normalize=False``: the uint8 pixels before rescaling and normalising (see :meth:`normalize`).
         """
         return preprocess_frames(frames, self.image_settings, normalize=normalize)
 
-    def normalize(self, pixels: "torch.Tensor") -> "torch.Tensor":
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
         """The float32 model inputs of uint8 pixels from ``preprocess(..., normalize=False)``."""
         return normalize_pixels(pixels, self.image_settings)
 

@@ -8,7 +8,7 @@ SDPA, ...), selected by the ``_attn_implementation`` of the top-level model conf
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -170,7 +170,9 @@ class MplugOwlVisualAbstractorMultiHeadAttention(nn.Module):
         self.num_heads = ac.num_attention_heads
         self.head_dim = ac.hidden_size // ac.num_attention_heads
         if self.head_dim * self.num_heads != ac.hidden_size:
-            raise ValueError(f"abstractor hidden size {ac.hidden_size} is not a multiple of {ac.num_attention_heads} heads")
+            raise ValueError(
+                f"abstractor hidden size {ac.hidden_size} is not a multiple of {ac.num_attention_heads} heads"
+            )
         self.scaling = self.head_dim**-0.5
         self.dropout = ac.attention_probs_dropout_prob
         self.is_causal = False

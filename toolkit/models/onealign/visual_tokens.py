@@ -7,7 +7,8 @@ layers use their visual branch there) and get label -100.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -158,6 +159,8 @@ def widen_placeholder_mask(
     lengths = repeats.sum(dim=1)
     if bool((lengths != lengths[0]).any()):
         raise ValueError("generation with images needs every row to expand to the same length (equal frame counts)")
-    widened = [torch.repeat_interleave(attention_mask[b, : input_ids.shape[1]], repeats[b]) for b in range(len(input_ids))]
+    widened = [
+        torch.repeat_interleave(attention_mask[b, : input_ids.shape[1]], repeats[b]) for b in range(len(input_ids))
+    ]
     extra = attention_mask[:, input_ids.shape[1] :]
     return torch.cat([torch.stack(widened), extra], dim=1)
