@@ -2,6 +2,7 @@
 # Set-up and everyday commands on a fresh machine (Python >= 3.10, pip, a C compiler).
 #   ./dev.sh demo [ARGS]   install into .venv if needed, then run `qalign demo` (the whole loop)
 #   ./dev.sh test [ARGS]   install into .venv if needed, then run the test suite
+#   ./dev.sh lint          ruff (lint and format check) and mypy, as CI runs them
 #   ./dev.sh install       only create/refresh .venv
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,7 +23,7 @@ install() {
     "$VENV/bin/python" -m pip install -q --upgrade pip
     # torch first, pinned, so nothing below can pull another build.
     "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
-    "$VENV/bin/python" -m pip install -q "$TORCH_SPEC" -e ".[test]"
+    "$VENV/bin/python" -m pip install -q "$TORCH_SPEC" -e ".[test,lint]"
     echo "$want" > "$stamp"
   fi
 }
@@ -33,5 +34,11 @@ case "$cmd" in
   install) install ;;
   demo) install; exec "$VENV/bin/qalign" demo "$@" ;;
   test) install; exec "$VENV/bin/python" -m pytest -q "$@" ;;
-  *) sed -n '2,6p' "$0"; exit 1 ;;
+  lint)
+    install
+    "$VENV/bin/ruff" check .
+    "$VENV/bin/ruff" format --check .
+    "$VENV/bin/mypy"
+    ;;
+  *) sed -n '2,7p' "$0"; exit 1 ;;
 esac
