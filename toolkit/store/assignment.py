@@ -24,10 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, cast, overload
 
 import numpy as np
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import CursorResult, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
@@ -103,6 +103,10 @@ def _now(now: datetime | None) -> datetime:
     return now or utcnow()
 
 
+@overload
+def _aware(moment: datetime) -> datetime: ...
+@overload
+def _aware(moment: None) -> None: ...
 def _aware(moment: datetime | None) -> datetime | None:
     # SQLite returns naive datetimes; the store writes UTC only.
     if moment is None:
@@ -113,6 +117,13 @@ def _aware(moment: datetime | None) -> datetime | None:
 def _check_rater(rater: Rater) -> None:
     if rater.revoked:
         raise StoreError("unknown or revoked rater token")
+
+
+def _study_of(session: Session, rater: Rater) -> Study:
+    study = session.get(Study, rater.study_id)
+    if study is None:  # the foreign key (ON DELETE CASCADE) keeps this from happening
+        raise StoreError(f"rater {rater.name!r} belongs to no study")
+    return study
 
 
 def order_keys(rater: Rater, item_ids: np.ndarray) -> np.ndarray:
@@ -303,6 +314,8 @@ def _choose(
     for queue in queues:
         for item_id in queue:
             item = session.get(Item, item_id)
+            if item is None:  # deleted since the candidates were read
+                continue
             file = _present(study, item)
             if file is not None:
                 return item, file
@@ -323,18 +336,22 @@ def _served(assignment: Assignment, item: Item, file: Path) -> ServedItem:
     )
 
 
-def _insert_assignment(session: Session, values: dict) -> None:
+def _insert_assignment(session: Session, values: dict[str, Any]) -> None:
     dialect = session.get_bind().dialect.name
+    # Two tabs of one rater asking at once: one row wins, both show it.
     if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(Assignment).values(**values).on_conflict_do_nothing(index_elements=["rater_id"]))
     elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        session.execute(
+            postgresql_insert(Assignment).values(**values).on_conflict_do_nothing(index_elements=["rater_id"])
+        )
     else:
         session.add(Assignment(**values))
         session.flush()
-        return
-    # Two tabs of one rater asking at once: one row wins, both show it.
-    session.execute(insert(Assignment).values(**values).on_conflict_do_nothing(index_elements=["rater_id"]))
 
 
 def progress(
@@ -347,7 +364,7 @@ def progress(
 ) -> RaterProgress:
     """The rater's progress; ``rated`` and ``candidates`` when the caller has them already."""
     now = _now(now)
-    study = session.get(Study, rater.study_id)
+    study = _study_of(session, rater)
     rated = rated if rated is not None else _rated_by_role(session, rater)
     ids = (candidates if candidates is not None else _test_candidates(session, rater, study, now))[0]
     return RaterProgress(
@@ -363,7 +380,7 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
     """What the rater sees now: the item on screen (kept across reloads), a break, or the end."""
     _check_rater(rater)
     now = _now(now)
-    study = session.get(Study, rater.study_id)
+    study = _study_of(session, rater)
     sitting = open_session(session, rater, now)
     skipped: list[str] = []
 
@@ -380,7 +397,7 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
         already = session.scalar(
             select(Rating.id).where(Rating.rater_id == rater.id, Rating.item_id == pending.item_id)
         )
-        if file is not None and already is None and item.missing_since is None:
+        if item is not None and file is not None and already is None and item.missing_since is None:
             return NextStep("rate", _served(pending, item, file), report())
         if item is not None and file is None:
             _flag_missing(session, item, now)
@@ -401,8 +418,13 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
     _insert_assignment(session, dict(rater_id=rater.id, item_id=item.id, session_id=sitting.id, shown_at=now))
     session.flush()
     assignment = session.scalar(select(Assignment).where(Assignment.rater_id == rater.id))
+    if assignment is None:  # the row just inserted (or the other tab's) was removed concurrently
+        raise StoreError(f"the item shown to rater {rater.name!r} changed meanwhile; reload the page")
     if assignment.item_id != item.id:  # lost a race against the rater's other tab: show its item
-        item = session.get(Item, assignment.item_id)
+        shown = session.get(Item, assignment.item_id)
+        if shown is None:  # the foreign key (ON DELETE CASCADE) keeps this from happening
+            raise StoreError(f"the item shown to rater {rater.name!r} changed meanwhile; reload the page")
+        item = shown
         file = _present(study, item) or file
     return NextStep("rate", _served(assignment, item, file), progress(session, rater, now, sitting), skipped)
 
@@ -477,7 +499,10 @@ def undo_last_vote(session: Session, rater: Rater, now: datetime | None = None) 
         return None
     rating, item = last.Rating, last.Item
     session.execute(delete(Assignment).where(Assignment.rater_id == rater.id))
-    deleted = session.execute(delete(Rating).where(Rating.id == rating.id, Rating.rater_id == rater.id)).rowcount
+    # A DELETE runs through a CursorResult, which Session.execute's annotation (Result) does not say.
+    deleted = cast(
+        CursorResult[Any], session.execute(delete(Rating).where(Rating.id == rating.id, Rating.rater_id == rater.id))
+    ).rowcount
     if deleted != 1:  # undone concurrently in another tab
         return None
     session.execute(

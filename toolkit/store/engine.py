@@ -68,7 +68,8 @@ def make_engine(url: str | None = None, check: bool = True) -> Engine:
         ) from None
     except ModuleNotFoundError as exc:
         raise StoreError(
-            f"database driver for {safe_url(parsed)!r} is not installed ({exc.name}); for PostgreSQL: pip install 'qalign-toolkit[postgres]'"
+            f"database driver for {safe_url(parsed)!r} is not installed ({exc.name}); "
+            "for PostgreSQL: pip install 'qalign-toolkit[postgres]'"
         ) from None
     except (ArgumentError, SQLAlchemyError) as exc:
         raise StoreError(f"cannot use database URL {safe_url(parsed)!r}: {exc}") from None

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from toolkit.errors import StoreError
 from toolkit.store.engine import make_engine, resolve_db_url, safe_url
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
-def alembic_config(url: str | None = None):
+def alembic_config(url: str | None = None) -> Config:
     from alembic.config import Config
 
     if not (MIGRATIONS_DIR / "env.py").is_file():
@@ -26,10 +30,13 @@ def alembic_config(url: str | None = None):
 def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    if head is None:
+        raise StoreError(f"no migration scripts in {MIGRATIONS_DIR / 'versions'}")
+    return head
 
 
-def _apply(step: str, url: str | None, revision: str) -> str:
+def _apply(step: Literal["upgrade", "downgrade"], url: str | None, revision: str) -> str:
     from alembic import command
 
     resolved = resolve_db_url(url)

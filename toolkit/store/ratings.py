@@ -10,9 +10,10 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any, cast
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
@@ -42,12 +43,20 @@ class RecordResult:
     created: bool  # False when the rater had already rated this item (the stored vote stands)
 
 
-def _insert_ignoring_duplicate(session: Session, values: dict) -> bool:
+def _insert_ignoring_duplicate(session: Session, values: dict[str, Any]) -> bool:
     dialect = session.get_bind().dialect.name
+    keys = ["rater_id", "item_id"]
+    # RETURNING tells whether the row went in; rowcount is -1 for this statement on psycopg 3.
     if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(Rating).values(**values).on_conflict_do_nothing(index_elements=keys).returning(Rating.id)
     elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        stmt = (
+            postgresql_insert(Rating).values(**values).on_conflict_do_nothing(index_elements=keys).returning(Rating.id)
+        )
     else:  # other back-ends: a savepoint turns the unique violation into "already there"
         from sqlalchemy.exc import IntegrityError
 
@@ -57,9 +66,7 @@ def _insert_ignoring_duplicate(session: Session, values: dict) -> bool:
             return True
         except IntegrityError:
             return False
-    stmt = insert(Rating).values(**values).on_conflict_do_nothing(index_elements=["rater_id", "item_id"])
-    # RETURNING tells whether the row went in; rowcount is -1 for this statement on psycopg 3.
-    return session.execute(stmt.returning(Rating.id)).first() is not None
+    return session.execute(stmt).first() is not None
 
 
 def record_rating(
@@ -204,13 +211,17 @@ def import_votes(
         if key in stored:
             if stored[key] != level:
                 raise InputError(
-                    f"{source}, row {row}: rater {name!r} already has vote {stored[key]} on {path!r}, the table says {level}"
+                    f"{source}, row {row}: rater {name!r} already has vote {stored[key]} on {path!r}, "
+                    f"the table says {level}"
                 )
             skipped += 1
             continue
         new_rows.append(dict(study_id=study.id, item_id=key[0], rater_id=key[1], level=int(level), answered_at=now))
         added += 1
     if new_rows:
-        session.execute(Rating.__table__.insert(), new_rows)
+        # Declarative classes expose ``__table__`` as a FromClause; a mapped class with
+        # ``__tablename__`` always has a Table there.
+        ratings_table = cast(Table, Rating.__table__)
+        session.execute(ratings_table.insert(), new_rows)
     session.flush()
     return added, skipped
