@@ -117,8 +117,11 @@ def wait_rated(page, n: int) -> None:
 
 
 def vote_button(page, level: int):
+    # During a rerun Streamlit keeps the old page's elements beside the new ones for a moment:
+    # wait for the rerun to finish, and take the first match if a stale copy is still there.
+    wait_idle(page)
     # The accessible name also carries the keyboard hint ("Excellent (5) 5").
-    button = page.get_by_role("button", name=re.compile("^" + re.escape(LABELS[level])))
+    button = page.get_by_role("button", name=re.compile("^" + re.escape(LABELS[level]))).first
     button.wait_for(timeout=30_000)
     # A video keeps the buttons disabled until it has played to the end (a 2 s clip here).
     deadline = time.monotonic() + 30
