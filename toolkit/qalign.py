@@ -19,7 +19,7 @@ runs in ``LEVELS`` order, excellent first. External formats that count bad first
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Literal, get_args
+from typing import TYPE_CHECKING, Literal, TypeGuard, get_args
 
 import numpy as np
 
@@ -60,18 +60,28 @@ ONEALIGN_MODEL_TYPE = "mplug_owl2"
 """``model_type`` of a OneAlign / Q-Align checkpoint's ``config.json``."""
 
 
+def is_task(value: str) -> TypeGuard[Task]:
+    """Whether ``value`` is one of ``TASKS`` (narrows it to :data:`Task`)."""
+    return value in TASKS
+
+
+def is_kind(value: str) -> TypeGuard[InputKind]:
+    """Whether ``value`` is one of ``INPUT_KINDS`` (narrows it to :data:`InputKind`)."""
+    return value in INPUT_KINDS
+
+
 def check_task(task: str) -> Task:
     """``task`` if it is one of ``TASKS``; otherwise an error naming the choices."""
-    if task not in TASKS:
+    if not is_task(task):
         raise InputError(f"unknown task {task!r}; use {' or '.join(map(repr, TASKS))}")
-    return task  # type: ignore[return-value]  # narrowed by the membership test
+    return task
 
 
 def check_kind(kind: str) -> InputKind:
     """``kind`` if it is one of ``INPUT_KINDS``; otherwise an error naming the choices."""
-    if kind not in INPUT_KINDS:
+    if not is_kind(kind):
         raise InputError(f"unknown input kind {kind!r}; use {' or '.join(map(repr, INPUT_KINDS))}")
-    return kind  # type: ignore[return-value]
+    return kind
 
 
 # --------------------------------------------------------------------------- wording

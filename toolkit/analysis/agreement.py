@@ -102,13 +102,13 @@ def split_half_agreement(votes: Votes, n_splits: int = 200, confidence: float = 
     if not (np.isfinite(s_half).all() and np.isfinite(p_half).all()):
         raise InputError("split-half agreement is undefined: the half-MOS values do not vary across items")
     tail = (1.0 - confidence) / 2 * 100
-    s_ci = tuple(float(v) for v in np.nanpercentile(s_boot, [tail, 100 - tail]))
-    p_ci = tuple(float(v) for v in np.nanpercentile(p_boot, [tail, 100 - tail]))
+    s_low, s_high = np.nanpercentile(s_boot, [tail, 100 - tail])
+    p_low, p_high = np.nanpercentile(p_boot, [tail, 100 - tail])
     return SplitHalfResult(
         srcc=float(spearman_brown(s_half).mean()),
-        srcc_ci=s_ci,  # type: ignore[arg-type]
+        srcc_ci=(float(s_low), float(s_high)),
         plcc=float(spearman_brown(p_half).mean()),
-        plcc_ci=p_ci,  # type: ignore[arg-type]
+        plcc_ci=(float(p_low), float(p_high)),
         srcc_half=float(s_half.mean()),
         plcc_half=float(p_half.mean()),
         n_items=int(eligible.size),

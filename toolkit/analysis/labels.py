@@ -14,9 +14,10 @@ A study's labels are on its ACR vote scale, [1, 5], whatever the subject model. 
 land slightly outside it (an item every rater gave 5, seen through the raters' biases); such
 scores are clipped into [1, 5] and the number clipped is reported in the notes. The ends of
 every interval (a Student-t interval of a few votes too) are clipped into [1, 5] as well: no
-label is less certain than "somewhere on the scale". Levels are then ``LevelScale(1, 5).to_levels(mos, "equal")``: five equal
-intervals of the vote scale, never the range the data happens to span, so the same item gets
-the same level from every command and a study with only good items has no *bad* ones.
+label is less certain than "somewhere on the scale". Levels are then
+``LevelScale(1, 5).to_levels(mos, "equal")``: five equal intervals of the vote scale, never the
+range the data happens to span, so the same item gets the same level from every command and a
+study with only good items has no *bad* ones.
 
 Scores and intervals come from :func:`toolkit.analysis.clean_labels`, the code ``qalign analyze``
 runs: the plain MOS has a Student-t 95 % interval (the whole scale for an item with one vote); a
@@ -30,17 +31,17 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from toolkit.analysis.names import SUBJECT_MODELS, ModelName, is_model_name
 from toolkit.analysis.pipeline import clean_labels
-from toolkit.analysis.subject_models import SUBJECT_MODELS
 from toolkit.errors import InputError
-from toolkit.levels import LevelScale, vote_stats
+from toolkit.levels import LevelScale, MosRule, vote_stats
 from toolkit.qalign import COUNT_COLUMNS
 from toolkit.store.snapshot import StudySnapshot
 
 ACR_SCALE = LevelScale(1.0, 5.0)
 """The vote scale every study label lives on (see the module docstring)."""
 
-LEVEL_RULE = "equal"
+LEVEL_RULE: MosRule = "equal"
 
 STAT_COLUMNS: tuple[str, ...] = ("mos", "sd", "ci_low", "ci_high", "n", "level", *COUNT_COLUMNS)
 LABEL_COLUMNS: tuple[str, ...] = ("item", *STAT_COLUMNS, "content_group", "sha256", "kind")
@@ -55,7 +56,7 @@ class StudyLabels:
     """Per-item labels of a study's test items (see :func:`study_label_table`)."""
 
     table: pd.DataFrame  # LABEL_COLUMNS, one row per test item with valid votes, in study order
-    subject_model: str
+    subject_model: ModelName
     unrated: tuple[str, ...] = ()  # test items without valid votes (not in ``table``)
     notes: list[str] = field(default_factory=list)
     scale: LevelScale = ACR_SCALE
@@ -69,16 +70,16 @@ def _vote_counts(votes: pd.DataFrame) -> pd.DataFrame:
     return vote_stats(votes, item="item", vote="vote")[["n", *COUNT_COLUMNS]]
 
 
-def _scores(votes: pd.DataFrame, model: str) -> pd.DataFrame:
+def _scores(votes: pd.DataFrame, model: ModelName) -> pd.DataFrame:
     """``mos, sd, ci_low, ci_high`` per item from ``clean_labels`` (the analysis' own definitions)."""
     columns = [c for c in ("item", "rater", "vote", "content_group") if c in votes.columns]
     # Screening does not change the scores (flagged raters are only dropped on request); skip it.
-    cleaned = clean_labels(votes[columns].reset_index(drop=True), model=model, screening=None)  # type: ignore[arg-type]
+    cleaned = clean_labels(votes[columns].reset_index(drop=True), model=model, screening=None)
     cleaned = cleaned.set_index("item").rename(columns={"score": "mos"})
     return cleaned[["mos", "sd", "ci_low", "ci_high"]].astype(float)
 
 
-def _statistics(votes: pd.DataFrame, model: str) -> tuple[pd.DataFrame, int]:
+def _statistics(votes: pd.DataFrame, model: ModelName) -> tuple[pd.DataFrame, int]:
     """Scores on the vote scale, levels and counts per voted item; and how many scores were clipped."""
     stats = _scores(votes, model).join(_vote_counts(votes), how="inner")
     outside = ((stats["mos"] < ACR_SCALE.low) | (stats["mos"] > ACR_SCALE.high)).to_numpy()
@@ -88,16 +89,18 @@ def _statistics(votes: pd.DataFrame, model: str) -> tuple[pd.DataFrame, int]:
     return stats[list(STAT_COLUMNS)], int(outside.sum())
 
 
-def _check_model(subject_model: str) -> None:
-    if subject_model not in SUBJECT_MODELS:
+def _check_model(subject_model: str) -> ModelName:
+    if not is_model_name(subject_model):
         raise InputError(f"unknown subject model {subject_model!r}; use one of {', '.join(SUBJECT_MODELS)}")
+    return subject_model
 
 
 def _excluded_note(snapshot: StudySnapshot) -> list[str]:
     if not snapshot.excluded_raters:
         return []
     return [
-        f"{snapshot.raters_excluded} rater(s) excluded by the admin; their {snapshot.excluded_votes} vote(s) are not counted"
+        f"{snapshot.raters_excluded} rater(s) excluded by the admin;"
+        f" their {snapshot.excluded_votes} vote(s) are not counted"
     ]
 
 
@@ -109,14 +112,14 @@ def study_label_table(snapshot: StudySnapshot, subject_model: str = "mos") -> St
     are left out: they were chosen to teach and check the raters. A study without valid votes on
     its test items gives an empty table.
     """
-    _check_model(subject_model)
+    model = _check_model(subject_model)
     test = snapshot.test_items
     votes = snapshot.votes[snapshot.votes["role"] == "test"]
     notes = _excluded_note(snapshot)
     if votes.empty:
         table = pd.DataFrame({c: pd.Series(dtype=object) for c in LABEL_COLUMNS})
-        return StudyLabels(table, subject_model, tuple(test["item"]), notes)
-    stats, clipped = _statistics(votes, subject_model)
+        return StudyLabels(table, model, tuple(test["item"]), notes)
+    stats, clipped = _statistics(votes, model)
     rated = test[test["item"].isin(stats.index)]
     table = rated[["item"]].join(stats, on="item")
     for column in ("content_group", "sha256", "kind"):
@@ -124,7 +127,7 @@ def study_label_table(snapshot: StudySnapshot, subject_model: str = "mos") -> St
     if clipped:
         notes.append(f"{clipped} {subject_model} score(s) outside the vote scale [1, 5] were clipped onto it")
     unrated = tuple(test.loc[~test["item"].isin(stats.index), "item"])
-    return StudyLabels(table[list(LABEL_COLUMNS)].reset_index(drop=True), subject_model, unrated, notes)
+    return StudyLabels(table[list(LABEL_COLUMNS)].reset_index(drop=True), model, unrated, notes)
 
 
 def item_aggregates(snapshot: StudySnapshot) -> pd.DataFrame:

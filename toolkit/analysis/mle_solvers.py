@@ -126,7 +126,7 @@ def solve_sureal(
     it = 0
     # A study that drives some variance to zero overflows here; the caller checks the result.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        for it in range(1, max_iter + 1):
+        for it in range(1, max_iter + 1):  # noqa: B007  (`it` is read after the loop: iterations run)
             x_prev = x
             dev, dev2 = d.residual_sums(x)  # sums of (X - x) and (X - x)^2 per pair
             # Rater bias: damped inverse-variance weighted mean residual.
@@ -170,7 +170,7 @@ def solve_fast(d: Design, tol: float = 1e-10, max_iter: int = 10000) -> MleState
     n_s = np.where(fitted, d.n_s, 1.0)
     converged = False
     it = 0
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007  (`it` is read after the loop: iterations run)
         x_prev, b_prev, v_prev = x, b, v
         dev, dev2 = d.residual_sums(x)
         # With one variance per rater, the best bias given the scores is the plain mean residual.

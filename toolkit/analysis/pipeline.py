@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,8 @@ from toolkit.errors import InputError, StoreError
 from toolkit.io import read_table
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from toolkit.store.snapshot import StudySnapshot
 
 AUTO = "auto"
@@ -48,6 +50,22 @@ class AnalysisOptions:
     exclude_flagged: bool = False  # drop raters flagged by the screening before fitting
     agreement_splits: int = 200  # 0 skips the split-half agreement
     seed: int = 0
+
+
+class CleanOptions(TypedDict, total=False):
+    """The :class:`AnalysisOptions` fields :func:`clean_labels` passes on (all but ``model`` and
+    ``agreement_splits``, which it sets itself)."""
+
+    ci: CiMethod
+    solver: Solver
+    min_rater_votes: int
+    item_col: str
+    rater_col: str
+    vote_col: str
+    content_col: str | None
+    screening: ScreeningConfig | None
+    exclude_flagged: bool
+    seed: int
 
 
 @dataclass
@@ -207,11 +225,11 @@ def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, s
     )
 
 
-def clean_labels(frame: pd.DataFrame, model: ModelName = "mle_co", **options: object) -> pd.DataFrame:
+def clean_labels(frame: pd.DataFrame, model: ModelName = "mle_co", **options: Unpack[CleanOptions]) -> pd.DataFrame:
     """Cleaned per-item labels for the converters: ``item, score, sd, std, ci_low, ci_high, n``.
 
     ``options`` are :class:`AnalysisOptions` fields (``ci``, ``exclude_flagged``, column names...).
     The agreement is skipped here; run :func:`analyze_votes` for the full picture.
     """
-    opts = AnalysisOptions(model=model, agreement_splits=0, **options)  # type: ignore[arg-type]
+    opts = AnalysisOptions(model=model, agreement_splits=0, **options)
     return analyze_votes(frame, opts).result.mos_table()
