@@ -129,9 +129,10 @@ def load_backbone(
             from toolkit.models.onealign import load_onealign_backbone
         except ImportError as exc:
             raise ToolkitError(
-                f"{path} is a OneAlign ({ONEALIGN_MODEL_TYPE}) checkpoint but the native OneAlign port cannot be imported: {exc}"
+                f"{path} is a OneAlign ({ONEALIGN_MODEL_TYPE}) checkpoint "
+                f"but the native OneAlign port cannot be imported: {exc}"
             ) from None
-        backbone = load_onealign_backbone(path, torch_dtype, dev)
+        backbone: QAlignBackbone = load_onealign_backbone(path, torch_dtype, dev)
     else:
         backbone = _load_hf(path, torch_dtype, dev)
 
@@ -152,7 +153,9 @@ def _load_hf(path: Path, torch_dtype: torch.dtype, dev: torch.device) -> QAlignB
         net = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"cannot load {path} as an image-text-to-text model: {exc}") from None
-    return HFVisionLanguageBackbone(net.to(dev), processor)
+    # transformers decorates PreTrainedModel.to with functools.wraps(nn.Module.to), which typeshed
+    # types as an unbound function expecting the module first.
+    return HFVisionLanguageBackbone(net.to(dev), processor)  # type: ignore[arg-type]
 
 
 def _apply_adapter(net: torch.nn.Module, adapter: Path, merge: bool) -> torch.nn.Module:

@@ -13,7 +13,7 @@ right padding with the unk id), so ``model(**batch).loss`` is the reference loss
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from toolkit.errors import InputError
 from toolkit.models.base import InputKind, QAlignBackbone, Task, TrainingExample, Visual
@@ -36,6 +36,12 @@ class OneAlignBackbone(QAlignBackbone):
         self.tokenizer = processor.tokenizer
         self.level_token_ids = processor.level_token_ids()
         self._prompt_ids: dict[tuple[str, str], list[int]] = {}
+
+    @property
+    def _owl(self) -> MPLUGOwl2LlamaForCausalLM:
+        # ``model`` is declared as any module: training and adapter loading may put a PEFT wrapper
+        # there, which forwards attribute access to the MPLUGOwl2LlamaForCausalLM it wraps.
+        return cast("MPLUGOwl2LlamaForCausalLM", self.model)
 
     # ------------------------------------------------------------------ scoring
 
@@ -77,7 +83,7 @@ class OneAlignBackbone(QAlignBackbone):
         elif any(x.dtype == torch.uint8 for x in images):  # a transfer batch: normalise on the device
             images = [self.processor.normalize(x.to(self.device, non_blocking=True)) for x in images]
         with torch.set_grad_enabled(self.model.training and torch.is_grad_enabled()):
-            merged = self.model.prepare_multimodal_inputs(
+            merged = self._owl.prepare_multimodal_inputs(
                 batch["input_ids"], images, batch.get("attention_mask"), padding_side="left"
             )
             out = self.model(
@@ -117,7 +123,7 @@ class OneAlignBackbone(QAlignBackbone):
         """The labels of a training batch at the positions of the model's logits (visual
         tokens inserted as -100, rows right-padded as the model pads them)."""
         _, frames = split_images(batch["images"])
-        per_frame = self.model.config.num_visual_tokens_per_image
+        per_frame = self._owl.config.num_visual_tokens_per_image
         return expand_labels(batch["labels"], batch["input_ids"], [n * per_frame for n in frames])
 
     def answer_level_logits(

@@ -108,11 +108,16 @@ class MPLUGOwl2Config(LlamaConfig):
                 raise ValueError(f"visual_config[{key!r}] must be a dict, got {type(self.visual_config[key]).__name__}")
         super().__post_init__(**kwargs)
 
+    def _visual_config(self) -> dict[str, Any]:
+        if self.visual_config is None:  # ``__post_init__`` always sets it; only a caller's reset leaves None
+            raise ValueError("visual_config is unset")
+        return self.visual_config
+
     def vision_settings(self) -> MplugOwlVisionConfig:
-        return MplugOwlVisionConfig.from_dict(self.visual_config.get("visual_model"))
+        return MplugOwlVisionConfig.from_dict(self._visual_config().get("visual_model"))
 
     def abstractor_settings(self) -> MplugOwlVisualAbstractorConfig:
-        return MplugOwlVisualAbstractorConfig.from_dict(self.visual_config.get("visual_abstractor"))
+        return MplugOwlVisualAbstractorConfig.from_dict(self._visual_config().get("visual_abstractor"))
 
     @property
     def num_visual_tokens_per_image(self) -> int:

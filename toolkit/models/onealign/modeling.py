@@ -26,7 +26,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -55,6 +55,8 @@ from toolkit.models.onealign.vision import (
 )
 from toolkit.models.onealign.visual_tokens import (
     IMAGE_TOKEN_INDEX,
+    MergedInputs,
+    embedding_device,
     merge_visual_tokens,
     split_images,
     widen_placeholder_mask,
@@ -180,13 +182,16 @@ class MPLUGOwl2Attention(nn.Module):
         super().__init__()
         self.config = config
         self.layer_idx = layer_idx
-        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        self.num_key_value_groups = config.num_attention_heads // config.num_key_value_heads
+        self.head_dim: int = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        num_key_value_heads = config.num_key_value_heads
+        if num_key_value_heads is None:  # LlamaConfig's __post_init__ fills it from num_attention_heads
+            raise ValueError("config.num_key_value_heads is unset")
+        self.num_key_value_groups = config.num_attention_heads // num_key_value_heads
         self.scaling = self.head_dim**-0.5
         self.attention_dropout = config.attention_dropout
         self.is_causal = True
         bias = config.attention_bias
-        kv_width = config.num_key_value_heads * self.head_dim
+        kv_width = num_key_value_heads * self.head_dim
         self.q_proj = nn.Linear(config.hidden_size, config.num_attention_heads * self.head_dim, bias=bias)
         self.k_proj = MultiwayNetwork(partial(nn.Linear, config.hidden_size, kv_width, bias=bias))
         self.v_proj = MultiwayNetwork(partial(nn.Linear, config.hidden_size, kv_width, bias=bias))
@@ -290,7 +295,8 @@ class MPLUGOwl2LlamaModel(MPLUGOwl2PreTrainedModel):
     def __init__(self, config: MPLUGOwl2Config) -> None:
         super().__init__(config)
         self.padding_idx = config.pad_token_id
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
+        # Any module may replace it (``set_input_embeddings``, a PEFT wrapper), hence the wide type.
+        self.embed_tokens: nn.Module = nn.Embedding(config.vocab_size, config.hidden_size, self.padding_idx)
         self.layers = nn.ModuleList([MPLUGOwl2DecoderLayer(config, i) for i in range(config.num_hidden_layers)])
         self.norm = LlamaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary_emb = LlamaRotaryEmbedding(config=config)
@@ -315,9 +321,9 @@ class MPLUGOwl2LlamaModel(MPLUGOwl2PreTrainedModel):
 
     def forward(
         self,
-        input_ids: torch.LongTensor | None = None,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
+        position_ids: torch.Tensor | None = None,
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         modality_indicators: torch.Tensor | None = None,
@@ -327,9 +333,11 @@ class MPLUGOwl2LlamaModel(MPLUGOwl2PreTrainedModel):
         **kwargs: Any,
     ) -> BaseModelOutputWithPast:
         cache = cache if cache is not None else past_key_values
-        if (input_ids is None) == (inputs_embeds is None):
+        if input_ids is not None and inputs_embeds is not None:
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("pass exactly one of input_ids or inputs_embeds")
             if bool((input_ids < 0).any()):
                 raise ValueError("input_ids contain image placeholders: pass images to the causal-LM model")
             inputs_embeds = self.embed_tokens(input_ids)
@@ -374,9 +382,9 @@ class MPLUGOwl2LlamaModel(MPLUGOwl2PreTrainedModel):
         if all_hidden is not None:
             # As in transformers 4.x LLaMA: the last entry is the normed output, not the raw last layer.
             all_hidden += (hidden_states,)
-        return BaseModelOutputWithPast(
-            last_hidden_state=hidden_states, hidden_states=all_hidden, **{_OUTPUT_CACHE_FIELD: cache}
-        )
+        # The cache field's name depends on the transformers release, so mypy cannot match it to a parameter.
+        cache_field: dict[str, Any] = {_OUTPUT_CACHE_FIELD: cache}
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, hidden_states=all_hidden, **cache_field)
 
 
 def _positions(
@@ -417,7 +425,11 @@ class MPLUGOwl2LlamaForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
         """
         strict = kwargs.pop("strict", True)
         want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        # transformers annotates the result as the model alone; with output_loading_info it is (model, info).
+        model, info = cast(
+            "tuple[MPLUGOwl2LlamaForCausalLM, dict[str, Any]]",
+            super().from_pretrained(*args, output_loading_info=True, **kwargs),
+        )
         if strict:
             check_loading_info(info, args[0] if args else kwargs.get("pretrained_model_name_or_path"))
         return (model, info) if want_info else model
@@ -453,7 +465,7 @@ class MPLUGOwl2LlamaForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         padding_side: str = "right",
-    ) -> dict[str, torch.Tensor | None]:
+    ) -> MergedInputs:
         """Embeddings, modality indicators, mask and labels with the visual tokens in place.
 
         ``forward`` does this itself when given ``images`` (right padding, as the reference); call
@@ -462,7 +474,7 @@ class MPLUGOwl2LlamaForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
         # The ids stay where they are: the merge reads their layout on the host (no wait for the
         # device when they come from the host) and moves them itself.
         if labels is not None:
-            labels = labels.to(self.model.embed_tokens.weight.device)
+            labels = labels.to(embedding_device(self.model.embed_tokens))
         features = self.encode_images(images)
         return merge_visual_tokens(self.model.embed_tokens, input_ids, features, attention_mask, labels, padding_side)
 
@@ -470,12 +482,12 @@ class MPLUGOwl2LlamaForCausalLM(MPLUGOwl2PreTrainedModel, GenerationMixin):
 
     def forward(
         self,
-        input_ids: torch.LongTensor | None = None,
+        input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
+        position_ids: torch.Tensor | None = None,
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
+        labels: torch.Tensor | None = None,
         use_cache: bool | None = None,
         images: torch.Tensor | Sequence[torch.Tensor] | None = None,
         modality_indicators: torch.Tensor | None = None,

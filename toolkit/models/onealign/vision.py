@@ -164,6 +164,10 @@ class MplugOwlVisualAbstractorMLP(nn.Module):
 
 
 class MplugOwlVisualAbstractorMultiHeadAttention(nn.Module):
+    # Buffers registered in ``__init__``; declared so that attribute access is typed as a tensor.
+    q_pos_embed: torch.Tensor
+    k_pos_embed: torch.Tensor
+
     def __init__(self, config: MPLUGOwl2Config, ac: MplugOwlVisualAbstractorConfig) -> None:
         super().__init__()
         self.config = config
@@ -202,8 +206,9 @@ class MplugOwlVisualAbstractorMultiHeadAttention(nn.Module):
         kv_pos = torch.cat([self.q_pos_embed, self.k_pos_embed], dim=0).to(queries.dtype)
         if kv_pos.shape[0] != keys.shape[1]:
             raise ValueError(
-                f"the abstractor expects {kv_pos.shape[0] - q_pos.shape[0]} vision tokens (grid {self.k_pos_embed.shape[0] - 1}"
-                f" + class token), got {keys.shape[1] - q_pos.shape[0]}; image size and grid_size disagree"
+                f"the abstractor expects {kv_pos.shape[0] - q_pos.shape[0]} vision tokens "
+                f"(grid {self.k_pos_embed.shape[0] - 1} + class token), got {keys.shape[1] - q_pos.shape[0]}; "
+                "image size and grid_size disagree"
             )
         q = self._heads(self.query(queries + q_pos))
         k = self._heads(self.key(keys + kv_pos))

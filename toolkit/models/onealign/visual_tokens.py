@@ -8,7 +8,7 @@ layers use their visual branch there) and get label -100.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -17,6 +17,23 @@ from toolkit.models.onealign.processing import IMAGE_TOKEN_INDEX
 from toolkit.qalign import IGNORE_INDEX
 
 TEXT, VISUAL = 0, 1  # values of ``modality_indicators``
+
+
+class MergedInputs(TypedDict):
+    """The expanded sequences of :func:`merge_visual_tokens`."""
+
+    inputs_embeds: torch.Tensor
+    modality_indicators: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor | None
+
+
+def embedding_device(embed_tokens: nn.Module) -> torch.device:
+    """Device of the ``weight`` of an input-embedding module (``nn.Embedding`` or a wrapper of one)."""
+    weight = embed_tokens.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"the input embeddings' weight is a {type(weight).__name__}, not a tensor")
+    return weight.device
 
 
 def split_images(images: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, list[int]]:
@@ -46,7 +63,7 @@ def merge_visual_tokens(
     attention_mask: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
     padding_side: str = "right",
-) -> dict[str, torch.Tensor | None]:
+) -> MergedInputs:
     """Replace each ``-200`` placeholder by the next entry of ``visual_features`` (tokens, hidden).
 
     Returns ``inputs_embeds``, ``modality_indicators`` (1 on visual tokens), ``attention_mask`` and
@@ -61,7 +78,7 @@ def merge_visual_tokens(
     """
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
-    device = embed_tokens.weight.device
+    device = embedding_device(embed_tokens)
     ids_host = input_ids.detach().cpu()  # free for prompts built on the host, one copy otherwise
     placeholders = ids_host == IMAGE_TOKEN_INDEX
     n_placeholders = int(placeholders.sum())
