@@ -151,7 +151,8 @@ def render_card(
         f'- Question shown to raters: "{snapshot.question}"',
         "- Scale: absolute category rating, five levels (ITU-T P.910 / P.913); buttons, best first: "
         + ", ".join(f"{label} ({5 - k})" for k, label in enumerate(snapshot.level_labels)),
-        f"- Target: {snapshot.target_votes} valid votes per item; at most {snapshot.items_per_session} votes per sitting;"
+        f"- Target: {snapshot.target_votes} valid votes per item;"
+        f" at most {snapshot.items_per_session} votes per sitting;"
         " each rater sees the items in an own random order, never one twice, the least-rated items first",
         f"- Items: {n_test} test item(s), {n_gold} gold item(s) with a known answer"
         + (f" (one after every {snapshot.gold_every} test votes)" if n_gold and snapshot.gold_every else "")

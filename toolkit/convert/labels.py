@@ -448,7 +448,8 @@ def labels_from_votes(
         if dup.any():
             i = int(np.flatnonzero(dup)[0])
             raise InputError(
-                f"{where(votes, i, source)}: rater {shown(votes[rater].iloc[i])} rated {shown(votes['path'].iloc[i])} twice"
+                f"{where(votes, i, source)}: rater {shown(votes[rater].iloc[i])}"
+                f" rated {shown(votes['path'].iloc[i])} twice"
             )
     long = pd.DataFrame({"path": votes["path"].to_numpy(), "vote": values.astype(int)})
     stats = vote_stats(long, item="path", vote="vote")

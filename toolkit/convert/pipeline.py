@@ -25,7 +25,7 @@ from toolkit.convert.splits import (
 from toolkit.errors import InputError
 from toolkit.io import atomic_write_text
 from toolkit.levels import MosRule
-from toolkit.qalign import LEVELS, Task
+from toolkit.qalign import LEVELS, InputKind, Task
 
 OutputFormat = Literal["json", "dataset", "parquet"]
 
@@ -141,7 +141,7 @@ def write_training_data(
     """The second half of :func:`convert`, for a :class:`LabelTable` built in memory."""
     if fmt not in ("json", "dataset", "parquet"):
         raise InputError(f"unknown output format {fmt!r}; use json, dataset or parquet")
-    media = "video" if video else "image"
+    media: InputKind = "video" if video else "image"
     notes: list[str] = []
     duplicates: DuplicateReport | None = None
     if dedupe is None:

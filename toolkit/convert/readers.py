@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, overload
 
 import numpy as np
 import pandas as pd
@@ -186,6 +186,29 @@ def _frames_key(value: Any) -> Any:
 # --------------------------------------------------------------------------- columns
 
 
+class _LabelOptions(TypedDict):
+    """The keyword arguments every ``labels_from_*`` reader shares."""
+
+    rule: MosRule
+    low: float | None
+    high: float | None
+    dmos: bool
+    soft: SoftLabelMode
+    source: str
+    group: str | None
+    split: str | None
+
+
+@overload
+def resolve_column(
+    frame: pd.DataFrame, role: str, explicit: str | None, source: str, required: Literal[True] = True
+) -> str: ...
+
+
+@overload
+def resolve_column(frame: pd.DataFrame, role: str, explicit: str | None, source: str, required: bool) -> str | None: ...
+
+
 def resolve_column(
     frame: pd.DataFrame, role: str, explicit: str | None, source: str, required: bool = True
 ) -> str | None:
@@ -259,7 +282,7 @@ def load_labels(
     kind = kind or detect_kind(frame, cols)
     group = resolve_column(frame, "group", cols.group, name, required=False)
     split = resolve_column(frame, "split", cols.split, name, required=False)
-    common = dict(rule=rule, low=low, high=high, dmos=dmos, soft=soft, source=name, group=group, split=split)
+    common = _LabelOptions(rule=rule, low=low, high=high, dmos=dmos, soft=soft, source=name, group=group, split=split)
 
     if kind == "votes":
         item = resolve_column(frame, "item", cols.item or cols.path, name)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from toolkit.convert.labels import LabelTable, SoftLabelMode, labels_from_counts
 from toolkit.errors import InputError
 from toolkit.io import atomic_write_text
-from toolkit.qalign import COUNT_COLUMNS, TASKS
+from toolkit.qalign import COUNT_COLUMNS, Task, check_task, is_task
 
 if TYPE_CHECKING:
     from toolkit.analysis.labels import StudyLabels
@@ -46,7 +46,7 @@ def training_table(labels: StudyLabels, soft: SoftLabelMode = "auto", source: st
         low=labels.scale.low,
         high=labels.scale.high,
         soft=soft,
-        source=source,  # type: ignore[arg-type]
+        source=source,
     )
 
 
@@ -87,8 +87,11 @@ def convert_study(
 
     snapshot = study if isinstance(study, StudySnapshot) else load_snapshot(study, db_url)
     table, labels = study_training_table(snapshot, subject_model, soft)
+    study_task: Task
     if task is None:
-        task = snapshot.task if snapshot.task in TASKS else "quality"
+        study_task = snapshot.task if is_task(snapshot.task) else "quality"
+    else:
+        study_task = check_task(task)
     if video is None:
         video = bool(len(labels.table)) and bool((labels.table["kind"] == "video").all())
     result = write_training_data(
@@ -96,11 +99,11 @@ def convert_study(
         out,
         fmt=fmt,
         images=images if images is not None else snapshot.media_root,
-        task=task,
+        task=study_task,
         video=video,
         split=split,
         seed=seed,
-        prefix=prefix,  # type: ignore[arg-type]
+        prefix=prefix,
         soft_labels_in_json=soft_labels_in_json,
     )
     notes = list(labels.notes)

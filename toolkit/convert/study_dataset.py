@@ -32,7 +32,7 @@ from toolkit.convert.labels import LabelTable
 from toolkit.convert.splits import DuplicateReport, drop_duplicates, parse_fractions, split_notes, split_table
 from toolkit.errors import InputError
 from toolkit.io import atomic_directory, atomic_write_text
-from toolkit.qalign import COUNT_COLUMNS, LEVELS, TASKS
+from toolkit.qalign import COUNT_COLUMNS, LEVELS, InputKind, Task, check_kind, is_task
 
 if TYPE_CHECKING:
     import datasets
@@ -130,7 +130,7 @@ def export_study_dataset(
             notes.append(f"split(s) {', '.join(empty)} received no items (too few content groups)")
     else:
         table = table.with_frame(table.frame.assign(split=SINGLE_SPLIT))
-    task = snapshot.task if snapshot.task in TASKS else "quality"
+    task: Task = snapshot.task if is_task(snapshot.task) else "quality"
     if task != snapshot.task:
         notes.append(f"the study's task is {snapshot.task!r}; the Q-Align question column uses the quality prompts")
 
@@ -173,16 +173,16 @@ def export_study_dataset(
         card = write_card(tmp / "README.md", metadata, body)
     files = sorted(p for p in out.rglob("*") if p.is_file())
     result = DatasetExport(out, table, items, duplicates, files, card, notes=notes)
-    if push_to_hub:
-        result.hub_url = push_dataset(dataset, push_to_hub, metadata, body, push_token, private)  # type: ignore[arg-type]
+    if push_to_hub and push_token is not None:  # the token was found above whenever push_to_hub is set
+        result.hub_url = push_dataset(dataset, push_to_hub, metadata, body, push_token, private)
     return result
 
 
-def _media_kind(labels: pd.DataFrame) -> str:
+def _media_kind(labels: pd.DataFrame) -> InputKind:
     kinds = set(labels["kind"])
     if len(kinds) > 1:
         raise InputError("the study mixes images and videos; a dataset holds one kind of media")
-    return kinds.pop() if kinds else "image"
+    return check_kind(kinds.pop()) if kinds else "image"
 
 
 def _citation_text(citation: str | None) -> str | None:
@@ -196,7 +196,7 @@ def _citation_text(citation: str | None) -> str | None:
 
 
 def build_dataset(
-    table: LabelTable, labels: pd.DataFrame, media_root: Path, task: str, kind: str, seed: int
+    table: LabelTable, labels: pd.DataFrame, media_root: Path, task: Task, kind: InputKind, seed: int
 ) -> datasets.DatasetDict:
     """:func:`toolkit.convert.hf.to_dataset_dict` plus the interval, vote-count and hash columns.
 
@@ -205,7 +205,7 @@ def build_dataset(
 
     from toolkit.convert.hf import to_dataset_dict
 
-    dataset = to_dataset_dict(table, image_root=media_root, task=task, kind=kind, seed=seed)  # type: ignore[arg-type]
+    dataset = to_dataset_dict(table, image_root=media_root, task=task, kind=kind, seed=seed)
     by_path = labels.set_index("item")
     for name, part in table.by_split().items():
         rows = by_path.loc[part.frame["path"].astype(str)]
