@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from toolkit.cli.common import DbOption, SubjectModelChoice, console, err_console
+
+if TYPE_CHECKING:  # kept out of --help: the analysis modules import pandas and scipy
+    from toolkit.analysis.pipeline import Analysis
 
 
 class CiChoice(str, Enum):
@@ -76,6 +79,7 @@ def analyze_command(
         if study is not None:
             analysis = analyze_study(study, db, options)
         else:
+            assert votes is not None  # exactly one of VOTES and --study, checked above
             analysis = analyze_votes(read_votes(votes), options, source=str(votes))
     result = analysis.result
 
@@ -91,7 +95,7 @@ def analyze_command(
     _print_summary(analysis)
 
 
-def _print_summary(analysis) -> None:  # noqa: ANN001 - an Analysis; typed import kept out of --help
+def _print_summary(analysis: Analysis) -> None:
     from rich.table import Table
 
     res = analysis.result

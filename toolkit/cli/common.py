@@ -17,10 +17,30 @@ DbOption = typer.Option(
     None, "--db", envvar="QALIGN_DB_URL", help="Database URL (default sqlite:///qalign.db; env QALIGN_DB_URL)."
 )
 
-# Choices built from the library's own lists, so a task or subject model added there is offered
-# on the command line without a second list to keep in step.
-TaskChoice = Enum("TaskChoice", {name: name for name in TASKS}, type=str)
-"""``--task``: what a Q-Align model rates."""
 
-SubjectModelChoice = Enum("SubjectModelChoice", {name: name for name in SUBJECT_MODELS}, type=str)
-"""``--model`` / ``--subject-model``: how votes become item scores."""
+class TaskChoice(str, Enum):
+    """``--task``: what a Q-Align model rates."""
+
+    quality = "quality"
+    aesthetics = "aesthetics"
+
+
+class SubjectModelChoice(str, Enum):
+    """``--model`` / ``--subject-model``: how votes become item scores."""
+
+    mos = "mos"
+    mle = "mle"
+    mle_co = "mle_co"
+    bt500 = "bt500"
+    p913 = "p913"
+
+
+# The members are spelled out so that a type checker sees them; a task or subject model added to
+# the library's lists without its choice here stops the command line at import, not silently.
+def _check_in_step(choice: type[Enum], names: tuple[str, ...]) -> None:
+    if tuple(member.value for member in choice) != names:
+        raise RuntimeError(f"{choice.__name__} is out of step with the library's list {names}")
+
+
+_check_in_step(TaskChoice, TASKS)
+_check_in_step(SubjectModelChoice, SUBJECT_MODELS)

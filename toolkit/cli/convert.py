@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from toolkit.cli.common import DbOption, TaskChoice, console
+
+if TYPE_CHECKING:  # kept out of --help: the converters import pandas
+    from toolkit.convert.pipeline import ConvertResult
 
 
 class FormatChoice(str, Enum):
@@ -43,7 +46,8 @@ def register(app: typer.Typer) -> None:
 def convert_command(
     input: Optional[Path] = typer.Argument(
         None,
-        help="Rating table (CSV, TSV, Parquet or JSON): MOS per item, vote counts c1..c5, or one vote per row. Omit with --study.",
+        help="Rating table (CSV, TSV, Parquet or JSON): MOS per item, vote counts c1..c5, or "
+        "one vote per row. Omit with --study.",
     ),
     out: Path = typer.Option(..., "--out", help="Output folder (or a .json file for a single split in json format)."),
     fmt: FormatChoice = typer.Option(
@@ -134,7 +138,8 @@ def convert_command(
         ]
         if ignored:
             raise InputError(
-                f"with --study the labels are the study's own (vote scale 1-5, equal intervals); drop {', '.join(ignored)}"
+                "with --study the labels are the study's own (vote scale 1-5, equal intervals); "
+                f"drop {', '.join(ignored)}"
             )
         with console.status("converting ..."):
             result = convert_study(
@@ -180,7 +185,7 @@ def convert_command(
     _print_result(result)
 
 
-def _print_result(result) -> None:  # noqa: ANN001 - ConvertResult, imported lazily
+def _print_result(result: ConvertResult) -> None:
     from rich.table import Table
 
     table = result.table

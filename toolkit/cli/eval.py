@@ -3,17 +3,21 @@
 Two ways in:
 
 * score CSVs (as ``qalign score`` writes them) + ground truth: ``qalign eval a.csv b.csv --gt mos.csv --out rep/``
-* models x test sets, scored here: ``qalign eval --model base --model tuned --test koniq.json --test mine.csv --out rep/``
+* models x test sets, scored here:
+  ``qalign eval --model base --model tuned --test koniq.json --test mine.csv --out rep/``
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from toolkit.cli.common import DbOption, TaskChoice, console
+
+if TYPE_CHECKING:  # kept out of --help: pandas is slow to import
+    import pandas as pd
 
 
 def register(app: typer.Typer) -> None:
@@ -29,17 +33,20 @@ def eval_command(
     gt: Optional[Path] = typer.Option(
         None,
         "--gt",
-        help="With score CSVs: ground truth (MOS table, vote counts, raw votes or Q-Align JSON). Default: the gt_score column of the score CSVs.",
+        help="With score CSVs: ground truth (MOS table, vote counts, raw votes or Q-Align JSON). "
+        "Default: the gt_score column of the score CSVs.",
     ),
     model: Optional[list[str]] = typer.Option(
         None,
         "--model",
-        help="Model to score the test sets with (folder, hub id or 'tiny'); repeat for several. The first is the reference of the paired comparisons.",
+        help="Model to score the test sets with (folder, hub id or 'tiny'); repeat for several. "
+        "The first is the reference of the paired comparisons.",
     ),
     adapter: Optional[list[str]] = typer.Option(
         None,
         "--adapter",
-        help="LoRA adapter folder, one per --model in order ('none' for no adapter); with a single --model, each adapter goes on it.",
+        help="LoRA adapter folder, one per --model in order ('none' for no adapter); "
+        "with a single --model, each adapter goes on it.",
     ),
     test: Optional[list[Path]] = typer.Option(
         None,
@@ -54,7 +61,8 @@ def eval_command(
     name: Optional[list[str]] = typer.Option(
         None,
         "--name",
-        help="Name of each score CSV or model, in order (default: file or folder names), e.g. --name before --name after.",
+        help="Name of each score CSV or model, in order (default: file or folder names), "
+        "e.g. --name before --name after.",
     ),
     votes: Optional[Path] = typer.Option(
         None,
@@ -154,7 +162,7 @@ def eval_command(
     )
 
 
-def _votes(votes: Optional[Path], study: Optional[str], db: Optional[str]):  # noqa: ANN202 - DataFrame | None
+def _votes(votes: Optional[Path], study: Optional[str], db: Optional[str]) -> pd.DataFrame | None:
     if votes is not None:
         from toolkit.io import read_table
 
@@ -288,7 +296,8 @@ def _print_table(results, comparisons, notes, ceilings=None, calibration=None) -
     for test_name, ceiling in (ceilings or {}).items():
         if ceiling is not None:
             console.print(
-                f"{test_name}: noise ceiling (split-half SRCC) {ceiling.value:.4f} [{ceiling.ci_low:.3f}, {ceiling.ci_high:.3f}]"
+                f"{test_name}: noise ceiling (split-half SRCC) {ceiling.value:.4f} "
+                f"[{ceiling.ci_low:.3f}, {ceiling.ci_high:.3f}]"
             )
     for comp, test_name in comparisons:
         d = comp.differences["srcc"]

@@ -26,7 +26,8 @@ def register(app: typer.Typer) -> None:
 def score_command(
     inputs: list[str] = typer.Argument(
         ...,
-        help="Image/video files, folders (searched recursively) or CSV/JSON manifests (column image, img_path or path; optional gt_score).",
+        help="Image/video files, folders (searched recursively) or CSV/JSON manifests "
+        "(column image, img_path or path; optional gt_score).",
     ),
     model: str = typer.Option(
         ..., "--model", help="Model folder (OneAlign or any Hugging Face image-text-to-text checkpoint), or 'tiny'."
@@ -44,7 +45,8 @@ def score_command(
         None,
         "--num-workers",
         min=0,
-        help="Decoding worker processes (0 = decode in the main process). Default: 0 on a CPU, most of the cores (up to 16) on a GPU.",
+        help="Decoding worker processes (0 = decode in the main process). "
+        "Default: 0 on a CPU, most of the cores (up to 16) on a GPU.",
     ),
     max_frames: Optional[int] = typer.Option(
         None, "--max-frames", min=1, help="Cap on frames per video (uniform subsample of the 1 fps frames)."

@@ -41,7 +41,8 @@ def suggest_command(
         None,
         "--target",
         min=1,
-        help="Vote target: items with this many votes are not ranked (default: the study's target; none without a study).",
+        help="Vote target: items with this many votes are not ranked (default: the study's target; "
+        "none without a study).",
     ),
     include_complete: bool = typer.Option(
         False,

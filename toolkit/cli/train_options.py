@@ -88,7 +88,8 @@ def parameters(options: list[ConfigOption]) -> list[inspect.Parameter]:
         m = meta[option.name]
         limits = {k: m[k] for k in ("min", "max") if k in m}
         if option.kind == "repeat":
-            annotation: Any = Optional[list[option.item]]  # type: ignore[name-defined]
+            # list[option.item], spelled so that a type checker does not read it as a type expression
+            annotation: Any = Optional[types.GenericAlias(list, (option.item,))]
         elif option.kind == "comma":
             annotation = Optional[str]
         else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from toolkit.store.schema import Assignment, Item, Rater, Rating, Study
@@ -164,8 +164,8 @@ def studies_overview(session: Session) -> pd.DataFrame:
     """One row per study: task, items, raters, votes, valid votes (excluded raters' not counted)
     and the vote target per item, counted in SQL so the list stays quick for large studies."""
 
-    def counts(statement) -> dict[int, int]:  # noqa: ANN001 - a grouped select
-        return dict(session.execute(statement).all())
+    def counts(statement: Select[int, int]) -> dict[int, int]:
+        return dict(session.execute(statement).tuples().all())
 
     items = counts(select(Item.study_id, func.count()).group_by(Item.study_id))
     raters = counts(select(Rater.study_id, func.count()).group_by(Rater.study_id))
