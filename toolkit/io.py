@@ -165,20 +165,20 @@ def sha256_tree(folder: str | os.PathLike[str]) -> str:
 
 
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     with atomic_path(path) as tmp:
         with open(tmp, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
 
 
-def table_format(path: str | Path) -> str:
+def table_format(path: str | os.PathLike[str]) -> str:
     ext = Path(path).suffix.lower()
     if ext not in TABLE_FORMATS:
         raise InputError(f"{path}: unknown table format {ext!r} (use .csv, .parquet, .json or .jsonl)")
     return TABLE_FORMATS[ext]
 
 
-def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
+def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write ``frame`` as CSV, Parquet, JSON (records) or JSON lines, chosen by the extension."""
     fmt = table_format(path)
     with atomic_path(path) as tmp:
@@ -193,7 +193,7 @@ def write_table(frame: pd.DataFrame, path: str | Path) -> Path:
     return Path(path)
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """A CSV, Parquet or JSON table; a clear error naming the file when it cannot be read."""
     path = Path(path)
     if not path.is_file():

@@ -186,6 +186,20 @@ def _frames_key(value: Any) -> Any:
 # --------------------------------------------------------------------------- columns
 
 
+class LoadOptions(TypedDict, total=False):
+    """The keyword arguments of :func:`load_labels`, for callers that pass them on."""
+
+    kind: TableKind | None
+    columns: ColumnMap | Mapping[str, Any] | None
+    rule: MosRule
+    low: float | None
+    high: float | None
+    dmos: bool
+    soft: SoftLabelMode
+    group_by: str | None
+    source_name: str | None
+
+
 class _LabelOptions(TypedDict):
     """The keyword arguments every ``labels_from_*`` reader shares."""
 

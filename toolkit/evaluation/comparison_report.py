@@ -11,6 +11,7 @@ Layout::
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from toolkit.evaluation.model_comparison import ModelsReport, TestSetResult, slug
 from toolkit.evaluation.report import (
@@ -32,7 +33,7 @@ def write_models_report(report: ModelsReport, *, title: str, plots: bool = True)
     from toolkit.evaluation.plots import reliability_plot, scatter_plot
 
     out = report.out_dir
-    files = []
+    files: list[Path] = []
     if plots:
         for test in report.tests.values():
             folder = out / slug(test.name)
@@ -111,7 +112,8 @@ def section_markdown(test: TestSetResult, confidence: float) -> list[str]:
         lines += ["", ceiling_line(test.noise_ceiling)]
         if test.votes:
             lines.append(
-                f"From {test.votes['n_votes']} votes by {test.votes['n_raters']} raters on {test.votes['n_items']} test items"
+                f"From {test.votes['n_votes']} votes by {test.votes['n_raters']} raters"
+                f" on {test.votes['n_items']} test items"
                 f" ({test.noise_ceiling.method})."
             )
     for comp in test.comparisons:
@@ -122,7 +124,8 @@ def section_markdown(test: TestSetResult, confidence: float) -> list[str]:
             "",
             "### Calibration",
             "",
-            f"Observed level distribution: {any_cal.observed_from}; {any_cal.n} items; {any_cal.n_bins} probability bins.",
+            f"Observed level distribution: {any_cal.observed_from}; {any_cal.n} items;"
+            f" {any_cal.n_bins} probability bins.",
             "",
             "| model | mean KL (nats) | ECE | " + " | ".join(f"ECE {w}" for w in LEVELS) + " |",
             "|---|---|---|" + "---|" * len(LEVELS),

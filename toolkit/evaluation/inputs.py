@@ -18,13 +18,17 @@ import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
 
 from toolkit.convert.labels import numeric_column
-from toolkit.convert.readers import load_labels, read_rating_table, resolve_column
+from toolkit.convert.readers import LoadOptions, load_labels, read_rating_table, resolve_column
 from toolkit.errors import InputError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 @dataclass
@@ -76,9 +80,9 @@ def read_scores(
     return ScoreSet(name or Path(path).stem, out, source, skipped)
 
 
-def read_ground_truth(path: str | os.PathLike[str], **kwargs: object) -> pd.DataFrame:
+def read_ground_truth(path: str | os.PathLike[str], **kwargs: Unpack[LoadOptions]) -> pd.DataFrame:
     """``path`` and ``mos`` per item from any table :func:`load_labels` reads."""
-    table = load_labels(path, **kwargs)  # type: ignore[arg-type]
+    table = load_labels(path, **kwargs)
     frame = table.frame
     return pd.DataFrame({"path": frame["path"].map(str).to_numpy(), "mos": frame["mos"].to_numpy(dtype=float)})
 
@@ -144,7 +148,8 @@ def align(sets: list[ScoreSet], truth: pd.DataFrame | None = None) -> AlignedSco
         series = pd.Series(scores.to_numpy()[ok], index=key.to_numpy()[ok])
         if series.index.duplicated().any():
             raise InputError(
-                f"{s.source}: two scored items match the same ground-truth item {series.index[series.index.duplicated()][0]!r}"
+                f"{s.source}: two scored items match the same ground-truth item"
+                f" {series.index[series.index.duplicated()][0]!r}"
             )
         matched[s.name] = series
         missing = int((~ok).sum())
@@ -185,5 +190,8 @@ def load_evaluation_inputs(
     if names is not None and len(names) != len(score_files):
         raise InputError(f"{len(names)} name(s) for {len(score_files)} score file(s)")
     sets = [read_scores(f, names[i] if names else None, score_col) for i, f in enumerate(score_files)]
-    truth = read_ground_truth(ground_truth, **dict(gt_options or {})) if ground_truth is not None else None
+    # gt_options are load_labels' keyword arguments by contract; a plain mapping cannot say which
+    # keys it holds, and load_labels rejects any other keyword as before.
+    options = cast("LoadOptions", dict(gt_options or {}))
+    truth = read_ground_truth(ground_truth, **options) if ground_truth is not None else None
     return align(sets, truth)

@@ -33,7 +33,7 @@ from toolkit.evaluation.calibration import DEFAULT_BINS, CalibrationResult, cali
 from toolkit.evaluation.metrics import DEFAULT_BOOT, AgreementReport, MetricResult
 from toolkit.evaluation.report import METRIC_DEFINITIONS, Comparison, evaluate_sets
 from toolkit.evaluation.testsets import HISTOGRAM_SOURCE, ONEHOT_SOURCE, TestSet, TestVotes, load_test_set, match_votes
-from toolkit.qalign import PROB_COLUMNS
+from toolkit.qalign import PROB_COLUMNS, Task
 
 if TYPE_CHECKING:
     from toolkit.scoring import Scorer
@@ -78,6 +78,7 @@ def model_specs(
     if not models:
         raise InputError("no models given")
     cleaned = [None if a is None or str(a).strip().lower() in NO_ADAPTER else str(a) for a in adapters]
+    pairs: list[tuple[str, str | None]]
     if not cleaned:
         pairs = [(m, None) for m in models]
     elif len(cleaned) == len(models):
@@ -122,7 +123,7 @@ def score_test_sets(
     tests: Sequence[TestSet],
     *,
     load: ScorerLoader,
-    task: str = "quality",
+    task: Task = "quality",
     out_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
 ) -> dict[str, dict[str, pd.DataFrame]]:
@@ -137,7 +138,7 @@ def score_test_sets(
         scorer = load(spec)
         try:
             for test in tests:
-                frame = scorer.score(test.files, task=task, video=test.video, progress=progress)  # type: ignore[arg-type]
+                frame = scorer.score(test.files, task=task, video=test.video, progress=progress)
                 scores[test.name][spec.label] = frame
                 if out_dir is not None:
                     write_results(frame, Path(out_dir) / "scores" / slug(test.name) / f"{slug(spec.label)}.csv")
@@ -323,9 +324,18 @@ def _load_tests(
     tests: Sequence[TestSet | str | os.PathLike[str]],
     images: str | os.PathLike[str] | None,
     video: bool,
-    **options: object,
+    *,
+    columns: Mapping[str, object] | None,
+    low: float | None,
+    high: float | None,
+    dmos: bool,
 ) -> list[TestSet]:
-    loaded = [t if isinstance(t, TestSet) else load_test_set(t, images=images, video=video, **options) for t in tests]  # type: ignore[arg-type]
+    loaded = [
+        t
+        if isinstance(t, TestSet)
+        else load_test_set(t, images=images, video=video, columns=columns, low=low, high=high, dmos=dmos)
+        for t in tests
+    ]
     if not loaded:
         raise InputError("no test sets given")
     names = _distinct([t.name for t in loaded])
@@ -401,15 +411,14 @@ def evaluate_models(
     from toolkit.evaluation.comparison_report import write_models_report
     from toolkit.scoring import check_task
 
-    check_task(task)
+    task_name = check_task(task)
     specs = [m if isinstance(m, ModelSpec) else ModelSpec(str(m)) for m in models]
     if not specs:
         raise InputError("no models given")
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise InputError(f"model names must differ, got {labels}")
-    options = dict(columns=columns, low=low, high=high, dmos=dmos)
-    test_sets = _load_tests(tests, images, video, **options)
+    test_sets = _load_tests(tests, images, video, columns=columns, low=low, high=high, dmos=dmos)
     vote_table = _read_votes(votes)
     matched = (
         {
@@ -428,7 +437,7 @@ def evaluate_models(
         max_frames=max_frames,
         progress=progress,
     )
-    scores = score_test_sets(specs, test_sets, load=loader, task=task, out_dir=out_dir, progress=progress)
+    scores = score_test_sets(specs, test_sets, load=loader, task=task_name, out_dir=out_dir, progress=progress)
     results = {
         t.name: evaluate_test_set(
             t,

@@ -243,7 +243,8 @@ def comparison_lines(comp: Comparison, confidence: float, heading: str = "##") -
         )
     lines += [
         "",
-        f"Fisher-z test of the fitted PLCCs (ITU-T P.1401): z = {_fmt(comp.fisher_z, 3)}, p = {_fmt(comp.fisher_p, 3)}.",
+        f"Fisher-z test of the fitted PLCCs (ITU-T P.1401): z = {_fmt(comp.fisher_z, 3)},"
+        f" p = {_fmt(comp.fisher_p, 3)}.",
     ]
     return lines
 

@@ -162,8 +162,12 @@ def match_votes(
         coded = prepare_votes(table, source=source)
         agreement = split_half_agreement(coded, n_splits=n_splits, confidence=confidence, seed=seed)
         method = f"split-half over {agreement.n_items} items, Spearman-Brown, {agreement.n_splits} splits"
-        ceiling = MetricResult("split_half_srcc", agreement.srcc, *agreement.srcc_ci, method=method)
-        ceiling_plcc = MetricResult("split_half_plcc", agreement.plcc, *agreement.plcc_ci, method=method)
+        ceiling = MetricResult(
+            "split_half_srcc", agreement.srcc, agreement.srcc_ci[0], agreement.srcc_ci[1], method=method
+        )
+        ceiling_plcc = MetricResult(
+            "split_half_plcc", agreement.plcc, agreement.plcc_ci[0], agreement.plcc_ci[1], method=method
+        )
     except InputError as exc:
         notes.append(f"noise ceiling not computed: {exc}")
     return TestVotes(
