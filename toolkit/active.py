@@ -32,7 +32,7 @@ from scipy import stats
 
 from toolkit.errors import InputError
 from toolkit.levels import entropy
-from toolkit.qalign import PROB_COLUMNS
+from toolkit.qalign import PROB_COLUMNS, Task, check_task
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -291,15 +291,15 @@ def suggest(
         opt = RankingOptions(**{**opt.__dict__, "target_votes": opt.target_votes or state.target_votes})
         ratings = state.items[state.items["n"] > 0]
         candidates = state.items["item"].tolist()
-        if score_table is None:
+        if model is not None:  # exactly one of scores and model is given (checked above)
             score_table = _score_with_model(
                 [str(state.media_root / i) for i in candidates],
                 candidates,
                 model,
                 adapter,
-                task,
+                check_task(task),
                 device,
-                dtype,  # type: ignore[arg-type]
+                dtype,
                 batch_size,
                 progress,
             )
@@ -326,13 +326,13 @@ def suggest(
     result = Suggestion(ranking, notes=notes)
     if out is not None:
         result.out = write_table(ranking, out)
-    if push:
+    if push and study is not None:  # a push without a study was refused above
         from toolkit.store import Store, get_study
 
         store = Store(db_url)
         try:
             with store.session() as session:
-                result.pushed = push_priorities(session, get_study(session, study), ranking["item"].tolist())  # type: ignore[arg-type]
+                result.pushed = push_priorities(session, get_study(session, study), ranking["item"].tolist())
         finally:
             store.dispose()
     return result
@@ -358,7 +358,7 @@ def _score_with_model(
     items: list[str],
     model: str,
     adapter: str | None,
-    task: str,
+    task: Task,
     device: str,
     dtype: str,
     batch_size: int,
@@ -367,6 +367,6 @@ def _score_with_model(
     from toolkit.scoring import Scorer
 
     scorer = Scorer.from_pretrained(model, adapter, dtype, device, batch_size=batch_size, progress=progress)
-    frame = scorer.score(files, task=task, progress=progress)  # type: ignore[arg-type]
+    frame = scorer.score(files, task=task, progress=progress)
     by_file = dict(zip(files, items))
     return frame.assign(path=frame["path"].map(by_file))

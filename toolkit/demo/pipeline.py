@@ -13,11 +13,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from toolkit.errors import InputError
+
+if TYPE_CHECKING:
+    from toolkit.training.config import Mode
 
 MARKER = ".qalign-demo"
 TINY_MODEL_NOTE = (
@@ -40,7 +44,7 @@ class DemoConfig:
     batch_size: int = 8
     lr: float = 5e-4  # a from-scratch model needs a far larger step than fine-tuning OneAlign
     cpu_threads: int = 1  # a 250 k-parameter model runs fastest on one thread
-    mode: str = "full"
+    mode: Mode = "full"
     n_boot: int = 1000
     seed: int = 0
 
@@ -165,7 +169,13 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     log(f"converted: {len(train_items)} training and {len(test_items)} held-out items -> {data_dir}")
     heldout_votes = prepare_votes(votes[votes["item"].isin(test_items["path"])].reset_index(drop=True))
     agreement = split_half_agreement(heldout_votes, seed=config.seed)
-    ceiling = MetricResult("split_half_srcc", agreement.srcc, *agreement.srcc_ci, method="split-half, Spearman-Brown")
+    ceiling = MetricResult(
+        "split_half_srcc",
+        agreement.srcc,
+        agreement.srcc_ci[0],
+        agreement.srcc_ci[1],
+        method="split-half, Spearman-Brown",
+    )
     seconds["convert"] = time.perf_counter() - t0 - sum(seconds.values())
 
     # 4. the model before fine-tuning
