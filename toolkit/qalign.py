@@ -35,7 +35,7 @@ TASKS: tuple[str, ...] = get_args(Task)
 """What a Q-Align model rates."""
 
 InputKind = Literal["image", "video"]
-INPUT_KINDS: tuple[str, ...] = get_args(InputKind)
+INPUT_KINDS: tuple[InputKind, ...] = get_args(InputKind)
 """What a Q-Align model looks at: one image, or the frames of one video."""
 
 LEVELS: tuple[str, ...] = ("excellent", "good", "fair", "poor", "bad")
