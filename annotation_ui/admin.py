@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Literal, cast
 
 import pandas as pd
 import streamlit as st
@@ -53,6 +54,11 @@ from toolkit.store.setup import (
     setup_study,
 )
 
+# Streamlit's choice widgets (selectbox, radio) open with an overload for empty options typed
+# ``Sequence[typing.Never]``; at Python 3.10, the version mypy checks for, ``typing.Never`` does not
+# exist, that overload takes every sequence and the widget's value comes out as ``None``. The
+# options given here are never empty, so the value is one of them: the ``cast``s below say which.
+
 ADMIN_KEY = "admin_ok"
 EXPORT_FORMATS = {"CSV": ".csv", "Parquet": ".parquet", "JSON": ".json"}
 MIME = {".csv": "text/csv", ".parquet": "application/octet-stream", ".json": "application/json"}
@@ -86,17 +92,17 @@ def setup_tab(store: Store) -> None:
         manifest = st.text_input(
             "Manifest CSV (optional: path, kind, content_group, role, expected_level, tolerance)", key="new_manifest"
         )
-        task = st.selectbox("Task", [*TASKS, "custom"], key="new_task")
+        task = cast(str, st.selectbox("Task", [*TASKS, "custom"], key="new_task"))
         question = st.text_input("Question (required for a custom task; optional otherwise)", key="new_question")
         cols = st.columns(5)
         labels = [
             c.text_input(f"Level {5 - k}", value=DEFAULT_LEVEL_LABELS[k], key=f"new_label_{k}")
             for k, c in enumerate(cols)
         ]
-        cols = st.columns(3)
-        target = cols[0].number_input("Votes per item", min_value=1, value=15, key="new_target")
-        per_session = cols[1].number_input("Items per session", min_value=1, value=50, key="new_per_session")
-        gold_every = cols[2].number_input(
+        numbers = st.columns(3)
+        target = numbers[0].number_input("Votes per item", min_value=1, value=15, key="new_target")
+        per_session = numbers[1].number_input("Items per session", min_value=1, value=50, key="new_per_session")
+        gold_every = numbers[2].number_input(
             "A gold item every N votes (0 = none)", min_value=0, value=10, key="new_gold_every"
         )
         open_join = st.checkbox("Raters may register themselves", key="new_open")
@@ -270,7 +276,7 @@ def _raw_votes_bytes(store: Store, name: str, suffix: str) -> bytes | None:
 
 
 def export_tab(store: Store, name: str) -> None:
-    fmt = st.radio("Format", list(EXPORT_FORMATS), horizontal=True, key="export_format")
+    fmt = cast(str, st.radio("Format", list(EXPORT_FORMATS), horizontal=True, key="export_format"))
     suffix = EXPORT_FORMATS[fmt]
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     # The raw votes are the stored record, excluded raters' votes included, as `qalign study export`
@@ -303,7 +309,7 @@ def hf_export(store: Store, name: str) -> None:
     with st.form("hf_export"):
         out = st.text_input("Output folder on the server", key="hf_out")
         split = st.text_input("Split (content groups never straddle two parts)", value=DEFAULT_SPLIT, key="hf_split")
-        model = st.selectbox("Labels", SUBJECT_MODELS, index=SUBJECT_MODELS.index("mos"), key="hf_model")
+        model = cast(str, st.selectbox("Labels", SUBJECT_MODELS, index=SUBJECT_MODELS.index("mos"), key="hf_model"))
         write = st.form_submit_button("Write dataset")
     if not (write and out):
         return
@@ -340,24 +346,24 @@ def tokens_tab(store: Store, name: str) -> None:
         st.info("No raters yet.")
         return
     st.dataframe(raters, hide_index=True)
-    who = st.selectbox("Rater", raters["rater"].tolist(), key="token_rater")
+    who = cast(str, st.selectbox("Rater", raters["rater"].tolist(), key="token_rater"))
     row = raters.set_index("rater").loc[who]
     cols = st.columns(3)
-    action = None
+    action: Literal["access", "exclude", "reissue"] | None = None
     if cols[0].button("Restore access" if row["revoked"] else "Revoke token", key="token_revoke"):
-        action = ("access", not bool(row["revoked"]))
+        action = "access"
     if cols[1].button("Count votes again" if row["excluded"] else "Exclude votes", key="token_exclude"):
-        action = ("exclude", not bool(row["excluded"]))
+        action = "exclude"
     if cols[2].button("Issue a new token", key="token_reissue"):
-        action = ("reissue", None)
+        action = "reissue"
     if action is None:
         return
     with store.session() as session:
         study = get_study(session, name)
-        if action[0] == "access":
-            set_rater_access(session, study, who, revoked=action[1])
-        elif action[0] == "exclude":
-            set_rater_excluded(session, study, who, excluded=action[1])
+        if action == "access":
+            set_rater_access(session, study, who, revoked=not bool(row["revoked"]))
+        elif action == "exclude":
+            set_rater_excluded(session, study, who, excluded=not bool(row["excluded"]))
         else:
             st.session_state["reissued"] = (who, reissue_token(session, study, who))
     st.rerun()
@@ -380,7 +386,7 @@ def render() -> None:
         flagged = {n: len(missing_items(session, get_study(session, n))) for n in names}
     tabs = ["Set-up"] + (["Progress", "Raters", "Results", "Export", "Tokens"] if names else [])
     if names:
-        name = st.selectbox("Study", names, key="admin_study")
+        name = cast(str, st.selectbox("Study", names, key="admin_study"))
         if flagged.get(name):
             st.warning(f"{flagged[name]} item(s) of this study are missing on disk: see Progress.")
     views = st.tabs(tabs)

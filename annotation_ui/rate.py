@@ -7,13 +7,14 @@ their token on every run, so a page can only ever show or change that rater's ow
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import streamlit as st
 
 from annotation_ui.media import show_image, show_video
 from annotation_ui.state import get_store
 from annotation_ui.text import plain
-from toolkit.errors import ToolkitError
+from toolkit.errors import StoreError, ToolkitError
 from toolkit.levels import LEVEL_VALUES
 from toolkit.store import Store, list_studies, rater_for_token
 from toolkit.store.assignment import (
@@ -96,13 +97,19 @@ def join_view(store: Store) -> None:
     st.subheader("No invitation? Register")
     names = dict(open_studies)
     with st.form("register"):
-        study_id = st.selectbox("Study", list(names), format_func=names.get, key="register_study")
+        # Cast: at Python 3.10, the version mypy checks for, streamlit's overload for empty options
+        # (typed with typing.Never, which 3.10 lacks) takes every call and types the value None.
+        # The options are not empty (checked above), so the value is one of the study ids.
+        study_id = cast(int, st.selectbox("Study", list(names), format_func=lambda i: names[i], key="register_study"))
         name = st.text_input("A name or nickname", key="register_name", max_chars=100)
         registered = st.form_submit_button("Register")
     if registered:
         try:
             with store.session() as session:
-                _, token = self_register(session, session.get(Study, study_id), name or "")
+                study = session.get(Study, study_id)
+                if study is None:  # removed since the page was drawn
+                    raise StoreError("this study no longer exists")
+                _, token = self_register(session, study, name or "")
         except ToolkitError as exc:
             st.error(str(exc))
             return
@@ -164,7 +171,8 @@ def _vote(store: Store, token: str, item_id: int, level: int, labels: list[str])
         else:
             flash(
                 "warning",
-                f"Check item: the expected answer was {expected}; you answered **{plain(labels[5 - level])}**. Please look carefully.",
+                f"Check item: the expected answer was {expected}; you answered **{plain(labels[5 - level])}**. "
+                "Please look carefully.",
             )
 
 
@@ -203,6 +211,7 @@ def rating_view(store: Store, token: str, study: Study) -> None:
         return
 
     item = step.item
+    assert item is not None  # only "finished" and "session_done" come without an item
     st.caption(f"Session: {progress.session_votes} of {progress.session_size}")
     st.markdown(f"### {plain(study_question(study, item.kind))}")
     if item.kind == "video":
@@ -245,6 +254,8 @@ def render() -> None:
         with store.session() as session:
             rater = rater_for_token(session, token)
             study = session.get(Study, rater.study_id)
+            if study is None:  # the foreign key (ON DELETE CASCADE) keeps this from happening
+                raise StoreError(f"rater {rater.name!r} belongs to no study")
             name, trained = rater.name, rater.trained_at is not None
     except ToolkitError:
         sign_out()

@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             backends.append(("postgresql", pg))
         print(f"{args.raters} raters x {args.votes} votes, think time {args.think_ms:g} ms, {os.cpu_count()} CPUs")
         print(
-            f"{'backend':<11} {'votes':>6} {'err':>4} {'submit p50':>11} {'submit p95':>11} {'next p50':>9} {'next p95':>9} {'votes/s':>8}"
+            f"{'backend':<11} {'votes':>6} {'err':>4} {'submit p50':>11} {'submit p95':>11} "
+            f"{'next p50':>9} {'next p95':>9} {'votes/s':>8}"
         )
         for name, url in backends:
             if name == "postgresql":
@@ -152,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
             r = run(url, media, args.raters, args.votes, args.think_ms)
             print(
-                f"{name:<11} {int(r['votes']):>6} {int(r['errors']):>4} {r['submit_p50_ms']:>9.1f}ms {r['submit_p95_ms']:>9.1f}ms "
+                f"{name:<11} {int(r['votes']):>6} {int(r['errors']):>4} "
+                f"{r['submit_p50_ms']:>9.1f}ms {r['submit_p95_ms']:>9.1f}ms "
                 f"{r['next_p50_ms']:>7.1f}ms {r['next_p95_ms']:>7.1f}ms {r['votes_per_s']:>8.0f}"
             )
             if r["first_error"]:

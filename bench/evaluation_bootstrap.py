@@ -1,6 +1,7 @@
 """Figures for the evaluation metrics and the KonIQ conversion.
 
-    python bench/evaluation_bootstrap.py [--draws 1000] [--sizes 300,2000] [--koniq tests/data/koniq10k_distributions_sets.csv]
+    python bench/evaluation_bootstrap.py [--draws 1000] [--sizes 300,2000] \\
+        [--koniq tests/data/koniq10k_distributions_sets.csv]
 
 1. ``agreement()`` (all six coefficients with bootstrap intervals) per item count, against a
    per-draw loop of scipy calls (``spearmanr``, ``kendalltau``, ``pearsonr``, ``curve_fit``)
@@ -99,7 +100,8 @@ def main() -> None:
             total = time.perf_counter() - t0
             size = sum(p.stat().st_size for p in (Path(tmp) / "koniq").glob("*.json"))
         print(
-            f"KonIQ-10k: {len(table)} items read in {read:.2f} s; read + JSON for 3 splits in {total:.2f} s ({size / 1e6:.1f} MB)"
+            f"KonIQ-10k: {len(table)} items read in {read:.2f} s; "
+            f"read + JSON for 3 splits in {total:.2f} s ({size / 1e6:.1f} MB)"
         )
 
 

@@ -230,8 +230,10 @@ def measure_onealign(args: argparse.Namespace, root: Path, data: Path) -> list[d
             print(
                 f"OneAlign ({layers}, {row['params'] / 1e9:.2f} B parameters), recipe {recipe}"
                 f"{', frozen weights float32' if args.frozen_float32 else ''}: trainable "
-                f"{row['trainable'] / 1e6:.1f} M, {row['sec_per_step']:.2f} s/step, {row['samples_per_s']:.1f} samples/s, "
-                f"peak {row['peak_gib'] or float('nan'):.1f} GiB (batch {args.batch_size}, {args.device}, {row['dtype']}, "
+                f"{row['trainable'] / 1e6:.1f} M, {row['sec_per_step']:.2f} s/step, "
+                f"{row['samples_per_s']:.1f} samples/s, "
+                f"peak {row['peak_gib'] or float('nan'):.1f} GiB "
+                f"(batch {args.batch_size}, {args.device}, {row['dtype']}, "
                 f"{'gradient checkpointing' if row['gradient_checkpointing'] else 'no checkpointing'})",
                 flush=True,
             )

@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+import streamlit.testing.v1 as streamlit_testing
 from sqlalchemy import select, update
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
 
 from toolkit.store import Store, add_rater, get_study, rater_for_token
 from toolkit.store.admin_secret import set_admin_secret
@@ -15,10 +18,6 @@ from toolkit.store.raters import set_rater_access
 from toolkit.store.schema import Assignment, Item, Rater, Rating, utcnow
 
 from fixtures_ui import make_study, sqlite_url
-
-streamlit_testing = pytest.importorskip("streamlit.testing.v1")
-AppTest = streamlit_testing.AppTest
-from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
 ROOT = Path(__file__).resolve().parents[1] / "annotation_ui"
 RATE = str(ROOT / "views" / "rate.py")
