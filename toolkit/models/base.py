@@ -12,13 +12,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from toolkit.qalign import InputKind, Task
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
+    import os
+
     import torch
     from PIL import Image
+    from transformers import PreTrainedTokenizerBase
 
 Visual = Sequence["Image.Image"]
 """One visual input: a list of RGB frames (a still image is a list of one)."""
@@ -37,10 +40,27 @@ class TrainingExample:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class SavesPretrained(Protocol):
+    """A model that writes itself to a folder: a transformers model, or a PEFT model (its adapters)."""
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], /, **kwargs: Any) -> None: ...
+
+
+class Generates(Protocol):
+    """A model that continues prompts: a transformers generation model, or a PEFT wrapper of one."""
+
+    def generate(self, **kwargs: Any) -> object: ...
+
+
 class QAlignBackbone(ABC):
-    """A vision-language model that answers "The {task} of the {input} is <level>"."""
+    """A vision-language model that answers "The {task} of the {input} is <level>".
+
+    ``model`` is any module: training and adapter loading replace it by a PEFT wrapper, which
+    forwards attribute access to the transformers model it wraps.
+    """
 
     model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase  # the text tokenizer (generation decodes with it)
     level_token_ids: list[int]  # in LEVELS order (excellent .. bad)
 
     @abstractmethod

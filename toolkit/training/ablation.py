@@ -31,13 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.errors import InputError
+from toolkit.errors import InputError, ToolkitError
 from toolkit.io import atomic_write_text
+from toolkit.models.base import QAlignBackbone
 from toolkit.qalign import expected_score
 from toolkit.training.config import LOSS_NAMES, TrainConfig
 from toolkit.training.data import TrainingData, load_training_data
 from toolkit.training.loop import train
-from toolkit.training.predict import predict_scores
+from toolkit.training.predict import Method, predict_scores
 
 SET_NAMES = {"ce": "levels (ce)", "soft": "soft labels (soft)", "score": "direct score (score)"}
 MIDPOINT = 3.0  # stands in for a direct-score answer without a number
@@ -123,9 +124,11 @@ def run_ablation(
         )
         say(f"training with loss {name} ({SET_NAMES[name]})...")
         start = time.perf_counter()
-        result = train(config)
-        method = "generate" if name == "score" else "levels"
-        scores, texts = _score(result.backbone, data, method, batch_size)
+        trained = train(config)
+        if trained.backbone is None:  # train() always returns the model it trained
+            raise ToolkitError(f"the {name} run returned no model to score with")
+        method: Method = "generate" if name == "score" else "levels"
+        scores, texts = _score(trained.backbone, data, method, batch_size)
         failed = int((~np.isfinite(scores)).sum())
         predictions[SET_NAMES[name]] = np.where(np.isfinite(scores), scores, MIDPOINT)
         arms.append(
@@ -133,21 +136,23 @@ def run_ablation(
                 name,
                 SET_NAMES[name],
                 Path(config.out),
-                result.steps,
+                trained.steps,
                 time.perf_counter() - start,
-                result.final_loss,
+                trained.final_loss,
                 failed,
                 texts,
             )
         )
         say(
-            f"  {name}: {result.steps} steps, final loss {result.final_loss:.4f}, {len(items) - failed}/{len(items)} items scored"
+            f"  {name}: {trained.steps} steps, final loss {trained.final_loss:.4f}, "
+            f"{len(items) - failed}/{len(items)} items scored"
         )
-        del result
+        del trained
         gc.collect()  # one trained model in memory at a time
 
     notes = [
-        f"Same budget for every arm: base model {base.model}, {arms[0].steps} steps of {base.batch_size} examples, "
+        f"Same budget for every arm: base model {base.model}, "
+        f"{arms[0].steps} steps of {base.batch_size} examples, "
         f"mode {base.mode}, lr {base.learning_rate:g}, seed {base.seed}"
         + (f", recipe {base.recipe}" if base.recipe else "")
         + ".",
@@ -181,17 +186,26 @@ def _check_out(out: Path) -> Path:
 
 
 def _mos(data: TrainingData) -> np.ndarray:
-    missing = [r.id for r in data.records if r.gt_score is None and r.level_probs is None]
+    values: list[float] = []
+    missing: list[str] = []
+    for r in data.records:
+        if r.gt_score is not None:
+            values.append(r.gt_score)
+        elif r.level_probs is not None:
+            values.append(float(expected_score(r.level_probs)))
+        else:
+            missing.append(r.id)
     if missing:
         raise InputError(
             f"{data.source}: {len(missing)} test record(s) have no gt_score or level_probs "
             f"to compare with (first: {missing[0]!r})"
         )
-    values = [r.gt_score if r.gt_score is not None else float(expected_score(r.level_probs)) for r in data.records]
     return np.asarray(values, dtype=float)
 
 
-def _score(backbone: object, data: TrainingData, method: str, batch_size: int) -> tuple[np.ndarray, list[str]]:
+def _score(
+    backbone: QAlignBackbone, data: TrainingData, method: Method, batch_size: int
+) -> tuple[np.ndarray, list[str]]:
     """Scores of every test item; frames are loaded one chunk at a time."""
     scores: list[float] = []
     texts: list[str] = []
@@ -202,11 +216,11 @@ def _score(backbone: object, data: TrainingData, method: str, batch_size: int) -
         pred = predict_scores(
             backbone,
             [e.frames for e in examples],
-            [tasks[i] for i in idx],  # type: ignore[arg-type]
+            [tasks[i] for i in idx],
             [e.kind for e in examples],
             method=method,
             batch_size=batch_size,
-        )  # type: ignore[arg-type]
+        )
         scores.extend(pred.scores.tolist())
         texts.extend(pred.texts)
     return np.asarray(scores, dtype=float), texts

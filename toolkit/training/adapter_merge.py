@@ -13,8 +13,10 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from toolkit.errors import InputError
+from toolkit.models.base import SavesPretrained
 from toolkit.training.output import RECORD_NAME, copy_auxiliary_files, read_record, replace_dir, staging_dir
 
 MERGE_RECORD = "qalign_merge.json"
@@ -62,9 +64,10 @@ def merge_adapter(
     transformers.utils.logging.disable_progress_bar()
     staged = staging_dir(target)
     try:
-        net.save_pretrained(staged)
+        # ``model`` is declared as a plain module (wrappers replace it); merged, it is a transformers model.
+        cast(SavesPretrained, net).save_pretrained(staged)
         processor = getattr(backbone, "processor", None)
-        if hasattr(processor, "save_pretrained"):
+        if processor is not None and hasattr(processor, "save_pretrained"):
             processor.save_pretrained(staged)
         # Tokenizer and preprocessing files the processor cannot write (OneAlign's) come from the base.
         copy_auxiliary_files(base, staged)

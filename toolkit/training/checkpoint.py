@@ -207,7 +207,11 @@ def _save_rng(stem: Path) -> None:
     import torch
 
     version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # legacy=True is numpy's default; spelled out because the stub types the bare call as the dict form.
+    state = np.random.get_state(legacy=True)
+    if not isinstance(state, tuple):  # the global generator is MT19937, whose legacy state is a tuple
+        raise TypeError(f"unexpected numpy random state {type(state).__name__}")
+    kind, keys, pos, has_gauss, cached = state
     stem.with_suffix(".json").write_text(
         json.dumps(
             {
@@ -216,7 +220,7 @@ def _save_rng(stem: Path) -> None:
             }
         )
     )
-    tensors = {"cpu": torch.get_rng_state()}
+    tensors: dict[str, torch.Tensor | list[torch.Tensor]] = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
         tensors["cuda"] = torch.cuda.get_rng_state_all()
     torch.save(tensors, stem.with_suffix(".pt"))

@@ -18,10 +18,10 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from toolkit.errors import InputError
-from toolkit.models.base import QAlignBackbone
+from toolkit.models.base import QAlignBackbone, SavesPretrained
 from toolkit.models.dtypes import AUTO, MIXED_PRECISION, canonical_dtype
 from toolkit.training.checkpoint import TrainState, is_deepspeed, latest_checkpoint, load_checkpoint, save_checkpoint
 from toolkit.training.config import TrainConfig
@@ -49,6 +49,8 @@ from toolkit.training.schedule import warmup_cosine, warmup_steps_for
 if TYPE_CHECKING:
     import torch
     from accelerate import Accelerator
+
+    from toolkit.models.base import TrainingExample
 
 
 @dataclass
@@ -245,10 +247,11 @@ def _setup(
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         optimizer = torch.optim.AdamW(_param_groups(backbone.model, config.weight_decay), lr=config.learning_rate)
         sampler = MixtureSampler(data.sizes, config.weights, config.seed)
-        loader = torch.utils.data.DataLoader(
-            data,  # type: ignore[arg-type]  # a map-style dataset of TrainingExample
+        loader: torch.utils.data.DataLoader[TrainingExample] = torch.utils.data.DataLoader(
+            # torch annotates Dataset, but any sequence is a map-style dataset; this one of TrainingExample.
+            data,  # type: ignore[arg-type]
             batch_size=config.batch_size,
-            sampler=sampler,  # type: ignore[arg-type]
+            sampler=sampler,
             collate_fn=Collate(backbone, config.loss),
             # Worker seeds come from this generator, not from the global one that a resumed run restores.
             generator=torch.Generator().manual_seed(config.seed),
@@ -557,10 +560,11 @@ def _write_model(run: _Run, target: Path, record: dict[str, Any], whole: bool) -
         staged = staging_dir(target)
         try:
             # LoRA: a PEFT model saves only the adapter (and any fully trained modules).
-            backbone.model.save_pretrained(staged, state_dict=state_dict)
+            # ``model`` is declared as a plain module (wrappers replace it); it is a transformers or PEFT model.
+            cast(SavesPretrained, backbone.model).save_pretrained(staged, state_dict=state_dict)
             if run.config.mode == "full":
                 processor = getattr(backbone, "processor", None)
-                if hasattr(processor, "save_pretrained"):
+                if processor is not None and hasattr(processor, "save_pretrained"):
                     processor.save_pretrained(staged)
                 # Tokenizer and preprocessing files the backbone cannot write itself (OneAlign's
                 # processor, for one) come unchanged from the base model folder.

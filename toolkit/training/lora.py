@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from toolkit.errors import InputError
 from toolkit.qalign import ONEALIGN_MODEL_TYPE
@@ -10,6 +10,7 @@ from toolkit.training.recipes import ONEALIGN_LORA_TARGETS, ONEALIGN_TRAINABLE_M
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedModel
 
     from toolkit.training.config import TrainConfig
 
@@ -77,11 +78,13 @@ def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
     """
     if not getattr(model, "supports_gradient_checkpointing", False):
         raise InputError(f"{type(model).__name__} does not support gradient checkpointing")
+    # supports_gradient_checkpointing is a transformers model's flag: only such models get here.
+    pretrained = cast("PreTrainedModel", model)
     kwargs = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):  # the name since transformers 5
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    if hasattr(pretrained, "activation_checkpointing_enable"):  # the name since transformers 5
+        pretrained.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        pretrained.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     for config in (getattr(model, "config", None), getattr(getattr(model, "config", None), "text_config", None)):
         if config is not None:
             config.use_cache = False

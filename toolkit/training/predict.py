@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
-from toolkit.models.base import QAlignBackbone, Visual
+from toolkit.errors import ToolkitError
+from toolkit.models.base import Generates, QAlignBackbone, Visual
 from toolkit.qalign import InputKind, Task, expected_score, level_softmax
 
 if TYPE_CHECKING:
@@ -89,10 +90,17 @@ def predict_scores(
 
 def generate_answers(backbone: QAlignBackbone, batch: dict[str, Any], max_new_tokens: int = 8) -> list[str]:
     """Greedy continuations of a scoring batch (prompts ending in "The {task} of the {input} is")."""
+    import torch
+
     tokenizer = backbone.tokenizer
     inputs = _to_device(batch, backbone.device, next(backbone.model.parameters()).dtype)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    out = backbone.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+    # A generation model, or a PEFT wrapper that forwards ``generate`` to one; ``model`` is declared
+    # as a plain module because wrappers replace it.
+    model = cast(Generates, backbone.model)
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad)
+    if not isinstance(out, torch.Tensor):  # a generation config with return_dict_in_generate
+        raise ToolkitError(f"generate returned a {type(out).__name__}, not the token ids")
     new = out[:, inputs["input_ids"].shape[1] :]
     return [t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True)]
 

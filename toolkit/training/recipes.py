@@ -108,5 +108,6 @@ def check_recipe_fits(name: str | None, model_type: str | None) -> None:
         )
     if name.startswith("hf") and is_onealign:
         raise InputError(
-            f"recipe {name!r} is for generic vision-language models; use {name.replace('hf', 'onealign')!r} for OneAlign"
+            f"recipe {name!r} is for generic vision-language models; "
+            f"use {name.replace('hf', 'onealign')!r} for OneAlign"
         )
