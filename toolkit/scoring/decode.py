@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, get_worker_info
 from toolkit.errors import InputError
 from toolkit.media import cap_indices, load_video_frames, open_image
 from toolkit.models.base import QAlignBackbone, Task
-from toolkit.qalign import INPUT_KINDS
+from toolkit.qalign import INPUT_KINDS, InputKind, check_kind
 from toolkit.scoring.inputs import ScoreInput
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ class PreparedBatch:
     """A batch of decoded inputs and, per kind, the backbone's model inputs for the decoded ones."""
 
     decoded: list[Decoded]
-    prepared: dict[str, tuple[list[int], dict[str, Any]]] = field(default_factory=dict)
+    prepared: dict[InputKind, tuple[list[int], dict[str, Any]]] = field(default_factory=dict)
     # kind -> (positions within ``decoded``, output of ``backbone.transfer_batch`` for them)
 
     def pin_memory(self, *_: Any) -> PreparedBatch:
@@ -132,7 +132,7 @@ def detach_preprocessing(backbone: QAlignBackbone) -> QAlignBackbone | None:
     """
     clone = copy.copy(backbone)
     try:
-        clone.model = None  # type: ignore[assignment]
+        clone.model = None  # type: ignore[assignment]  # deliberately breaks the declared type: no weights to pickle
     except Exception:
         return None
     return clone
@@ -156,15 +156,15 @@ class BatchPreparer:
         if self.backbone is None:
             return out
         in_worker = get_worker_info() is not None
-        for kind in INPUT_KINDS:
-            idx = [i for i, d in enumerate(batch) if d.frames is not None and self.kinds[d.position] == kind]
-            if not idx:
+        for kind in map(check_kind, INPUT_KINDS):
+            chosen = [
+                (i, d.frames) for i, d in enumerate(batch) if d.frames is not None and self.kinds[d.position] == kind
+            ]
+            if not chosen:
                 continue
+            idx = [i for i, _ in chosen]
             try:
-                out.prepared[kind] = (
-                    idx,
-                    self.backbone.transfer_batch([batch[i].frames for i in idx], self.task, kind),
-                )  # type: ignore[misc]
+                out.prepared[kind] = (idx, self.backbone.transfer_batch([f for _, f in chosen], self.task, kind))
             except Exception:
                 continue
             if in_worker:
