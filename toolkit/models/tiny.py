@@ -25,7 +25,7 @@ from pathlib import Path
 
 from toolkit.errors import ToolkitError
 from toolkit.io import give_default_modes
-from toolkit.qalign import INPUT_KINDS, LEVELS, TASKS, answer_stem, answer_text, check_kind, check_task
+from toolkit.qalign import INPUT_KINDS, LEVELS, TASKS, answer_stem, answer_text, check_task
 
 TINY_MODEL_VERSION = "1"
 """Bump whenever the builder's output changes, so cached copies of older builds are not reused."""
@@ -86,7 +86,7 @@ def training_corpus() -> list[str]:
     """The sentences the tokenizer is trained on: every prompt and answer the toolkit writes."""
     lines = [SYSTEM_SENTENCE, "USER:", "ASSISTANT:"]
     for task in map(check_task, TASKS):
-        for inp in map(check_kind, INPUT_KINDS):
+        for inp in INPUT_KINDS:
             for q in _QUESTIONS:
                 lines.append(f"USER: {q.format(task=task, input=inp)}")
             for word in LEVELS:

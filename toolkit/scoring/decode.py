@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, get_worker_info
 from toolkit.errors import InputError
 from toolkit.media import cap_indices, load_video_frames, open_image
 from toolkit.models.base import QAlignBackbone, Task
-from toolkit.qalign import INPUT_KINDS, InputKind, check_kind
+from toolkit.qalign import INPUT_KINDS, InputKind
 from toolkit.scoring.inputs import ScoreInput
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class BatchPreparer:
         if self.backbone is None:
             return out
         in_worker = get_worker_info() is not None
-        for kind in map(check_kind, INPUT_KINDS):
+        for kind in INPUT_KINDS:
             chosen = [
                 (i, d.frames) for i, d in enumerate(batch) if d.frames is not None and self.kinds[d.position] == kind
             ]

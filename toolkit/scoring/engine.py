@@ -240,7 +240,7 @@ class Scorer:
                 log.info("%s: %s", items[d.position].path, d.note)
         launched = _LaunchedBatch(batch)
         # Group by kind so every forward has one prompt form (all images or all videos).
-        for kind in map(check_kind, INPUT_KINDS):
+        for kind in INPUT_KINDS:
             idx = [i for i, d in enumerate(decoded) if d.usable and items[d.position].kind == kind]
             if not idx:
                 continue
