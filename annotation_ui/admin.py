@@ -1,7 +1,7 @@
 """The administrator's side, behind the admin secret: set-up, progress, raters, results, exports, tokens.
 
 Every figure about the items (labels, aggregates, subject model, the Hugging Face dataset) comes
-from one :class:`~toolkit.store.StudySnapshot` through :mod:`toolkit.analysis.labels` and
+from one :class:`~toolkit.store.StudySnapshot` through :mod:`toolkit.analysis.study_labels` and
 :func:`toolkit.convert.study_dataset.export_study_dataset`, the functions the command line uses, so a
 table on this page, a download and ``qalign export-dataset`` agree on every item's MOS.
 """

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from toolkit.active import study_state
-from toolkit.analysis.labels import item_aggregates, study_label_table
+from toolkit.analysis.study_labels import item_aggregates, study_label_table
 from toolkit.cli import app
 from toolkit.cli.eval import _votes
 from toolkit.convert.study import convert_study

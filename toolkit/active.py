@@ -207,7 +207,7 @@ class StudyState:
 def study_state(study: str, db_url: str | None = None) -> StudyState:
     """Test items present on disk (as far as the store knows) and their valid votes so far:
     ``n`` and the MOS and SD of the study's label table (raters excluded by the admin left out)."""
-    from toolkit.analysis.labels import study_label_table
+    from toolkit.analysis.study_labels import study_label_table
     from toolkit.store import load_snapshot
 
     snapshot = load_snapshot(study, db_url)

@@ -212,10 +212,7 @@ def _load_with_decord(path: Path, max_frames: int | None) -> VideoFrames:
 
 
 def _load_with_pyav(path: Path, max_frames: int | None) -> VideoFrames:
-    try:
-        import av
-    except ImportError as exc:  # pragma: no cover - av is a hard dependency
-        raise InputError(f"{path}: no video decoder available (PyAV missing: {exc})") from None
+    import av
 
     try:
         with av.open(str(path)) as container:

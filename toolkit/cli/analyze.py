@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from toolkit.cli.common import DbOption, SubjectModelChoice, console, err_console
+from toolkit.analysis.names import ModelName
+from toolkit.cli.common import DbOption, console, err_console
 
 if TYPE_CHECKING:  # kept out of --help: the analysis modules import pandas and scipy
     from toolkit.analysis.pipeline import Analysis
@@ -23,10 +24,11 @@ def analyze_command(
     votes: Optional[Path] = typer.Argument(
         None, help="Vote table (CSV, Parquet or JSON), one row per vote. Leave out with --study.", show_default=False
     ),
-    model: SubjectModelChoice = typer.Option(
-        SubjectModelChoice.mle_co,
+    model: ModelName = typer.Option(
+        "mle_co",
         "--model",
         "-m",
+        case_sensitive=False,  # sureal spells them MLE_CO, P913
         help="mos: mean; bt500: BT.500 rejection + mean; p913: P.913 bias removal + rejection; "
         "mle: subject model with content ambiguity; mle_co: subject model without it.",
     ),
@@ -64,7 +66,7 @@ def analyze_command(
     if (votes is None) == (study is None):
         raise InputError("give either a VOTES file or --study NAME (with --db), not both and not neither")
     options = AnalysisOptions(
-        model=model.value,
+        model=model,
         ci=ci.value,
         min_rater_votes=min_rater_votes,
         item_col=item_col,
@@ -75,7 +77,7 @@ def analyze_command(
         agreement_splits=splits,
         seed=seed,
     )
-    with console.status(f"Fitting {model.value} ..."):
+    with console.status(f"Fitting {model} ..."):
         if study is not None:
             analysis = analyze_study(study, db, options)
         else:

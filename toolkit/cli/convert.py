@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from toolkit.cli.common import DbOption, TaskChoice, console
+from toolkit.analysis.names import ModelName
+from toolkit.cli.common import DbOption, console
+from toolkit.qalign import Task
 
 if TYPE_CHECKING:  # kept out of --help: the converters import pandas
     from toolkit.convert.pipeline import ConvertResult
@@ -58,7 +60,7 @@ def convert_command(
         "--images",
         help="Media root; paths in the output are relative to it. Needed for dataset/parquet and for deduplication.",
     ),
-    task: TaskChoice = typer.Option(TaskChoice.quality, "--task", help="What the questions ask about."),
+    task: Task = typer.Option("quality", "--task", help="What the questions ask about."),
     video: bool = typer.Option(False, "--video", help="Items are videos: video files or folders of frames."),
     rule: RuleChoice = typer.Option(
         RuleChoice.equal,
@@ -99,9 +101,10 @@ def convert_command(
     study: Optional[str] = typer.Option(
         None, "--study", help="Read the votes of this study from the database instead of a file."
     ),
-    subject_model: str = typer.Option(
+    subject_model: ModelName = typer.Option(
         "mos",
         "--subject-model",
+        case_sensitive=False,  # sureal spells them MLE_CO, P913
         help="With --study: mos (plain mean, vote histograms) or a cleaned label: mle, mle_co, bt500, p913.",
     ),
     db: Optional[str] = DbOption,
@@ -146,10 +149,10 @@ def convert_command(
                 study,
                 out,
                 db_url=db,
-                subject_model=getattr(subject_model, "value", subject_model),
+                subject_model=subject_model,
                 fmt=fmt.value,
                 images=images,
-                task=task.value,
+                task=task,
                 video=video or None,
                 split=split,
                 seed=seed,
@@ -167,7 +170,7 @@ def convert_command(
             out,
             fmt=fmt.value,
             images=images,
-            task=task.value,
+            task=task,
             video=video,
             rule=rule.value,
             low=low,

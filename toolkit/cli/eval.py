@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from toolkit.cli.common import DbOption, TaskChoice, console
+from toolkit.cli.common import DbOption, console
+from toolkit.qalign import Task
 
 if TYPE_CHECKING:  # kept out of --help: pandas is slow to import
     import pandas as pd
@@ -85,7 +86,7 @@ def eval_command(
     high: Optional[float] = typer.Option(
         None, "--high", help="Upper end of the test sets' MOS scale (default: the data's maximum)."
     ),
-    task: TaskChoice = typer.Option(TaskChoice.quality, "--task", help="What the models rate."),
+    task: Task = typer.Option("quality", "--task", help="What the models rate."),
     video: bool = typer.Option(False, "--video", help="Test items are videos: video files or folders of frames."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 or auto."),
@@ -131,7 +132,7 @@ def eval_command(
             mos_col=mos_col,
             low=low,
             high=high,
-            task=task.value,
+            task=task,
             video=video,
             device=device,
             dtype=dtype,

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from toolkit.cli.common import DbOption, SubjectModelChoice, console
+from toolkit.analysis.names import ModelName
+from toolkit.cli.common import DbOption, console
 
 
 class FormatChoice(str, Enum):
@@ -32,9 +33,10 @@ def export_dataset_command(
         "train=0.8,test=0.2", "--split", help="Split fractions by content group; 'none' for a single train split."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and of the question paraphrases."),
-    subject_model: SubjectModelChoice = typer.Option(
-        SubjectModelChoice.mos,
+    subject_model: ModelName = typer.Option(
+        "mos",
         "--subject-model",
+        case_sensitive=False,  # sureal spells them MLE_CO, P913
         help="How item labels are made: mos (plain mean) or a subject model: mle, mle_co, bt500, p913.",
     ),
     license: Optional[str] = typer.Option(
@@ -75,7 +77,7 @@ def export_dataset_command(
             formats=formats,
             split=None if split.strip().lower() in ("", "none") else split,
             seed=seed,
-            subject_model=subject_model.value,
+            subject_model=subject_model,
             license=license,
             license_link=license_link,
             citation=citation,

@@ -16,7 +16,8 @@ from typing import Optional
 
 import typer
 
-from toolkit.cli.common import TaskChoice, console
+from toolkit.cli.common import console
+from toolkit.qalign import Task
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +34,7 @@ def score_command(
         ..., "--model", help="Model folder (OneAlign or any Hugging Face image-text-to-text checkpoint), or 'tiny'."
     ),
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="LoRA adapter folder to apply on top of --model."),
-    task: TaskChoice = typer.Option(TaskChoice.quality, "--task", help="What to rate."),
+    task: Task = typer.Option("quality", "--task", help="What to rate."),
     video: bool = typer.Option(False, "--video", help="Inputs are videos: video files, or folders of frame images."),
     dtype: str = typer.Option(
         "float32", "--dtype", help="float32, bfloat16, float16 or auto (bfloat16 where the GPU has it)."
@@ -64,7 +65,7 @@ def score_command(
         inputs,
         model=model,
         adapter=str(adapter) if adapter else None,
-        task=task.value,
+        task=task,
         batch_size=batch_size,
         device=device,
         dtype=dtype,
@@ -85,7 +86,7 @@ def score_command(
     scored = df["score"].notna()
     summary = f"{int(scored.sum())} of {len(df)} input(s) scored"
     if scored.any():
-        summary += f", mean {task.value} score {df.loc[scored, 'score'].mean():.3f}"
+        summary += f", mean {task} score {df.loc[scored, 'score'].mean():.3f}"
     console.print(f"{summary} -> [bold]{out}[/]")
     if len(failed):
         console.print(f"[yellow]{len(failed)} input(s) could not be scored:[/]")

@@ -173,7 +173,7 @@ def export_command(
     from toolkit.store import Store, export_study, get_study
 
     if aggregate:
-        from toolkit.analysis.labels import item_aggregates
+        from toolkit.analysis.study_labels import item_aggregates
         from toolkit.io import write_table
         from toolkit.store import load_snapshot
 

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from toolkit.cli.common import DbOption, TaskChoice, console
+from toolkit.cli.common import DbOption, console
+from toolkit.qalign import Task
 
 
 def register(app: typer.Typer) -> None:
@@ -53,7 +54,7 @@ def suggest_command(
     w_disagreement: float = typer.Option(
         1.0, "--w-disagreement", min=0.0, help="Weight of |score - MOS| in units of the MOS interval."
     ),
-    task: TaskChoice = typer.Option(TaskChoice.quality, "--task", help="What the model rates (with --model)."),
+    task: Task = typer.Option("quality", "--task", help="What the model rates (with --model)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps (with --model)."),
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 or auto (with --model)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Inputs per forward pass (with --model)."),
@@ -81,7 +82,7 @@ def suggest_command(
         votes=votes,
         model=model,
         adapter=str(adapter) if adapter else None,
-        task=task.value,
+        task=task,
         device=device,
         dtype=dtype,
         batch_size=batch_size,

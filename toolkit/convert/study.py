@@ -1,6 +1,6 @@
 """Training data straight from a study in the store (``qalign convert --study``).
 
-The labels are the study's label table (:func:`toolkit.analysis.labels.study_label_table`): valid
+The labels are the study's label table (:func:`toolkit.analysis.study_labels.study_label_table`): valid
 votes only, plain MOS or a subject model's score, on the vote scale [1, 5] with levels from
 five equal intervals of it. ``qalign export-dataset`` builds its dataset from the same
 :class:`LabelTable` (:func:`training_table`), so both give every item the same level.
@@ -19,7 +19,7 @@ from toolkit.io import atomic_write_text
 from toolkit.qalign import COUNT_COLUMNS, Task, check_task, is_task
 
 if TYPE_CHECKING:
-    from toolkit.analysis.labels import StudyLabels
+    from toolkit.analysis.study_labels import StudyLabels
     from toolkit.convert.pipeline import ConvertResult, OutputFormat
     from toolkit.store.snapshot import StudySnapshot
 
@@ -30,7 +30,7 @@ def training_table(labels: StudyLabels, soft: SoftLabelMode = "auto", source: st
 
     Raises :class:`InputError` when no test item has a valid vote yet.
     """
-    from toolkit.analysis.labels import LEVEL_RULE
+    from toolkit.analysis.study_labels import LEVEL_RULE
 
     if not len(labels):
         raise InputError(f"{source}: no valid votes on the study's test items yet")
@@ -54,7 +54,7 @@ def study_training_table(
     snapshot: StudySnapshot, subject_model: str = "mos", soft: SoftLabelMode = "auto"
 ) -> tuple[LabelTable, StudyLabels]:
     """The study's label table and the :class:`LabelTable` built from it."""
-    from toolkit.analysis.labels import study_label_table
+    from toolkit.analysis.study_labels import study_label_table
 
     labels = study_label_table(snapshot, subject_model)
     return training_table(labels, soft, source=f"study {snapshot.name}"), labels

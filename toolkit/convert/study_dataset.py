@@ -1,7 +1,7 @@
 """A study as a Hugging Face dataset: media, labels with intervals, splits, and a dataset card.
 
 :func:`export_study_dataset` takes a study's label table
-(:func:`toolkit.analysis.labels.study_label_table`: valid votes only, plain MOS with a Student-t
+(:func:`toolkit.analysis.study_labels.study_label_table`: valid votes only, plain MOS with a Student-t
 interval or a subject model's scores with its intervals, levels on the vote scale [1, 5]; the
 same labels ``qalign convert --study`` writes), drops byte-identical media by their stored
 SHA-256, splits by content group (no source content on two sides), and writes one folder::

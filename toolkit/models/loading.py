@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from toolkit.errors import InputError, ToolkitError
+from toolkit.errors import InputError
 from toolkit.models.base import QAlignBackbone
 from toolkit.models.dtypes import AUTO, canonical_dtype
 from toolkit.qalign import ONEALIGN_MODEL_TYPE
@@ -125,13 +125,8 @@ def load_backbone(
     torch_dtype = resolve_dtype(dtype, dev)
 
     if model_type(path) == ONEALIGN_MODEL_TYPE:
-        try:
-            from toolkit.models.onealign import load_onealign_backbone
-        except ImportError as exc:
-            raise ToolkitError(
-                f"{path} is a OneAlign ({ONEALIGN_MODEL_TYPE}) checkpoint "
-                f"but the native OneAlign port cannot be imported: {exc}"
-            ) from None
+        from toolkit.models.onealign import load_onealign_backbone
+
         backbone: QAlignBackbone = load_onealign_backbone(path, torch_dtype, dev)
     else:
         backbone = _load_hf(path, torch_dtype, dev)

@@ -2,7 +2,7 @@
 
 The raw export is the record of what was stored: every vote, those of raters screened out
 included (the admin's decision can be undone; the record should not depend on it). Labels and
-per-item aggregates are computed from the valid votes by :mod:`toolkit.analysis.labels`, which
+per-item aggregates are computed from the valid votes by :mod:`toolkit.analysis.study_labels`, which
 the store cannot import.
 """
 
