@@ -25,7 +25,7 @@ from toolkit.store.assignment import (
 from toolkit.store.media_check import check_media, missing_items
 from toolkit.store.progress import item_progress, rater_stats, study_summary
 from toolkit.store.raters import reissue_token, set_rater_access, set_rater_excluded
-from toolkit.store.schema import Rating, utcnow
+from toolkit.store.schema import Rater, Rating, utcnow
 from toolkit.store.setup import StudySetup, level_labels, setup_study
 
 from fixtures_ui import make_study, sqlite_url, write_images
@@ -310,3 +310,36 @@ def test_rater_stats_straightlining_and_valid_votes(store, tmp_path):
         assert study_summary(s, study)["target_fraction"] == pytest.approx(6 / 30)
         # The rater's own figures keep every vote: they are what an exclusion is judged on.
         assert rater_stats(s, study).set_index("rater").loc["flat", "votes"] == 6
+
+
+def check_duplicate_rater_names(store, tmp_path, monkeypatch):
+    """A taken rater name gives one line, from every way of adding a rater, also when another
+    session takes the name between the check and the insert; the transaction stays usable."""
+    from toolkit.store import raters
+
+    make_study(store, tmp_path / "open", n_test=2, name="open", allow_self_register=True)
+    with store.session() as s:
+        raters.invite_rater(s, get_study(s, "open"), "alice")
+    duplicate = "a rater named 'alice' already exists in study 'open'"
+    for add in (
+        lambda s, study: raters.invite_rater(s, study, " alice "),
+        lambda s, study: self_register(s, study, "alice"),
+    ):
+        with pytest.raises(StoreError) as info, store.session() as s:
+            add(s, get_study(s, "open"))
+        assert str(info.value) == duplicate
+    # The race: the name is free when checked, taken when inserted.
+    monkeypatch.setattr(raters, "_name_taken", lambda *_: False)
+    with store.session() as s:
+        study = get_study(s, "open")
+        with pytest.raises(StoreError, match=duplicate):
+            self_register(s, study, "alice")
+        bob_token = raters.invite_rater(s, study, "bob")  # same transaction, still usable
+    with store.session() as s:
+        assert rater_for_token(s, bob_token).name == "bob"
+        names = s.scalars(select(Rater.name).where(Rater.study_id == get_study(s, "open").id)).all()
+        assert sorted(names) == ["alice", "bob"]
+
+
+def test_duplicate_rater_name_is_one_line(store, tmp_path, monkeypatch):
+    check_duplicate_rater_names(store, tmp_path, monkeypatch)

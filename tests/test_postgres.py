@@ -65,3 +65,13 @@ def test_prepare_database_creates_the_sample_study(pg_url, monkeypatch):
 def test_24_raters_two_tabs_each_on_postgres(pg_url, tmp_path):
     outcome = simulate_raters(pg_url, tmp_path / "media", n_raters=24, votes_each=4)
     check_simulation(outcome, 24, 4)
+
+
+def test_duplicate_rater_name_is_one_line(pg_url, tmp_path, monkeypatch):
+    from test_assignment import check_duplicate_rater_names
+
+    store = Store(pg_url)
+    try:
+        check_duplicate_rater_names(store, tmp_path, monkeypatch)
+    finally:
+        store.dispose()

@@ -377,3 +377,18 @@ def test_results_aggregates_and_dataset_leave_an_excluded_rater_out(store, tmp_p
     written = pd.read_csv(out / "items.csv").set_index("path")
     assert written.loc["test_01.png", "mos"] == pytest.approx(4.5)
     assert written.loc["test_00.png", "mos"] == pytest.approx(2.5)
+
+
+def test_duplicate_rater_names_show_one_line(store, tmp_path):
+    make_study(store, tmp_path / "media", allow_self_register=True)
+    invite(store, "alice")
+    at = rate_page()
+    at.text_input(key="register_name").input("alice")
+    at.button(key="FormSubmitter:register-Register").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["a rater named 'alice' already exists in study 'pilot'"]
+    admin = admin_page()
+    admin.text_input(key="invite_name").input("alice")
+    admin.button(key="FormSubmitter:invite-Create invite token").click().run()
+    assert not admin.exception
+    assert [e.value for e in admin.error] == ["a rater named 'alice' already exists in study 'pilot'"]

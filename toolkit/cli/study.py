@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli.common import DbOption, console
 from toolkit.errors import InputError
@@ -92,7 +93,9 @@ def create_command(
                 grouping=grouping,
             ),
         )
-    console.print(f"study [bold]{name}[/]: {len(result.added)} items added, {len(result.skipped)} already present")
+    console.print(
+        f"study [bold]{escape(name)}[/]: {len(result.added)} items added, {len(result.skipped)} already present"
+    )
 
 
 @study_app.command("add-items")
@@ -128,12 +131,13 @@ def add_rater_command(
     db: Optional[str] = DbOption,
 ) -> None:
     """Invite a rater; prints the token once (only its hash is stored)."""
-    from toolkit.store import Store, add_rater, get_study
+    from toolkit.store import Store, get_study
+    from toolkit.store.raters import invite_rater
 
     store = Store(db)
     with store.session() as session:
-        _, token = add_rater(session, get_study(session, name), rater)
-    console.print(f"rater [bold]{rater}[/] token: {token}")
+        token = invite_rater(session, get_study(session, name), rater)
+    console.print(f"rater [bold]{escape(rater.strip())}[/] token: {token}")
 
 
 @study_app.command("import")
@@ -146,10 +150,11 @@ def import_command(
     db: Optional[str] = DbOption,
 ) -> None:
     """Import votes collected elsewhere; all-or-nothing, re-runs count nothing twice."""
-    from toolkit.io import read_table
+    from toolkit.io import ID_COLUMNS, read_table
     from toolkit.store import Store, get_study, import_votes
 
-    table = read_table(votes)
+    # Ids as written: raters "007" and "7" are two people, "NA" is a name; a blank one is an error.
+    table = read_table(votes, text_columns={item_col, rater_col, *ID_COLUMNS}, required=(item_col, rater_col))
     store = Store(db)
     with store.session() as session:
         added, skipped = import_votes(
@@ -185,7 +190,7 @@ def export_command(
                 path = export_study(session, get_study(session, name), out)
         finally:
             store.dispose()
-    console.print(f"wrote {path}")
+    console.print(f"wrote {path}", markup=False, highlight=False)
 
 
 @study_app.command("list")
@@ -201,7 +206,7 @@ def list_command(db: Optional[str] = DbOption) -> None:
         overview = studies_overview(session)
     table = Table("study", "task", "items", "raters", "votes", "valid votes", "target/item")
     for row in overview.itertuples(index=False):
-        table.add_row(*(str(v) for v in row))
+        table.add_row(*(escape(str(v)) for v in row))
     console.print(table)
 
 

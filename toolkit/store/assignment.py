@@ -31,9 +31,10 @@ from sqlalchemy import CursorResult, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
+from toolkit.store.raters import create_rater
 from toolkit.store.ratings import record_rating
 from toolkit.store.schema import Assignment, Item, Rater, Rating, RatingSession, Study, utcnow
-from toolkit.store.studies import add_rater, resolve_in_root
+from toolkit.store.studies import resolve_in_root
 
 SESSION_IDLE = timedelta(minutes=30)
 """A sitting without a vote for this long is over; the next request starts a new one."""
@@ -147,10 +148,7 @@ def self_register(session: Session, study: Study, name: str) -> tuple[Rater, str
     """A rater joining without an invite, where the study allows it; returns the token to keep."""
     if not study.allow_self_register:
         raise StoreError(f"study {study.name!r} is by invitation only")
-    rater, token = add_rater(session, study, name)
-    rater.self_registered = True
-    session.flush()
-    return rater, token
+    return create_rater(session, study, name, self_registered=True)
 
 
 def training_items(session: Session, study: Study) -> list[Item]:

@@ -5,17 +5,65 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from toolkit.errors import StoreError
+from toolkit.errors import InputError, StoreError
 from toolkit.store.schema import Assignment, Rater, Study
-from toolkit.store.studies import add_rater, hash_token
+from toolkit.store.studies import hash_token
+
+
+def _name_taken(session: Session, study_id: int, name: str) -> bool:
+    return session.scalar(select(Rater.id).where(Rater.study_id == study_id, Rater.name == name)) is not None
+
+
+def create_rater(session: Session, study: Study, name: str, self_registered: bool = False) -> tuple[Rater, str]:
+    """A new rater and their token (only its hash is stored: show it once).
+
+    A name the study already has is refused with a one-line StoreError, also when another session
+    takes the name between the check and the insert: the insert skips the conflicting row (or runs
+    in a savepoint) so this session's transaction stays usable and nothing else it did is lost.
+    """
+    name = name.strip()
+    if not name:
+        raise InputError("a rater needs a non-empty name")
+    # Read before anything can fail: after a failed flush the study's attributes are expired and
+    # reading them raises instead of giving the name.
+    study_id, study_name = study.id, study.name
+    taken = StoreError(f"a rater named {name!r} already exists in study {study_name!r}")
+    if _name_taken(session, study_id, name):
+        raise taken
+    token = secrets.token_urlsafe(18)
+    values = {"study_id": study_id, "name": name, "token_hash": hash_token(token), "self_registered": self_registered}
+    dialect = session.get_bind().dialect.name
+    rater_id: int | None
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        skip = sqlite_insert(Rater).values(**values).on_conflict_do_nothing(index_elements=["study_id", "name"])
+        rater_id = session.execute(skip.returning(Rater.id)).scalar()
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        skip_pg = postgresql_insert(Rater).values(**values).on_conflict_do_nothing(index_elements=["study_id", "name"])
+        rater_id = session.execute(skip_pg.returning(Rater.id)).scalar()
+    else:
+        try:
+            with session.begin_nested():
+                rater_id = session.execute(insert(Rater).values(**values).returning(Rater.id)).scalar()
+        except IntegrityError:
+            rater_id = None
+    if rater_id is None:
+        raise taken
+    rater = session.get(Rater, rater_id)
+    assert rater is not None  # inserted just now, in this transaction
+    return rater, token
 
 
 def invite_rater(session: Session, study: Study, name: str) -> str:
     """A new rater; returns the invite token (shown once, stored hashed)."""
-    return add_rater(session, study, name)[1]
+    return create_rater(session, study, name)[1]
 
 
 def _study_rater(session: Session, study: Study, name: str) -> Rater:
