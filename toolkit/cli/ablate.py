@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli.common import console
 from toolkit.cli.train_options import config_options, config_values, with_options
@@ -76,7 +77,14 @@ def ablate_command(
 
     data = {"data": str(train_data), "images": str(images) if images else None}
     base = TrainConfig.from_dict({**config_values(ABLATE_OPTIONS, options), **data})
-    result = run_ablation(base, test, out, test_images=test_images, losses=losses, log=console.print)
+    result = run_ablation(
+        base,
+        test,
+        out,
+        test_images=test_images,
+        losses=losses,
+        log=lambda line: console.print(line, markup=False, highlight=False),
+    )
     report = write_report(
         result.out_dir,
         result.predictions,
@@ -94,4 +102,4 @@ def ablate_command(
         console.print(
             f"  {comp.b} - {comp.a}: SRCC {d.diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}], p {d.p_value:.3f}"
         )
-    console.print(f"report -> [bold]{result.out_dir / 'report.md'}[/]")
+    console.print(f"report -> [bold]{escape(str(result.out_dir / 'report.md'))}[/]")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 
 from toolkit.analysis.names import ModelName
 from toolkit.cli.common import DbOption, console, err_console
@@ -86,14 +87,14 @@ def analyze_command(
     result = analysis.result
 
     write_table(result.items_table(), out)
-    console.print(f"[bold]{len(result.items)}[/] item scores -> {out}")
+    console.print(f"[bold]{len(result.items)}[/] item scores -> {escape(str(out))}")
     if raters_out is not None:
         write_table(result.raters_table(), raters_out)
-        console.print(f"[bold]{len(result.raters)}[/] raters -> {raters_out}")
+        console.print(f"[bold]{len(result.raters)}[/] raters -> {escape(str(raters_out))}")
     if report is not None:
         from toolkit.analysis.report import write_report
 
-        console.print(f"report -> {write_report(analysis, report)}")
+        console.print(f"report -> {write_report(analysis, report)}", markup=False, highlight=False)
     _print_summary(analysis)
 
 
@@ -115,10 +116,10 @@ def _print_summary(analysis: Analysis) -> None:
     if len(rejected):
         table = Table("rater", "reason", title="Rejected raters")
         for rater, row in rejected.iterrows():
-            table.add_row(str(rater), row["reason"])
+            table.add_row(escape(str(rater)), escape(str(row["reason"])))
         console.print(table)
     for note in analysis.notes:
-        err_console.print(f"[yellow]note:[/] {note}")
+        err_console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli.common import DbOption, console
 
@@ -20,7 +21,7 @@ def upgrade_command(
     from toolkit.store import resolve_db_url, safe_url, upgrade
 
     at = upgrade(db, revision)
-    console.print(f"database {safe_url(resolve_db_url(db))} at revision [bold]{at}[/]")
+    console.print(f"database {escape(safe_url(resolve_db_url(db)))} at revision [bold]{at}[/]")
 
 
 @db_app.command("current")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli.common import DbOption, console
 from toolkit.qalign import Task
@@ -104,6 +105,9 @@ def eval_command(
     ),
     title: Optional[str] = typer.Option(None, "--title", help="Report title."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars while scoring."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Write into an earlier qalign report at --out (never any other non-empty folder)."
+    ),
 ) -> None:
     """Measure how well predicted scores agree with the MOS and write a report.
 
@@ -120,6 +124,9 @@ def eval_command(
     if votes is not None and study is not None:
         raise InputError("give --votes or --study, not both")
     vote_table = _votes(votes, study, db)
+    from toolkit.io import prepare_output_dir
+
+    prepare_output_dir(out, overwrite=overwrite, written_by="qalign eval")
     if model:
         _models_mode(
             list(model),
@@ -297,14 +304,15 @@ def _print_table(results, comparisons, notes, ceilings=None, calibration=None) -
     for test_name, ceiling in (ceilings or {}).items():
         if ceiling is not None:
             console.print(
-                f"{test_name}: noise ceiling (split-half SRCC) {ceiling.value:.4f} "
+                f"{escape(test_name)}: noise ceiling (split-half SRCC) {ceiling.value:.4f} "
                 f"[{ceiling.ci_low:.3f}, {ceiling.ci_high:.3f}]"
             )
     for comp, test_name in comparisons:
         d = comp.differences["srcc"]
-        where = f"{test_name}: " if test_name else ""
+        where = f"{escape(test_name)}: " if test_name else ""
         console.print(
-            f"{where}{comp.b} - {comp.a}: SRCC {d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}], p = {d.p_value:.3f}"
+            f"{where}{escape(comp.b)} - {escape(comp.a)}: "
+            f"SRCC {d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}], p = {d.p_value:.3f}"
         )
     for note in notes:
         console.print(f"note: {note}", markup=False, highlight=False)

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
-from toolkit.cli.common import console
+from toolkit.cli.common import console, err_console
 from toolkit.qalign import Task
 
 
@@ -57,7 +58,10 @@ def score_command(
     """Score images or videos with a Q-Align model.
 
     Writes one CSV row per input: the 1-5 score, the five level probabilities, their entropy,
-    and the reason when an input could not be read (the run goes on without it).
+    and the reason when an input could not be read (the run goes on without it). Beside the CSV,
+    OUT.qalign.json records the model, adapter, task and settings (a rerun resumes only when they
+    match) and, for videos, OUT.frames.csv how many of the sampled frames each one decoded.
+    Exits with 1 when no input could be scored.
     """
     from toolkit.scoring import score_images
 
@@ -87,10 +91,24 @@ def score_command(
     summary = f"{int(scored.sum())} of {len(df)} input(s) scored"
     if scored.any():
         summary += f", mean {task} score {df.loc[scored, 'score'].mean():.3f}"
-    console.print(f"{summary} -> [bold]{out}[/]")
+    console.print(f"{summary} -> [bold]{escape(str(out))}[/]")
+    short = {p: c for p, c in df.attrs.get("frames", {}).items() if c[0] < c[1]}
+    if short:
+        console.print(
+            f"[yellow]{len(short)} video(s) decoded fewer frames than their 1 fps sampling asked for"
+            " (truncated or damaged files, scored from the frames decoded):[/]"
+        )
+        for path, (decoded, sampled) in list(short.items())[:10]:
+            console.print(f"  {path}: {decoded} of {sampled} frames", markup=False, highlight=False)
+        if len(short) > 10:
+            console.print(f"  ... and {len(short) - 10} more (see {out}.frames.csv)", markup=False, highlight=False)
     if len(failed):
         console.print(f"[yellow]{len(failed)} input(s) could not be scored:[/]")
         for reason in failed["error"].head(10):
             console.print(f"  {reason}", markup=False, highlight=False)
         if len(failed) > 10:
             console.print(f"  ... and {len(failed) - 10} more (see the error column)")
+    if len(df) and not scored.any():
+        # Every row is an error row: a wrong path or model would otherwise look like success.
+        err_console.print(f"error: none of the {len(df)} input(s) could be scored", style="red", highlight=False)
+        raise typer.Exit(1)

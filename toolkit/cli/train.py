@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli.common import console
 from toolkit.cli.train_options import config_options, config_values, with_options
@@ -57,7 +58,7 @@ def train_command(
     if not result.main_process:
         return  # another process of a multi-process run: the main one reports for all
     if result.resumed_from:
-        console.print(f"resumed from {result.resumed_from}")
+        console.print(f"resumed from {result.resumed_from}", markup=False, highlight=False)
     console.print(
         f"{result.steps} step(s), {result.samples} sample(s) in {result.seconds:.1f} s "
         f"({result.samples_per_s:.1f} samples/s); final loss {result.final_loss:.4f}; "
@@ -65,16 +66,18 @@ def train_command(
     )
     if len(result.draws) > 1:
         console.print(
-            "  examples drawn per data set: " + ", ".join(f"{p}: {n}" for p, n in zip(cfg.data_paths, result.draws))
+            "  examples drawn per data set: "
+            + ", ".join(f"{escape(str(p))}: {n}" for p, n in zip(cfg.data_paths, result.draws))
         )
     for h in result.heldout:
         console.print(f"  held-out at step {h.step}: {_heldout_line(h)} ({h.n} items)")
     what = "adapter" if result.mode == "lora" else "model"
-    console.print(f"{what} saved -> [bold]{result.output_dir}[/]")
+    console.print(f"{what} saved -> [bold]{escape(str(result.output_dir))}[/]")
     if result.best is not None:
         b = result.best
         console.print(
-            f"best held-out {b['metric']} {b['value']:.4f} at step {b['step']} -> [bold]{result.output_dir / 'best'}[/]"
+            f"best held-out {b['metric']} {b['value']:.4f} at step {b['step']} "
+            f"-> [bold]{escape(str(result.output_dir / 'best'))}[/]"
         )
 
 
@@ -124,6 +127,6 @@ def _run(train: Any, cfg: Any, show: bool) -> Any:
             if p.heldout is not None:
                 bar.console.print(f"  step {p.heldout.step}: held-out {_heldout_line(p.heldout)}")
             if p.checkpoint is not None:
-                bar.console.print(f"  step {p.step}: checkpoint -> {p.checkpoint}")
+                bar.console.print(f"  step {p.step}: checkpoint -> {p.checkpoint}", markup=False, highlight=False)
 
         return train(cfg, progress=report)

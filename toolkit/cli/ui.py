@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli.common import DbOption, console
 
@@ -35,7 +36,8 @@ def ui_command(
     url = resolve_db_url(db)
     report = prepare_database(url, sample=sample, admin_secret=admin_secret)
     console.print(
-        f"database {safe_url(url)} at revision [bold]{report.revision}[/]" + (" (migrated)" if report.upgraded else "")
+        f"database {escape(safe_url(url))} at revision [bold]{report.revision}[/]"
+        + (" (migrated)" if report.upgraded else "")
     )
     if report.sample_created:
         console.print("added the sample study [bold]sample-study[/] (raters may register themselves)")
@@ -45,7 +47,7 @@ def ui_command(
         return
     from annotation_ui.launch import run_app
 
-    console.print(f"rating app on http://{host}:{port}/  (admin page: /admin; stop with Ctrl-C)")
+    console.print(f"rating app on http://{host}:{port}/  (admin page: /admin; stop with Ctrl-C)", markup=False)
     raise typer.Exit(run_app(url, port=port, host=host, sample=sample))
 
 
