@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,78 @@ def test_an_unrelated_folder_is_still_refused(toy: dict[str, Path], tmp_path: Pa
     with pytest.raises(InputError, match="not empty"):
         train(_config(toy, tmp_path, "full", resume=True))
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def _truncate_weights(ckpt: Path) -> None:
+    weights = ckpt / "trainable.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def _break_state_json(ckpt: Path) -> None:
+    state = ckpt / "trainer_state.json"
+    state.write_text(state.read_text()[:-40])
+
+
+def _drop_optimizer(ckpt: Path) -> None:
+    (ckpt / "optimizer.pt").unlink()
+
+
+@pytest.mark.parametrize("with_manifest", [True, False], ids=["manifest", "no-manifest"])
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_truncate_weights, "trainable.safetensors"),
+        (_break_state_json, "trainer_state.json"),
+        (_drop_optimizer, "optimizer.pt"),
+    ],
+    ids=["truncated-weights", "broken-json", "no-optimizer"],
+)
+def test_resume_skips_a_damaged_newest_checkpoint(
+    toy: dict[str, Path], tmp_path: Path, damage: Callable[[Path], None], reason: str, with_manifest: bool
+) -> None:
+    whole = train(_config(toy, tmp_path / "whole", "full", eval_data=None))
+    out = tmp_path / "killed"
+    with pytest.raises(Killed):
+        train(_config(toy, out, "full", eval_data=None), progress=_kill_at(8))
+    newest = out / "checkpoints" / "step-000006"
+    damage(newest)
+    if not with_manifest:  # a checkpoint written before manifests: the loading checks alone catch it
+        (newest / "manifest.json").unlink()
+
+    with pytest.warns(UserWarning, match=r"resuming from .*step-000003.*skipped .*step-000006 \("):
+        resumed = train(_config(toy, out, "full", eval_data=None, resume=True))
+    assert resumed.resumed_from is not None and resumed.resumed_from.endswith("step-000003")
+    assert [s["checkpoint"] for s in resumed.resume_skipped] == [str(newest)]
+    assert reason in resumed.resume_skipped[0]["reason"]
+    assert resumed.losses == whole.losses  # the older checkpoint carries the run on exactly
+    record = read_record(out)["result"]
+    assert record["resumed_from"] == resumed.resumed_from and record["resume_skipped"] == resumed.resume_skipped
+    # The damaged folder is kept aside, out of the rotation of the newest checkpoints.
+    assert (out / "checkpoints" / ".step-000006.damaged").is_dir()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")) == [
+        "step-000006",
+        "step-000009",
+    ]
+
+
+def test_resume_with_every_checkpoint_damaged_is_a_clear_error(toy: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        train(_config(toy, out, "full", eval_data=None), progress=_kill_at(8))
+    for ckpt in (out / "checkpoints").iterdir():
+        _truncate_weights(ckpt)
+    with pytest.raises(InputError, match=r"no usable checkpoint .*step-000006: .*step-000003: ") as err:
+        train(_config(toy, out, "full", eval_data=None, resume=True))
+    assert "\n" not in str(err.value)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000003", "step-000006"]  # untouched
+
+
+def test_checkpoints_carry_a_manifest_written_last(toy: dict[str, Path], tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "run"
+    train(_config(toy, out, "full", eval_data=None, max_steps=4))  # the last step writes no checkpoint
+    ckpt = out / "checkpoints" / "step-000003"
+    files = json.loads((ckpt / "manifest.json").read_text())["files"]
+    assert set(files) == {p.name for p in ckpt.iterdir()} - {"manifest.json"}
+    assert all(files[name]["size"] == (ckpt / name).stat().st_size for name in files)

@@ -12,12 +12,16 @@ The learning rate is a function of the step, so there is no scheduler state to k
 DeepSpeed the model and optimizer are sharded over the processes; there ``accelerate``'s own
 ``save_state``/``load_state`` write and read them (and the generator states).
 
-A checkpoint is written to a temporary folder and renamed into place once complete; the newest
-``keep`` complete checkpoints are kept.
+A checkpoint is written to a temporary folder (``.step-N.partial``), then a manifest of the
+size and SHA-256 of every file in it, last, and only then renamed into place; the newest ``keep``
+checkpoints are kept. A disk that fills up, a copy that is cut short or a file edited by hand
+still leaves a ``step-N`` folder whose files disagree with its manifest (or will not load):
+resuming skips such a checkpoint, says so, and continues from the newest one that is intact.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -42,6 +46,8 @@ STATE_NAME = "trainer_state.json"
 WEIGHTS_NAME = "trainable.safetensors"
 OPTIMIZER_NAME = "optimizer.pt"
 ACCELERATE_DIR = "accelerate"  # accelerate.save_state output (DeepSpeed)
+MANIFEST_NAME = "manifest.json"  # written last: sizes and hashes of every other file
+DAMAGED_SUFFIX = ".damaged"  # a skipped checkpoint is renamed out of the rotation to ``.step-N.damaged``
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 
 # Settings a resumed run may change: where and how fast it runs, how often it logs, evaluates
@@ -64,6 +70,21 @@ RESUMABLE_CHANGES = frozenset(
         "gradient_checkpointing",
     }
 )
+
+
+class DamagedCheckpoint(Exception):
+    """A checkpoint whose files are missing, cut short or unreadable; the message says which."""
+
+
+@dataclass
+class SkippedCheckpoint:
+    """A checkpoint a resumed run passed over, and why."""
+
+    checkpoint: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
 
 
 @dataclass
@@ -91,7 +112,8 @@ def checkpoints_root(out: Path) -> Path:
 
 
 def complete_checkpoints(out: Path) -> list[Path]:
-    """Finished checkpoints (their state file exists), oldest first."""
+    """Checkpoints renamed into place (their state file exists), oldest first; whether their files
+    are intact is for :func:`checkpoint_damage` to say."""
     root = checkpoints_root(out)
     if not root.is_dir():
         return []
@@ -145,6 +167,7 @@ def save_checkpoint(
     if accelerator.is_main_process:
         payload = {"state": state.to_dict(), "config": config.to_dict()}
         (partial / STATE_NAME).write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        _write_manifest(partial)  # last: a folder without it (or disagreeing with it) is not a checkpoint
         give_default_modes(partial)  # safetensors writes its files 0600
         shutil.rmtree(final, ignore_errors=True)
         partial.rename(final)
@@ -157,33 +180,159 @@ def save_checkpoint(
 def load_checkpoint(
     path: Path, accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, config: TrainConfig
 ) -> TrainState:
-    """Restore model, optimizer and generators from ``path``; returns the saved state."""
-    import torch
-    from safetensors.torch import load_file
+    """Restore model, optimizer and generators from ``path``; returns the saved state.
 
-    payload = json.loads((path / STATE_NAME).read_text(encoding="utf-8"))
-    check_resumable(payload["config"], config.to_dict(), path)
-    state = TrainState(**payload["state"])
+    Raises :class:`DamagedCheckpoint` (before changing anything) when a file is missing, cut
+    short or unreadable, and ``InputError`` when the checkpoint is intact but belongs to another
+    run (other settings, process count or model).
+    """
+    import torch
+
+    checkpoint_damage(path)
+    payload = _read_json(path / STATE_NAME)
+    try:
+        saved_config, saved_state = payload["config"], payload["state"]
+    except (KeyError, TypeError):
+        raise DamagedCheckpoint(f"{STATE_NAME} lacks its config or state") from None
+    check_resumable(saved_config, config.to_dict(), path)
+    try:
+        state = TrainState(**saved_state)
+    except TypeError as exc:
+        raise DamagedCheckpoint(f"{STATE_NAME}: {exc}") from None
     if state.num_processes != accelerator.num_processes:
         raise InputError(
             f"checkpoint {path} was written by {state.num_processes} process(es), this run has "
             f"{accelerator.num_processes}; resume with the same number so the data order carries over"
         )
     if is_deepspeed(accelerator):
+        # The sharded files are accelerate's to read; the manifest has vouched for them.
         accelerator.load_state(str(path / ACCELERATE_DIR))
         return state
+    # Everything is read before anything is restored, so a file that fails to load leaves the
+    # model, optimizer and generators as they were for the next older checkpoint.
+    saved = _read_weights(path / WEIGHTS_NAME)
     unwrapped = accelerator.unwrap_model(model)
-    saved = load_file(str(path / WEIGHTS_NAME))
     params = {n: p for n, p in unwrapped.named_parameters() if p.requires_grad}
     if set(saved) != set(params):
         missing, extra = sorted(set(params) - set(saved)), sorted(set(saved) - set(params))
         raise InputError(f"checkpoint {path} does not fit this model: missing {missing[:3]}, unexpected {extra[:3]}")
+    optimizer_state = _read_torch(path / OPTIMIZER_NAME)
+    rng = _read_rng(path / f"rng_{accelerator.process_index}")
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(saved[name].to(p.device, p.dtype))
-    optimizer.load_state_dict(torch.load(path / OPTIMIZER_NAME, map_location="cpu", weights_only=True))
-    _load_rng(path / f"rng_{accelerator.process_index}")
+    try:
+        optimizer.load_state_dict(optimizer_state)
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise DamagedCheckpoint(f"{OPTIMIZER_NAME} does not fit the optimizer: {exc}") from None
+    _set_rng(rng)
     return state
+
+
+def resume_checkpoint(
+    out: Path, accelerator: Accelerator, model: torch.nn.Module, optimizer: Any, config: TrainConfig
+) -> tuple[Path | None, TrainState | None, list[SkippedCheckpoint]]:
+    """Load the newest checkpoint of ``out`` that is intact: its path and state (both None when
+    there is no checkpoint at all), and the newer ones passed over, newest first, with the reason.
+
+    A skipped checkpoint is renamed to ``.step-N.damaged`` (kept for inspection, out of the
+    rotation: left as ``step-N`` it would count among the newest ``keep`` and push out the good
+    checkpoints the resumed run writes). When every checkpoint is damaged the run stops with an
+    ``InputError`` listing them, rather than silently starting over.
+    """
+    candidates = complete_checkpoints(out)
+    skipped: list[SkippedCheckpoint] = []
+    for path in reversed(candidates):
+        try:
+            state = load_checkpoint(path, accelerator, model, optimizer, config)
+        except DamagedCheckpoint as exc:
+            skipped.append(SkippedCheckpoint(str(path), str(exc)))
+            continue
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            for s in skipped:
+                damaged = Path(s.checkpoint)
+                target = damaged.with_name(f".{damaged.name}{DAMAGED_SUFFIX}")
+                shutil.rmtree(target, ignore_errors=True)
+                damaged.rename(target)
+        accelerator.wait_for_everyone()
+        return path, state, skipped
+    if skipped:
+        detail = "; ".join(f"{Path(s.checkpoint).name}: {s.reason}" for s in skipped)
+        raise InputError(
+            f"no usable checkpoint in {checkpoints_root(out)} ({detail}); "
+            "start a fresh run without --resume (it replaces them)"
+        )
+    return None, None, []
+
+
+def checkpoint_damage(path: Path) -> None:
+    """Raise :class:`DamagedCheckpoint` unless every file listed in the manifest has its size
+    and hash. Checkpoints from before manifests existed are left to the loading checks."""
+    manifest_path = path / MANIFEST_NAME
+    if not manifest_path.is_file():
+        return
+    manifest = _read_json(manifest_path)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise DamagedCheckpoint(f"{MANIFEST_NAME} lists no files")
+    for name, expected in sorted(files.items()):
+        f = path / name
+        if not f.is_file():
+            raise DamagedCheckpoint(f"{name} is missing")
+        size = f.stat().st_size
+        if size != expected.get("size"):
+            raise DamagedCheckpoint(f"{name} has {size} bytes, the manifest says {expected.get('size')}")
+        if _sha256(f) != expected.get("sha256"):
+            raise DamagedCheckpoint(f"{name} differs from the manifest (SHA-256 mismatch)")
+
+
+def _write_manifest(folder: Path) -> None:
+    files = {
+        f.relative_to(folder).as_posix(): {"size": f.stat().st_size, "sha256": _sha256(f)}
+        for f in sorted(folder.rglob("*"))
+        if f.is_file() and f.name != MANIFEST_NAME
+    }
+    (folder / MANIFEST_NAME).write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DamagedCheckpoint(f"{path.name} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DamagedCheckpoint(f"{path.name} is not readable JSON ({exc})") from None
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise DamagedCheckpoint(f"{path.name} is missing")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError) on a cut file
+        raise DamagedCheckpoint(f"{path.name} cannot be read ({exc})") from None
+
+
+def _read_torch(path: Path) -> Any:
+    import torch
+
+    if not path.is_file():
+        raise DamagedCheckpoint(f"{path.name} is missing")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a cut zip archive surfaces as RuntimeError, EOFError or pickle errors
+        raise DamagedCheckpoint(f"{path.name} cannot be read ({exc})") from None
 
 
 def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: Path) -> None:
@@ -226,15 +375,28 @@ def _save_rng(stem: Path) -> None:
     torch.save(tensors, stem.with_suffix(".pt"))
 
 
-def _load_rng(stem: Path) -> None:
+def _read_rng(stem: Path) -> tuple[Any, Any]:
+    """The saved generator states, read and checked but not yet applied (see :func:`_set_rng`)."""
+    values = _read_json(stem.with_suffix(".json"))
+    try:
+        version, internal, gauss = values["python"]
+        kind, keys, pos, has_gauss, cached = values["numpy"]
+        python = (version, tuple(internal), gauss)
+        numpy_state = (kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DamagedCheckpoint(f"{stem.name}.json is not a generator state ({exc})") from None
+    tensors = _read_torch(stem.with_suffix(".pt"))
+    if not isinstance(tensors, dict) or "cpu" not in tensors:
+        raise DamagedCheckpoint(f"{stem.name}.pt holds no CPU generator state")
+    return (python, numpy_state), tensors
+
+
+def _set_rng(saved: tuple[Any, Any]) -> None:
     import torch
 
-    values = json.loads(stem.with_suffix(".json").read_text())
-    version, internal, gauss = values["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, cached = values["numpy"]
-    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    tensors = torch.load(stem.with_suffix(".pt"), weights_only=True)
+    (python, numpy_state), tensors = saved
+    random.setstate(python)
+    np.random.set_state(numpy_state)
     torch.set_rng_state(tensors["cpu"])
     if "cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(tensors["cuda"])

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 from toolkit.errors import InputError
 from toolkit.models.base import QAlignBackbone, SavesPretrained
 from toolkit.models.dtypes import AUTO, MIXED_PRECISION, canonical_dtype
-from toolkit.training.checkpoint import TrainState, is_deepspeed, latest_checkpoint, load_checkpoint, save_checkpoint
+from toolkit.training.checkpoint import SkippedCheckpoint, TrainState, is_deepspeed, resume_checkpoint, save_checkpoint
 from toolkit.training.config import TrainConfig
 from toolkit.training.data import TrainingData, answer_level, load_training_data
 from toolkit.training.heldout import HeldOutResult, evaluate_heldout
@@ -87,6 +87,8 @@ class TrainResult:
     main_process: bool = True  # False in the other processes of a multi-process run
     best: dict[str, Any] | None = None  # {"step", "metric", "value"} of the model copied to out/best
     resumed_from: str | None = None  # the checkpoint this run continued from
+    # Newer checkpoints a resumed run passed over as damaged: {"checkpoint", "reason"}, newest first.
+    resume_skipped: list[dict[str, str]] = field(default_factory=list)
     draws: list[int] = field(default_factory=list)  # examples drawn from each training data set
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,6 +179,7 @@ class _Run:
     halved: HalvedWeights  # undone when the run ends, however it ends
     state: TrainState  # everything a checkpoint saves
     resumed: Path | None = None
+    skipped: list[SkippedCheckpoint] = field(default_factory=list)  # damaged checkpoints passed over
     epoch: float = 0.0  # fractional epoch of the last batch drawn
 
 
@@ -266,12 +269,18 @@ def _setup(
         steps_per_epoch = max(1, math.ceil(len(loader) / config.grad_accum))
         total_steps = config.max_steps or max(1, math.ceil(config.epochs * steps_per_epoch))
         state = TrainState(num_processes=accelerator.num_processes, draws=[0] * len(data.parts))
-        resumed = latest_checkpoint(out_dir) if config.resume else None
+        resumed: Path | None = None
+        skipped: list[SkippedCheckpoint] = []
+        if config.resume:
+            # Also restores the RNG states; damaged newer checkpoints are passed over, with a warning.
+            resumed, saved, skipped = resume_checkpoint(out_dir, accelerator, model, optimizer, config)
+            state = saved if saved is not None else state
+            if skipped:  # with no intact checkpoint at all, resume_checkpoint has raised
+                passed = "; ".join(f"{s.checkpoint} ({s.reason})" for s in skipped)
+                warnings.warn(f"resuming from {resumed}, the newest intact checkpoint; skipped {passed}", stacklevel=3)
         if resumed is None and accelerator.is_main_process:
             _clear_previous_run(out_dir)  # a fresh run replaces the earlier one's checkpoints and best model
         accelerator.wait_for_everyone()
-        if resumed is not None:
-            state = load_checkpoint(resumed, accelerator, model, optimizer, config)  # also restores the RNG states
     except BaseException:
         halved.restore()  # the caller's model is float32 again after a failed setup
         raise
@@ -297,6 +306,7 @@ def _setup(
         halved=halved,
         state=state,
         resumed=resumed,
+        skipped=skipped,
     )
 
 
@@ -398,6 +408,7 @@ def _finish(run: _Run) -> TrainResult:
         main_process=accelerator.is_main_process,
         best=state.best,
         resumed_from=str(run.resumed) if run.resumed is not None else None,
+        resume_skipped=[s.to_dict() for s in run.skipped],
         draws=list(state.draws),
     )
     _write_model(run, run.out_dir, _record(config, run.base_path, result.to_dict()), whole=False)
