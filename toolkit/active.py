@@ -31,6 +31,7 @@ import pandas as pd
 from scipy import stats
 
 from toolkit.errors import InputError
+from toolkit.io import text_ids
 from toolkit.levels import entropy
 from toolkit.qalign import PROB_COLUMNS, Task, check_task
 
@@ -112,7 +113,8 @@ def score_columns(scores: pd.DataFrame, source: str = "scores") -> pd.DataFrame:
         ent = entropy(frame[list(PROB_COLUMNS)].to_numpy(dtype=float))
     else:
         raise InputError(f"{source}: no entropy column and no level probabilities ({', '.join(PROB_COLUMNS)})")
-    out = pd.DataFrame({"item": frame[item_col].astype(str).to_numpy(), "score": score, "entropy": ent})
+    items = text_ids(frame[item_col], f"column {item_col!r}", source)
+    out = pd.DataFrame({"item": items.to_numpy(), "score": score, "entropy": ent})
     out = out[np.isfinite(out["score"]) & np.isfinite(out["entropy"])]
     dup = out["item"].duplicated()
     if dup.any():
@@ -280,7 +282,8 @@ def suggest(
     if push and study is None:
         raise InputError("pushing needs a study")
     notes: list[str] = []
-    score_table = read_table(scores) if isinstance(scores, (str, os.PathLike)) else scores
+    # Item ids as written ("001" is not "1"), a blank one an error naming its line.
+    score_table = read_table(scores, required=("item", "path")) if isinstance(scores, (str, os.PathLike)) else scores
 
     if study is not None:
         if votes is not None:
@@ -316,7 +319,7 @@ def suggest(
         table = score_columns(score_table)
         ratings = None
         if votes is not None:
-            vote_table = read_table(votes) if isinstance(votes, (str, os.PathLike)) else votes
+            vote_table = read_table(votes, required=("item",)) if isinstance(votes, (str, os.PathLike)) else votes
             ratings, unmatched = _ratings_for(table["item"], vote_table)
             if unmatched:
                 notes.append(f"votes on {unmatched} item(s) without a score were ignored")
@@ -346,7 +349,8 @@ def _ratings_for(items: pd.Series, votes: pd.DataFrame) -> tuple[pd.DataFrame, i
     missing = [c for c in ("item", "vote") if c not in votes.columns]
     if missing:
         raise InputError(f"the vote table needs columns item and vote (missing {', '.join(missing)})")
-    stats_by_item = vote_stats(votes.assign(item=votes["item"].astype(str)), item="item", vote="vote").reset_index()
+    items_text = text_ids(votes["item"], "column 'item'", "the vote table")
+    stats_by_item = vote_stats(votes.assign(item=items_text), item="item", vote="vote").reset_index()
     found = match_paths(stats_by_item["item"], items.reset_index(drop=True))
     keep = found.notna().to_numpy()
     ratings = stats_by_item.loc[keep, ["n", "mos", "sd"]].assign(item=found[keep].to_numpy())

@@ -8,16 +8,18 @@ The results get the permissions a plain ``open(path, "w")`` or ``mkdir`` would g
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import secrets
 import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import pandas as pd
 
 from toolkit.errors import InputError
@@ -193,17 +195,135 @@ def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """A CSV, Parquet or JSON table; a clear error naming the file when it cannot be read."""
+ID_COLUMNS: frozenset[str] = frozenset(
+    {
+        *("item", "path", "image", "img_path", "image_name"),
+        *("rater", "rater_id", "worker_id", "subject"),
+        *("group", "content_group", "content"),
+    }
+)
+"""Columns :func:`read_table` reads as text by default (names matched case-insensitively)."""
+
+# pandas' default NA tokens. Only columns that are not ids get them: a rater called "NA" or
+# "null" is a person, not a missing value.
+_NA_TOKENS = (
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "<NA>",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "None",
+    "n/a",
+    "nan",
+    "null",
+)
+
+
+def id_text(value: object) -> str | None:
+    """An id cell as text, or None when it is missing or blank.
+
+    Strings lose leading and trailing spaces (``"007 "`` and ``"007"`` are one rater); numbers,
+    as Parquet and JSON store ids, become their decimal text, integral floats without ``.0``
+    (a Parquet integer column with gaps arrives as floats).
+    """
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return None
+        if value.is_integer():
+            return str(int(value))
+        return repr(value)
+    text = str(value).strip()
+    return text or None
+
+
+def text_ids(
+    values: pd.Series, what: str, source: str, *, required: bool = True, rows: Sequence[str] | None = None
+) -> pd.Series:
+    """``values`` as text ids (see :func:`id_text`), missing ones as None.
+
+    With ``required`` a missing id raises naming the first such row: ``rows[i]`` (``"line 7"``)
+    when given, else ``"row <index>"``.
+    """
+    out = pd.Series([id_text(v) for v in values.tolist()], index=values.index, dtype=object)
+    if required:
+        absent = out.isna().to_numpy()
+        if absent.any():
+            i = int(np.flatnonzero(absent)[0])
+            where = rows[i] if rows is not None else f"row {values.index[i]}"
+            raise InputError(f"{source} {where}: {what} is empty")
+    return out
+
+
+def _csv_lines(path: Path, n_rows: int) -> list[str]:
+    """``"line N"`` of each data record of a CSV, as pandas reads it (blank lines skipped)."""
+    lines: list[str] = []
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)  # header
+        for record in reader:
+            if record:
+                lines.append(f"line {reader.line_num}")
+    return lines + [f"row {i + 1}" for i in range(len(lines), n_rows)]
+
+
+def read_table(
+    path: str | os.PathLike[str], text_columns: Iterable[str] = ID_COLUMNS, required: Iterable[str] = ()
+) -> pd.DataFrame:
+    """A CSV, Parquet or JSON table; a clear error naming the file when it cannot be read.
+
+    Columns named in ``text_columns`` (case-insensitively; by default :data:`ID_COLUMNS`) hold
+    ids: they come back as text (see :func:`id_text`), CSV cells as written with no NA guessing,
+    so ``007`` and ``7`` stay two raters and a rater called ``NA`` stays ``"NA"``; a blank cell is
+    None. A blank cell in a ``required`` column is an error naming its line (row, for Parquet and
+    JSON). Other columns keep pandas' types.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: file not found")
     fmt = table_format(path)
+    wanted = {str(c).strip().lower() for c in text_columns}
     try:
         if fmt == "csv":
-            return pd.read_csv(path)
-        if fmt == "parquet":
-            return pd.read_parquet(path)
-        return pd.read_json(path, orient="records", lines=fmt == "jsonl")
+            header = pd.read_csv(path, nrows=0).columns
+            ids = [c for c in header if str(c).strip().lower() in wanted]
+            frame = pd.read_csv(
+                path,
+                dtype={c: object for c in ids},
+                keep_default_na=False,
+                na_values={c: _NA_TOKENS for c in header if c not in ids},
+            )
+        elif fmt == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_json(path, orient="records", lines=fmt == "jsonl", dtype=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: cannot read table: {str(exc).splitlines()[0]}") from None
+    must = {str(c).strip().lower() for c in required}
+    rows: list[str] | None = None
+    for column in frame.columns:
+        name = str(column).strip().lower()
+        if name not in wanted:
+            continue
+        what = f"column {str(column)!r}"
+        values = text_ids(frame[column], what, str(path), required=False)
+        if name in must and values.isna().any():
+            # Line numbers are worked out only for the message: most tables have no blank id.
+            if rows is None:
+                rows = _csv_lines(path, len(frame)) if fmt == "csv" else [f"row {i + 1}" for i in range(len(frame))]
+            text_ids(values, what, str(path), rows=rows)
+        frame[column] = values
+    return frame

@@ -24,7 +24,7 @@ from toolkit.analysis.screening import ScreeningConfig, ScreeningReport, screen_
 from toolkit.analysis.subject_models import ModelName, fit_subject_model
 from toolkit.analysis.votes import check_vote_table, prepare_votes
 from toolkit.errors import InputError, StoreError
-from toolkit.io import read_table
+from toolkit.io import ID_COLUMNS, read_table
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -81,9 +81,17 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
 
 
-def read_votes(path: str | Path) -> pd.DataFrame:
-    """A vote table from CSV, Parquet or JSON (errors name the file)."""
-    return read_table(path)
+def read_votes(path: str | Path, options: AnalysisOptions | None = None) -> pd.DataFrame:
+    """A vote table from CSV, Parquet or JSON (errors name the file).
+
+    Item, rater and content ids are text as written (``007`` and ``7`` are two raters, ``NA`` is
+    a rater's name); a blank item or rater is an error naming its line.
+    """
+    opt = options or AnalysisOptions()
+    ids = {opt.item_col, opt.rater_col, *ID_COLUMNS}
+    if opt.content_col not in (None, AUTO):
+        ids.add(opt.content_col)
+    return read_table(path, text_columns=ids, required=(opt.item_col, opt.rater_col))
 
 
 def load_study_votes(study: str, db_url: str | None = None) -> tuple[pd.DataFrame, list[str]]:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.errors import InputError
+from toolkit.io import id_text
 from toolkit.levels import LEVEL_VALUES
 
 _MAX_NAMED = 5  # how many offending rows/ids an error message lists
@@ -113,7 +114,8 @@ def check_vote_table(
     Errors name the rows (by the frame's index), and for a bad vote its item and rater.
     """
     for col, what in ((item_col, "item"), (rater_col, "rater")):
-        absent = frame[col].isna().to_numpy()
+        # A blank string is as missing as NaN: it would otherwise become an item or rater "".
+        absent = frame[col].map(lambda v: id_text(v) is None).to_numpy(dtype=bool)
         if absent.any():
             raise InputError(f"{source}: {what} id missing in row(s) {_rows(absent, frame.index)}")
     raw = pd.to_numeric(frame[vote_col], errors="coerce").to_numpy(dtype=float)

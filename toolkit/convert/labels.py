@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.errors import InputError
+from toolkit.io import id_text
 from toolkit.levels import LevelScale, MosRule, level_words, soft_label, vote_stats
 from toolkit.qalign import COUNT_COLUMNS, PROB_COLUMNS
 
@@ -133,12 +134,14 @@ def numeric_column(frame: pd.DataFrame, column: str, source: str, required: bool
 def text_column(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
     """A required column of non-empty strings (lists, for frame-list videos, pass through)."""
     raw = frame[column]
-    is_list = raw.map(lambda v: isinstance(v, (list, tuple))).to_numpy(dtype=bool)
-    empty = raw.isna().to_numpy() | (~is_list & (raw.astype("string").str.strip().fillna("") == "").to_numpy())
+    # Ids are text the same way every reader makes them (toolkit.io.id_text): a Parquet or JSON
+    # number 1 is "1", never "1.0", so it matches the CSV cell "1" and not "001".
+    values = raw.map(lambda v: list(v) if isinstance(v, (list, tuple)) else id_text(v))
+    empty = values.isna().to_numpy()
     if empty.any():
         i = int(np.flatnonzero(empty)[0])
         raise InputError(f"{where(frame, i, source)}: column '{column}' is empty")
-    return raw.map(lambda v: list(v) if isinstance(v, (list, tuple)) else str(v).strip())
+    return values
 
 
 def _check_unique_paths(frame: pd.DataFrame, source: str) -> None:
@@ -285,8 +288,7 @@ def _hash_extra(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 def _optional_text(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
     if column is None:
         return None
-    values = frame[column].astype("string").str.strip()
-    return values.fillna("").to_numpy(dtype=object)
+    return frame[column].map(lambda v: id_text(v) or "").to_numpy(dtype=object)
 
 
 # --------------------------------------------------------------------------- builders
@@ -444,6 +446,7 @@ def labels_from_votes(
         i = int(np.flatnonzero(invalid)[0])
         raise InputError(f"{where(votes, i, source)}: vote {shown(votes[vote].iloc[i])} is not an integer level 1-5")
     if rater and rater in votes.columns:
+        votes[rater] = text_column(votes, rater, source)
         dup = votes.duplicated(subset=["path", rater], keep="first").to_numpy()
         if dup.any():
             i = int(np.flatnonzero(dup)[0])
@@ -467,7 +470,7 @@ def labels_from_votes(
         if column is None:
             attrs[role] = None
             continue
-        text = votes[column].astype("string").str.strip().fillna("")
+        text = votes[column].map(lambda v: id_text(v) or "")
         n_distinct = text.groupby(votes["path"], sort=False).nunique()
         mixed = n_distinct[n_distinct > 1]
         if len(mixed):

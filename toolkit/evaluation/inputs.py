@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, cast
 import numpy as np
 import pandas as pd
 
-from toolkit.convert.labels import numeric_column
+from toolkit.convert.labels import numeric_column, text_column
 from toolkit.convert.readers import LoadOptions, load_labels, read_rating_table, resolve_column
 from toolkit.errors import InputError
 
@@ -69,7 +69,8 @@ def read_scores(
     frame = frame.loc[keep].reset_index(drop=True)
     scores = numeric_column(frame, scol, source, required=False)
     has = np.isfinite(scores)
-    out = pd.DataFrame({"path": frame[pcol].astype(str).str.strip().to_numpy()[has], "score": scores[has]})
+    paths = text_column(frame, pcol, source).to_numpy()
+    out = pd.DataFrame({"path": paths[has], "score": scores[has]})
     gt = next((c for c in frame.columns if c.lower() == "gt_score"), None)
     if gt is not None:
         out["gt_score"] = numeric_column(frame, gt, source, required=False)[has]

@@ -25,6 +25,7 @@ from toolkit.convert.readers import load_labels
 from toolkit.errors import InputError
 from toolkit.evaluation.inputs import match_paths
 from toolkit.evaluation.metrics import MetricResult
+from toolkit.io import text_ids
 from toolkit.qalign import COUNT_COLUMNS
 
 ONEHOT_SOURCE = "MOS level (one-hot)"
@@ -126,7 +127,9 @@ def match_votes(
     frame = votes
     if "role" in frame.columns:
         frame = frame[frame["role"].astype(str) == "test"]
-    keys = frame[item_col].astype(str)
+    # Ids as text, as every table reader makes them: item "001" is not item "1".
+    keys = text_ids(frame[item_col], f"column {item_col!r}", source)
+    raters = text_ids(frame[rater_col], f"column {rater_col!r}", source)
     unique = pd.Series(pd.unique(keys))
     found = match_paths(unique, pd.Series(list(items), dtype=object))
     to_item = pd.Series(found.to_numpy(), index=unique.to_numpy())
@@ -145,7 +148,7 @@ def match_votes(
     table = pd.DataFrame(
         {
             "item": matched.to_numpy()[keep],
-            "rater": frame[rater_col].to_numpy()[keep],
+            "rater": raters.to_numpy()[keep],
             "vote": frame[vote_col].to_numpy()[keep],
         }
     ).reset_index(drop=True)

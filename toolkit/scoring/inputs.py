@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from toolkit.errors import InputError
+from toolkit.io import id_text
 from toolkit.media import is_image_path, is_video_path, natural_key
 from toolkit.models.base import InputKind
 
@@ -177,9 +178,10 @@ def _parse_gt(path: Path, column: pd.Series) -> pd.Series:
 
 
 def _resolve(base: Path, value: Any, manifest: Path, row: int, column: str) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)) or not str(value).strip():
+    text = id_text(value)  # stripped as every table reader strips ids; JSON numbers as decimal text
+    if text is None:
         raise InputError(f"{manifest}: row {row}: empty {column!r}")
-    p = Path(str(value).strip())
+    p = Path(text)
     return str(p if p.is_absolute() else base / p)
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
+from toolkit.io import text_ids
 from toolkit.levels import check_votes
 from toolkit.store.schema import Item, Rater, Rating, Study, utcnow
 from toolkit.store.studies import hash_token
@@ -177,8 +178,9 @@ def import_votes(
         table["vote"] = check_votes(pd.to_numeric(table["vote"], errors="coerce"))
     except InputError as exc:
         raise InputError(f"{source}: {exc} (row numbers count data rows from 0)") from None
-    table["item"] = table["item"].astype(str)
-    table["rater"] = table["rater"].astype(str)
+    # Text ids, stripped, never "nan": a blank item or rater fails the import (rows from 0).
+    table["item"] = text_ids(table["item"], f"item ({item!r})", source)
+    table["rater"] = text_ids(table["rater"], f"rater ({rater!r})", source)
     dup = table.duplicated(["item", "rater"], keep=False)
     if dup.any():
         first = table[dup].iloc[0]

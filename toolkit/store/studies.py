@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
-from toolkit.io import sha256_file
+from toolkit.io import id_text, sha256_file
 from toolkit.media import BROWSER_IMAGE_EXTENSIONS, BROWSER_VIDEO_EXTENSIONS
 from toolkit.qalign import INPUT_KINDS, QUESTION_TEMPLATE, TASKS
 from toolkit.store.schema import Item, Rater, Study
@@ -135,13 +135,17 @@ def read_item_manifest(path: str | Path) -> list[ItemSpec]:
             for line, row in enumerate(reader, start=2):
                 if None in row or any(v is None for v in row.values()):
                     raise InputError(f"{path}, line {line}: wrong number of fields")
+                item_path = id_text(row["path"])
+                if item_path is None:
+                    raise InputError(f"{path}, line {line}: column 'path' is empty")
                 try:
                     level = row.get("expected_level") or None
                     specs.append(
                         ItemSpec(
-                            path=row["path"].strip(),
+                            path=item_path,
                             kind=(row.get("kind") or None),
-                            content_group=(row.get("content_group") or None),
+                            # Stripped as every table reader strips ids: "g1 " and "g1" are one group.
+                            content_group=id_text(row.get("content_group")),
                             role=(row.get("role") or "test").strip(),
                             expected_level=int(level) if level else None,
                             tolerance=int(row.get("tolerance") or 1),
