@@ -4,6 +4,7 @@
 #   ./dev.sh test [ARGS]   install into .venv if needed, then run the test suite
 #   ./dev.sh lint          ruff (lint and format check) and mypy, as CI runs them
 #   ./dev.sh install       only create/refresh .venv
+#   ./dev.sh lock          write constraints.txt from .venv (after a dependency change, once tests pass)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -18,12 +19,13 @@ install() {
   fi
   local stamp="$VENV/.qalign-installed"
   local want
-  want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)-$TORCH_SPEC
+  want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)-$TORCH_SPEC
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     "$VENV/bin/python" -m pip install -q --upgrade pip
     # torch first, pinned, so nothing below can pull another build.
     "$VENV/bin/python" -m pip install -q "$TORCH_SPEC"
-    "$VENV/bin/python" -m pip install -q "$TORCH_SPEC" -e ".[test,lint]"
+    # The other packages at the versions the tests last passed with (constraints.txt).
+    "$VENV/bin/python" -m pip install -q -c constraints.txt "$TORCH_SPEC" -e ".[test,lint]"
     echo "$want" > "$stamp"
   fi
 }
@@ -40,5 +42,13 @@ case "$cmd" in
     "$VENV/bin/ruff" format --check .
     "$VENV/bin/mypy"
     ;;
-  *) sed -n '2,7p' "$0"; exit 1 ;;
+  lock)
+    install
+    {
+      sed -n '1,3p' constraints.txt
+      "$VENV/bin/python" -m pip freeze --exclude-editable | grep -v -iE '^(torch|qalign-toolkit)==' | sort -f
+    } > constraints.txt.new
+    mv constraints.txt.new constraints.txt
+    ;;
+  *) sed -n '2,8p' "$0"; exit 1 ;;
 esac
