@@ -240,3 +240,62 @@ def test_empty_frame_folder_raises(tmp_path: Path) -> None:
 def test_natural_key_orders_numbers_by_value() -> None:
     names = ["f10.png", "f2.png", "F1.png", "f2b.png"]
     assert sorted(names, key=natural_key) == ["F1.png", "f2.png", "f2b.png", "f10.png"]
+
+
+def test_natural_key_compares_a_name_with_its_numbered_sibling() -> None:
+    # "cam" is a prefix of "cam2": the tie-breaking path once met the number 2 and raised TypeError.
+    names = ["rig/cam2", "rig/cam", "rig/cam10", "rig/Cam1", "rig/cam02"]
+    assert sorted(names, key=natural_key) == ["rig/cam", "rig/Cam1", "rig/cam02", "rig/cam2", "rig/cam10"]
+    assert sorted(["2", "a", "", "a1b"], key=natural_key) == ["", "2", "a", "a1b"]
+
+
+# --------------------------------------------------------------------------- truncated videos
+
+
+def write_faststart_clip(path: Path, n_frames: int, fps: int) -> Path:
+    """An MP4 with its index (moov) before the frames, as web videos are; noisy rows keep the
+    frames large so that a cut through the file removes frames, not just the index."""
+    import av
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(n_frames):
+            arr = coded_frame(i)
+            arr[-8:] = rng.integers(0, 256, arr[-8:].shape, dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def cut_clip(clip: Path, fraction: float, to: Path) -> Path:
+    data = clip.read_bytes()
+    to.write_bytes(data[: int(len(data) * fraction)])
+    return to
+
+
+@pytest.mark.parametrize("backend", ["auto", "pyav"])
+def test_a_truncated_faststart_mp4_says_how_many_frames_it_decoded(tmp_path: Path, backend: str) -> None:
+    clip = write_faststart_clip(tmp_path / "full.mp4", 100, 10)  # 10 s -> 10 sampled frames
+    full = load_video_frames(clip, backend=backend)  # type: ignore[arg-type]
+    assert full.decoded == full.sampled == 10 and not full.short and full.shortfall is None
+
+    cut = cut_clip(clip, 0.1, tmp_path / "cut.mp4")
+    vf = load_video_frames(cut, backend=backend)  # type: ignore[arg-type]
+    assert 1 <= vf.decoded < 10 and vf.sampled == 10 and vf.short
+    assert vf.shortfall is not None and f"decoded {vf.decoded} of 10 sampled frames" in vf.shortfall
+    assert [read_code(f) for f in vf.frames] == vf.indices == [10 * i for i in range(vf.decoded)]
+
+    # The cap applies to what the sampling asks for: 3 of 10 asked, fewer decoded.
+    capped = load_video_frames(cut_clip(clip, 0.5, tmp_path / "half.mp4"), max_frames=3, backend=backend)  # type: ignore[arg-type]
+    assert capped.sampled == 3 and capped.decoded < 3
+
+
+def test_a_frame_folder_is_never_short(tmp_path: Path) -> None:
+    for i in range(3):
+        Image.fromarray(coded_frame(i)).save(tmp_path / f"f{i}.png")
+    vf = load_video_frames(tmp_path)
+    assert vf.decoded == vf.sampled == 3 and not vf.short

@@ -11,7 +11,16 @@ import pytest
 
 from toolkit.errors import InputError
 from toolkit.scoring import COLUMNS, collect_inputs, merge_results, read_results, shard
-from toolkit.scoring.results import ResultAppender, ResultFile, existing_parts, part_path, write_results
+from toolkit.scoring.results import (
+    ResultAppender,
+    ResultFile,
+    ScoredChunk,
+    existing_parts,
+    frames_path,
+    part_path,
+    read_frame_counts,
+    write_results,
+)
 
 
 def rows(paths: list[str], score: float = 3.0, error: str = "") -> pd.DataFrame:
@@ -107,6 +116,20 @@ def test_appender_repairs_a_torn_line_and_aligns_columns(tmp_path: Path) -> None
     assert back["path"].tolist() == ["a", "c"] and back["gt_score"].iloc[1] == 1.5
 
 
+@pytest.mark.parametrize("torn", ['"dir/with\nnewline.jpg",3.1', '"dir/with\n', '"dir/with'])
+def test_a_torn_record_after_a_newline_in_a_quoted_path_is_dropped_and_refilled(tmp_path: Path, torn: str) -> None:
+    out = tmp_path / "s.csv"
+    odd = "dir/with\nnewline.jpg"
+    write_results(rows(["a", "b,c"]), out)
+    with open(out, "a", newline="") as fh:
+        fh.write(torn)  # a kill mid-write: the record stops inside or just after the quoted path
+    assert read_results(out)["path"].tolist() == ["a", "b,c"]
+    assert ResultFile(out).previous().done == {"a", "b,c"}
+    ResultAppender(out, COLUMNS).append(rows([odd], score=4.0))  # the rescored row
+    back = read_results(out)
+    assert back["path"].tolist() == ["a", "b,c", odd] and back["score"].tolist() == [3.0, 3.0, 4.0]
+
+
 def test_read_refuses_a_file_that_is_not_a_score_table(tmp_path: Path) -> None:
     other = tmp_path / "other.csv"
     other.write_text("name,value\nx,1\n")
@@ -190,3 +213,21 @@ def test_json_manifest_with_frame_lists_is_a_video(tmp_path: Path) -> None:
 def test_collect_needs_some_input() -> None:
     with pytest.raises(InputError, match="no inputs"):
         collect_inputs([])
+
+
+def test_frame_counts_go_to_a_side_file_and_merge_with_the_rows(tmp_path: Path) -> None:
+    out = tmp_path / "scores.csv"
+    probs = np.full((3, 5), 0.2)
+    probs[2] = np.nan  # an error row: no count kept for it
+    chunk = ScoredChunk(["v1.mp4", "v2.mp4", "v3.mp4"], probs, ["", "", "v3.mp4: cannot decode"], None)
+    chunk.frames = [(1, 10), (4, 4), None]
+    output = ResultFile(out)
+    output.appender(1, 2, with_gt=False).append(chunk)
+    part = part_path(out, 1, 2)
+    assert read_frame_counts(frames_path(part)) == {"v1.mp4": (1, 10), "v2.mp4": (4, 4)}
+    assert existing_parts(out) == [part]  # the part's side file is not taken for a part
+    read_back = read_results(out.with_name("scores.csv.part001-of-002"))
+    assert list(read_back.columns) == list(COLUMNS)  # the score columns are unchanged
+    output.merge(["v1.mp4", "v2.mp4", "v3.mp4"], with_gt=False)
+    assert output.frame_counts() == {"v1.mp4": (1, 10), "v2.mp4": (4, 4)}
+    assert not existing_parts(out) and not frames_path(part).exists()

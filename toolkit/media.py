@@ -57,11 +57,15 @@ def is_video_path(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
-def natural_key(path: str | Path) -> list[object]:
-    """Sort key that orders embedded numbers by value: ``f2.png`` < ``f10.png``."""
+def natural_key(path: str | Path) -> tuple[tuple[str | int, ...], str]:
+    """Sort key that orders embedded numbers by value: ``f2.png`` < ``f10.png``, ``cam`` < ``cam2``."""
     parts = re.split(r"(\d+)", Path(path).name)
-    # Case-folded text parts; the full path last keeps the order total for equal names.
-    return [int(p) if p.isdigit() else p.casefold() for p in parts] + [str(path)]
+    # A capturing split alternates text and digits from a text part (maybe empty), so two names
+    # compare text with text and number with number at every position. The full path stays
+    # outside that tuple: appended to it, it would meet a number when one name is a prefix of
+    # another ("cam" and "cam2"). It keeps the order total for equal names ("f02" and "f2").
+    name = tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts))
+    return name, str(path)
 
 
 # --------------------------------------------------------------------------- images
@@ -121,6 +125,29 @@ class VideoFrames:
     backend: str  # "decord", "pyav" or "folder"
     note: str | None = None  # set when the frames were subsampled to a cap
     warnings: list[str] = field(default_factory=list)  # e.g. why decord was not used
+    sampled: int = 0  # frames the 1 fps rule (and cap) asks for over the container's duration
+
+    def __post_init__(self) -> None:
+        self.sampled = max(self.sampled, len(self.frames))
+
+    @property
+    def decoded(self) -> int:
+        return len(self.frames)
+
+    @property
+    def short(self) -> bool:
+        """Fewer frames decoded than the sampling asked for: a truncated or damaged file."""
+        return self.decoded < self.sampled
+
+    @property
+    def shortfall(self) -> str | None:
+        """One line saying how many of the sampled frames were decoded, when some were not."""
+        if not self.short:
+            return None
+        return (
+            f"decoded {self.decoded} of {self.sampled} sampled frames"
+            " (the file ends early: truncated or damaged); scored from those decoded"
+        )
 
 
 def reference_indices(total_frames: int, fps: float) -> list[int]:
@@ -208,12 +235,16 @@ def _load_with_decord(path: Path, max_frames: int | None) -> VideoFrames:
         raise InputError(f"{path}: the video has no frames")
     arrays = vr.get_batch(indices).asnumpy()
     frames = [Image.fromarray(a).convert("RGB") for a in arrays]
-    return VideoFrames(frames, indices, fps, total, "decord", note)
+    # decord counts the frames it can index; a file whose header promises more (a faststart MP4
+    # cut short) would otherwise be scored from its first seconds without a word.
+    sampled = expected_sampled(path, fps, total, max_frames)
+    return VideoFrames(frames, indices, fps, total, "decord", note, sampled=sampled)
 
 
 def _load_with_pyav(path: Path, max_frames: int | None) -> VideoFrames:
     import av
 
+    warnings: list[str] = []
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -230,11 +261,17 @@ def _load_with_pyav(path: Path, max_frames: int | None) -> VideoFrames:
         last = max(indices) if indices else -1
         frames_by_index: dict[int, Image.Image] = {}
         with av.open(str(path)) as container:
-            for i, frame in enumerate(container.decode(video=0)):
-                if i in wanted:
-                    frames_by_index[i] = frame.to_image().convert("RGB")
-                if i >= last:
-                    break
+            try:
+                for i, frame in enumerate(container.decode(video=0)):
+                    if i in wanted:
+                        frames_by_index[i] = frame.to_image().convert("RGB")
+                    if i >= last:
+                        break
+            except Exception as exc:
+                if not frames_by_index:
+                    raise
+                # A file cut short decodes up to the cut: keep those frames and say so below.
+                warnings.append(f"decoding stopped early ({_one_line(exc)})")
     except InputError:
         raise
     except Exception as exc:  # av.error.* (InvalidDataError, ...) and OSError
@@ -243,17 +280,52 @@ def _load_with_pyav(path: Path, max_frames: int | None) -> VideoFrames:
     kept = [i for i in indices if i in frames_by_index]
     if not kept:
         raise InputError(f"{path}: no decodable frame in the video")
-    warnings = []
-    if len(kept) < len(indices):
-        warnings.append(f"{len(indices) - len(kept)} sampled frame(s) could not be decoded")
-    return VideoFrames([frames_by_index[i] for i in kept], kept, fps, total, "pyav", note, warnings)
+    sampled = max(len(indices), expected_sampled(path, fps, total, max_frames))
+    frames = [frames_by_index[i] for i in kept]
+    return VideoFrames(frames, kept, fps, total, "pyav", note, warnings, sampled=sampled)
 
 
 def _count_frames(path: Path) -> int:
     import av
 
+    count = 0
     with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
+        try:
+            for _ in container.decode(video=0):
+                count += 1
+        except Exception:
+            if not count:
+                raise
+            # A damaged tail ends the count; the duration check reports the missing frames.
+    return count
+
+
+def expected_sampled(path: str | Path, fps: float, total: int, max_frames: int | None) -> int:
+    """Frames the 1 fps rule (and cap) takes from ``path`` given the container's own duration.
+
+    Only the header is read. The duration of the video stream is preferred over the container's
+    (an audio track may run longer). Returns the count for ``total`` frames when the file states
+    no duration.
+    """
+    best = total
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            if stream.duration is not None and stream.time_base is not None:
+                seconds = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                seconds = container.duration / 1_000_000  # av.time_base: microseconds
+            else:
+                seconds = 0.0
+            header_frames = int(stream.frames or 0)
+    except Exception:  # no PyAV, or a header it cannot read: keep what the decoder found
+        seconds, header_frames = 0.0, 0
+    if np.isfinite(fps) and fps > 0 and seconds > 0:
+        best = max(best, int(seconds * fps + 0.5))
+    best = max(best, header_frames)
+    return len(cap_indices(reference_indices(best, fps), max_frames)[0])
 
 
 def list_frame_files(folder: str | Path) -> list[Path]:

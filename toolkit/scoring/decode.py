@@ -29,6 +29,8 @@ class Decoded:
     frames: list[Image.Image] | None
     error: str | None = None
     note: str | None = None  # e.g. the frame cap subsampled the clip
+    frame_counts: tuple[int, int] | None = None  # videos: (frames decoded, frames the sampling asked for)
+    shortfall: str | None = None  # videos: why fewer frames were decoded than asked for
     released: bool = False  # decoded fine, frames dropped once a worker built the model inputs
 
     @property
@@ -47,9 +49,11 @@ def decode_input(item: ScoreInput, max_frames: int | None = None, position: int 
             return Decoded(position, [open_image(item.path)])
         if item.frames is not None:
             kept, note = cap_indices(range(len(item.frames)), max_frames)
-            return Decoded(position, [open_image(item.frames[i]) for i in kept], note=note)
+            frames = [open_image(item.frames[i]) for i in kept]
+            return Decoded(position, frames, note=note, frame_counts=(len(frames), len(kept)))
         video = load_video_frames(item.path, max_frames=max_frames)
-        return Decoded(position, video.frames, note=video.note)
+        counts = (video.decoded, video.sampled)
+        return Decoded(position, video.frames, note=video.note, frame_counts=counts, shortfall=video.shortfall)
     except InputError as exc:
         return Decoded(position, None, str(exc))
     except Exception as exc:  # a decoder bug or an exotic file: report it on the row, go on

@@ -18,11 +18,22 @@ import pandas as pd
 
 from toolkit.errors import InputError
 from toolkit.models.base import QAlignBackbone, Visual
-from toolkit.qalign import INPUT_KINDS, LEVELS, InputKind, Task, check_kind, check_task, level_softmax
+from toolkit.qalign import (
+    INPUT_KINDS,
+    LEVELS,
+    InputKind,
+    Task,
+    check_kind,
+    check_task,
+    level_softmax,
+    scoring_question,
+)
 from toolkit.scoring.decode import BatchPreparer, BatchVisuals, DecodeDataset, PreparedBatch, detach_preprocessing
 from toolkit.scoring.inputs import ScoreInput, collect_inputs
 from toolkit.scoring.processes import ProcessGroup, current_processes, resolve_device
+from toolkit.scoring.provenance import ModelIdentity, Provenance
 from toolkit.scoring.results import (
+    FrameCounts,
     ResultAppender,
     ResultFile,
     ScoredChunk,
@@ -61,6 +72,7 @@ class _ScoreRun:
     with_gt: bool  # rows carry ``gt_score``
     appender: ResultAppender | None = None  # where finished chunks go as they come
     notes: dict[str, str] = field(default_factory=dict)  # path -> remark (e.g. a thinned video)
+    frames: FrameCounts = field(default_factory=dict)  # scored videos: path -> (decoded, sampled)
     any_success: bool = False  # a forward has worked: later failures are bad inputs, not a broken setup
 
 
@@ -78,6 +90,7 @@ class Scorer:
         num_workers: int | None = 0,
         max_frames: int | None = None,
         progress: bool = True,
+        identity: ModelIdentity | None = None,
     ) -> None:
         self.backbone = backbone
         self.batch_size = _positive("batch_size", batch_size)
@@ -87,6 +100,8 @@ class Scorer:
         )
         self.max_frames = None if max_frames is None else _positive("max_frames", max_frames)
         self.progress = progress
+        # What an output file records about the weights; from_pretrained knows the files.
+        self.identity = identity or ModelIdentity.of_backbone(backbone)
 
     @classmethod
     def from_pretrained(
@@ -101,7 +116,29 @@ class Scorer:
         from toolkit.models.loading import load_backbone
 
         group = current_processes(cpu=True if device == "cpu" else None)
-        return cls(load_backbone(model, adapter, dtype, resolve_device(device, group)), **kwargs)  # type: ignore[arg-type]
+        backbone = load_backbone(model, adapter, dtype, resolve_device(device, group))
+        kwargs.setdefault("identity", ModelIdentity.of_files(model, adapter))
+        return cls(backbone, **kwargs)  # type: ignore[arg-type]
+
+    def provenance(self, task: Task, video: bool, max_frames: int | None) -> Provenance:
+        """What decides the numbers of a run with these settings (recorded beside an output)."""
+        from toolkit import __version__
+
+        kind: InputKind = "video" if video else "image"
+        first = next(iter(self.backbone.model.parameters()), None)
+        dtype = first.dtype if first is not None else "unknown"
+        return Provenance(
+            model=self.identity.model,
+            model_fingerprint=self.identity.model_fingerprint,
+            adapter=self.identity.adapter,
+            adapter_fingerprint=self.identity.adapter_fingerprint,
+            task=task,
+            input_kind=kind,
+            dtype=str(dtype).removeprefix("torch."),
+            question=scoring_question(task, kind),
+            max_frames=max_frames if video else None,
+            toolkit_version=__version__,
+        )
 
     # ------------------------------------------------------------------ in memory
 
@@ -153,6 +190,8 @@ class Scorer:
         output = ResultFile(out) if out is not None else None
         done: set[str] = set()
         if output is not None:
+            output.claim(self.provenance(task, video, cap), group.is_main)
+            group.barrier()  # no process appends before every one has judged the file as it was
             previous = output.previous()
             done, with_gt = previous.done, with_gt or previous.with_gt
         # Shard the full input list, not what is left of it: the blocks then never depend on
@@ -168,12 +207,20 @@ class Scorer:
         order = [it.path for it in items]
         if output is None:
             parts = group.gather_objects(rows)
+            frame_parts = group.gather_objects(run.frames)
             result = _in_order(merge_results(parts, order), order) if group.is_main else rows
-            return _with_notes(result, run.notes, group)
+            frames = {p: c for f in frame_parts for p, c in f.items()} if group.is_main else run.frames
+            return _with_notes(result, run.notes, frames, group)
         group.barrier()  # every part is complete before the main process merges
-        result = _in_order(output.merge(order, with_gt), order) if group.is_main else rows
+        frames = run.frames
+        if group.is_main:
+            result = _in_order(output.merge(order, with_gt), order)
+            frames = output.frame_counts()  # this run's processes and the rows resumed from
+        else:
+            result = rows
         group.barrier()  # nobody leaves (and, say, reads the output) before the merge is done
-        return _with_notes(result, run.notes, group)
+        wanted = set(result["path"])
+        return _with_notes(result, run.notes, {p: c for p, c in frames.items() if p in wanted}, group)
 
     def _run(self, run: _ScoreRun) -> pd.DataFrame:
         from torch.utils.data import DataLoader
@@ -201,6 +248,8 @@ class Scorer:
                 chunk = self._collect(run, launched)
                 if run.with_gt:
                     chunk.gt_scores = [items[d.position].gt_score for d in launched.batch.decoded]
+                chunk.frames = [d.frame_counts for d in launched.batch.decoded]
+                run.frames.update(chunk.frame_counts())
                 if run.appender is not None:
                     run.appender.append(chunk)
                 chunks.append(chunk)
@@ -238,6 +287,8 @@ class Scorer:
             if d.note:
                 run.notes[items[d.position].path] = d.note
                 log.info("%s: %s", items[d.position].path, d.note)
+            if d.shortfall:
+                log.warning("%s: %s", items[d.position].path, d.shortfall)
         launched = _LaunchedBatch(batch)
         # Group by kind so every forward has one prompt form (all images or all videos).
         for kind in INPUT_KINDS:
@@ -353,10 +404,13 @@ def auto_num_workers(device: torch.device | str) -> int:
     return max(0, min(16, per_process - 2))
 
 
-def _with_notes(df: pd.DataFrame, notes: dict[str, str], group: ProcessGroup) -> pd.DataFrame:
+def _with_notes(df: pd.DataFrame, notes: dict[str, str], frames: FrameCounts, group: ProcessGroup) -> pd.DataFrame:
     # What the run did besides scoring (e.g. videos thinned to max_frames), by path; these
     # are not errors and the CSV columns are fixed, so they travel in DataFrame.attrs.
     df.attrs["notes"] = dict(notes)
+    # Scored videos: path -> (frames decoded, frames the sampling asked for); fewer decoded
+    # means a truncated file scored from its beginning (also in <out>.frames.csv).
+    df.attrs["frames"] = dict(frames)
     df.attrs["main_process"] = group.is_main  # False: this table is one process's share
     return df
 

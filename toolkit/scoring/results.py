@@ -5,6 +5,11 @@ flushed and synced, so a killed run loses at most the chunk in flight. Reading t
 torn last line such a kill can leave. When several processes score one input list, each
 appends to its own part file next to the output, and the main process merges everything
 into the output in input order at the end.
+
+Two side files live beside the output: ``<output>.qalign.json`` records how the scores were made
+(see :mod:`toolkit.scoring.provenance`), and ``<output>.frames.csv`` says, for each scored video,
+how many of the frames its sampling asked for were decoded (a truncated file yields fewer). They
+keep the score CSV's columns as they are.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +29,16 @@ import pandas as pd
 from toolkit.errors import InputError
 from toolkit.levels import entropy
 from toolkit.qalign import PROB_COLUMNS, expected_score
+from toolkit.scoring.provenance import Provenance, check_resumable, write_record
 
 COLUMNS: tuple[str, ...] = ("path", "score", *PROB_COLUMNS, "entropy", "error")
 """Output columns, in order; ``gt_score`` follows only when a manifest provided it."""
 NUMERIC_COLUMNS: tuple[str, ...] = ("score", *PROB_COLUMNS, "entropy", "gt_score")
+FRAME_COLUMNS: tuple[str, ...] = ("path", "frames_decoded", "frames_sampled")
+"""Columns of the frame-count side file of a video run."""
+
+FrameCounts = dict[str, tuple[int, int]]
+"""Path -> (frames decoded, frames the sampling asked for), for scored videos."""
 
 
 @dataclass
@@ -38,6 +50,14 @@ class ScoredChunk:
     probs: np.ndarray  # (n, 5), LEVELS order; NaN rows where ``errors`` is set
     errors: list[str]
     gt_scores: list[float | None] | None = None
+    frames: list[tuple[int, int] | None] | None = None  # (decoded, sampled) per video row
+
+    def frame_counts(self) -> FrameCounts:
+        """(decoded, sampled) of the rows that were scored from video frames."""
+        if self.frames is None:
+            return {}
+        ok = np.isfinite(self.probs).all(axis=1)
+        return {p: f for p, f, good in zip(self.paths, self.frames, ok) if f is not None and good}
 
     def columns(self) -> dict[str, Any]:
         ok = np.isfinite(self.probs).all(axis=1)
@@ -121,9 +141,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path}: cannot read existing scores ({exc})") from None
     if not text.strip():
         return empty_results()
-    if not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]  # a kill mid-write leaves a partial final line
-    rows = list(csv.reader(io.StringIO(text)))
+    rows = _complete_records(text)
     if not rows:
         return empty_results()
     header, body = rows[0], rows[1:]
@@ -140,6 +158,33 @@ def read_results(path: str | Path) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def _complete_records(text: str) -> list[list[str]]:
+    """The CSV records of ``text`` without a torn last one.
+
+    Each chunk is written as whole lines, so a kill mid-write leaves a final record without its
+    newline. Cutting at the last newline is not enough: a quoted path may hold a newline, and a
+    cut there leaves an open quote that would swallow the rest as one field. So the cut goes
+    after the last newline outside quotes (a doubled quote inside a field toggles twice).
+    """
+    if text.endswith("\n") and text.count('"') % 2 == 0:
+        end = len(text)  # the common case: every record complete
+    else:
+        end = _last_record_end(text)
+    return list(csv.reader(io.StringIO(text[:end], newline="")))
+
+
+def _last_record_end(text: str) -> int:
+    """Offset just past the last newline that ends a record (outside quotes), 0 if none."""
+    in_quotes = False
+    end = 0
+    for i, ch in enumerate(text):
+        if ch == '"':
+            in_quotes = not in_quotes
+        elif ch == "\n" and not in_quotes:
+            end = i + 1
+    return end
 
 
 def _csv_text(df: pd.DataFrame, header: bool) -> str:
@@ -178,15 +223,80 @@ class ResultAppender:
 
     def append(self, rows: pd.DataFrame | ScoredChunk) -> None:
         if isinstance(rows, ScoredChunk):
+            # Frame counts first: a kill between the two writes then leaves a count for a row
+            # that is rescored (and counted again), never a scored video without its count.
+            append_frame_counts(frames_path(self.path), rows.frame_counts())
             text = rows.csv_text(self.columns)
         else:
             text = _csv_text(rows.reindex(columns=self.columns), header=False)
-        if not text:
-            return
-        with open(self.path, "a", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        _append_synced(self.path, text)
+
+
+def _append_synced(path: Path, text: str) -> None:
+    if not text:
+        return
+    with open(path, "a", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+# --------------------------------------------------------------------------- frame counts of videos
+
+
+def frames_path(journal: str | Path) -> Path:
+    """The frame-count side file of a score file or part: ``scores.csv`` -> ``scores.csv.frames.csv``."""
+    journal = Path(journal)
+    return journal.with_name(journal.name + ".frames.csv")
+
+
+def append_frame_counts(path: Path, counts: FrameCounts) -> None:
+    if not counts:
+        return
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if not path.exists() or path.stat().st_size == 0:
+        writer.writerow(FRAME_COLUMNS)
+    elif not _ends_cleanly(path):
+        write_frame_counts(path, read_frame_counts(path))
+    for p, (decoded, sampled) in counts.items():
+        writer.writerow([p, decoded, sampled])
+    _append_synced(path, buf.getvalue())
+
+
+def read_frame_counts(path: str | Path) -> FrameCounts:
+    """A frame-count side file (later lines win; a torn last line is ignored); ``{}`` if absent."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read frame counts ({exc})") from None
+    rows = _complete_records(text)
+    out: FrameCounts = {}
+    for row in rows[1:]:
+        if len(row) == len(FRAME_COLUMNS) and row[1].isdigit() and row[2].isdigit():
+            out[row[0]] = (int(row[1]), int(row[2]))
+    return out
+
+
+def write_frame_counts(path: Path, counts: FrameCounts) -> None:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(FRAME_COLUMNS)
+    for p, (decoded, sampled) in counts.items():
+        writer.writerow([p, decoded, sampled])
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(buf.getvalue())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def short_videos(counts: FrameCounts) -> FrameCounts:
+    """The videos scored from fewer frames than their sampling asked for."""
+    return {p: c for p, c in counts.items() if c[0] < c[1]}
 
 
 def _header(path: Path) -> list[str]:
@@ -195,12 +305,10 @@ def _header(path: Path) -> list[str]:
 
 
 def _ends_cleanly(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        if fh.tell() == 0:
-            return True
-        fh.seek(-1, os.SEEK_END)
-        return fh.read(1) == b"\n"
+    # A last byte "\n" is not enough: a record torn just after a newline inside a quoted path
+    # ends with one too, and would leave an open quote for the next append to land in.
+    data = path.read_bytes()
+    return not data or (data.endswith(b"\n") and data.count(b'"') % 2 == 0)
 
 
 # --------------------------------------------------------------------------- parts and merging
@@ -217,7 +325,9 @@ def existing_parts(out: str | Path) -> list[Path]:
     out = Path(out)
     if not out.parent.is_dir():
         return []
-    return sorted(out.parent.glob(f"{out.name}.part*-of-*"))
+    # The exact form only: the side files of parts (".frames.csv") share the prefix.
+    part = re.compile(re.escape(out.name) + r"\.part\d{3}-of-\d{3}")
+    return sorted(p for p in out.parent.glob(f"{out.name}.part*-of-*") if part.fullmatch(p.name))
 
 
 def shard(items: Sequence, rank: int, world: int) -> list:
@@ -282,6 +392,21 @@ class ResultFile:
     def _sources(self) -> list[pd.DataFrame]:
         return [read_results(self.path)] + [read_results(p) for p in existing_parts(self.path)]
 
+    def claim(self, provenance: Provenance, is_main: bool) -> None:
+        """Check that the rows already there were made as this run makes them, and record how
+        this run makes them when there are none.
+
+        Every process checks and, for a new file, writes the same record (so none depends on
+        another having done it first); the caller then waits for all of them before anyone
+        appends, so they all judge the file as it was before this run.
+        """
+        has_rows = (self.path.is_file() and self.path.stat().st_size > 0) or bool(existing_parts(self.path))
+        if not check_resumable(self.path, provenance, has_rows):
+            write_record(self.path, provenance.to_json())
+            if is_main:
+                # Counts of an earlier file at this path (since deleted) would describe other rows.
+                frames_path(self.path).unlink(missing_ok=True)
+
     def previous(self) -> PreviousRows:
         """The rows already there, from earlier or interrupted runs (errors are not done)."""
         sources = self._sources()
@@ -299,7 +424,23 @@ class ResultFile:
         first, in that order), remove the parts, and return the merged table. The main process
         calls it once every process has finished appending."""
         merged = merge_results(self._sources(), order)
+        journals = [self.path, *existing_parts(self.path)]
+        counts: FrameCounts = {}
+        for journal in journals:
+            counts.update(read_frame_counts(frames_path(journal)))
+        done = merged.loc[is_done(merged), "path"] if len(merged) else []
+        counts = {p: counts[p] for p in done if p in counts}
+        if counts:
+            write_frame_counts(frames_path(self.path), counts)
+        else:
+            frames_path(self.path).unlink(missing_ok=True)
         write_results(merged.reindex(columns=output_columns(with_gt)), self.path)
-        for p in existing_parts(self.path):
+        for p in journals[1:]:
+            frames_path(p).unlink(missing_ok=True)
             p.unlink(missing_ok=True)
+        merged.attrs["frames"] = counts
         return merged
+
+    def frame_counts(self) -> FrameCounts:
+        """(decoded, sampled) frames of each scored video in the file, as of the last merge."""
+        return read_frame_counts(frames_path(self.path))
