@@ -173,6 +173,11 @@ class Scorer:
         With ``out``, rows are appended to that CSV chunk by chunk as they are computed, inputs
         already scored there are skipped (rows with an error are retried), and at the end the
         file is rewritten with one row per path, the current inputs first in input order.
+        ``<out>.qalign.json`` records the model, adapter, task, input kind, dtype, question and
+        frame cap of the rows; an existing file made otherwise (or without that record) raises
+        :class:`InputError` instead of being resumed. ``df.attrs["frames"]`` maps each scored
+        video to (frames decoded, frames its sampling asked for), also kept in ``<out>.frames.csv``;
+        fewer decoded means a truncated or damaged file scored from the frames before the damage.
         Under several processes (``accelerate launch``) each process scores its share; the main
         process returns the whole table, the others their own rows. ``df.attrs["notes"]`` maps
         paths to remarks such as a video subsampled to ``max_frames`` (this process's inputs);
