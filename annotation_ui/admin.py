@@ -310,12 +310,19 @@ def hf_export(store: Store, name: str) -> None:
         out = st.text_input("Output folder on the server", key="hf_out")
         split = st.text_input("Split (content groups never straddle two parts)", value=DEFAULT_SPLIT, key="hf_split")
         model = cast(str, st.selectbox("Labels", SUBJECT_MODELS, index=SUBJECT_MODELS.index("mos"), key="hf_model"))
+        overwrite = st.checkbox(
+            "Replace an earlier export",
+            key="hf_overwrite",
+            help="Only a folder this toolkit wrote is ever replaced; any other non-empty folder is refused.",
+        )
         write = st.form_submit_button("Write dataset")
     if not (write and out):
         return
     try:
         with st.spinner("Writing the dataset..."):
-            result = export_study_dataset(name, out, db_url=store.url, split=split or None, subject_model=model)
+            result = export_study_dataset(
+                name, out, db_url=store.url, split=split or None, subject_model=model, overwrite=overwrite
+            )
     except ToolkitError as exc:
         st.error(str(exc))
     else:

@@ -71,6 +71,6 @@ def test_report_matches_the_scores_it_was_made_from(demo):
 
 def test_refuses_to_overwrite_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
-    with pytest.raises(InputError, match="not a previous demo folder"):
+    with pytest.raises(InputError, match="is not empty and was not written by qalign"):
         run_demo(DemoConfig(out_dir=tmp_path))
     assert (tmp_path / "precious.txt").exists()

@@ -54,7 +54,7 @@ def test_written_files_and_folders_follow_the_umask(tmp_path: Path, umask: int) 
     assert _mode(tmp_path / "log.txt") == file_mode
 
     for _ in range(2):  # a fresh folder, then one that replaces an existing folder
-        with atomic_directory(tmp_path / "dataset") as folder:
+        with atomic_directory(tmp_path / "dataset", overwrite=True) as folder:
             (folder / "data.json").write_text("[]")
             _write_private(folder / "data" / "train.arrow")
         assert _mode(tmp_path / "dataset") == dir_mode
@@ -94,8 +94,8 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
     with atomic_directory(tmp_path / "folder") as folder:
         (folder / "v1").write_text("1")
     with pytest.raises(RuntimeError):
-        with atomic_directory(tmp_path / "folder") as folder:
+        with atomic_directory(tmp_path / "folder", overwrite=True) as folder:
             (folder / "v2").write_text("2")
             raise RuntimeError("interrupted")
-    assert [p.name for p in (tmp_path / "folder").iterdir()] == ["v1"]
+    assert sorted(p.name for p in (tmp_path / "folder").iterdir()) == [".qalign-output", "v1"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "folder"]

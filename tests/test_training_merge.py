@@ -77,15 +77,22 @@ def test_merge_command_finds_the_base_model_and_guards_its_output(adapter: dict)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "qalign_merge.json").read_text())["dtype"] == "bfloat16"
     assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
-    again = runner.invoke(
-        app, ["merge", "--adapter", str(adapter["adapter"]), "--out", str(out)]
-    )  # an earlier merge: replaced
-    assert again.exit_code == 0, again.output
+    again = runner.invoke(app, ["merge", "--adapter", str(adapter["adapter"]), "--out", str(out)])
+    assert again.exit_code != 0 and "--overwrite" in str(again.exception)  # an earlier merge: kept without it
+    again = runner.invoke(app, ["merge", "--adapter", str(adapter["adapter"]), "--out", str(out), "--overwrite"])
+    assert again.exit_code == 0, again.output  # ... and replaced with it
+    assert json.loads((out / "qalign_merge.json").read_text())["dtype"] == "float32"
+    assert json.loads((out / ".qalign-output").read_text())["written_by"] == "qalign merge"
     foreign = adapter["root"] / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
-    with pytest.raises(InputError, match="not empty"):
-        merge_adapter(adapter["adapter"], foreign)
+    for overwrite in (False, True):  # a folder the toolkit did not write is never replaced
+        with pytest.raises(InputError, match=f"{foreign} is not empty and was not written by qalign"):
+            merge_adapter(adapter["adapter"], foreign, overwrite=overwrite)
+    assert [p.name for p in foreign.iterdir()] == ["keep.txt"]
+    empty = adapter["root"] / "empty"
+    empty.mkdir()
+    assert (merge_adapter(adapter["adapter"], empty).output_dir / "model.safetensors").is_file()
     with pytest.raises(InputError, match="not a LoRA adapter"):
         merge_adapter(adapter["model"], adapter["root"] / "x")
 

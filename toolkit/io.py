@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import os
 import secrets
 import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -115,22 +117,126 @@ def atomic_write_text(target: str | os.PathLike[str], text: str, encoding: str =
     return Path(target)
 
 
+OUTPUT_MARKER = ".qalign-output"
+"""File the toolkit writes into every output folder it creates (JSON: what wrote it, when).
+
+Only a folder holding it may be replaced: a command never deletes what it did not write."""
+
+
+def read_output_marker(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The marker of a toolkit output folder, or None when ``folder`` is not one."""
+    try:
+        record = json.loads((Path(folder) / OUTPUT_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def write_output_marker(folder: str | os.PathLike[str], written_by: str) -> Path:
+    """Mark ``folder`` as the toolkit's own output (``written_by``: the command or function)."""
+    from toolkit import __version__
+
+    record = {
+        "written_by": written_by,
+        "toolkit_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    return atomic_write_text(Path(folder) / OUTPUT_MARKER, json.dumps(record, indent=1) + "\n")
+
+
+def is_toolkit_output(folder: str | os.PathLike[str], legacy: Sequence[str] = ()) -> bool:
+    """Whether ``folder`` holds the marker, or one of the ``legacy`` entries by which outputs
+    written before the marker existed are recognised (a training run's record, say)."""
+    root = Path(folder)
+    return (root / OUTPUT_MARKER).is_file() or any((root / name).exists() for name in legacy)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def claim_output_dir(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    legacy: Sequence[str] = (),
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+) -> Path:
+    """Check that ``path`` may become (or be replaced by) a toolkit output folder; raise
+    :class:`InputError` before anything is written when it may not.
+
+    Accepted: a new path, an empty folder, and, with ``overwrite``, an earlier toolkit output
+    (see :func:`is_toolkit_output`). Refused: a file, a non-empty folder the toolkit did not
+    write (a folder of photos, a home directory), an earlier output without ``overwrite``, and
+    any folder that holds one of ``inputs`` (the media a dataset is built from).
+    """
+    target = Path(path)
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise InputError(f"output {target} exists and is not a folder")
+    for source in inputs:
+        if source is not None and _inside(Path(source), target):
+            raise InputError(f"output folder {target} holds the input {source}; choose another output folder")
+    if not any(target.iterdir()):
+        return target
+    if not is_toolkit_output(target, legacy):
+        raise InputError(
+            f"output folder {target} is not empty and was not written by qalign; nothing was changed, "
+            "choose a new or empty folder"
+        )
+    if not overwrite:
+        raise InputError(f"output folder {target} holds an earlier qalign output; pass --overwrite to replace it")
+    return target
+
+
+def prepare_output_dir(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    written_by: str = "qalign",
+    legacy: Sequence[str] = (),
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+) -> Path:
+    """:func:`claim_output_dir`, then create the folder with the output marker: for outputs
+    written file by file into place (a report folder) rather than swapped in whole."""
+    target = claim_output_dir(path, overwrite=overwrite, legacy=legacy, inputs=inputs)
+    target.mkdir(parents=True, exist_ok=True)
+    write_output_marker(target, written_by)
+    return target
+
+
 @contextmanager
-def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_directory(
+    target: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    written_by: str = "qalign",
+    legacy: Sequence[str] = (),
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+) -> Iterator[Path]:
     """Yield a temporary folder beside ``target``; on success it takes ``target``'s place.
 
-    An existing ``target`` folder is moved aside first and deleted only once the new one is in
-    place, so at every moment either the old or the new complete folder exists.
+    ``target`` must pass :func:`claim_output_dir` (checked before the caller writes anything, and
+    again just before the swap); the new folder gets the output marker. An existing ``target``
+    folder is moved aside first and deleted only once the new one is in place, so at every moment
+    either the old or the new complete folder exists.
     """
     target = Path(target)
+    claim_output_dir(target, overwrite=overwrite, legacy=legacy, inputs=inputs)
     tmp = new_sibling_dir(target)
     try:
         yield tmp
+        write_output_marker(tmp, written_by)
         give_default_modes(tmp)
+        # The folder may have changed while the output was being built.
+        claim_output_dir(target, overwrite=overwrite, legacy=legacy, inputs=inputs)
         old: Path | None = None
         if target.exists():
-            if not target.is_dir():
-                raise InputError(f"{target} exists and is not a folder")
             old = new_sibling_dir(target, ".old")  # reserves a free name; the rename needs it absent
             old.rmdir()
             os.replace(target, old)
@@ -180,12 +286,79 @@ def table_format(path: str | os.PathLike[str]) -> str:
     return TABLE_FORMATS[ext]
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection"):
+# a rater who registers as ``=HYPERLINK(...)`` must not reach the admin's Excel as one.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe_value(value: Any) -> Any:
+    """``value`` with a leading single quote when it is text a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _safe_labels(index: pd.Index) -> pd.Index:
+    if isinstance(index, pd.MultiIndex):
+        return index.set_levels([_safe_labels(level) for level in index.levels])
+    if index.dtype.kind in "OSU" or isinstance(index.dtype, (pd.StringDtype, pd.CategoricalDtype)):
+        return index.map(csv_safe_value)
+    return index
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells, column names and index labels cannot start a
+    spreadsheet formula. Numeric columns are left alone: a negative number is not text."""
+    safe = frame.copy()
+    for position in range(safe.shape[1]):
+        column = safe.iloc[:, position]
+        if column.dtype.kind in "OSU" or isinstance(column.dtype, pd.StringDtype):
+            safe.isetitem(position, column.map(csv_safe_value, na_action="ignore"))
+        elif isinstance(column.dtype, pd.CategoricalDtype):
+            safe.isetitem(position, column.cat.rename_categories(column.cat.categories.map(csv_safe_value)))
+    safe.columns = _safe_labels(safe.columns)
+    safe.index = _safe_labels(safe.index)
+    return safe
+
+
+def _has_carriage_return(frame: pd.DataFrame) -> bool:
+    labels = [*map(str, frame.columns), *(str(v) for v in frame.index if isinstance(v, str))]
+    cells = (
+        frame[c].map(lambda v: isinstance(v, str) and "\r" in v).any()
+        for c in frame.columns
+        if frame[c].dtype.kind == "O" or isinstance(frame[c].dtype, pd.StringDtype)
+    )
+    return any("\r" in label for label in labels) or any(cells)
+
+
+def _to_csv(frame: pd.DataFrame, target: str | os.PathLike[str] | None, **options: Any) -> str | None:
+    safe = csv_safe(frame)
+    options.setdefault("index", False)
+    # The csv module quotes a field only for the characters of the line terminator: a lone CR in
+    # a "\n" file stays bare, and a spreadsheet starts a new row there (whose first cell could be
+    # a formula). With CRLF endings such a field is quoted.
+    if "lineterminator" not in options and _has_carriage_return(safe):
+        options["lineterminator"] = "\r\n"
+    return safe.to_csv(target, **options)
+
+
+def csv_text(frame: pd.DataFrame, **options: Any) -> str:
+    """``frame`` as CSV text (``DataFrame.to_csv`` options), formula-safe (:func:`csv_safe`).
+
+    Every CSV or TSV the toolkit writes goes through here or :func:`write_table`; Parquet and
+    JSON keep the raw values."""
+    text = _to_csv(frame, None, **options)
+    assert text is not None  # to_csv returns the text when given no file
+    return text
+
+
 def write_table(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write ``frame`` as CSV, Parquet, JSON (records) or JSON lines, chosen by the extension."""
+    """Write ``frame`` as CSV, Parquet, JSON (records) or JSON lines, chosen by the extension.
+    CSV text cells are made formula-safe (:func:`csv_safe`)."""
     fmt = table_format(path)
     with atomic_path(path) as tmp:
         if fmt == "csv":
-            frame.to_csv(tmp, index=False)
+            _to_csv(frame, tmp)
         elif fmt == "parquet":
             frame.to_parquet(tmp, index=False)
         elif fmt == "json":

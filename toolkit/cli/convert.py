@@ -108,6 +108,9 @@ def convert_command(
         help="With --study: mos (plain mean, vote histograms) or a cleaned label: mle, mle_co, bt500, p913.",
     ),
     db: Optional[str] = DbOption,
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier qalign output in the --out folder (never any other folder)."
+    ),
 ) -> None:
     """Turn human ratings into Q-Align training data (JSON, HF dataset or Parquet).
 
@@ -159,6 +162,7 @@ def convert_command(
                 soft=soft.value,
                 prefix=prefix,
                 soft_labels_in_json=soft_labels,
+                overwrite=overwrite,
             )
         _print_result(result)
         return
@@ -184,6 +188,7 @@ def convert_command(
             soft=soft.value,
             prefix=prefix,
             soft_labels_in_json=soft_labels,
+            overwrite=overwrite,
         )
     _print_result(result)
 

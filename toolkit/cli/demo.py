@@ -11,12 +11,17 @@ from toolkit.cli.common import console
 
 def demo_command(
     out: Path = typer.Option(
-        Path("qalign-demo"), "--out", help="Folder for the study DB, data, model and report (recreated each run)."
+        Path("qalign-demo"),
+        "--out",
+        help="Folder for the study DB, data, model and report (an earlier one is recreated with --overwrite).",
     ),
     steps: int = typer.Option(None, "--steps", help="Fine-tuning steps (default: the demo's tuned value)."),
     raters: int = typer.Option(None, "--raters", help="Number of simulated raters."),
     sources: int = typer.Option(None, "--sources", help="Number of shipped scenes to use (at most 16)."),
     seed: int = typer.Option(0, "--seed", help="Seed for stimuli, raters, split and training."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier demo folder at --out (never any other folder)."
+    ),
 ) -> None:
     """Run a synthetic study end to end on the embedded default.
 
@@ -25,7 +30,7 @@ def demo_command(
     """
     from toolkit.demo import DemoConfig, run_demo
 
-    config = DemoConfig(out_dir=out, seed=seed)
+    config = DemoConfig(out_dir=out, seed=seed, overwrite=overwrite)
     if steps is not None:
         config.train_steps = steps
     if raters is not None:

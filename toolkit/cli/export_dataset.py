@@ -24,7 +24,10 @@ def register(app: typer.Typer) -> None:
 def export_dataset_command(
     study: str = typer.Argument(..., help="Name of the study in the database."),
     out: Path = typer.Option(
-        ..., "--out", help="Output folder (README.md, data/*.parquet, hf_dataset/, items.csv); replaced if it exists."
+        ...,
+        "--out",
+        help="Output folder (README.md, data/*.parquet, hf_dataset/, items.csv): new, empty, or an earlier "
+        "export with --overwrite.",
     ),
     fmt: Optional[list[FormatChoice]] = typer.Option(
         None, "--format", help="dataset (save_to_disk) and/or parquet; repeat for both (default: both)."
@@ -59,6 +62,9 @@ def export_dataset_command(
         False, "--public", help="With --push-to-hub: make a new repository public (default private)."
     ),
     db: Optional[str] = DbOption,
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier qalign output in the --out folder (never any other folder)."
+    ),
 ) -> None:
     """Export a study's rated test items as a Hugging Face dataset with a dataset card.
 
@@ -85,6 +91,7 @@ def export_dataset_command(
             description=description,
             push_to_hub=push_to_hub,
             private=not public,
+            overwrite=overwrite,
         )
     from rich.table import Table
 

@@ -16,12 +16,17 @@ def register(app: typer.Typer) -> None:
 
 def merge_command(
     adapter: Path = typer.Option(..., "--adapter", help="LoRA adapter folder written by 'qalign train --mode lora'."),
-    out: Path = typer.Option(..., "--out", help="Folder for the merged model (new, empty, or an earlier merge)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for the merged model (new, empty, or an earlier merge with --overwrite)."
+    ),
     model: Optional[str] = typer.Option(
         None, "--model", help="Base model (default: the one the adapter was trained on, from its qalign_train.json)."
     ),
     dtype: Optional[str] = typer.Option(
         None, "--dtype", help="Saved precision: float32, bfloat16 or float16 (default: the base checkpoint's)."
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier qalign output in the --out folder (never any other folder)."
     ),
 ) -> None:
     """Merge a LoRA adapter into the base model and save an ordinary checkpoint.
@@ -32,5 +37,5 @@ def merge_command(
     from toolkit.training.adapter_merge import merge_adapter
 
     with console.status("merging"):
-        result = merge_adapter(adapter, out, model=model, dtype=dtype)
+        result = merge_adapter(adapter, out, model=model, dtype=dtype, overwrite=overwrite)
     console.print(f"{result.adapter} merged into {result.base} ({result.dtype}) -> [bold]{result.output_dir}[/]")

@@ -12,6 +12,7 @@ export is self-contained.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -101,9 +102,18 @@ def to_dataset_dict(
     )
 
 
-def save_dataset(dataset: datasets.DatasetDict | datasets.Dataset, out: str | os.PathLike[str]) -> Path:
-    """``save_to_disk`` into a temporary folder, then move it to ``out`` (image bytes embedded)."""
-    with atomic_directory(out) as tmp:
+def save_dataset(
+    dataset: datasets.DatasetDict | datasets.Dataset,
+    out: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike[str] | None] = (),
+) -> Path:
+    """``save_to_disk`` into a temporary folder, then move it to ``out`` (image bytes embedded).
+
+    ``out`` must be new, empty, or (with ``overwrite``) an earlier toolkit output; ``inputs``
+    (the media folder) must not lie inside it: see :func:`toolkit.io.claim_output_dir`."""
+    with atomic_directory(out, overwrite=overwrite, written_by="save_dataset", inputs=inputs) as tmp:
         dataset.save_to_disk(str(tmp))
     return Path(out)
 

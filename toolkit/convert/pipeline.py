@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +23,7 @@ from toolkit.convert.splits import (
     split_table,
 )
 from toolkit.errors import InputError
-from toolkit.io import atomic_write_text
+from toolkit.io import atomic_directory, atomic_write_text, claim_output_dir, csv_text
 from toolkit.levels import MosRule
 from toolkit.qalign import LEVELS, InputKind, Task
 
@@ -92,6 +92,7 @@ def convert(
     soft_labels_in_json: bool = False,
     indent: int | None = DEFAULT_INDENT,
     dedupe: bool | None = None,
+    overwrite: bool = False,
 ) -> ConvertResult:
     """Read ``source`` (a file or a DataFrame) and write training data to ``out``.
 
@@ -103,6 +104,8 @@ def convert(
     column) or the files can be read: always for ``dataset``/``parquet``, for ``json`` when
     ``images`` is given (``dedupe`` forces either way).
     ``split`` is e.g. ``'train=0.8,test=0.2'``; without it a split column of the input is kept.
+    A folder ``out`` is replaced as a whole: it must be new, empty, or (with ``overwrite``) an
+    earlier toolkit output, and must not hold ``images`` (:func:`toolkit.io.claim_output_dir`).
     """
     table = load_labels(
         source, kind=kind, columns=columns, rule=rule, low=low, high=high, dmos=dmos, soft=soft, group_by=group_by
@@ -120,6 +123,7 @@ def convert(
         soft_labels_in_json=soft_labels_in_json,
         indent=indent,
         dedupe=dedupe,
+        overwrite=overwrite,
     )
 
 
@@ -137,11 +141,17 @@ def write_training_data(
     soft_labels_in_json: bool = False,
     indent: int | None = DEFAULT_INDENT,
     dedupe: bool | None = None,
+    overwrite: bool = False,
 ) -> ConvertResult:
     """The second half of :func:`convert`, for a :class:`LabelTable` built in memory."""
     if fmt not in ("json", "dataset", "parquet"):
         raise InputError(f"unknown output format {fmt!r}; use json, dataset or parquet")
     media: InputKind = "video" if video else "image"
+    out = Path(out)
+    single_file = fmt == "json" and out.suffix.lower() == ".json"
+    if not single_file:  # refuse a folder that may not be replaced before any work
+        claim_output_dir(out, overwrite=overwrite, inputs=(images,))
+    _records = _conversation_writer(task, media, seed, images, prefix, soft_labels_in_json)
     notes: list[str] = []
     duplicates: DuplicateReport | None = None
     if dedupe is None:
@@ -160,42 +170,44 @@ def write_training_data(
         if empty:
             notes.append(f"split(s) {', '.join(empty)} received no items (too few content groups)")
 
-    out = Path(out)
-    outputs: list[Path] = []
     parts = table.by_split()
-    if fmt == "json":
-        single_file = out.suffix.lower() == ".json"
-        if single_file and len(parts) > 1:
+    if single_file:
+        if len(parts) > 1:
             raise InputError(f"{out} is one file but the data has {len(parts)} splits; give a folder")
-        for name, part in parts.items():
-            records = conversation_records(
-                part,
-                task=task,
-                kind=media,
-                seed=seed,
-                image_root=images,
-                prefix=prefix,
-                soft_labels=soft_labels_in_json,
-            )
-            outputs.append(write_conversations(records, out if single_file else out / f"{name}.json", indent))
-    else:
-        from toolkit.convert.hf import export_parquet, save_dataset, to_dataset_dict
+        outputs = [write_conversations(_records(part), out, indent) for part in parts.values()]
+        return ConvertResult(table, outputs, duplicates, notes)
 
-        dataset = to_dataset_dict(table, image_root=images, task=task, kind=media, seed=seed)
-        if fmt == "dataset":
-            outputs.append(save_dataset(dataset, out))
+    # A folder output is built aside and swapped in whole, and only over a folder the toolkit wrote.
+    with atomic_directory(out, overwrite=overwrite, written_by="qalign convert", inputs=(images,)) as tmp:
+        if fmt == "json":
+            names = [
+                write_conversations(_records(part), tmp / f"{name}.json", indent).name for name, part in parts.items()
+            ]
         else:
-            outputs.extend(export_parquet(dataset, out))
+            from toolkit.convert.hf import export_parquet, to_dataset_dict
 
-    result = ConvertResult(table, outputs, duplicates, notes)
-    if not (fmt == "json" and out.suffix.lower() == ".json"):
+            dataset = to_dataset_dict(table, image_root=images, task=task, kind=media, seed=seed)
+            if fmt == "dataset":
+                dataset.save_to_disk(str(tmp))
+                names = []
+            else:
+                names = [path.name for path in export_parquet(dataset, tmp)]
+        result = ConvertResult(table, [out / name for name in names] or [out], duplicates, notes)
         # A folder output carries its own record of how it was made.
-        report_dir = out
         if duplicates is not None and len(duplicates):
-            with_dups = report_dir / DUPLICATES_FILE
-            atomic_write_text(with_dups, duplicates.dropped.to_csv(index=False))
-            result.outputs.append(with_dups)
-        summary_path = report_dir / SUMMARY_FILE
-        result.outputs.append(summary_path)
-        atomic_write_text(summary_path, json.dumps(result.summary(), indent=2) + "\n")
+            atomic_write_text(tmp / DUPLICATES_FILE, csv_text(duplicates.dropped))
+            result.outputs.append(out / DUPLICATES_FILE)
+        result.outputs.append(out / SUMMARY_FILE)
+        atomic_write_text(tmp / SUMMARY_FILE, json.dumps(result.summary(), indent=2) + "\n")
     return result
+
+
+def _conversation_writer(
+    task: Task, media: InputKind, seed: int, images: str | os.PathLike[str] | None, prefix: str, soft: bool
+) -> Callable[[LabelTable], list[dict[str, Any]]]:
+    def records(part: LabelTable) -> list[dict[str, Any]]:
+        return conversation_records(
+            part, task=task, kind=media, seed=seed, image_root=images, prefix=prefix, soft_labels=soft
+        )
+
+    return records

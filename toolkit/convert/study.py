@@ -75,6 +75,7 @@ def convert_study(
     soft: SoftLabelMode = "auto",
     prefix: str = "",
     soft_labels_in_json: bool = False,
+    overwrite: bool = False,
 ) -> ConvertResult:
     """Write Q-Align training data for a study's rated test items (``qalign convert --study``).
 
@@ -105,6 +106,7 @@ def convert_study(
         seed=seed,
         prefix=prefix,
         soft_labels_in_json=soft_labels_in_json,
+        overwrite=overwrite,
     )
     notes = list(labels.notes)
     if labels.unrated:

@@ -31,7 +31,7 @@ import pandas as pd
 from toolkit.convert.labels import LabelTable
 from toolkit.convert.splits import DuplicateReport, drop_duplicates, parse_fractions, split_notes, split_table
 from toolkit.errors import InputError
-from toolkit.io import atomic_directory, atomic_write_text
+from toolkit.io import atomic_directory, atomic_write_text, claim_output_dir, csv_text
 from toolkit.qalign import COUNT_COLUMNS, LEVELS, InputKind, Task, check_kind, is_task
 
 if TYPE_CHECKING:
@@ -93,12 +93,15 @@ def export_study_dataset(
     push_to_hub: str | None = None,
     token: str | None = None,
     private: bool = True,
+    overwrite: bool = False,
 ) -> DatasetExport:
     """Export a study as a Hugging Face dataset folder (see the module docstring).
 
     ``study`` is a study name (read from ``db_url``) or a snapshot already read.
     ``split`` is e.g. ``'train=0.8,test=0.2'`` (by content group) or None for one ``train`` split.
     ``push_to_hub`` names a hub repository (``user/name``) to upload to as well.
+    ``out`` is replaced as a whole: it must be new, empty, or (with ``overwrite``) an earlier
+    toolkit output, and must not hold the study's media (:func:`toolkit.io.claim_output_dir`).
     """
     from toolkit.convert.card import card_metadata, render_card, write_card
     from toolkit.convert.hf import export_parquet, save_dataset
@@ -111,8 +114,10 @@ def export_study_dataset(
         raise InputError(f"unknown export format(s) {unknown or formats}; use {' and/or '.join(FORMATS)}")
     push_token = hub_token(token) if push_to_hub else None  # fail before any work
     fractions = parse_fractions(split) if split else None
+    out = claim_output_dir(out, overwrite=overwrite)
 
     snapshot = study if isinstance(study, StudySnapshot) else load_snapshot(study, db_url)
+    claim_output_dir(out, overwrite=overwrite, inputs=(snapshot.media_root,))
     full_table, study_labels = study_training_table(snapshot, subject_model, soft="histogram")
     labels = study_labels.table
     notes = list(study_labels.notes)
@@ -161,15 +166,15 @@ def export_study_dataset(
         seed=seed,
         fractions=fractions,
     )
-    out = Path(out)
-    with atomic_directory(out) as tmp:
+    inputs = (snapshot.media_root,)
+    with atomic_directory(out, overwrite=overwrite, written_by="qalign export-dataset", inputs=inputs) as tmp:
         if "parquet" in formats:
             export_parquet(dataset, tmp / "data")
         if "dataset" in formats:
             save_dataset(dataset, tmp / "hf_dataset")
-        atomic_write_text(tmp / "items.csv", items.to_csv(index=False))
+        atomic_write_text(tmp / "items.csv", csv_text(items))
         if len(duplicates):
-            atomic_write_text(tmp / "dropped_duplicates.csv", duplicates.dropped.to_csv(index=False))
+            atomic_write_text(tmp / "dropped_duplicates.csv", csv_text(duplicates.dropped))
         card = write_card(tmp / "README.md", metadata, body)
     files = sorted(p for p in out.rglob("*") if p.is_file())
     result = DatasetExport(out, table, items, duplicates, files, card, notes=notes)

@@ -23,7 +23,7 @@ from toolkit.errors import InputError
 if TYPE_CHECKING:
     from toolkit.training.config import Mode
 
-MARKER = ".qalign-demo"
+MARKER = ".qalign-demo"  # what marked a demo folder before the toolkit-wide output marker
 TINY_MODEL_NOTE = (
     "The embedded model is a tiny vision-language model trained from scratch for this demonstration "
     "(about a quarter of a million parameters): it shows the loop working on a laptop CPU. "
@@ -47,6 +47,7 @@ class DemoConfig:
     mode: Mode = "full"
     n_boot: int = 1000
     seed: int = 0
+    overwrite: bool = False  # replace an earlier demo folder at out_dir
 
 
 @dataclass
@@ -79,13 +80,14 @@ class DemoResult:
         ]
 
 
-def _prepare_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not (out_dir / MARKER).exists():
-            raise InputError(f"{out_dir} exists and is not a previous demo folder; choose another --out")
-        shutil.rmtree(out_dir)  # a fresh database and fresh outputs every run
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MARKER).write_text("created by qalign demo\n")
+def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
+    from toolkit.io import claim_output_dir, prepare_output_dir
+
+    # A fresh database and fresh outputs every run, but only over an earlier demo or toolkit output.
+    target = claim_output_dir(out_dir, overwrite=overwrite, legacy=(MARKER,))
+    if target.is_dir() and any(target.iterdir()):
+        shutil.rmtree(target)
+    prepare_output_dir(out_dir, written_by="qalign demo")
 
 
 def _metrics(report) -> dict[str, float]:
@@ -114,6 +116,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     from toolkit.demo.stimuli import make_stimuli
     from toolkit.evaluation.metrics import MetricResult
     from toolkit.evaluation.report import write_report
+    from toolkit.io import write_table
     from toolkit.models.loading import load_backbone
     from toolkit.models.tiny import build_tiny_model
     from toolkit.scoring import Scorer
@@ -126,7 +129,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
     t0 = time.perf_counter()
     seconds: dict[str, float] = {}
     out = Path(config.out_dir)
-    _prepare_out_dir(out)
+    _prepare_out_dir(out, config.overwrite)
     rng = np.random.default_rng(config.seed)
     log(TINY_MODEL_NOTE)
 
@@ -223,14 +226,17 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> DemoResu
         title="qalign demo: agreement of the tiny model with the simulated raters (held-out items)",
         notes=[TINY_MODEL_NOTE],
     )
-    pd.DataFrame(
-        {
-            "path": test_items["path"],
-            "mos": mos,
-            "score_before": before["score"].to_numpy(float),
-            "score_after": after["score"].to_numpy(float),
-        }
-    ).to_csv(out / "report" / "heldout_scores.csv", index=False)
+    write_table(
+        pd.DataFrame(
+            {
+                "path": test_items["path"],
+                "mos": mos,
+                "score_before": before["score"].to_numpy(float),
+                "score_after": after["score"].to_numpy(float),
+            }
+        ),
+        out / "report" / "heldout_scores.csv",
+    )
     seconds["score_after"] = time.perf_counter() - t0 - sum(seconds.values())
     seconds["total"] = time.perf_counter() - t0
 

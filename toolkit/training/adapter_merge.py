@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import cast
 
 from toolkit.errors import InputError
+from toolkit.io import claim_output_dir, write_output_marker
 from toolkit.models.base import SavesPretrained
 from toolkit.training.output import RECORD_NAME, copy_auxiliary_files, read_record, replace_dir, staging_dir
 
@@ -35,12 +36,14 @@ def merge_adapter(
     out: str | os.PathLike[str],
     model: str | os.PathLike[str] | None = None,
     dtype: str | None = None,
+    overwrite: bool = False,
 ) -> MergeResult:
     """Merge the LoRA ``adapter`` into ``model`` and save the result to ``out``.
 
     ``model`` defaults to the base model recorded by the training run that wrote the adapter.
     ``dtype`` (float32, bfloat16, float16) defaults to the base checkpoint's ``dtype`` /
-    ``torch_dtype`` (float32 when it names none). ``out`` may be new, empty, or an earlier merge.
+    ``torch_dtype`` (float32 when it names none). ``out`` may be new, empty, or (with
+    ``overwrite``) an earlier toolkit output (:func:`toolkit.io.claim_output_dir`).
     """
     import torch
     import transformers
@@ -55,7 +58,7 @@ def merge_adapter(
             raise InputError(f"no --model given and {adapter_dir} has no {RECORD_NAME} naming its base model")
         model = read_record(adapter_dir)["base_model_path"]
     base = resolve_model_path(str(model))
-    target = _check_out(Path(out))
+    target = claim_output_dir(out, overwrite=overwrite, legacy=(MERGE_RECORD,), inputs=(adapter_dir, base))
     save_dtype = resolve_dtype(dtype or _checkpoint_dtype(base))
 
     backbone = load_backbone(base, adapter=adapter_dir, dtype="float32", device="cpu", merge=True)
@@ -85,21 +88,15 @@ def merge_adapter(
             )
             + "\n"
         )
+        write_output_marker(staged, "qalign merge")
+        # The folder may have changed while the model was being merged.
+        claim_output_dir(target, overwrite=overwrite, legacy=(MERGE_RECORD,), inputs=(adapter_dir, base))
         replace_dir(staged, target)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
         if bars:
             transformers.utils.logging.enable_progress_bar()
     return MergeResult(target, base, adapter_dir, name)
-
-
-def _check_out(target: Path) -> Path:
-    if target.exists():
-        if not target.is_dir():
-            raise InputError(f"output {target} exists and is not a folder")
-        if any(target.iterdir()) and not (target / MERGE_RECORD).is_file():
-            raise InputError(f"output folder {target} is not empty and holds no earlier merge; choose another --out")
-    return target
 
 
 def _checkpoint_dtype(path: Path) -> str:

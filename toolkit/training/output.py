@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import InputError
-from toolkit.io import give_default_modes, new_sibling_dir
+from toolkit.io import (
+    claim_output_dir,
+    give_default_modes,
+    is_toolkit_output,
+    new_sibling_dir,
+    read_output_marker,
+    write_output_marker,
+)
 from toolkit.training.config import DEFAULT_LR
 
 RECORD_NAME = "qalign_train.json"
@@ -32,18 +39,36 @@ BEST_DIR = "best"
 RUN_SUBDIRS = (CHECKPOINTS_DIR, BEST_DIR)
 
 
+TRAIN_MARK = "qalign train"
+"""``written_by`` of the output marker of a training run's folder."""
+
+
+def is_training_output(folder: Path) -> bool:
+    """A folder a training run wrote: its marker, or (runs from before the marker) the run record,
+    checkpoints or a best model; a killed run may have left only the latter two."""
+    marker = read_output_marker(folder)
+    if marker is not None:
+        return marker.get("written_by") == TRAIN_MARK
+    return is_toolkit_output(folder, legacy=(RECORD_NAME, *RUN_SUBDIRS))
+
+
 def check_output_dir(out: str | os.PathLike[str]) -> Path:
-    """Fail early, before any training, if ``out`` cannot be (re)written."""
+    """Fail early, before any training, if ``out`` cannot be (re)written; else claim it.
+
+    ``out`` must be new, empty or an earlier training run (which a run resumes or replaces); any
+    other toolkit output, or a folder the toolkit did not write, is refused. The folder is created
+    with the output marker at once, so that a run killed before its first checkpoint still leaves
+    a folder the next run recognises.
+    """
     target = Path(out)
-    if target.exists():
-        if not target.is_dir():
-            raise InputError(f"output {target} exists and is not a folder")
-        # A finished run has its record; a killed one may have left only checkpoints or a best model.
-        is_run = (target / RECORD_NAME).is_file() or any((target / d).is_dir() for d in RUN_SUBDIRS)
-        if any(target.iterdir()) and not is_run:
-            raise InputError(
-                f"output folder {target} is not empty and holds no previous training run; choose another --out"
-            )
+    if target.is_dir() and any(target.iterdir()) and not is_training_output(target):
+        raise InputError(
+            f"output folder {target} is not empty and holds no previous training run; choose another --out"
+        )
+    claim_output_dir(target, overwrite=True, legacy=(RECORD_NAME, *RUN_SUBDIRS))
+    target.mkdir(parents=True, exist_ok=True)
+    if read_output_marker(target) is None:
+        write_output_marker(target, TRAIN_MARK)
     return target
 
 
@@ -75,7 +100,10 @@ def publish_dir(staged: Path, target: Path, keep: tuple[str, ...] = RUN_SUBDIRS)
 
 
 def replace_dir(staged: Path, target: Path) -> None:
-    """Swap ``staged`` in for ``target`` as a whole (the old folder is removed afterwards)."""
+    """Swap ``staged`` in for ``target`` as a whole (the old folder is removed afterwards).
+
+    ``target`` must be new, empty or a toolkit output (a ``best/`` model, an earlier merge)."""
+    claim_output_dir(target, overwrite=True, legacy=(RECORD_NAME,))
     give_default_modes(staged)
     old = None
     if target.exists():
