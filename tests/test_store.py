@@ -65,7 +65,8 @@ def test_migrations_create_schema_and_store_checks_it(tmp_path):
     "url, message",
     [
         ("not a url", "cannot parse database URL"),
-        ("nosuchdb://x", "no SQLAlchemy dialect"),
+        ("nosuchdb://x", "unsupported database URL 'nosuchdb://x': the study store runs on SQLite or PostgreSQL"),
+        ("postgresql+nosuchdriver://x", "no SQLAlchemy dialect"),
         ("sqlite:////nonexistent-folder/x.db", "does not exist"),
     ],
 )

@@ -7,6 +7,7 @@ PostgreSQL works unchanged for labs with many concurrent raters.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +21,8 @@ from toolkit.errors import StoreError
 
 DB_URL_ENV = "QALIGN_DB_URL"
 DEFAULT_DB_URL = "sqlite:///qalign.db"
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+URL_EXAMPLES = "sqlite:///study.db or postgresql+psycopg://user@host/db"
 
 
 def resolve_db_url(url: str | None = None) -> str:
@@ -27,13 +30,21 @@ def resolve_db_url(url: str | None = None) -> str:
     return url or os.environ.get(DB_URL_ENV) or DEFAULT_DB_URL
 
 
+def _mask_raw(url: str) -> str:
+    # A URL SQLAlchemy cannot parse may still hold a password: mask what looks like one.
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
 def parse_db_url(url: str) -> URL:
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise StoreError(f"cannot parse database URL {_mask_raw(url)!r}: expected e.g. {URL_EXAMPLES}") from None
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
         raise StoreError(
-            f"cannot parse database URL {url!r}: expected e.g. sqlite:///study.db or postgresql+psycopg://user@host/db"
-        ) from None
+            f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
+            f"the study store runs on SQLite or PostgreSQL, e.g. {URL_EXAMPLES}"
+        )
     return parsed
 
 
@@ -41,6 +52,39 @@ def safe_url(url: str | URL) -> str:
     """The URL with its password masked, for messages and logs."""
     parsed = url if isinstance(url, URL) else parse_db_url(url)
     return parsed.render_as_string(hide_password=True)
+
+
+def sqlite_file(parsed: URL) -> Path | None:
+    """The database file of a SQLite URL (also a ``file:`` URI with ``uri=true``); None in memory."""
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or database in (None, "", ":memory:"):
+        return None
+    if str(parsed.query.get("uri", "")).lower() in ("true", "1") and database.startswith("file:"):
+        database = database[len("file:") :].split("?", 1)[0]
+        if database in ("", ":memory:") or "mode=memory" in str(parsed.database):
+            return None
+    return Path(database).expanduser()
+
+
+def error_reason(exc: BaseException) -> str:
+    """The first line of a driver error, without SQL, parameters or SQLAlchemy's links."""
+    orig = getattr(exc, "orig", None)
+    text_ = str(orig if orig is not None else exc).strip()
+    return text_.splitlines()[0] if text_ else type(exc).__name__
+
+
+def storage_error(exc: BaseException, url: str | URL) -> StoreError | None:
+    """A one-line StoreError for a database the server or file system will not let us write (or
+    lock), naming the URL; None for any other error."""
+    reason = error_reason(exc)
+    lowered = reason.lower()
+    if "readonly" in lowered or "read-only" in lowered or "unable to open database file" in lowered:
+        return StoreError(
+            f"database {safe_url(url)!r} cannot be written ({reason}): check the permissions of the file and its folder"
+        )
+    if "database is locked" in lowered:
+        return StoreError(f"database {safe_url(url)!r} is locked by another process ({reason}); try again")
+    return None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - exercised through the engine
@@ -52,14 +96,31 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - ex
     cursor.close()
 
 
-def make_engine(url: str | None = None, check: bool = True) -> Engine:
-    """An engine for ``url``; with ``check`` it connects once so a bad URL fails here, clearly."""
+def _sqlite_exclusive(dbapi_connection, _record) -> None:  # pragma: no cover - exercised through the engine
+    # The driver's own transaction handling issues no BEGIN before DDL; take over so that the
+    # "begin" hook below decides how each transaction starts.
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(conn) -> None:  # pragma: no cover - exercised through the engine
+    # Take the write lock when the transaction starts, not at its first write: a second writer
+    # waits (busy_timeout) until the first commits instead of failing half-way.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str | None = None, check: bool = True, write_lock: bool = False) -> Engine:
+    """An engine for ``url``; with ``check`` it connects once so a bad URL fails here, clearly.
+
+    With ``write_lock``, each SQLite transaction holds the database's write lock from its start
+    (``BEGIN IMMEDIATE``): concurrent migrations then run one after the other.
+    """
     raw = resolve_db_url(url)
     parsed = parse_db_url(raw)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        parent = Path(parsed.database).expanduser().resolve().parent
+    file = sqlite_file(parsed)
+    if file is not None:
+        parent = file.resolve().parent
         if not parent.is_dir():
-            raise StoreError(f"cannot open SQLite database {parsed.database!r}: folder {str(parent)!r} does not exist")
+            raise StoreError(f"cannot open SQLite database {str(file)!r}: folder {str(parent)!r} does not exist")
     try:
         engine = create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
     except NoSuchModuleError:
@@ -75,14 +136,16 @@ def make_engine(url: str | None = None, check: bool = True) -> Engine:
         raise StoreError(f"cannot use database URL {safe_url(parsed)!r}: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+        if write_lock:
+            event.listen(engine, "connect", _sqlite_exclusive)
+            event.listen(engine, "begin", _begin_immediate)
     if check:
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
         except OperationalError as exc:
             engine.dispose()
-            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-            raise StoreError(f"cannot connect to database {safe_url(parsed)!r}: {reason}") from None
+            raise StoreError(f"cannot connect to database {safe_url(parsed)!r}: {error_reason(exc)}") from None
     return engine
 
 
@@ -93,12 +156,10 @@ class Store:
         self.url = resolve_db_url(url) if engine is None else str(engine.url)
         if engine is None and check_schema:
             parsed = parse_db_url(self.url)
-            if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-                if not Path(parsed.database).expanduser().is_file():
-                    # Opening would create an empty file; say what to do instead.
-                    raise StoreError(
-                        f"no database at {parsed.database!r}: run `qalign db upgrade --db {safe_url(parsed)}` first"
-                    )
+            file = sqlite_file(parsed)
+            if file is not None and not file.is_file():
+                # Opening would create an empty file; say what to do instead.
+                raise StoreError(f"no database at {str(file)!r}: run `qalign db upgrade --db {safe_url(parsed)}` first")
         self.engine = engine or make_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if check_schema:
@@ -111,6 +172,13 @@ class Store:
         try:
             yield session
             session.commit()
+        except OperationalError as exc:
+            session.rollback()
+            # A read-only file or a lock held too long: one line naming the database, not SQL.
+            error = storage_error(exc, self.url)
+            if error is None:
+                raise
+            raise error from None
         except BaseException:
             session.rollback()
             raise

@@ -6,8 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from sqlalchemy.exc import OperationalError
+
 from toolkit.errors import StoreError
-from toolkit.store.engine import make_engine, resolve_db_url, safe_url
+from toolkit.store.engine import make_engine, resolve_db_url, safe_url, storage_error
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -40,12 +42,19 @@ def _apply(step: Literal["upgrade", "downgrade"], url: str | None, revision: str
     from alembic import command
 
     resolved = resolve_db_url(url)
-    engine = make_engine(resolved)  # fails early, with a clear message, on a bad URL
+    # Fails early, with a clear message, on a bad URL. On SQLite the migration's transaction holds
+    # the write lock from its start: a second `qalign db upgrade` waits, then finds the schema done.
+    engine = make_engine(resolved, write_lock=True)
     try:
         cfg = alembic_config(resolved)
         with engine.begin() as conn:  # one transaction: a failed migration changes nothing
             cfg.attributes["connection"] = conn
             getattr(command, step)(cfg, revision)
+    except OperationalError as exc:
+        error = storage_error(exc, resolved)
+        if error is None:
+            raise
+        raise error from None
     finally:
         engine.dispose()
     return current_revision(resolved) or "base"
