@@ -96,7 +96,7 @@ def test_parts_of_a_killed_run_without_a_record_are_refused(scorer: Scorer, tmp_
         scorer.score([tmp_path / "imgs"], out=out, processes=ProcessGroup(rank=0, world=2))
 
 
-def test_fingerprints_follow_the_weights(tmp_path: Path) -> None:
+def test_fingerprints_follow_the_weights(scorer: Scorer, tmp_path: Path) -> None:
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "config.json").write_text('{"model_type": "x"}')
@@ -107,6 +107,8 @@ def test_fingerprints_follow_the_weights(tmp_path: Path) -> None:
     identity = ModelIdentity.of_files("tiny", ckpt)
     assert identity.model == "tiny" and identity.model_fingerprint
     assert identity.adapter == str(ckpt.resolve()) and identity.adapter_fingerprint == folder_fingerprint(ckpt)
+    # The loaded backbone's folder gives the same fingerprint without resolving the name again.
+    assert ModelIdentity.of_files("tiny", None, scorer.backbone).model_fingerprint == identity.model_fingerprint
 
 
 # --------------------------------------------------------------------------- truncated videos

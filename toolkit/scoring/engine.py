@@ -117,7 +117,7 @@ class Scorer:
 
         group = current_processes(cpu=True if device == "cpu" else None)
         backbone = load_backbone(model, adapter, dtype, resolve_device(device, group))
-        kwargs.setdefault("identity", ModelIdentity.of_files(model, adapter))
+        kwargs.setdefault("identity", ModelIdentity.of_files(model, adapter, backbone))
         return cls(backbone, **kwargs)  # type: ignore[arg-type]
 
     def provenance(self, task: Task, video: bool, max_frames: int | None) -> Provenance:

@@ -70,23 +70,21 @@ class ModelIdentity:
     adapter_fingerprint: str = ""
 
     @classmethod
-    def of_files(cls, model: str | os.PathLike[str], adapter: str | os.PathLike[str] | None) -> ModelIdentity:
-        """The identity of ``model`` (and ``adapter``) as ``load_backbone`` resolves them."""
-        from toolkit.models.loading import resolve_model_path
-
+    def of_files(
+        cls,
+        model: str | os.PathLike[str],
+        adapter: str | os.PathLike[str] | None,
+        loaded: QAlignBackbone | None = None,
+    ) -> ModelIdentity:
+        """The identity of ``model`` (and ``adapter``) as ``load_backbone`` resolves them; pass the
+        ``loaded`` backbone to fingerprint the folder it was read from without resolving again
+        (a hub id would otherwise ask the hub once more, and offline fail to)."""
         name = str(model)
         local = Path(name).expanduser()
         # A folder by its absolute path (the same name means another folder from another
         # directory); a hub id or "tiny" as written, since their cache paths move.
         shown = str(local.resolve()) if local.exists() else name
-        try:
-            fingerprint = folder_fingerprint(resolve_model_path(model if isinstance(model, str) else Path(model)))
-        except (InputError, OSError):
-            fingerprint = ""
-        if adapter is None:
-            return cls(shown, fingerprint)
-        adapter_dir = Path(adapter).expanduser().resolve()
-        return cls(shown, fingerprint, str(adapter_dir), folder_fingerprint(adapter_dir))
+        return cls(shown, _model_fingerprint(model, loaded), *_adapter_identity(adapter))
 
     @classmethod
     def of_backbone(cls, backbone: QAlignBackbone) -> ModelIdentity:
@@ -103,6 +101,25 @@ class ModelIdentity:
         peft = getattr(model, "peft_config", None)
         adapter = json.dumps({k: str(v) for k, v in peft.items()}, sort_keys=True) if peft else None
         return cls(name, fingerprint, adapter)
+
+
+def _model_fingerprint(model: str | os.PathLike[str], loaded: QAlignBackbone | None) -> str:
+    source = getattr(getattr(getattr(loaded, "model", None), "config", None), "_name_or_path", "")
+    if source and Path(source).is_dir():
+        return folder_fingerprint(source)
+    from toolkit.models.loading import resolve_model_path
+
+    try:
+        return folder_fingerprint(resolve_model_path(model if isinstance(model, str) else Path(model)))
+    except (InputError, OSError):
+        return ""
+
+
+def _adapter_identity(adapter: str | os.PathLike[str] | None) -> tuple[str | None, str]:
+    if adapter is None:
+        return None, ""
+    folder = Path(adapter).expanduser().resolve()
+    return str(folder), folder_fingerprint(folder)
 
 
 @dataclass(frozen=True)
