@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from toolkit.cli import app
-from toolkit.io import csv_safe, csv_text, write_table
+from toolkit.io import csv_safe, csv_safe_value, csv_text, csv_unescape_value, write_table
 from toolkit.store import Store, import_votes
 from toolkit.store.setup import StudySetup, setup_study
 
@@ -103,3 +103,9 @@ def test_study_export_and_analyze_csvs_are_formula_safe(tmp_path: Path) -> None:
     _assert_neutralised(_cells(raters, "rater"))
     table = pd.read_csv(raters)
     assert pd.api.types.is_float_dtype(table["bias"]) and (table["bias"] < 0).any()  # numbers stay numbers
+
+
+def test_the_quoting_can_be_undone_exactly() -> None:
+    for value in [*HOSTILE, "plain", "'quoted", "''", "'", "", "a=b", 3, -2.5, None]:
+        assert csv_unescape_value(csv_safe_value(value)) == value
+    assert csv_safe_value("'=x") == "''=x"

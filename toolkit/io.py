@@ -292,9 +292,20 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_safe_value(value: Any) -> Any:
-    """``value`` with a leading single quote when it is text a spreadsheet would run as a formula."""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    """``value`` with a leading single quote when it is text a spreadsheet would run as a formula.
+
+    Text that already starts with a quote gets one more, so that :func:`csv_unescape_value`
+    gives back every original exactly (a file read back to resume work needs its keys unchanged).
+    """
+    if isinstance(value, str) and value.startswith((*_FORMULA_STARTS, "'")):
         return "'" + value
+    return value
+
+
+def csv_unescape_value(value: Any) -> Any:
+    """The original of a text cell written by :func:`csv_safe_value`."""
+    if isinstance(value, str) and value.startswith("'"):
+        return value[1:]
     return value
 
 
