@@ -81,7 +81,7 @@ def test_config_checks_and_files(tmp_path: Path) -> None:
         TrainConfig(batch_size=0)
     with pytest.raises(InputError, match="unknown loss"):
         TrainConfig(loss="mse")  # type: ignore[arg-type]
-    assert TrainConfig(mode="full").learning_rate == 2e-5 and TrainConfig().learning_rate == 2e-4
+    assert TrainConfig(mode="full").learning_rate == 2e-5 and TrainConfig(mode="lora").learning_rate == 2e-4
     (tmp_path / "c.yaml").write_text("mode: full\nlr: 0.001\nbatch_size: 4\n")
     cfg = TrainConfig.from_file(tmp_path / "c.yaml", batch_size=2, lr=None)
     assert (cfg.mode, cfg.lr, cfg.batch_size) == ("full", 0.001, 2)

@@ -132,6 +132,8 @@ def test_a_tiny_lora_run(setup: dict[str, Path]) -> None:
         str(setup["root"] / "img"),
         "--out",
         str(out),
+        "--mode",
+        "lora",  # asked for: the untrained tiny model defaults to full
         "--max-steps",
         "2",
         "--batch-size",

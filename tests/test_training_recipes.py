@@ -14,10 +14,12 @@ from toolkit.errors import InputError
 from toolkit.models.loading import load_backbone
 from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig, read_record, train
+from toolkit.training.config import model_defaults
 from toolkit.training.lora import prepare_trainable
 from toolkit.training.recipes import RECIPES, check_recipe_fits
 
 from conftest import ONEALIGN_TINY as FIXTURE
+from fixtures_training import write_toy
 
 
 def _trainable(model: torch.nn.Module) -> set[str]:
@@ -77,9 +79,12 @@ def test_recipes_set_only_settings_that_exist_and_resolve_every_field() -> None:
         assert set(values) <= names, recipe
         config = TrainConfig(recipe=recipe)
         assert all(getattr(config, k) == v for k, v in values.items())
-        # Only settings whose plain default is None stay None once resolved.
+        # Only settings whose plain default (the model's own, where it has one) is None stay None.
+        own = model_defaults(config.model)
         assert {f.name for f in fields(config) if getattr(config, f.name) is None} == {
-            f.name for f in fields(config) if f.metadata["default"] is None and f.name not in (*values, "recipe")
+            f.name
+            for f in fields(config)
+            if own.get(f.name, f.metadata["default"]) is None and f.name not in (*values, "recipe")
         }
     # No two configs share a list: a run that changes its own leaves the recipe and the others alone.
     a, b = TrainConfig(recipe="hf-lora"), TrainConfig(recipe="hf-lora")
@@ -181,3 +186,30 @@ def test_the_onealign_lora_recipe_runs_and_its_adapter_loads(tmp_path: Path) -> 
         result.backbone.model.eval()
         b = result.backbone.level_logits(result.backbone.scoring_batch([[image]], "quality", "image"))
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_the_untrained_tiny_model_defaults_to_full_mode_on_one_thread(tmp_path: Path) -> None:
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    (folder / "qalign_tiny.json").write_text("{}")  # what marks a tiny model build_tiny_model wrote
+    for model in ("tiny", str(folder)):
+        config = TrainConfig(model=model, data="d.json")
+        assert (config.mode, config.cpu_threads, config.learning_rate) == ("full", 1, 2e-5)
+        # Given settings and a recipe's values still win over the model's defaults.
+        given = TrainConfig(model=model, data="d.json", mode="lora", cpu_threads=2)
+        assert (given.mode, given.cpu_threads) == ("lora", 2)
+        assert TrainConfig.from_recipe("hf-lora", model=model, data="d.json").mode == "lora"
+    # Once fine-tuned (its record beside it) the folder is an ordinary model again.
+    (folder / "qalign_train.json").write_text("{}")
+    assert (TrainConfig(model=str(folder), data="d.json").mode, TrainConfig(model=str(folder)).cpu_threads) == (
+        "lora",
+        None,
+    )
+    assert TrainConfig(model="q-future/one-align", data="d.json").mode == "lora"
+
+
+def test_lora_asked_for_on_the_untrained_tiny_model_still_warns(tmp_path: Path) -> None:
+    model = build_tiny_model(tmp_path / "tiny")
+    data = write_toy(tmp_path, "train", 4, seed=0)
+    with pytest.warns(UserWarning, match="LoRA on random weights"):
+        train(TrainConfig(model=str(model), data=str(data), out=str(tmp_path / "o"), mode="lora", max_steps=1))

@@ -1,7 +1,8 @@
 """The settings of one fine-tuning run, readable from JSON or YAML and recorded with the output.
 
 Every setting starts out unset (``None``). When the config is built, an unset setting takes the
-value of the named recipe if the recipe has one, else its plain default; a setting given in any
+value of the named recipe if the recipe has one, else its plain default (a few differ for the
+untrained tiny model: full mode, one CPU thread; see ``model_defaults``); a setting given in any
 way (constructor, file, command line) is kept, even one equal to the plain default. The
 resolved values are what ``to_dict`` returns and what a run records.
 
@@ -34,6 +35,30 @@ would also match the attention layers of LLaVA-style vision towers."""
 
 DEFAULT_LR = {"lora": 2e-4, "full": 2e-5}
 """The reference recipes' learning rates (Q-Align LoRA and full fine-tuning)."""
+
+
+UNTRAINED_TINY_DEFAULTS: dict[str, Any] = {
+    # LoRA adapters on random weights learn next to nothing: the tiny model trains in full.
+    "mode": "full",
+    # A model of a few hundred thousand parameters gains nothing from more threads and loses
+    # much when other processes share the cores: 20 steps took 0.5-4 s on 1 thread against
+    # 7-48 s on 2 (torch's default on a 2-core machine with other jobs running).
+    "cpu_threads": 1,
+}
+"""Plain defaults that differ for the randomly initialised tiny model (below a recipe's values
+and anything given, like every plain default)."""
+
+
+def model_defaults(model: str | None) -> dict[str, Any]:
+    """The plain defaults particular to ``model``: :data:`UNTRAINED_TINY_DEFAULTS` for the
+    built-in ``tiny`` model or a folder holding it untrained, else none."""
+    if model is None:
+        return {}
+    if model == "tiny":
+        return UNTRAINED_TINY_DEFAULTS
+    from toolkit.models.tiny import is_untrained_tiny_model
+
+    return UNTRAINED_TINY_DEFAULTS if is_untrained_tiny_model(model) else {}
 
 
 def setting(default: Any = None, help: str = "", **cli: Any) -> Any:
@@ -82,7 +107,7 @@ class TrainConfig:
     )
     split: str = setting("train", "Split of a saved DatasetDict (default train).")
     recipe: str | None = setting(None, f"Preset: {_names(RECIPES)} (the reference settings).")
-    mode: Mode = setting("lora", "lora (default) or full.")
+    mode: Mode = setting("lora", "lora (default; full for the untrained tiny model) or full.")
     loss: LossName = setting(
         "ce",
         "ce (level cross-entropy, Q-Align; default), soft (KL to the vote distribution, "
@@ -134,14 +159,19 @@ class TrainConfig:
     log_every: int = setting(1, "Optimizer steps between progress reports (default 1).", min=1)
     num_workers: int = setting(0, "DataLoader processes preparing batches (default 0; 4-8 keep a GPU busy).", min=0)
     # Small models on a busy machine train several times faster with 1 thread than with many;
-    # None keeps torch's default.
-    cpu_threads: int | None = setting(None, "torch CPU threads (1 is fastest for tiny models on busy machines).", min=1)
+    # None keeps torch's default (1 is the tiny model's default, see UNTRAINED_TINY_DEFAULTS).
+    cpu_threads: int | None = setting(
+        None, "torch CPU threads (default: torch's; 1 for the tiny model, fastest for small models).", min=1
+    )
 
     def __post_init__(self) -> None:
         preset = recipe_values(self.recipe) if self.recipe is not None else {}
-        for f in fields(self):
+        for f in fields(self):  # ``model`` comes first, so the model's own defaults below can depend on it
             if getattr(self, f.name) is None:
-                value = preset[f.name] if f.name in preset else f.metadata["default"]
+                if f.name in preset:
+                    value = preset[f.name]
+                else:
+                    value = model_defaults(self.model).get(f.name, f.metadata["default"])
                 setattr(self, f.name, copy.deepcopy(value))  # no run shares a list with another
         self.validate()
 
