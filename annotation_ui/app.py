@@ -11,6 +11,9 @@ import streamlit as st
 
 HERE = Path(__file__).resolve().parent
 
+# Also when started with a bare `streamlit run` (qalign ui passes the same option): tracebacks and
+# exception messages go to the server's console, never to a visitor's browser.
+st.set_option("client.showErrorDetails", "none")
 st.set_page_config(page_title="Rating study", layout="centered")
 navigation = st.navigation(
     [

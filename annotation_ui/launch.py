@@ -30,6 +30,9 @@ def streamlit_command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
         "none",
         "--client.toolbarMode",
         "viewer",
+        # Visitors see a generic message for an unexpected error; the details go to the console.
+        "--client.showErrorDetails",
+        "none",
     ]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import streamlit as st
+from streamlit.logger import get_logger
 
 from toolkit.errors import ToolkitError
 from toolkit.store import Store, resolve_db_url, safe_url
@@ -30,6 +31,8 @@ def get_store() -> Store:
     try:
         return _store_for(url)
     except ToolkitError as exc:
-        st.error(f"The study database cannot be used: {exc}")
+        # The reason names the database and server paths: for the log, not for visitors.
+        get_logger("annotation_ui").error("study database %s cannot be used: %s", safe_url(url), exc)
+        st.error("The study database cannot be used right now; the error was logged.")
         st.stop()
         raise  # not reached: st.stop ends the script run

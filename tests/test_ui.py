@@ -392,3 +392,35 @@ def test_duplicate_rater_names_show_one_line(store, tmp_path):
     admin.button(key="FormSubmitter:invite-Create invite token").click().run()
     assert not admin.exception
     assert [e.value for e in admin.error] == ["a rater named 'alice' already exists in study 'pilot'"]
+
+
+@pytest.mark.parametrize("page", [RATE, ADMIN, str(ROOT / "app.py")])
+def test_an_unexpected_error_shows_a_short_message_and_no_traceback(store, tmp_path, monkeypatch, capfd, caplog, page):
+    import annotation_ui.admin
+    import annotation_ui.rate
+    from annotation_ui.guard import FAILURE_MESSAGE
+
+    make_study(store, tmp_path / "media", allow_self_register=True)
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("boom at /srv/secret/path.py with SELECT * FROM raters")
+
+    monkeypatch.setattr(annotation_ui.rate, "list_studies", broken)
+    monkeypatch.setattr(annotation_ui.admin, "check_admin_secret", broken)
+    at = AppTest.from_file(page, default_timeout=60).run()
+    if page == ADMIN:
+        at.text_input(key="admin_secret").input("anything")
+        at.button(key="FormSubmitter:admin_login-Sign in").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [FAILURE_MESSAGE]
+    shown = texts(at) + " ".join(str(e.value) for e in at.get("code"))
+    assert "boom" not in shown and "Traceback" not in shown and "/srv/secret" not in shown
+    logged = caplog.text + capfd.readouterr().err  # streamlit's loggers may write to stderr themselves
+    assert "boom at /srv/secret/path.py" in logged and "Traceback" in logged
+
+
+def test_the_app_is_served_without_error_details():
+    from annotation_ui.launch import streamlit_command
+
+    command = streamlit_command()
+    assert command[command.index("--client.showErrorDetails") + 1] == "none"

@@ -1,5 +1,6 @@
 """Admin page: study set-up, progress, raters, results, exports and tokens (admin secret needed)."""
 
 from annotation_ui.admin import render
+from annotation_ui.guard import render_page
 
-render()
+render_page(render)
