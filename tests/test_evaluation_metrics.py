@@ -12,6 +12,7 @@ from scipy.optimize import curve_fit
 from toolkit.errors import InputError
 from toolkit.evaluation import agreement, fisher_z_ci, fisher_z_test, fit_logistic, logistic4, paired_bootstrap
 from toolkit.evaluation.metrics import (
+    MIN_SCALE_FRACTION,
     bootstrap_draws,
     bootstrap_indices,
     kendall_draws,
@@ -165,3 +166,50 @@ def test_bootstrap_draws_shapes():
     draws = bootstrap_draws(pred, mos, idx, fit_logistic(pred, mos))
     assert set(draws) == {"srcc", "krcc", "plcc", "rmse", "plcc_logistic", "rmse_logistic"}
     assert all(v.shape == (30,) for v in draws.values())
+
+
+def test_a_model_ranking_the_wrong_way_gets_a_negative_fitted_plcc():
+    # Scores that fall as the MOS rises: the old fit turned them into PLCC (logistic) +0.90.
+    rng = np.random.default_rng(0)
+    mos = rng.uniform(1, 5, 60)
+    pred = 5 - 3 / (1 + np.exp(-(mos - 3) / 0.5)) + rng.normal(0, 0.5, 60)
+    rep = agreement(pred, mos, n_boot=300)
+    assert rep["srcc"].value < -0.8
+    assert rep.fit.kind == "logistic" and not rep.fit.increasing
+    fitted = rep.fit.predict(pred)
+    assert rep["plcc_logistic"].value == pytest.approx(-stats.pearsonr(fitted, mos).statistic, abs=1e-12)
+    assert rep["plcc_logistic"].value < -0.8 and rep["plcc_logistic"].ci_high < 0
+    # A model and its mirror image score the same fitted PLCC with opposite signs.
+    mirror = agreement(-pred, mos, n_boot=10)
+    assert mirror["plcc_logistic"].value == pytest.approx(-rep["plcc_logistic"].value, abs=1e-6)
+
+
+def test_a_step_shaped_fit_falls_back_to_a_line_and_says_so():
+    # Like the demo's untrained model: near-constant scores whose few outliers sit on high MOS;
+    # the old fit put a step between them and reported PLCC (logistic) 0.45 beside SRCC 0.01.
+    rng = np.random.default_rng(0)
+    mos = rng.uniform(1, 5, 40)
+    pred = 3 + rng.normal(0, 0.05, 40) - 0.02 * (mos - 3)
+    top = np.argsort(mos)[-3:]
+    pred[top] = 3.4 + rng.normal(0, 0.01, 3)
+    rep = agreement(pred, mos, n_boot=100)
+    assert rep.fit.kind == "linear" and "step" in rep.fit.note
+    assert rep["plcc_logistic"].value == pytest.approx(rep["plcc"].value)
+    assert any("linear fit: the logistic fit is a step" in n for n in rep.notes)
+    assert rep.to_dict()["fit"]["note"] == rep.fit.note  # type: ignore[index]
+
+
+def test_the_logistic_is_no_steeper_than_the_spread_of_the_predictions():
+    pred, mos = _data(200, 0.3, seed=7)
+    fit = fit_logistic(pred, mos)
+    assert fit.kind == "logistic"
+    assert abs(fit.params[3]) >= MIN_SCALE_FRACTION * np.ptp(pred)
+
+
+def test_near_constant_predictions_are_flagged():
+    rng = np.random.default_rng(1)
+    mos = rng.uniform(1, 5, 40)
+    flat = agreement(3 + rng.uniform(0, 0.03, 40), mos, n_boot=50)
+    assert any("nearly constant: all 40 lie within 0.0" in n for n in flat.notes)
+    pred, mos = _data(40, 0.5)
+    assert not any("nearly constant" in n for n in agreement(pred, mos, n_boot=50).notes)

@@ -129,3 +129,17 @@ def test_gt_score_inside_the_score_files(tmp_path):
     _score_csv(tmp_path / "d.csv", [f"other_{n}" for n in names], preds["after"])
     with pytest.raises(InputError, match="only 0 item"):
         load_evaluation_inputs([tmp_path / "d.csv"], tmp_path / "a.csv")
+
+
+def test_report_says_why_a_linear_fit_stands_in(tmp_path):
+    rng = np.random.default_rng(0)
+    mos = rng.uniform(1, 5, 40)
+    near_constant = 3 + rng.normal(0, 0.003, 40) - 0.002 * (mos - 3)
+    near_constant[np.argsort(mos)[-3:]] = 3.04  # a step the logistic would sit on
+    falling = 6 - mos + rng.normal(0, 0.4, 40)
+    report = write_report(tmp_path / "rep", {"flat": near_constant, "falling": falling}, mos, n_boot=50)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "Fit: linear (" in md and "the logistic fit is a step" in md
+    assert "flat: predictions are nearly constant" in md
+    falling_plcc = report.results["falling"]["plcc_logistic"].value
+    assert falling_plcc < 0 and report.results["falling"]["srcc"].value < 0

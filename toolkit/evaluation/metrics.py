@@ -9,6 +9,16 @@ Levenberg-Marquardt refit of the logistic per draw. Two models rated on the same
 compared with a paired bootstrap (same draws for both) and, for PLCC, the Fisher-z test of
 P.1401.
 
+The logistic has guard rails, so that the fitted PLCC never rewards a model for ranking the
+wrong way round or for a handful of lucky items: the curve is monotone in the direction of the
+SRCC (a model whose scores fall as the MOS rises gets a falling curve, and a negative fitted
+PLCC: the coefficient is that of the order-keeping transform of the predictions); its scale
+``|b4|`` is at least :data:`MIN_SCALE_FRACTION` of the predictions' range (VQEG practice: no step
+that sorts the items into two groups); and when it degenerates (fewer than five items, no rank
+correlation, no convergence, a flat curve, or no better than a line) a linear fit stands in,
+and the report says why. Predictions nearly constant (spread within :data:`NEAR_CONSTANT_SPREAD`
+of their magnitude) are flagged in the notes: their correlations rest on tiny differences.
+
 Input handling: NaN or infinite values are an error naming the item; constant predictions
 (or constant MOS) are an error, since no correlation is defined. A bootstrap draw that happens
 to be constant gives NaN for that draw, and intervals ignore such draws.
@@ -18,7 +28,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 from scipy import stats
@@ -32,6 +42,11 @@ METRIC_NAMES: tuple[str, ...] = ("srcc", "krcc", "plcc", "rmse", "plcc_logistic"
 LOWER_IS_BETTER: frozenset[str] = frozenset({"rmse", "rmse_logistic"})
 
 DEFAULT_BOOT = 1000
+MIN_SCALE_FRACTION = 0.05
+"""Smallest logistic scale ``|b4|``, as a share of the predictions' range: the curve climbs from
+10 % to 90 % of its height over at least a fifth of that range, never in a step."""
+NEAR_CONSTANT_SPREAD = 0.02
+"""Predictions whose range is within this share of their largest magnitude are flagged."""
 _KENDALL_MATRIX_MAX_N = 2000  # beyond this the n x n sign matrices cost more than per-draw scipy calls
 _DRAW_CHUNK_CELLS = 4_000_000  # draws x items per vectorised block (bounds memory)
 
@@ -57,13 +72,19 @@ class MetricResult:
 class LogisticFit:
     """The fitted mapping from predictions to the MOS scale.
 
-    ``kind`` is ``'logistic'`` (the 4-parameter curve, ``params`` = b1..b4) or ``'linear'``
-    (``params`` = slope, intercept), the fallback used when the logistic fit does not converge,
-    there are fewer than five items, or the line fits better.
+    ``kind`` is ``'logistic'`` (the 4-parameter curve, ``params`` = b1..b4, rising when b1 > b2)
+    or ``'linear'`` (``params`` = slope, intercept), the fallback used when the logistic
+    degenerates; ``note`` then says why.
     """
 
     kind: str
     params: tuple[float, ...]
+    note: str = ""
+
+    @property
+    def increasing(self) -> bool:
+        """Whether the mapping keeps the order of the predictions."""
+        return self.params[0] > self.params[1] if self.kind == "logistic" else self.params[0] > 0
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=float)
@@ -73,7 +94,10 @@ class LogisticFit:
         return slope * x + intercept
 
     def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "params": list(self.params)}
+        d: dict[str, object] = {"kind": self.kind, "params": list(self.params)}
+        if self.note:
+            d["note"] = self.note
+        return d
 
 
 @dataclass
@@ -188,24 +212,64 @@ def logistic_initial(pred: np.ndarray, mos: np.ndarray) -> tuple[float, float, f
 
 
 def fit_logistic(pred: np.ndarray, mos: np.ndarray) -> LogisticFit:
-    """Least-squares 4-parameter logistic, or the linear fallback (see :class:`LogisticFit`)."""
+    """Least-squares 4-parameter logistic, monotone in the direction of the SRCC and no steeper
+    than :data:`MIN_SCALE_FRACTION` allows, or the linear fallback with its reason."""
     x, y = np.asarray(pred, dtype=float), np.asarray(mos, dtype=float)
     slope, intercept = np.polyfit(x, y, 1)
     linear = LogisticFit("linear", (float(slope), float(intercept)))
     if x.size < 5:
-        return linear
+        return replace(linear, note=f"only {x.size} items, too few for the 4-parameter logistic")
+    rho = srcc(x, y)
+    if not np.isfinite(rho) or rho == 0:
+        return replace(linear, note="the rank correlation is zero, so the logistic has no direction to follow")
+    direction = 1.0 if rho > 0 else -1.0
+    # Fitted on u = direction * x, where the curve must rise: y = low + height * s((u - centre) / scale).
+    u = direction * x
+    span = float(np.ptp(u))
+    min_scale = MIN_SCALE_FRACTION * span
+    p0 = (float(np.min(y)), float(np.ptp(y)), float(np.mean(u)), max(float(np.std(u)) / 4, min_scale))
+    lower = (-np.inf, 0.0, float(u.min()) - span, min_scale)
+    upper = (np.inf, np.inf, float(u.max()) + span, np.inf)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
             warnings.simplefilter("ignore", RuntimeWarning)
-            params, _ = curve_fit(logistic4, x, y, p0=logistic_initial(x, y), maxfev=20000)
+            (low, height, centre, scale), _ = curve_fit(_rising, u, y, p0=p0, bounds=(lower, upper), max_nfev=20000)
     except (RuntimeError, ValueError):
-        return linear
+        return replace(linear, note="the logistic fit did not converge")
+    if not height > 1e-9 * float(np.ptp(y)):
+        return replace(linear, note="the logistic in the direction of the rank correlation is flat")
+    # Back to b1..b4 on x: a falling curve has b1 < b2 and its centre mirrored.
+    if direction > 0:
+        params = (low + height, low, centre, scale)
+    else:
+        params = (low, low + height, -centre, scale)
+    if scale <= min_scale * (1 + 1e-6):
+        # The best curve presses against the steepness bound: a step between two groups of
+        # predictions, whose PLCC says how the groups differ, not how well the scores rank.
+        return replace(linear, note="the logistic fit is a step (its scale at the bound set by the predictions' range)")
     fit = LogisticFit("logistic", tuple(float(p) for p in params))
     fitted = fit.predict(x)
-    if not np.all(np.isfinite(fitted)) or _sse(fitted, y) > _sse(linear.predict(x), y) * (1 + 1e-9):
-        return linear
+    if not np.all(np.isfinite(fitted)):
+        return replace(linear, note="the logistic fit is not finite")
+    if _sse(fitted, y) > _sse(linear.predict(x), y) * (1 + 1e-9):
+        return replace(linear, note="the logistic fit does not beat a line")
     return fit
+
+
+def _rising(u: np.ndarray, low: float, height: float, centre: float, scale: float) -> np.ndarray:
+    z = np.clip(-(u - centre) / scale, -500, 500)
+    return low + height / (1.0 + np.exp(z))
+
+
+def fitted_plcc(fit: LogisticFit, x: np.ndarray, y: np.ndarray) -> float:
+    """PLCC after the fit, signed by the fit's direction: the correlation of the order-keeping
+    transform of the predictions with the MOS (so a falling fit gives a negative value)."""
+    fitted = fit.predict(x)
+    if np.ptp(fitted) == 0:
+        return float("nan")
+    r = float(np.corrcoef(fitted, y)[0, 1])
+    return r if fit.increasing else -r
 
 
 def _sse(a: np.ndarray, b: np.ndarray) -> float:
@@ -288,7 +352,7 @@ def kendall_draws(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _projected_fit(
-    x: np.ndarray, y: np.ndarray, centre: np.ndarray, log_scale: np.ndarray
+    x: np.ndarray, y: np.ndarray, centre: np.ndarray, log_scale: np.ndarray, rising: bool = False
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each row, the logistic with the given centre and scale, and the best b1, b2 for it.
 
@@ -303,12 +367,20 @@ def _projected_fit(
     ss = (sc * sc).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = np.where(ss > 0, (sc * yc).sum(axis=1) / ss, 0.0)
+    if rising:  # the least-squares slope under b1 >= b2: a falling optimum becomes flat
+        slope = np.maximum(slope, 0.0)
     fitted = y.mean(axis=1, keepdims=True) + slope[:, None] * sc
     return s, sc, ss, slope, fitted, ((y - fitted) ** 2).sum(axis=1)
 
 
 def refit_logistic_rows(
-    x: np.ndarray, y: np.ndarray, start: Sequence[float], iterations: int = 40, tol: float = 1e-8
+    x: np.ndarray,
+    y: np.ndarray,
+    start: Sequence[float],
+    iterations: int = 40,
+    tol: float = 1e-8,
+    min_scale: float = 0.0,
+    rising: bool = False,
 ) -> np.ndarray:
     """Least-squares 4-parameter logistic for every row of (draws, n) data, batched.
 
@@ -319,12 +391,15 @@ def refit_logistic_rows(
     the curve the optimum drifts towards an infinite scale, which a search over b1..b4 follows
     for hundreds of small steps. A row stops when a step gains less than ``tol`` of its
     squared error, or when no step helps even with heavy damping.
+    ``min_scale`` bounds ``|b4|`` from below and ``rising`` keeps ``b1 >= b2`` (the guard rails
+    of :func:`fit_logistic`, on data already turned to rise).
     Returns the fitted curve's values, shape (draws, n).
     """
     draws = x.shape[0]
+    floor = float(np.log(min_scale)) if min_scale > 0 else -np.inf
     centre = np.full(draws, float(start[2]))
-    log_scale = np.full(draws, float(np.log(max(abs(start[3]), 1e-12))))
-    s, sc, ss, slope, fitted, sse = _projected_fit(x, y, centre, log_scale)
+    log_scale = np.full(draws, max(float(np.log(max(abs(start[3]), 1e-12))), floor))
+    s, sc, ss, slope, fitted, sse = _projected_fit(x, y, centre, log_scale, rising)
     lam = np.full(draws, 1e-3)
     active = np.arange(draws)
     for _ in range(iterations):
@@ -351,8 +426,8 @@ def refit_logistic_rows(
         with np.errstate(invalid="ignore", divide="ignore"):
             step_c = np.nan_to_num(-(d22 * g1 - a12 * g2) / det)
             step_t = np.clip(np.nan_to_num(-(d11 * g2 - a12 * g1) / det), -2.0, 2.0)
-        new_c, new_t = centre[active] + step_c, log_scale[active] + step_t
-        s_n, sc_n, ss_n, k_n, f_n, sse_n = _projected_fit(xa, ya, new_c, new_t)
+        new_c, new_t = centre[active] + step_c, np.maximum(log_scale[active] + step_t, floor)
+        s_n, sc_n, ss_n, k_n, f_n, sse_n = _projected_fit(xa, ya, new_c, new_t, rising)
         old = sse[active]
         better = np.isfinite(sse_n) & (sse_n < old)
         take = active[better]
@@ -392,9 +467,22 @@ def bootstrap_draws(
         if "rmse" in out:
             out["rmse"].append(np.sqrt(((xb - yb) ** 2).mean(axis=1)))
         if "plcc_logistic" in out or "rmse_logistic" in out:
-            fitted = refit_logistic_rows(xb, yb, fit.params) if fit.kind == "logistic" else _linear_rows(xb, yb)
+            if fit.kind == "logistic":
+                # Refit on the rising side (u = direction * x) under the same guard rails; the
+                # signed fitted PLCC is then direction * corr(fitted, y).
+                sign = 1.0 if fit.increasing else -1.0
+                rising_start = (fit.params[0], fit.params[1], sign * fit.params[2], fit.params[3])
+                min_scale = MIN_SCALE_FRACTION * float(np.ptp(x))
+                fitted = refit_logistic_rows(sign * xb, yb, rising_start, min_scale=min_scale, rising=True)
+                # A resample that falls where the whole set rises gets the flat curve: no
+                # association in the model's direction (0), not an undefined draw left out.
+                flat = (np.ptp(fitted, axis=1) == 0) & (np.ptp(xb, axis=1) > 0)
+                signed = np.where(flat, 0.0, sign * pearson_rows(fitted, yb))
+            else:
+                fitted = _linear_rows(xb, yb)
+                signed = pearson_rows(xb, yb)  # the line keeps or reverses the order with its slope
             if "plcc_logistic" in out:
-                out["plcc_logistic"].append(pearson_rows(fitted, yb))
+                out["plcc_logistic"].append(signed)
             if "rmse_logistic" in out:
                 out["rmse_logistic"].append(np.sqrt(((fitted - yb) ** 2).mean(axis=1)))
     result = {name: np.concatenate(parts) for name, parts in out.items() if parts}
@@ -410,7 +498,7 @@ def _point(x: np.ndarray, y: np.ndarray, fit: LogisticFit) -> dict[str, float]:
         "krcc": krcc(x, y),
         "plcc": plcc(x, y),
         "rmse": rmse(x, y),
-        "plcc_logistic": float(np.corrcoef(fitted, y)[0, 1]) if np.ptp(fitted) > 0 else float("nan"),
+        "plcc_logistic": fitted_plcc(fit, x, y),
         "rmse_logistic": rmse(fitted, y),
     }
 
@@ -447,7 +535,13 @@ def agreement(
     metrics = {name: MetricResult(name, point[name], *_interval(draws[name], confidence)) for name in METRIC_NAMES}
     notes = []
     if fit.kind == "linear":
-        notes.append("the logistic fit did not converge or did not beat a line; *_logistic use a linear fit")
+        notes.append(f"*_logistic use a linear fit: {fit.note}")
+    magnitude = float(np.max(np.abs(x)))
+    if np.ptp(x) <= NEAR_CONSTANT_SPREAD * magnitude:
+        notes.append(
+            f"predictions are nearly constant: all {x.size} lie within {np.ptp(x):.3g} of each other "
+            f"({np.ptp(x) / magnitude:.1%} of their magnitude); the correlations rest on tiny differences"
+        )
     unusable = sum(int((~np.isfinite(d)).sum()) for d in draws.values())
     if unusable:
         notes.append(f"{unusable} bootstrap value(s) undefined (constant resample) and left out of the intervals")

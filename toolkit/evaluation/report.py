@@ -258,7 +258,9 @@ def render_markdown(report: EvaluationReport, title: str, plots: Mapping[str, st
         "",
         f"{first.n} items; {pct} intervals from {first.n_boot} bootstrap draws over items (seed {first.seed}).",
         "PLCC and RMSE are given raw (no fit, as the Q-Align reference and pyiqa report them) and after the",
-        "4-parameter logistic `y = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2` (VQEG, ITU-T P.1401).",
+        "4-parameter logistic `y = (b1 - b2) / (1 + exp(-(x - b3) / |b4|)) + b2` (VQEG, ITU-T P.1401),",
+        "monotone in the direction of the SRCC (a fitted PLCC is negative when the ranking is) and no steeper",
+        "than the spread of the predictions allows; where it degenerates a linear fit stands in.",
         "",
         *results_table(report.results),
     ]
@@ -271,7 +273,8 @@ def render_markdown(report: EvaluationReport, title: str, plots: Mapping[str, st
     for name, res in report.results.items():
         fit = res.fit
         params = ", ".join(f"{p:.4g}" for p in fit.params)
-        lines += ["", f"## {name}", "", f"Fit: {fit.kind} ({params})."]
+        why = f" — {fit.note}" if fit.note else ""
+        lines += ["", f"## {name}", "", f"Fit: {fit.kind} ({params}){why}."]
         if name in plots:
             lines += ["", f"![{name}: predicted score vs MOS]({plots[name]})"]
     if report.notes:
