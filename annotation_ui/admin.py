@@ -37,7 +37,7 @@ from toolkit.store import (
     list_studies,
     read_snapshot,
 )
-from toolkit.store.admin_secret import check_admin_secret
+from toolkit.store.admin_secret import try_admin_secret
 from toolkit.store.media_check import check_media, missing_items
 from toolkit.store.progress import item_progress, rater_stats, study_summary
 from toolkit.store.raters import (
@@ -72,8 +72,13 @@ def sign_in(store: Store) -> bool:
         secret = st.text_input("Admin secret", type="password", key="admin_secret")
         submitted = st.form_submit_button("Sign in")
     if submitted:
-        with store.session() as session:
-            ok = check_admin_secret(session, secret or "")
+        try:
+            # Counted in the database: a new browser session does not start the count afresh.
+            with store.session() as session:
+                ok = try_admin_secret(session, secret or "")
+        except ToolkitError as exc:
+            st.error(str(exc))
+            return False
         if ok:
             st.session_state[ADMIN_KEY] = True
             st.rerun()

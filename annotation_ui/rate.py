@@ -39,19 +39,25 @@ FLASH_KEY = "rater_flash"
 
 
 def current_token() -> str | None:
-    """The rater's token: from this browser session, else from the invite link (``?token=``)."""
+    """The rater's token: from the invite link (``?token=``) when one was opened, else from this
+    browser session.
+
+    The link's token moves into the session and off the address bar, where it would stay in the
+    browser's history, in screenshots and in links shared by mistake. Opening the invite link
+    again resumes where the rater was; a reload of the bare address asks for the token.
+    """
     token = st.session_state.get(TOKEN_KEY)
-    if not token:
-        token = st.query_params.get("token")
-        if token:
-            st.session_state[TOKEN_KEY] = token
+    linked = st.query_params.get("token")
+    if "token" in st.query_params:
+        del st.query_params["token"]
+    if linked and linked.strip():
+        token = linked.strip()
+        st.session_state[TOKEN_KEY] = token
     return token or None
 
 
 def sign_in(token: str) -> None:
     st.session_state[TOKEN_KEY] = token
-    # Kept in the address so that a reload, or the same link later, resumes where the rater was.
-    st.query_params["token"] = token
 
 
 def sign_out() -> None:

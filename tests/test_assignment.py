@@ -10,7 +10,14 @@ from sqlalchemy import func, select
 
 from toolkit.errors import InputError, StoreError
 from toolkit.store import Store, add_rater, get_study, import_votes, rater_for_token
-from toolkit.store.admin_secret import check_admin_secret, ensure_admin_secret
+from toolkit.store.admin_secret import (
+    FAILURE_WINDOW,
+    check_admin_secret,
+    ensure_admin_secret,
+    set_admin_secret,
+    sign_in_refused_until,
+    try_admin_secret,
+)
 from toolkit.store.assignment import (
     SESSION_IDLE,
     can_undo,
@@ -343,3 +350,55 @@ def check_duplicate_rater_names(store, tmp_path, monkeypatch):
 
 def test_duplicate_rater_name_is_one_line(store, tmp_path, monkeypatch):
     check_duplicate_rater_names(store, tmp_path, monkeypatch)
+
+
+def check_admin_sign_in_back_off(store):
+    """Five wrong admin secrets within the window are free; each further try waits twice as long
+    as the last, the right secret included; a new secret or a successful sign-in clears the count."""
+    start = utcnow()
+    with store.session() as s:
+        set_admin_secret(s, "the-right-secret")
+    at = start
+    for _ in range(5):
+        with store.session() as s:
+            assert try_admin_secret(s, "guess", now=at) is False
+        at += timedelta(seconds=1)
+    last_failure = at - timedelta(seconds=1)
+    waits = []
+    for _ in range(3):
+        with store.session() as s:
+            until = sign_in_refused_until(s, now=at)
+            assert until is not None
+            with pytest.raises(
+                StoreError, match=r"^too many wrong admin secrets: try again after \S+ UTC \(in \d+ s\)$"
+            ):
+                try_admin_secret(s, "the-right-secret", now=at)
+        waits.append(until - last_failure)
+        at = last_failure = until + timedelta(seconds=1)
+        with store.session() as s:
+            assert try_admin_secret(s, "guess", now=at) is False
+    assert waits == [timedelta(seconds=30), timedelta(seconds=60), timedelta(seconds=120)]
+    with store.session() as s:
+        assert sign_in_refused_until(s, now=at + FAILURE_WINDOW + timedelta(minutes=16)) is None
+        set_admin_secret(s, "a-new-secret")
+    with store.session() as s:
+        assert sign_in_refused_until(s, now=at) is None
+        assert try_admin_secret(s, "a-new-secret", now=at) is True
+
+
+def test_admin_sign_in_back_off(store):
+    check_admin_sign_in_back_off(store)
+
+
+def test_admin_sign_in_success_clears_the_count(store):
+    with store.session() as s:
+        set_admin_secret(s, "the-right-secret")
+    now = utcnow()
+    for _ in range(4):
+        with store.session() as s:
+            assert try_admin_secret(s, "guess", now=now) is False
+    with store.session() as s:
+        assert try_admin_secret(s, "the-right-secret", now=now) is True
+    with store.session() as s:
+        assert try_admin_secret(s, "guess", now=now) is False
+        assert sign_in_refused_until(s, now=now) is None  # one failure since the sign-in, not five

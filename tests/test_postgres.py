@@ -75,3 +75,13 @@ def test_duplicate_rater_name_is_one_line(pg_url, tmp_path, monkeypatch):
         check_duplicate_rater_names(store, tmp_path, monkeypatch)
     finally:
         store.dispose()
+
+
+def test_admin_sign_in_back_off(pg_url):
+    from test_assignment import check_admin_sign_in_back_off
+
+    store = Store(pg_url)
+    try:
+        check_admin_sign_in_back_off(store)
+    finally:
+        store.dispose()

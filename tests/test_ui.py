@@ -92,7 +92,7 @@ def test_join_training_then_rate_with_buttons_and_undo(store, tmp_path):
     at = rate_page()
     at.text_input(key="join_token").input(token)
     at.button(key="FormSubmitter:join-Join").click().run()
-    assert at.query_params["token"] == [token] or at.query_params["token"] == token
+    assert "token" not in at.query_params  # held by the session, not shown in the address bar
     shown = []
     while any(b.key == "train_next" for b in at.button):
         shown.append(at.info[-1].value)
@@ -406,7 +406,7 @@ def test_an_unexpected_error_shows_a_short_message_and_no_traceback(store, tmp_p
         raise RuntimeError("boom at /srv/secret/path.py with SELECT * FROM raters")
 
     monkeypatch.setattr(annotation_ui.rate, "list_studies", broken)
-    monkeypatch.setattr(annotation_ui.admin, "check_admin_secret", broken)
+    monkeypatch.setattr(annotation_ui.admin, "try_admin_secret", broken)
     at = AppTest.from_file(page, default_timeout=60).run()
     if page == ADMIN:
         at.text_input(key="admin_secret").input("anything")
@@ -424,3 +424,24 @@ def test_the_app_is_served_without_error_details():
 
     command = streamlit_command()
     assert command[command.index("--client.showErrorDetails") + 1] == "none"
+
+
+def test_invite_link_token_leaves_the_address_bar_and_the_session_keeps_it(store, tmp_path):
+    make_study(store, tmp_path / "media", n_test=3)
+    token = invite(store)
+    at = rate_page(token)
+    assert "token" not in at.query_params
+    assert len(vote_buttons(at)) == 5
+    at.button(key="vote-4").click().run()  # later runs of the same session: still signed in
+    assert "token" not in at.query_params and len(vote_buttons(at)) == 5
+    assert [r.level for r in ratings(store)] == [4]
+
+
+def test_wrong_admin_secrets_lock_out_new_sessions_too(store, tmp_path):
+    make_study(store, tmp_path / "media")
+    for _ in range(5):
+        assert [e.value for e in admin_page("wrong secret").error] == ["Wrong admin secret."]
+    at = admin_page()  # a fresh browser session, with the right secret: refused until the wait is over
+    [message] = [e.value for e in at.error]
+    assert message.startswith("too many wrong admin secrets: try again after ") and message.endswith(" s)")
+    assert not at.tabs

@@ -1,19 +1,34 @@
-"""The admin secret that guards the administrator's pages: stored as a salted PBKDF2 hash only."""
+"""The admin secret that guards the administrator's pages: stored as a salted PBKDF2 hash only.
+
+Wrong secrets are counted in the database, not in the browser session, so that opening a new
+session does not reset the count: after ``FREE_TRIES`` failures within ``FAILURE_WINDOW``, each
+further try is refused until a time that doubles with every failure (``FIRST_WAIT`` up to
+``MAX_WAIT``). Setting a new secret clears the count.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
+from datetime import datetime, timedelta, timezone
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
-from toolkit.store.schema import AppSetting
+from toolkit.store.schema import AppSetting, utcnow
 
 ADMIN_SECRET_KEY = "admin_secret"
 ADMIN_SECRET_ENV = "QALIGN_ADMIN_SECRET"
+FAILURES_KEY = "admin_sign_in_failures"  # JSON list of the recent wrong tries' times (UTC, ISO 8601)
+
+FREE_TRIES = 5
+FAILURE_WINDOW = timedelta(minutes=15)
+FIRST_WAIT = timedelta(seconds=30)
+MAX_WAIT = timedelta(minutes=15)
 
 _PBKDF2_ROUNDS = 120_000
 
@@ -33,6 +48,7 @@ def set_admin_secret(session: Session, secret: str) -> None:
         session.add(AppSetting(key=ADMIN_SECRET_KEY, value=value))
     else:
         row.value = value
+    _clear_failures(session)
     session.flush()
 
 
@@ -72,3 +88,96 @@ def ensure_admin_secret(session: Session, secret: str | None = None) -> str | No
     generated = secrets.token_urlsafe(12)
     set_admin_secret(session, generated)
     return generated
+
+
+# --------------------------------------------------------------------------- wrong tries
+
+
+def _recent_failures(value: str | None, now: datetime) -> list[datetime]:
+    try:
+        moments = [datetime.fromisoformat(v) for v in json.loads(value)] if value else []
+    except (ValueError, TypeError):
+        moments = []  # unreadable: start counting afresh rather than lock the administrator out
+    aware = [m if m.tzinfo else m.replace(tzinfo=timezone.utc) for m in moments]
+    return sorted(m for m in aware if now - FAILURE_WINDOW < m <= now)
+
+
+def _stored_failures(session: Session) -> str | None:
+    return session.scalar(select(AppSetting.value).where(AppSetting.key == FAILURES_KEY))
+
+
+def sign_in_refused_until(session: Session, now: datetime | None = None) -> datetime | None:
+    """When the next sign-in may be tried, if that is later than ``now``; else None."""
+    now = now or utcnow()
+    failures = _recent_failures(_stored_failures(session), now)
+    if len(failures) < FREE_TRIES:
+        return None
+    wait = min(FIRST_WAIT * 2 ** (len(failures) - FREE_TRIES), MAX_WAIT)
+    until = failures[-1] + wait
+    return until if until > now else None
+
+
+def _record_failure(session: Session, now: datetime) -> None:
+    # Compare-and-swap on the stored list: two sign-ins failing at once (two browsers, two server
+    # processes) both count, on SQLite and PostgreSQL alike.
+    for _ in range(50):
+        old = _stored_failures(session)
+        failures = _recent_failures(old, now) + [now]
+        new = json.dumps([m.isoformat() for m in failures[-(FREE_TRIES + 20) :]])
+        if old is None:
+            if _insert_failures(session, new):
+                return
+            continue  # another session stored the first failure just now: add to its list
+        swapped = session.execute(
+            update(AppSetting)
+            .where(AppSetting.key == FAILURES_KEY, AppSetting.value == old)
+            .values(value=new)
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(swapped, "rowcount", 0) == 1:
+            return
+    raise StoreError("cannot record the failed admin sign-in: the database is too busy; try again")
+
+
+def _insert_failures(session: Session, value: str) -> bool:
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        session.add(AppSetting(key=FAILURES_KEY, value=value))
+        session.flush()
+        return True
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        first = sqlite_insert(AppSetting).values(key=FAILURES_KEY, value=value).on_conflict_do_nothing()
+        return session.execute(first.returning(AppSetting.key)).first() is not None
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+    first_pg = postgresql_insert(AppSetting).values(key=FAILURES_KEY, value=value).on_conflict_do_nothing()
+    return session.execute(first_pg.returning(AppSetting.key)).first() is not None
+
+
+def _clear_failures(session: Session) -> None:
+    session.execute(
+        update(AppSetting)
+        .where(AppSetting.key == FAILURES_KEY)
+        .values(value="[]")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def try_admin_secret(session: Session, secret: str, now: datetime | None = None) -> bool:
+    """A sign-in attempt: True for the admin secret, False (and counted) for a wrong one.
+
+    While too many wrong tries are recent, raises a StoreError saying when to try again, without
+    looking at ``secret``: the right secret is refused too, so that guessing gains nothing.
+    """
+    now = now or utcnow()
+    until = sign_in_refused_until(session, now)
+    if until is not None:
+        seconds = max(1, int((until - now).total_seconds() + 0.999))
+        raise StoreError(f"too many wrong admin secrets: try again after {until:%H:%M:%S} UTC (in {seconds} s)")
+    if check_admin_secret(session, secret):
+        _clear_failures(session)
+        return True
+    _record_failure(session, now)
+    return False
