@@ -19,6 +19,7 @@ and optionally ``level_probs`` and ``mos``.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -28,14 +29,18 @@ from typing import TYPE_CHECKING, Any
 from toolkit.errors import InputError
 from toolkit.levels import LevelScale
 from toolkit.models.base import TrainingExample
-from toolkit.qalign import LEVEL_WORD_PATTERN, InputKind, Task, answer_level, answer_task, expected_score
+from toolkit.qalign import LEVEL_WORD_PATTERN, LEVELS, InputKind, Task, answer_level, answer_task, expected_score
 
 if TYPE_CHECKING:
     from PIL import Image
 
 # answer_level and answer_task come from the contract; they are named here too because code that
 # walks the records reads answers next to the data.
-__all__ = ["TrainingData", "answer_level", "answer_task", "load_training_data", "score_answer"]
+__all__ = ["TrainingData", "answer_level", "answer_task", "check_targets", "load_training_data", "score_answer"]
+
+LEVEL_SCALE_SHARE = 0.9
+"""A data set with at least this share of its gt_scores in [1, 5] is on the level scale; the
+score loss refuses the rest rather than rescale every record by them (see :func:`check_targets`)."""
 
 
 def score_answer(answer: str, score: float, decimals: int = 2) -> str:
@@ -195,6 +200,47 @@ def load_training_data(
     return _load_json(p, Path(images) if images is not None else p.parent, max_frames)
 
 
+def check_targets(data: TrainingData, loss: str) -> None:
+    """Raise :class:`InputError`, naming the file and record, when a record lacks what ``loss``
+    trains on.
+
+    ``ce`` trains on the answer's level word; ``soft`` on ``level_probs`` or, failing them, the
+    one-hot of the level word; ``score`` writes a 1-5 score (from ``level_probs``, ``gt_score`` or
+    the level, :meth:`TrainingData.score_targets`) in place of the level word, so it needs the
+    word too. A data set whose scores lie on the 1-5 level scale but for a few would have every
+    score rescaled by those few under ``score``: they are refused as outside the data's scale (a
+    score on another scale, or a typo).
+    """
+    levels = ", ".join(LEVELS)
+    for r in data.records:
+        level = answer_level(r.answer)
+        if loss == "ce" and level is None:
+            raise InputError(
+                f"{data.source}, record {r.id!r}: the ce loss trains on the level word of the answer, and "
+                f"{r.answer!r} has none ({levels}); fix the answer or train with --loss score"
+            )
+        if loss == "soft" and r.level_probs is None and level is None:
+            raise InputError(
+                f"{data.source}, record {r.id!r}: the soft-label loss needs level_probs or a level word "
+                f"({levels}) in the answer, got {r.answer!r}"
+            )
+        if loss == "score" and level is None:
+            raise InputError(
+                f"{data.source}, record {r.id!r}: the score loss writes the score in place of the answer's level "
+                f"word, and {r.answer!r} has none ({levels})"
+            )
+    if loss == "score":
+        scored = [r for r in data.records if r.gt_score is not None]
+        outside = [r for r in scored if not 1 <= r.gt_score <= 5]  # type: ignore[operator]
+        if outside and len(scored) - len(outside) >= LEVEL_SCALE_SHARE * len(scored):
+            first = outside[0]
+            raise InputError(
+                f"{data.source}, record {first.id!r}: gt_score {first.gt_score:g} is outside the 1-5 scale of "
+                f"{len(scored) - len(outside)} of the {len(scored)} scores ({len(outside)} outside in all); "
+                "the score loss would rescale every score by it: put every gt_score on one scale"
+            )
+
+
 # --------------------------------------------------------------------------- conversation JSON
 
 
@@ -266,7 +312,7 @@ def _probs(value: Any, where: str) -> list[float] | None:
         probs = [float(v) for v in value]
     except (TypeError, ValueError):
         raise InputError(f"{where}: level_probs must be five numbers, got {value!r}") from None
-    if len(probs) != 5 or min(probs) < 0 or abs(sum(probs) - 1) > 1e-3:
+    if len(probs) != 5 or not all(math.isfinite(p) and p >= 0 for p in probs) or abs(sum(probs) - 1) > 1e-3:
         raise InputError(f"{where}: level_probs must be five non-negative numbers summing to 1, got {value!r}")
     return probs
 
@@ -276,9 +322,12 @@ def _score(value: Any, where: str) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return float(value)
+        score = float(value)
     except (TypeError, ValueError):
         raise InputError(f"{where}: gt_score {value!r} is not a number") from None
+    if not math.isfinite(score):
+        raise InputError(f"{where}: gt_score {value!r} is not a finite number")
+    return score
 
 
 # --------------------------------------------------------------------------- HF datasets

@@ -20,12 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from toolkit.errors import InputError
 from toolkit.models.base import QAlignBackbone, SavesPretrained
 from toolkit.models.dtypes import AUTO, MIXED_PRECISION, canonical_dtype
 from toolkit.training.checkpoint import SkippedCheckpoint, TrainState, is_deepspeed, resume_checkpoint, save_checkpoint
 from toolkit.training.config import TrainConfig
-from toolkit.training.data import TrainingData, answer_level, load_training_data
+from toolkit.training.data import TrainingData, check_targets, load_training_data
 from toolkit.training.heldout import HeldOutResult, evaluate_heldout
 from toolkit.training.lora import count_parameters, model_type_of, prepare_trainable
 from toolkit.training.losses import Collate, get_loss
@@ -131,17 +130,13 @@ def load_run_data(config: TrainConfig) -> tuple[MixedTrainingData, TrainingData 
         if config.eval_data
         else None
     )
+    for part in parts:
+        check_targets(part, config.loss)  # before the score loss rewrites the answers
     if config.loss == "score":
+        if heldout is not None:
+            check_targets(heldout, config.loss)
         parts = [p.with_score_answers() for p in parts]
         heldout = heldout.with_score_answers() if heldout is not None else None
-    if config.loss == "soft":
-        for part in parts:
-            for r in part.records:
-                if r.level_probs is None and answer_level(r.answer) is None:
-                    raise InputError(
-                        f"{part.source}, record {r.id!r}: the soft-label loss needs level_probs or a "
-                        f"level word in the answer, got {r.answer!r}"
-                    )
     return MixedTrainingData(parts), heldout
 
 
