@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.markup import escape
 
 from toolkit.analysis.names import ModelName
 from toolkit.cli.common import DbOption, console
@@ -199,14 +200,15 @@ def _print_result(result: ConvertResult) -> None:
     table = result.table
     scale = table.scale
     console.print(
-        f"{len(table)} item(s) kept from {table.source} ({table.kind} table), levels by the {table.rule} rule"
+        f"{len(table)} item(s) kept from {escape(str(table.source))} ({table.kind} table), "
+        f"levels by the {table.rule} rule"
         f" on [{scale.low:g}, {scale.high:g}]{' (DMOS, flipped)' if not scale.higher_is_better else ''};"
         f" level distribution: {table.soft}"
     )
     counts = result.level_counts
     grid = Table("split", *counts.columns.astype(str), "items")
     for name, row in counts.iterrows():
-        grid.add_row(str(name), *(str(int(v)) for v in row), str(int(row.sum())))
+        grid.add_row(escape(str(name)), *(str(int(v)) for v in row), str(int(row.sum())))
     console.print(grid)
     if result.duplicates is not None and len(result.duplicates):
         console.print(f"[yellow]dropped {len(result.duplicates)} duplicate(s):[/]")

@@ -9,6 +9,11 @@ import typer
 from toolkit.cli.common import console
 
 
+def _log(line: str) -> None:
+    # Progress lines name the user's folders: print them as they are, not as rich markup.
+    console.print(line, markup=False, highlight=False)
+
+
 def demo_command(
     out: Path = typer.Option(
         Path("qalign-demo"),
@@ -37,7 +42,7 @@ def demo_command(
         config.n_raters = raters
     if sources is not None:
         config.n_sources = sources
-    run_demo(config, log=console.print)
+    run_demo(config, log=_log)
 
 
 def register(app: typer.Typer) -> None:

@@ -291,7 +291,7 @@ def _print_table(results, comparisons, notes, ceilings=None, calibration=None) -
     grid = Table(*columns)
     for test_name, sets in results.items():
         for set_name, res in sets.items():
-            row = ([test_name] if with_tests else []) + [set_name, str(res.n)]
+            row = ([escape(test_name)] if with_tests else []) + [escape(set_name), str(res.n)]
             row += [
                 f"{res[m].value:.4f} [{res[m].ci_low:.3f}, {res[m].ci_high:.3f}]"
                 for m in ("srcc", "krcc", "plcc", "plcc_logistic", "rmse_logistic")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from toolkit.analysis.names import ModelName
 from toolkit.cli.common import DbOption, console
@@ -99,7 +100,7 @@ def export_dataset_command(
     frame = result.table.frame
     for name in result.table.split_names:
         part = frame[frame["split"] == name]
-        grid.add_row(name, str(len(part)), str(part["group"].nunique()))
+        grid.add_row(escape(str(name)), str(len(part)), str(part["group"].nunique()))
     console.print(grid)
     for note in result.notes:
         console.print(f"note: {note}", markup=False, highlight=False)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli.common import console
 
@@ -38,4 +39,7 @@ def merge_command(
 
     with console.status("merging"):
         result = merge_adapter(adapter, out, model=model, dtype=dtype, overwrite=overwrite)
-    console.print(f"{result.adapter} merged into {result.base} ({result.dtype}) -> [bold]{result.output_dir}[/]")
+    console.print(
+        f"{escape(str(result.adapter))} merged into {escape(str(result.base))} ({result.dtype}) "
+        f"-> [bold]{escape(str(result.output_dir))}[/]"
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from toolkit.cli.common import DbOption, console
 from toolkit.qalign import Task
@@ -99,7 +100,7 @@ def suggest_command(
         mos = "-" if row.n == 0 else f"{row.mos:.2f}"
         grid.add_row(
             str(row.rank),
-            str(row.item),
+            escape(str(row.item)),
             f"{row.priority:.3f}",
             f"{row.entropy:.3f}",
             f"{row.score:.2f}",
