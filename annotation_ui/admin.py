@@ -252,13 +252,16 @@ def results_tab(store: Store, name: str) -> None:
     # COUNT_COLUMNS and the study's labels both run best first, so bars stack from the top level.
     counts = stats[list(COUNT_COLUMNS)].to_numpy(dtype=float)
     left = np.zeros(len(stats))
+    # Green for the best level through red for the worst, so the shares read at a glance.
+    colours = matplotlib.colormaps["RdYlGn"](np.linspace(0.9, 0.1, len(snapshot.level_labels)))
     for k, label in enumerate(snapshot.level_labels):
-        ax_hist.barh(y, counts[:, k], left=left, label=label)
+        ax_hist.barh(y, counts[:, k], left=left, label=label, color=colours[k])
         left += counts[:, k]
     ax_hist.set_yticks(y, [""] * len(y))
     ax_hist.invert_yaxis()
     ax_hist.set_xlabel("votes per level")
-    ax_hist.legend(fontsize="small", loc="lower right")
+    # Below the bars, never over them.
+    ax_hist.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=len(snapshot.level_labels))
     fig.tight_layout()
     st.pyplot(fig)
     plt.close(fig)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
@@ -269,18 +267,14 @@ def study_items(session: Session, study: Study, roles: Sequence[str] | None = No
 
 
 def add_rater(session: Session, study: Study, name: str) -> tuple[Rater, str]:
-    """A new rater and their invite token. Only the token's hash is stored: show it once."""
-    name = name.strip()
-    if not name:
-        raise InputError("a rater needs a non-empty name")
-    token = secrets.token_urlsafe(18)
-    rater = Rater(study_id=study.id, name=name, token_hash=hash_token(token))
-    session.add(rater)
-    try:
-        session.flush()
-    except IntegrityError:
-        raise StoreError(f"study {study.name!r} already has a rater named {name!r}") from None
-    return rater, token
+    """A new rater and their invite token. Only the token's hash is stored: show it once.
+
+    The same as :func:`toolkit.store.raters.create_rater` (a taken name is a one-line error that
+    leaves the transaction usable); imported here late because that module imports this one.
+    """
+    from toolkit.store.raters import create_rater
+
+    return create_rater(session, study, name)
 
 
 def rater_for_token(session: Session, token: str) -> Rater:
