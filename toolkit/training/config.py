@@ -41,8 +41,9 @@ UNTRAINED_TINY_DEFAULTS: dict[str, Any] = {
     # LoRA adapters on random weights learn next to nothing: the tiny model trains in full.
     "mode": "full",
     # A model of a few hundred thousand parameters gains nothing from more threads and loses
-    # much when other processes share the cores: 20 steps took 0.5-4 s on 1 thread against
-    # 7-48 s on 2 (torch's default on a 2-core machine with other jobs running).
+    # much when other processes share the cores: on a 2-core machine 20 steps took 0.50 s on
+    # 1 thread and 0.46 s on 2 (torch's default) when idle, but 0.5-4 s against 7-48 s with
+    # other jobs running.
     "cpu_threads": 1,
 }
 """Plain defaults that differ for the randomly initialised tiny model (below a recipe's values
