@@ -10,6 +10,10 @@ Two side files live beside the output: ``<output>.qalign.json`` records how the 
 (see :mod:`toolkit.scoring.provenance`), and ``<output>.frames.csv`` says, for each scored video,
 how many of the frames its sampling asked for were decoded (a truncated file yields fewer). They
 keep the score CSV's columns as they are.
+
+Text cells (``path``, ``error``) are written through :func:`toolkit.io.csv_safe_value`, so a file
+called ``=cmd.jpg`` cannot reach a spreadsheet as a formula, and read back through
+:func:`toolkit.io.csv_unescape_value`, so a resumed run matches every path exactly.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.errors import InputError
+from toolkit.io import csv_safe, csv_safe_value, csv_unescape_value
 from toolkit.levels import entropy
 from toolkit.qalign import PROB_COLUMNS, expected_score
 from toolkit.scoring.provenance import Provenance, check_resumable, write_record
@@ -75,10 +80,10 @@ class ScoredChunk:
         cols = self.columns()
         n = len(self.paths)
         fields = [cols.get(c, [None] * n) for c in columns]
+        rows = [[_cell(f[i]) for f in fields] for i in range(n)]
         buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        for i in range(n):
-            writer.writerow([_cell(f[i]) for f in fields])
+        writer = csv.writer(buf, lineterminator=_line_end(cell for row in rows for cell in row))
+        writer.writerows(rows)
         return buf.getvalue()
 
 
@@ -87,7 +92,14 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, (float, np.floating)):
         return "" if not np.isfinite(value) else repr(float(value))  # repr: shortest exact form
-    return str(value)
+    return str(csv_safe_value(str(value)))
+
+
+def _line_end(cells: Iterable[Any]) -> str:
+    """The line terminator: LF, or CRLF when a cell holds a CR. The csv module quotes a field only
+    for the characters of its line terminator, and a spreadsheet starts a new row at a bare CR
+    (whose first cell could be a formula). Readers take both endings, even mixed in one file."""
+    return "\r\n" if any(isinstance(c, str) and "\r" in c for c in cells) else "\n"
 
 
 def chunks_to_frame(chunks: Sequence[ScoredChunk], with_gt: bool) -> pd.DataFrame:
@@ -134,7 +146,7 @@ def read_results(path: str | Path) -> pd.DataFrame:
     """A score CSV as written by this module; a torn last line (no newline) is ignored."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except FileNotFoundError:
         return empty_results()
     except (OSError, UnicodeDecodeError) as exc:
@@ -154,10 +166,19 @@ def read_results(path: str | Path) -> pd.DataFrame:
     body = [r for r in body if len(r) == len(header)]
     df = pd.DataFrame(body, columns=header)
     keep = output_columns("gt_score" in header)
-    return normalise(df[keep])
+    df = df[keep].copy()
+    for col in ("path", "error"):
+        df[col] = df[col].map(csv_unescape_value)
+    return normalise(df)
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def _read_text(path: Path) -> str:
+    # newline="": a CR inside a quoted path is part of the path, not a line end to translate.
+    with open(path, encoding="utf-8", newline="") as fh:
+        return fh.read()
 
 
 def _complete_records(text: str) -> list[list[str]]:
@@ -188,9 +209,11 @@ def _last_record_end(text: str) -> int:
 
 
 def _csv_text(df: pd.DataFrame, header: bool) -> str:
+    safe = csv_safe(df)  # text cells only: a negative number stays a number
+    text_cells = (v for c in ("path", "error") if c in safe.columns for v in safe[c])
     buf = io.StringIO()
     # repr-precision floats: a resumed or merged file holds exactly the computed numbers.
-    df.to_csv(buf, index=False, header=header, lineterminator="\n")
+    safe.to_csv(buf, index=False, header=header, lineterminator=_line_end(text_cells))
     return buf.getvalue()
 
 
@@ -254,20 +277,20 @@ def append_frame_counts(path: Path, counts: FrameCounts) -> None:
     if not counts:
         return
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator=_line_end(counts))
     if not path.exists() or path.stat().st_size == 0:
         writer.writerow(FRAME_COLUMNS)
     elif not _ends_cleanly(path):
         write_frame_counts(path, read_frame_counts(path))
     for p, (decoded, sampled) in counts.items():
-        writer.writerow([p, decoded, sampled])
+        writer.writerow([csv_safe_value(p), decoded, sampled])
     _append_synced(path, buf.getvalue())
 
 
 def read_frame_counts(path: str | Path) -> FrameCounts:
     """A frame-count side file (later lines win; a torn last line is ignored); ``{}`` if absent."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = _read_text(Path(path))
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError) as exc:
@@ -276,16 +299,16 @@ def read_frame_counts(path: str | Path) -> FrameCounts:
     out: FrameCounts = {}
     for row in rows[1:]:
         if len(row) == len(FRAME_COLUMNS) and row[1].isdigit() and row[2].isdigit():
-            out[row[0]] = (int(row[1]), int(row[2]))
+            out[csv_unescape_value(row[0])] = (int(row[1]), int(row[2]))
     return out
 
 
 def write_frame_counts(path: Path, counts: FrameCounts) -> None:
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv.writer(buf, lineterminator=_line_end(counts))
     writer.writerow(FRAME_COLUMNS)
     for p, (decoded, sampled) in counts.items():
-        writer.writerow([p, decoded, sampled])
+        writer.writerow([csv_safe_value(p), decoded, sampled])
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w", encoding="utf-8", newline="") as fh:
         fh.write(buf.getvalue())

@@ -19,7 +19,6 @@ set would flatter every arm, so no held-out evaluation happens during these runs
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import gc
 import json
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import InputError, ToolkitError
-from toolkit.io import atomic_write_text
+from toolkit.io import atomic_write_text, csv_text
 from toolkit.models.base import QAlignBackbone
 from toolkit.qalign import expected_score
 from toolkit.training.config import LOSS_NAMES, TrainConfig
@@ -227,16 +226,16 @@ def _score(
 
 
 def _write(result: AblationResult, base: TrainConfig) -> None:
-    import io
+    import pandas as pd
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
     score_arm = next((a for a in result.arms if a.loss == "score"), None)
-    header = ["item", "mos", *result.predictions] + (["score_answer"] if score_arm else [])
-    writer.writerow(header)
-    for i, item in enumerate(result.items):
-        row = [item, f"{result.mos[i]:.6g}", *(f"{p[i]:.6g}" for p in result.predictions.values())]
-        writer.writerow(row + ([score_arm.texts[i]] if score_arm else []))
-    atomic_write_text(result.out_dir / PREDICTIONS_CSV, buffer.getvalue())
+    columns: dict[str, object] = {"item": list(result.items), "mos": np.asarray(result.mos, dtype=float)}
+    columns.update({name: np.asarray(p, dtype=float) for name, p in result.predictions.items()})
+    if score_arm:
+        columns["score_answer"] = list(score_arm.texts)
+    # Through csv_text: item paths and the score model's free-text answers are text a
+    # spreadsheet would otherwise run as formulas; numbers stay numbers (a negative one is not text).
+    text = csv_text(pd.DataFrame(columns), float_format="%.6g")
+    atomic_write_text(result.out_dir / PREDICTIONS_CSV, text)
     summary = {"config": base.to_dict(), **result.to_dict()}
     atomic_write_text(result.out_dir / SUMMARY_JSON, json.dumps(summary, indent=1, default=str) + "\n")
