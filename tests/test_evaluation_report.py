@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from toolkit.cli import app
 from toolkit.errors import InputError
 from toolkit.evaluation import MetricResult, load_evaluation_inputs, write_report
+from toolkit.io import OUTPUT_MARKER
 from toolkit.levels import LEVELS
 
 
@@ -28,8 +29,9 @@ def test_report_files_are_written_and_readable(tmp_path):
     mos, preds = _sets()
     ceiling = MetricResult("split_half_srcc", 0.91, 0.88, 0.93, method="bootstrap")
     report = write_report(tmp_path / "rep", preds, mos, noise_ceiling=ceiling, n_boot=200, seed=1, title="KonIQ test")
-    names = sorted(p.name for p in (tmp_path / "rep").iterdir())
+    names = sorted(p.name for p in (tmp_path / "rep").iterdir() if p.name != OUTPUT_MARKER)
     assert names == ["report.json", "report.md", "scatter_after.png", "scatter_before.png"]
+    assert (tmp_path / "rep" / OUTPUT_MARKER).is_file()  # a toolkit output folder, like every command's
     assert sorted(p.name for p in report.files) == names
 
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
@@ -52,7 +54,7 @@ def test_report_files_are_written_and_readable(tmp_path):
     with Image.open(tmp_path / "rep" / "scatter_after.png") as png:
         assert png.format == "PNG" and png.size[0] > 300
     # no temporary files left behind
-    assert not [p for p in (tmp_path / "rep").iterdir() if p.name.startswith(".")]
+    assert not [p for p in (tmp_path / "rep").iterdir() if p.name.startswith(".") and p.name != OUTPUT_MARKER]
 
 
 def test_report_with_a_plain_noise_ceiling_and_undefined_values(tmp_path):

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.analysis.pipeline import Analysis
-from toolkit.io import atomic_open, atomic_path
+from toolkit.io import atomic_open, atomic_path, prepare_output_dir
 from toolkit.qalign import COUNT_COLUMNS
 
 MODEL_TITLES = {
@@ -91,10 +91,14 @@ def plot_scores(analysis: Analysis, path: Path) -> Path:
     return path
 
 
-def write_report(analysis: Analysis, folder: str | Path) -> Path:
-    """Write ``report.md``, ``raters.png`` and ``scores.png`` into ``folder``; return the Markdown path."""
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
+def write_report(analysis: Analysis, folder: str | Path, *, overwrite: bool = False) -> Path:
+    """Write ``report.md``, ``raters.png`` and ``scores.png`` into ``folder``; return the Markdown path.
+
+    ``folder`` follows every command's output-folder rule (:func:`toolkit.io.claim_output_dir`):
+    a new or empty folder, or with ``overwrite`` an earlier toolkit output; any other non-empty
+    folder (of photos, say) is refused untouched.
+    """
+    out = prepare_output_dir(folder, overwrite=overwrite, written_by="qalign analyze")
     plot_raters(analysis, out / "raters.png")
     plot_scores(analysis, out / "scores.png")
     res = analysis.result

@@ -73,7 +73,7 @@ def ablate_command(
     """
     from toolkit.evaluation import write_report
     from toolkit.training import TrainConfig
-    from toolkit.training.ablation import run_ablation
+    from toolkit.training.ablation import SUMMARY_JSON, run_ablation
 
     data = {"data": str(train_data), "images": str(images) if images else None}
     base = TrainConfig.from_dict({**config_values(ABLATE_OPTIONS, options), **data})
@@ -94,6 +94,9 @@ def ablate_command(
         seed=base.seed,
         title="Ablation: level words vs soft labels vs direct scores",
         notes=result.notes,
+        # run_ablation checked and filled this folder; its summary marks it as toolkit output.
+        overwrite=True,
+        legacy=(SUMMARY_JSON,),
     )
     for name, agreement in report.results.items():
         console.print(f"  {name}: SRCC {agreement['srcc'].value:.3f}, PLCC {agreement['plcc'].value:.3f}")

@@ -58,14 +58,20 @@ def analyze_command(
     min_rater_votes: int = typer.Option(2, "--min-rater-votes", help="MLE: raters with fewer votes are left out."),
     splits: int = typer.Option(200, "--splits", help="Random splits for the split-half agreement (0 skips it)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split-half agreement."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Write into an earlier qalign report at --report (never any other non-empty folder)."
+    ),
 ) -> None:
     """Fit a subject model to the votes and write per-item scores (and rater table, report)."""
     from toolkit.analysis.pipeline import AnalysisOptions, analyze_study, analyze_votes, read_votes
     from toolkit.errors import InputError
-    from toolkit.io import write_table
+    from toolkit.io import claim_output_dir, write_table
 
     if (votes is None) == (study is None):
         raise InputError("give either a VOTES file or --study NAME (with --db), not both and not neither")
+    if report is not None:
+        # Before the fit: a refused folder should cost no time and leave nothing written.
+        claim_output_dir(report, overwrite=overwrite, inputs=(votes,))
     options = AnalysisOptions(
         model=model,
         ci=ci.value,
@@ -83,18 +89,21 @@ def analyze_command(
             analysis = analyze_study(study, db, options)
         else:
             assert votes is not None  # exactly one of VOTES and --study, checked above
-            analysis = analyze_votes(read_votes(votes), options, source=str(votes))
+            # The options name the id columns, so custom-named ones are read as text too.
+            analysis = analyze_votes(read_votes(votes, options), options, source=str(votes))
     result = analysis.result
 
+    if report is not None:
+        from toolkit.analysis.report import write_report
+
+        # The report first: --out or --raters-out may lie inside the report folder, which must
+        # still be new or empty (or an earlier report) when it is claimed.
+        console.print(f"report -> {write_report(analysis, report, overwrite=overwrite)}", markup=False, highlight=False)
     write_table(result.items_table(), out)
     console.print(f"[bold]{len(result.items)}[/] item scores -> {escape(str(out))}")
     if raters_out is not None:
         write_table(result.raters_table(), raters_out)
         console.print(f"[bold]{len(result.raters)}[/] raters -> {escape(str(raters_out))}")
-    if report is not None:
-        from toolkit.analysis.report import write_report
-
-        console.print(f"report -> {write_report(analysis, report)}", markup=False, highlight=False)
     _print_summary(analysis)
 
 

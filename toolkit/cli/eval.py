@@ -207,6 +207,7 @@ def _scores_mode(
             confidence=confidence,
             title=title,
             notes=notes,
+            overwrite=True,  # the folder eval_command prepared: its own output by now
         )
     _print_table({"": report.results}, [(c, "") for c in report.comparisons], report.notes)
     console.print(f"wrote {report.out_dir / 'report.md'}", markup=False, highlight=False)
@@ -262,6 +263,7 @@ def _models_mode(
         high=high,
         title=title,
         progress=progress,
+        overwrite=True,  # the folder eval_command prepared: its own output by now
     )
     _print_table(
         {t.name: t.results for t in report.tests.values()},

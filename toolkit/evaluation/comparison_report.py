@@ -24,15 +24,22 @@ from toolkit.evaluation.report import (
     fisher_line,
     results_table,
 )
-from toolkit.io import atomic_write_text
+from toolkit.io import atomic_write_text, prepare_output_dir
 from toolkit.levels import LEVELS
 
 
-def write_models_report(report: ModelsReport, *, title: str, plots: bool = True) -> ModelsReport:
-    """Draw the figures, then write ``report.md`` and ``report.json`` into ``report.out_dir``."""
+def write_models_report(
+    report: ModelsReport, *, title: str, plots: bool = True, overwrite: bool = False
+) -> ModelsReport:
+    """Draw the figures, then write ``report.md`` and ``report.json`` into ``report.out_dir``.
+
+    ``report.out_dir`` follows every command's output-folder rule
+    (:func:`toolkit.io.claim_output_dir`): a new or empty folder, or with ``overwrite`` an earlier
+    toolkit output; any other non-empty folder is refused untouched.
+    """
     from toolkit.evaluation.plots import reliability_plot, scatter_plot
 
-    out = report.out_dir
+    out = prepare_output_dir(report.out_dir, overwrite=overwrite, written_by="toolkit.evaluation.write_models_report")
     files: list[Path] = []
     if plots:
         for test in report.tests.values():

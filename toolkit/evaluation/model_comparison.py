@@ -399,6 +399,7 @@ def evaluate_models(
     progress: bool = True,
     plots: bool = True,
     load: ScorerLoader | None = None,
+    overwrite: bool = False,
 ) -> ModelsReport:
     """Score every test set with every model and write one report folder.
 
@@ -407,8 +408,12 @@ def evaluate_models(
     ``votes`` (a long table: item, rater, vote) adds the noise ceiling and vote-histogram
     calibration for the test items it covers. The first model is the reference of the paired
     comparisons. ``load`` replaces the model loader (default :meth:`Scorer.from_pretrained`).
+    ``out_dir`` follows every command's output-folder rule (:func:`toolkit.io.claim_output_dir`):
+    a new or empty folder, or with ``overwrite`` an earlier toolkit output (whose score tables a
+    rerun resumes from).
     """
     from toolkit.evaluation.comparison_report import write_models_report
+    from toolkit.io import claim_output_dir, prepare_output_dir
     from toolkit.scoring import check_task
 
     task_name = check_task(task)
@@ -418,6 +423,7 @@ def evaluate_models(
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise InputError(f"model names must differ, got {labels}")
+    claim_output_dir(out_dir, overwrite=overwrite)
     test_sets = _load_tests(tests, images, video, columns=columns, low=low, high=high, dmos=dmos)
     vote_table = _read_votes(votes)
     matched = (
@@ -437,6 +443,9 @@ def evaluate_models(
         max_frames=max_frames,
         progress=progress,
     )
+    # The score tables land in the folder while scoring, so it is made (and marked) first; from
+    # then on it is this call's own output, which the report below writes into.
+    prepare_output_dir(out_dir, overwrite=overwrite, written_by="toolkit.evaluation.evaluate_models")
     scores = score_test_sets(specs, test_sets, load=loader, task=task_name, out_dir=out_dir, progress=progress)
     results = {
         t.name: evaluate_test_set(
@@ -451,7 +460,7 @@ def evaluate_models(
         for t in test_sets
     }
     report = ModelsReport(Path(out_dir), specs, results)
-    return write_models_report(report, title=title, plots=plots)
+    return write_models_report(report, title=title, plots=plots, overwrite=True)
 
 
 def _read_votes(votes: pd.DataFrame | str | os.PathLike[str] | None) -> pd.DataFrame | None:

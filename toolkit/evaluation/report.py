@@ -31,7 +31,7 @@ from toolkit.evaluation.metrics import (
     fisher_z_test,
     paired_bootstrap,
 )
-from toolkit.io import atomic_write_text
+from toolkit.io import atomic_write_text, claim_output_dir, prepare_output_dir
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
@@ -153,12 +153,22 @@ def write_report(
     title: str = "Agreement with human ratings",
     notes: Sequence[str] = (),
     plots: bool = True,
+    overwrite: bool = False,
+    legacy: Sequence[str] = (),
 ) -> EvaluationReport:
-    """Compute the agreement of each named prediction set with ``mos`` and write the report folder."""
+    """Compute the agreement of each named prediction set with ``mos`` and write the report folder.
+
+    ``out_dir`` follows every command's output-folder rule (:func:`toolkit.io.claim_output_dir`):
+    a new or empty folder, or with ``overwrite`` an earlier toolkit output (one holding the output
+    marker or one of the ``legacy`` entries); any other non-empty folder is refused untouched.
+    """
     from toolkit.evaluation.plots import scatter_plot
 
-    out = Path(out_dir)
+    # Checked before the bootstrap, so a refused folder costs no time; created only after it, so
+    # bad inputs leave no empty folder behind.
+    out = claim_output_dir(out_dir, overwrite=overwrite, legacy=legacy)
     results, comparisons = evaluate_sets(predictions, mos, items=items, n_boot=n_boot, seed=seed, confidence=confidence)
+    prepare_output_dir(out, overwrite=overwrite, written_by="toolkit.evaluation.write_report", legacy=legacy)
     report = EvaluationReport(out, results, comparisons, _ceiling(noise_ceiling), notes=list(notes))
     for name, result in results.items():
         report.notes.extend(f"{name}: {note}" for note in result.notes)
