@@ -464,6 +464,24 @@ def _csv_lines(path: Path, n_rows: int) -> list[str]:
     return lines + [f"row {i + 1}" for i in range(len(lines), n_rows)]
 
 
+def long_csv_record(
+    path: str | os.PathLike[str], n_fields: int, delimiter: str = ",", encoding: str = "utf-8"
+) -> tuple[int, int] | None:
+    """``(line, fields)`` of the first data record of a CSV with more than ``n_fields`` fields.
+
+    pandas reads a table whose first data row has more fields than the header by taking the
+    first column as the index, which shifts every column by one; readers call this to name the
+    line instead.
+    """
+    with open(path, newline="", encoding=encoding, errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        next(reader, None)  # header
+        for record in reader:
+            if len(record) > n_fields:
+                return reader.line_num, len(record)
+    return None
+
+
 def read_table(
     path: str | os.PathLike[str], text_columns: Iterable[str] = ID_COLUMNS, required: Iterable[str] = ()
 ) -> pd.DataFrame:
@@ -496,6 +514,9 @@ def read_table(
             frame = pd.read_json(path, orient="records", lines=fmt == "jsonl", dtype=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: cannot read table: {str(exc).splitlines()[0]}") from None
+    if fmt == "csv" and not isinstance(frame.index, pd.RangeIndex):
+        line, found = long_csv_record(path, len(header)) or (2, len(header) + 1)
+        raise InputError(f"{path} line {line}: malformed row, expected {len(header)} fields and found {found}")
     must = {str(c).strip().lower() for c in required}
     rows: list[str] | None = None
     for column in frame.columns:

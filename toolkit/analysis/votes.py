@@ -120,6 +120,8 @@ def check_vote_table(
             raise InputError(f"{source}: {what} id missing in row(s) {_rows(absent, frame.index)}")
     raw = pd.to_numeric(frame[vote_col], errors="coerce").to_numpy(dtype=float)
     bad = ~np.isin(raw, LEVEL_VALUES)  # NaN and non-numeric text fail this too
+    # pandas reads a column of True/False cells as booleans, which would count as votes 1 and 0.
+    bad |= frame[vote_col].map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise InputError(

@@ -121,6 +121,8 @@ def numeric_column(frame: pd.DataFrame, column: str, source: str, required: bool
     text = raw.astype("string").str.strip()
     present = raw.notna().to_numpy() & (text.fillna("") != "").to_numpy()
     bad = present & ~np.isfinite(values)
+    # A Parquet or JSON column of true/false is not a number (pandas would make it 1 and 0).
+    bad |= raw.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise InputError(f"{where(frame, i, source)}: column '{column}' has non-numeric value {shown(raw.iloc[i])}")
@@ -171,6 +173,11 @@ def make_scale(
     dmos: bool = False,
 ) -> LevelScale:
     """Bounds from the data (paper default) or explicit; values outside explicit bounds are errors."""
+    if low is None and high is None and len(mos) and float(np.min(mos)) == float(np.max(mos)):
+        raise InputError(
+            f"{source}: every item has MOS {shown(float(mos[0]))}, so the data give no range to assign levels"
+            " on; give the bounds of the scale (--low and --high)"
+        )
     scale = LevelScale(
         float(np.min(mos)) if low is None else float(low),
         float(np.max(mos)) if high is None else float(high),

@@ -125,7 +125,8 @@ def read_item_manifest(path: str | Path) -> list[ItemSpec]:
     """A CSV with a ``path`` column and optional ``kind, content_group, role, expected_level, tolerance``."""
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark before "path".
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise InputError(f"{path}: manifest needs a 'path' column (found {reader.fieldnames})")
@@ -136,23 +137,31 @@ def read_item_manifest(path: str | Path) -> list[ItemSpec]:
                 item_path = id_text(row["path"])
                 if item_path is None:
                     raise InputError(f"{path}, line {line}: column 'path' is empty")
-                try:
-                    level = row.get("expected_level") or None
-                    specs.append(
-                        ItemSpec(
-                            path=item_path,
-                            kind=(row.get("kind") or None),
-                            # Stripped as every table reader strips ids: "g1 " and "g1" are one group.
-                            content_group=id_text(row.get("content_group")),
-                            role=(row.get("role") or "test").strip(),
-                            expected_level=int(level) if level else None,
-                            tolerance=int(row.get("tolerance") or 1),
-                        )
+                numbers: dict[str, int | None] = {}
+                for column in ("expected_level", "tolerance"):
+                    value = (row.get(column) or "").strip()
+                    try:
+                        numbers[column] = int(value) if value else None
+                    except ValueError:
+                        raise InputError(
+                            f"{path}, line {line}: column {column!r} must be a whole number, got {value!r}"
+                        ) from None
+                tolerance = numbers["tolerance"]
+                specs.append(
+                    ItemSpec(
+                        path=item_path,
+                        kind=(row.get("kind") or None),
+                        # Stripped as every table reader strips ids: "g1 " and "g1" are one group.
+                        content_group=id_text(row.get("content_group")),
+                        role=(row.get("role") or "test").strip(),
+                        expected_level=numbers["expected_level"],
+                        tolerance=1 if tolerance is None else tolerance,
                     )
-                except ValueError as exc:
-                    raise InputError(f"{path}, line {line}: {exc}") from None
+                )
     except FileNotFoundError:
         raise InputError(f"manifest {str(path)!r} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return specs
 
 
