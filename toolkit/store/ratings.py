@@ -8,12 +8,14 @@ the first answer stands; no path ever updates a vote silently.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Table, select
+from sqlalchemy import Select, Table, select
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
@@ -21,6 +23,9 @@ from toolkit.io import text_ids
 from toolkit.levels import check_votes
 from toolkit.store.schema import Item, Rater, Rating, Study, utcnow
 from toolkit.store.studies import hash_token
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 VOTE_COLUMNS = [
     "item",
@@ -124,9 +129,9 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def votes_frame(session: Session, study: Study) -> pd.DataFrame:
-    """All of a study's votes, one row per vote, columns ``VOTE_COLUMNS`` (item = media path)."""
-    rows = session.execute(
+def votes_query(study: Study) -> Select[Unpack[tuple[Any, ...]]]:
+    """The statement behind :func:`votes_frame`: one row per vote, ``VOTE_COLUMNS``, oldest first."""
+    return (
         select(
             Item.path,
             Rater.name,
@@ -145,9 +150,96 @@ def votes_frame(session: Session, study: Study) -> pd.DataFrame:
         .join(Rater, Rating.rater_id == Rater.id)
         .where(Rating.study_id == study.id)
         .order_by(Rating.id)
-    ).all()
-    frame = pd.DataFrame(rows, columns=VOTE_COLUMNS)
-    return frame.astype({"vote": "int64"}) if not frame.empty else frame
+    )
+
+
+def votes_block(rows: Sequence[Any]) -> pd.DataFrame:
+    """Rows of :func:`votes_query` as a frame with ``VOTE_COLUMNS``."""
+    if not rows:
+        return pd.DataFrame(columns=VOTE_COLUMNS)
+    # Column by column: a frame built from Row objects inspects every row, several times slower.
+    columns = list(zip(*rows))
+    frame = pd.DataFrame({name: pd.Series(values) for name, values in zip(VOTE_COLUMNS, columns)})
+    return frame.astype({"vote": "int64"})
+
+
+def votes_frame(session: Session, study: Study) -> pd.DataFrame:
+    """All of a study's votes, one row per vote, columns ``VOTE_COLUMNS`` (item = media path)."""
+    return votes_block(session.execute(votes_query(study)).all())
+
+
+IMPORT_CHUNK_ROWS = 100_000
+"""Votes checked and inserted per statement batch by :func:`import_votes`."""
+
+
+def _stored_votes(session: Session, study: Study) -> tuple[np.ndarray, np.ndarray]:
+    """The study's stored votes as sorted packed (item id, rater id) keys and their levels.
+
+    Streamed in batches into two arrays (9 bytes a vote): a study of millions of votes is compared
+    against without one Python object per stored vote.
+    """
+    keys: list[np.ndarray] = []
+    levels: list[np.ndarray] = []
+    result = session.execute(
+        select(Rating.item_id, Rating.rater_id, Rating.level)
+        .where(Rating.study_id == study.id)
+        .execution_options(yield_per=IMPORT_CHUNK_ROWS)
+    )
+    for batch in result.partitions():
+        block = np.array(batch, dtype=np.int64).reshape(-1, 3)
+        keys.append(_pack(block[:, 0], block[:, 1]))
+        levels.append(block[:, 2].astype(np.int8))
+    key = np.concatenate(keys) if keys else np.empty(0, dtype=np.int64)
+    level = np.concatenate(levels) if levels else np.empty(0, dtype=np.int8)
+    order = np.argsort(key, kind="stable")
+    return key[order], level[order]
+
+
+def _pack(item_ids: np.ndarray, rater_ids: np.ndarray) -> np.ndarray:
+    # Ids are positive 32-bit integers in both back-ends' integer primary keys.
+    return (item_ids.astype(np.int64) << 32) | rater_ids.astype(np.int64)
+
+
+def _text_id_codes(values: pd.Series, what: str, source: str) -> tuple[np.ndarray, list[str]]:
+    """``values`` as text ids (:func:`toolkit.io.text_ids`): a code per row and the distinct ids.
+
+    The id rule runs once per distinct value, not once per row: a table of millions of votes
+    names a few thousand items and raters, and no per-row string column is built.
+    """
+    codes, uniques = pd.factorize(values.reset_index(drop=True), use_na_sentinel=True)
+    cleaned = text_ids(pd.Series(uniques, dtype=object), what, source, required=False)
+    blank = (codes < 0) | cleaned.isna().to_numpy()[np.maximum(codes, 0)]
+    if blank.any():
+        # The same message text_ids gives for the whole column, naming the first blank row.
+        text_ids(pd.Series([None], index=[int(np.flatnonzero(blank)[0])], dtype=object), what, source)
+    # Values that differ only as written ("7" and 7, "a " and "a") are one id.
+    merged, names = pd.factorize(cleaned)
+    return merged[codes].astype(np.int64), [str(name) for name in names]
+
+
+def _create_raters(session: Session, study: Study, names: list[str]) -> dict[str, int]:
+    """Rater id by name for ``names``, inserting the missing raters in one batch."""
+    raters = {
+        name: id_ for name, id_ in session.execute(select(Rater.name, Rater.id).where(Rater.study_id == study.id))
+    }
+    new = [name for name in dict.fromkeys(names) if name not in raters]
+    if new:
+        # Imported raters get an unguessable token nobody knows: they cannot log in.
+        session.execute(
+            cast(Table, Rater.__table__).insert(),
+            [
+                dict(
+                    study_id=study.id,
+                    name=name,
+                    token_hash=hash_token(f"imported:{secrets.token_hex(16)}"),
+                )
+                for name in new
+            ],
+        )
+        raters = {
+            name: id_ for name, id_ in session.execute(select(Rater.name, Rater.id).where(Rater.study_id == study.id))
+        }
+    return raters
 
 
 def import_votes(
@@ -158,12 +250,15 @@ def import_votes(
     rater: str = "rater",
     vote: str = "vote",
     source: str = "votes table",
+    chunk_rows: int = IMPORT_CHUNK_ROWS,
 ) -> tuple[int, int]:
     """Import external votes (item path, rater name, vote); raters are created as needed.
 
     All or nothing: an unknown item, a vote outside 1-5, a rater voting twice on one item in the
     table, or a vote that contradicts one already stored fails the whole import with the row named.
     Votes identical to stored ones are skipped, so re-running an import counts nothing twice.
+    The caller's session is one transaction; nothing is committed here. Rows are compared and
+    inserted ``chunk_rows`` at a time, so memory stays flat for tables of millions of votes.
     Returns (added, skipped).
     """
     missing = [c for c in (item, rater, vote) if c not in votes.columns]
@@ -171,59 +266,72 @@ def import_votes(
         raise InputError(
             f"{source}: missing column(s) {', '.join(missing)} (found {', '.join(map(str, votes.columns))})"
         )
-    table = (
-        votes[[item, rater, vote]].rename(columns={item: "item", rater: "rater", vote: "vote"}).reset_index(drop=True)
-    )
     try:
-        table["vote"] = check_votes(pd.to_numeric(table["vote"], errors="coerce"))
+        levels = check_votes(pd.to_numeric(votes[vote].reset_index(drop=True), errors="coerce")).astype(np.int64)
     except InputError as exc:
         raise InputError(f"{source}: {exc} (row numbers count data rows from 0)") from None
     # Text ids, stripped, never "nan": a blank item or rater fails the import (rows from 0).
-    table["item"] = text_ids(table["item"], f"item ({item!r})", source)
-    table["rater"] = text_ids(table["rater"], f"rater ({rater!r})", source)
-    dup = table.duplicated(["item", "rater"], keep=False)
+    item_codes, item_names = _text_id_codes(votes[item], f"item ({item!r})", source)
+    rater_codes, rater_names = _text_id_codes(votes[rater], f"rater ({rater!r})", source)
+    pair = item_codes * max(1, len(rater_names)) + rater_codes
+    dup = pd.Series(pair).duplicated(keep=False).to_numpy()
     if dup.any():
-        first = table[dup].iloc[0]
-        rows = table.index[dup & (table["item"] == first["item"]) & (table["rater"] == first["rater"])].tolist()
-        raise InputError(f"{source}: rater {first['rater']!r} votes more than once on {first['item']!r} (rows {rows})")
+        i = int(np.flatnonzero(dup)[0])
+        rows = np.flatnonzero(pair == pair[i]).tolist()
+        raise InputError(
+            f"{source}: rater {rater_names[rater_codes[i]]!r} votes more than once on "
+            f"{item_names[item_codes[i]]!r} (rows {rows})"
+        )
+    del dup, pair
 
-    items = {i.path: i for i in session.scalars(select(Item).where(Item.study_id == study.id))}
-    unknown = ~table["item"].isin(list(items))
+    known = {path: id_ for path, id_ in session.execute(select(Item.path, Item.id).where(Item.study_id == study.id))}
+    item_id_of_code = np.array([known.get(name, -1) for name in item_names], dtype=np.int64)
+    unknown = item_id_of_code[item_codes] < 0
     if unknown.any():
-        row = int(table.index[unknown][0])
-        raise InputError(f"{source}, row {row}: item {table.at[row, 'item']!r} is not in study {study.name!r}")
+        row = int(np.flatnonzero(unknown)[0])
+        raise InputError(f"{source}, row {row}: item {item_names[item_codes[row]]!r} is not in study {study.name!r}")
+    raters = _create_raters(session, study, rater_names)
+    rater_id_of_code = np.array([raters[name] for name in rater_names], dtype=np.int64)
+    keys = _pack(item_id_of_code[item_codes], rater_id_of_code[rater_codes])
+    del unknown
 
-    raters = {r.name: r for r in session.scalars(select(Rater).where(Rater.study_id == study.id))}
-    for name in table["rater"].unique():
-        if name not in raters:
-            # Imported raters get an unguessable token nobody knows: they cannot log in.
-            new = Rater(study_id=study.id, name=name, token_hash=hash_token(f"imported:{secrets.token_hex(16)}"))
-            session.add(new)
-            raters[name] = new
-    session.flush()
-
-    stored = {
-        (r.item_id, r.rater_id): r.level for r in session.scalars(select(Rating).where(Rating.study_id == study.id))
-    }
-    added = skipped = 0
+    stored_keys, stored_levels = _stored_votes(session, study)
+    ratings_table = cast(Table, Rating.__table__)
     now = utcnow()
-    new_rows = []
-    for row, (path, name, level) in enumerate(table[["item", "rater", "vote"]].itertuples(index=False)):
-        key = (items[path].id, raters[name].id)
-        if key in stored:
-            if stored[key] != level:
-                raise InputError(
-                    f"{source}, row {row}: rater {name!r} already has vote {stored[key]} on {path!r}, "
-                    f"the table says {level}"
-                )
-            skipped += 1
-            continue
-        new_rows.append(dict(study_id=study.id, item_id=key[0], rater_id=key[1], level=int(level), answered_at=now))
-        added += 1
-    if new_rows:
-        # Declarative classes expose ``__table__`` as a FromClause; a mapped class with
-        # ``__tablename__`` always has a Table there.
-        ratings_table = cast(Table, Rating.__table__)
-        session.execute(ratings_table.insert(), new_rows)
+    added = skipped = 0
+    for start in range(0, len(keys), max(1, chunk_rows)):
+        key = keys[start : start + chunk_rows]
+        level = levels[start : start + chunk_rows]
+        at = np.searchsorted(stored_keys, key)
+        found = at < len(stored_keys)
+        found[found] = stored_keys[at[found]] == key[found]
+        clash = found & (stored_levels[np.minimum(at, len(stored_keys) - 1)] != level) if found.any() else found
+        if clash.any():
+            i = int(np.flatnonzero(clash)[0])
+            row = start + i
+            raise InputError(
+                f"{source}, row {row}: rater {rater_names[rater_codes[row]]!r} already has vote "
+                f"{int(stored_levels[at[i]])} on {item_names[item_codes[row]]!r}, the table says {int(level[i])}"
+            )
+        skipped += int(found.sum())
+        new = ~found
+        if new.any():
+            fresh = key[new]
+            # A plain INSERT, not ON CONFLICT DO NOTHING: a vote stored by the app since the
+            # comparison above fails the whole import instead of being counted as imported.
+            session.execute(
+                ratings_table.insert(),
+                [
+                    dict(
+                        study_id=study.id,
+                        item_id=int(k >> 32),
+                        rater_id=int(k & 0xFFFFFFFF),
+                        level=int(v),
+                        answered_at=now,
+                    )
+                    for k, v in zip(fresh.tolist(), level[new].tolist())
+                ],
+            )
+            added += len(fresh)
     session.flush()
     return added, skipped
