@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
@@ -69,7 +69,7 @@ ODD_IDS = [
     *("é", "日本語", "Ωmega", " x", "x ", " 007 ", "=1+1", "+1", "-2", "@a", "'q", "a,b", 'say "hi"', "a;b"),
 ]
 BLANK_IDS = ["", "  "]
-ID_ALPHABET = "ab7 0.-=é'\","
+ID_ALPHABET = "ab7 0.-=é'\",\t\u00a0"
 
 id_cells = st.one_of(
     st.sampled_from(ODD_IDS),
@@ -540,6 +540,9 @@ def all_readers(path: Path) -> dict[str, Callable[[], object]]:
     where=st.integers(min_value=0, max_value=20),
     extra=st.sampled_from(["", "9", "x", "=1+1"]),
 )
+# first columns 7, 0 and 0, 1 became a RangeIndex, which looked like no index at all
+@example(rows=[["007", "007", "1"], ["0", "007", "1"]], where=0, extra="")
+@example(rows=[["0", "a", "1"], ["1", "b", "2"]], where=0, extra="")
 def test_a_row_with_an_extra_field_is_refused(rows: list[list[str]], where: int, extra: str):
     """An id with an unquoted comma, or a trailing comma, gives a row one field too many; pandas
     would take the first column as the index and shift every column (item <- rater, rater <- vote)."""

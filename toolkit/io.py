@@ -464,21 +464,21 @@ def _csv_lines(path: Path, n_rows: int) -> list[str]:
     return lines + [f"row {i + 1}" for i in range(len(lines), n_rows)]
 
 
-def long_csv_record(
+def long_first_record(
     path: str | os.PathLike[str], n_fields: int, delimiter: str = ",", encoding: str = "utf-8"
 ) -> tuple[int, int] | None:
-    """``(line, fields)`` of the first data record of a CSV with more than ``n_fields`` fields.
+    """``(line, fields)`` when the first data record of a CSV has more than ``n_fields`` fields.
 
-    pandas reads a table whose first data row has more fields than the header by taking the
-    first column as the index, which shifts every column by one; readers call this to name the
-    line instead.
+    pandas reads such a table by taking the first column as the index, which shifts every column
+    by one (item <- rater, rater <- vote) without an error; readers check with this instead.
+    A later record that is too long is pandas' own error.
     """
     with open(path, newline="", encoding=encoding, errors="replace") as handle:
         reader = csv.reader(handle, delimiter=delimiter)
         next(reader, None)  # header
         for record in reader:
-            if len(record) > n_fields:
-                return reader.line_num, len(record)
+            if record:
+                return (reader.line_num, len(record)) if len(record) > n_fields else None
     return None
 
 
@@ -514,8 +514,9 @@ def read_table(
             frame = pd.read_json(path, orient="records", lines=fmt == "jsonl", dtype=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: cannot read table: {str(exc).splitlines()[0]}") from None
-    if fmt == "csv" and not isinstance(frame.index, pd.RangeIndex):
-        line, found = long_csv_record(path, len(header)) or (2, len(header) + 1)
+    long_row = long_first_record(path, len(header)) if fmt == "csv" else None
+    if long_row is not None:
+        line, found = long_row
         raise InputError(f"{path} line {line}: malformed row, expected {len(header)} fields and found {found}")
     must = {str(c).strip().lower() for c in required}
     rows: list[str] | None = None

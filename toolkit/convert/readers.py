@@ -38,7 +38,7 @@ from toolkit.convert.labels import (
     labels_from_votes,
 )
 from toolkit.errors import InputError
-from toolkit.io import long_csv_record
+from toolkit.io import long_first_record
 from toolkit.levels import MosRule
 
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -139,11 +139,11 @@ def read_rating_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         raise InputError(f"{path}: the file is empty") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc})") from None
-    if not isinstance(frame.index, pd.RangeIndex):  # pandas took the first column as the index
-        n_fields = len(frame.columns)
-        line, found = long_csv_record(path, n_fields, sep, "utf-8-sig") or (2, n_fields + 1)
+    long_row = long_first_record(path, len(frame.columns), sep, "utf-8-sig")
+    if long_row is not None:
+        line, found = long_row
         raise InputError(
-            f"{path} line {line}: malformed row, expected {n_fields} fields and found {found}"
+            f"{path} line {line}: malformed row, expected {len(frame.columns)} fields and found {found}"
             f" ({_line_text(path, line)!r})"
         )
     frame.columns = [str(c).strip() for c in frame.columns]
