@@ -136,6 +136,12 @@ def numeric_column(frame: pd.DataFrame, column: str, source: str, required: bool
 def text_column(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
     """A required column of non-empty strings (lists, for frame-list videos, pass through)."""
     raw = frame[column]
+    odd = raw.map(lambda v: isinstance(v, (list, tuple)) and not (v and all(isinstance(p, str) for p in v)))
+    if odd.any():
+        i = int(np.flatnonzero(odd.to_numpy(dtype=bool))[0])
+        raise InputError(
+            f"{where(frame, i, source)}: column '{column}' holds {shown(raw.iloc[i])}, not a path or a list of paths"
+        )
     # Ids are text the same way every reader makes them (toolkit.io.id_text): a Parquet or JSON
     # number 1 is "1", never "1.0", so it matches the CSV cell "1" and not "001".
     values = raw.map(lambda v: list(v) if isinstance(v, (list, tuple)) else id_text(v))
@@ -447,6 +453,10 @@ def labels_from_votes(
     """
     votes = votes.reset_index(drop=True).copy()
     votes["path"] = text_column(votes, item, source)
+    listed = votes["path"].map(lambda v: isinstance(v, list)).to_numpy(dtype=bool)
+    if listed.any():
+        i = int(np.flatnonzero(listed)[0])
+        raise InputError(f"{where(votes, i, source)}: column '{item}' holds a list; a vote names one item")
     values = numeric_column(votes, vote, source)
     invalid = ~np.isin(values, (1, 2, 3, 4, 5))
     if invalid.any():

@@ -113,6 +113,8 @@ def read_rating_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise InputError(f"file not found: {path}")
+    if not path.is_file():
+        raise InputError(f"{path} is not a file")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         try:
@@ -172,6 +174,8 @@ def _read_json(path: Path) -> pd.DataFrame:
                 records = json.load(fh)
     except json.JSONDecodeError as exc:
         raise InputError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc})") from None
     if isinstance(records, dict):
         records = [records]
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
