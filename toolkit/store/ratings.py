@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -168,6 +169,37 @@ def votes_frame(session: Session, study: Study) -> pd.DataFrame:
     return votes_block(session.execute(votes_query(study)).all())
 
 
+def _insert_votes(
+    session: Session, study_id: int, item_ids: np.ndarray, rater_ids: np.ndarray, levels: np.ndarray, at: datetime
+) -> None:
+    """Insert new votes in bulk, in the session's transaction.
+
+    Plain inserts, not ON CONFLICT DO NOTHING: a vote the app stored since the comparison fails
+    the whole import (unique constraint) instead of being counted as imported. PostgreSQL (psycopg
+    3) gets COPY, SQLite one executemany of plain tuples: SQLAlchemy's per-row parameter
+    processing would cost as much as the insert itself.
+    """
+    connection = session.connection()
+    rows = zip(repeat(study_id), item_ids.tolist(), rater_ids.tolist(), levels.tolist())
+    columns = "study_id, item_id, rater_id, level, answered_at"
+    ratings = cast(Table, Rating.__table__)
+    if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+        driver: Any = connection.connection.driver_connection
+        with driver.cursor() as cursor, cursor.copy(f"COPY {ratings.name} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row((*row, at))
+    elif connection.dialect.paramstyle == "qmark":
+        # The time as SQLAlchemy's SQLite DateTime stores it, so every vote reads back alike.
+        process = connection.dialect.type_descriptor(ratings.c.answered_at.type).bind_processor(connection.dialect)
+        stamp = process(at) if process else at
+        connection.exec_driver_sql(
+            f"INSERT INTO {ratings.name} ({columns}) VALUES (?, ?, ?, ?, ?)", [(*row, stamp) for row in rows]
+        )
+    else:
+        keys = ("study_id", "item_id", "rater_id", "level")
+        connection.execute(ratings.insert(), [dict(zip(keys, row), answered_at=at) for row in rows])
+
+
 IMPORT_CHUNK_ROWS = 100_000
 """Votes checked and inserted per statement batch by :func:`import_votes`."""
 
@@ -180,15 +212,17 @@ def _stored_votes(session: Session, study: Study) -> tuple[np.ndarray, np.ndarra
     """
     keys: list[np.ndarray] = []
     levels: list[np.ndarray] = []
-    result = session.execute(
+    # A Core result (no ORM row processing), read column-wise: numpy probing each Row object
+    # for the array protocol costs more than the query.
+    result = session.connection().execute(
         select(Rating.item_id, Rating.rater_id, Rating.level)
         .where(Rating.study_id == study.id)
         .execution_options(yield_per=IMPORT_CHUNK_ROWS)
     )
     for batch in result.partitions():
-        block = np.array(batch, dtype=np.int64).reshape(-1, 3)
-        keys.append(_pack(block[:, 0], block[:, 1]))
-        levels.append(block[:, 2].astype(np.int8))
+        item_ids, rater_ids, batch_levels = zip(*batch)
+        keys.append(_pack(np.fromiter(item_ids, np.int64, len(batch)), np.fromiter(rater_ids, np.int64, len(batch))))
+        levels.append(np.fromiter(batch_levels, np.int8, len(batch)))
     key = np.concatenate(keys) if keys else np.empty(0, dtype=np.int64)
     level = np.concatenate(levels) if levels else np.empty(0, dtype=np.int8)
     order = np.argsort(key, kind="stable")
@@ -296,7 +330,6 @@ def import_votes(
     del unknown
 
     stored_keys, stored_levels = _stored_votes(session, study)
-    ratings_table = cast(Table, Rating.__table__)
     now = utcnow()
     added = skipped = 0
     for start in range(0, len(keys), max(1, chunk_rows)):
@@ -317,21 +350,7 @@ def import_votes(
         new = ~found
         if new.any():
             fresh = key[new]
-            # A plain INSERT, not ON CONFLICT DO NOTHING: a vote stored by the app since the
-            # comparison above fails the whole import instead of being counted as imported.
-            session.execute(
-                ratings_table.insert(),
-                [
-                    dict(
-                        study_id=study.id,
-                        item_id=int(k >> 32),
-                        rater_id=int(k & 0xFFFFFFFF),
-                        level=int(v),
-                        answered_at=now,
-                    )
-                    for k, v in zip(fresh.tolist(), level[new].tolist())
-                ],
-            )
+            _insert_votes(session, study.id, fresh >> 32, fresh & 0xFFFFFFFF, level[new], now)
             added += len(fresh)
     session.flush()
     return added, skipped
