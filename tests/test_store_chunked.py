@@ -149,3 +149,14 @@ def test_streamed_export_equals_whole_table(url, tmp_path, suffix):
         text = streamed[0].read_bytes().decode()
         assert "'=HYPERLINK(1)" in text and "'-5" in text  # formula-safe cells
         assert text.count("\r\n") == 27  # CRLF on every line when a cell holds a CR
+
+
+def test_a_column_of_blank_ids_is_named(url, tmp_path):
+    store = Store(url)
+    make_study(store, tmp_path / "media")
+    table = pd.DataFrame({"item": ["test_00.png", "test_01.png"], "rater": [None, None], "vote": [1, 2]})
+    with pytest.raises(InputError, match=r"row 0: rater \('rater'\) is empty"):
+        with store.session() as s:
+            import_votes(s, get_study(s, "pilot"), table, source="votes.csv")
+    assert _counts(store) == (0, 0)
+    store.dispose()

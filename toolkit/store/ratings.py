@@ -242,7 +242,8 @@ def _text_id_codes(values: pd.Series, what: str, source: str) -> tuple[np.ndarra
     """
     codes, uniques = pd.factorize(values.reset_index(drop=True), use_na_sentinel=True)
     cleaned = text_ids(pd.Series(uniques, dtype=object), what, source, required=False)
-    blank = (codes < 0) | cleaned.isna().to_numpy()[np.maximum(codes, 0)]
+    # A code of -1 is a missing cell; appending False keeps it in range when every cell is one.
+    blank = (codes < 0) | np.append(cleaned.isna().to_numpy(), False)[codes]
     if blank.any():
         # The same message text_ids gives for the whole column, naming the first blank row.
         text_ids(pd.Series([None], index=[int(np.flatnonzero(blank)[0])], dtype=object), what, source)
