@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
 from toolkit.io import text_ids
-from toolkit.levels import check_votes
 from toolkit.store.schema import Item, Rater, Rating, Study, utcnow
 from toolkit.store.studies import hash_token
 
@@ -301,6 +300,9 @@ def import_votes(
         raise InputError(
             f"{source}: missing column(s) {', '.join(missing)} (found {', '.join(map(str, votes.columns))})"
         )
+    # Imported here: toolkit.levels loads scipy.stats (0.6 s), which no other store command needs.
+    from toolkit.levels import check_votes
+
     try:
         levels = check_votes(pd.to_numeric(votes[vote].reset_index(drop=True), errors="coerce")).astype(np.int64)
     except InputError as exc:
