@@ -716,6 +716,28 @@ def test_import_votes_all_or_nothing(
             assert _stored(db, name) == before
 
 
+@pytest.mark.xfail(strict=True, reason="import_votes counts a Parquet true/false vote column as votes 1 and 0")
+def test_import_votes_refuses_true_and_false(store: tuple[Store, Path]) -> None:
+    db, media = store
+    name = f"study{next(_study_numbers)}"
+    with db.session() as s:
+        study = create_study(s, name, media_root=media)
+        for item in ("a", "b"):
+            s.add(Item(study_id=study.id, path=item, kind="image", sha256="0" * 64, content_group=item, role="test"))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "votes.parquet"
+        pd.DataFrame({"item": ["a", "b"], "rater": ["r", "r"], "vote": [True, True]}).to_parquet(path, index=False)
+        frame = read_table(path)
+
+        def run() -> tuple[int, int]:
+            with db.session() as s:
+                return import_votes(s, get_study(s, name), frame, source=str(path))
+
+        _, error = outcome(run)
+    assert error is not None
+    assert _stored(db, name) == (0, 0)
+
+
 # --------------------------------------------------------------------------- read_item_manifest
 
 
