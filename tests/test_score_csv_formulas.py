@@ -112,3 +112,14 @@ def test_ablation_predictions_are_formula_safe(tmp_path: Path) -> None:
     assert rows[0] == ["item", "mos", "levels (ce)", "direct score (score)", "score_answer"]
     assert rows[1] == ['\'=HYPERLINK("x").jpg', "3.25", "-0.5", "3", "'=2+2"]  # a negative number stays a number
     assert rows[2] == ["b.jpg", "1", "4.12346", "4", "4"]
+
+
+def test_qalign_eval_reads_the_raw_paths_of_a_formula_safe_score_file(tmp_path: Path) -> None:
+    from toolkit.evaluation.inputs import read_scores
+
+    out = tmp_path / "scores.csv"
+    probs = np.tile([0.1, 0.2, 0.4, 0.2, 0.1], (len(AWKWARD), 1))
+    ResultAppender(out, output_columns(False)).append(ScoredChunk(AWKWARD, probs, [""] * len(AWKWARD)))
+    assert cells(out)[1][0] == "'=cmd.jpg"
+    scores = read_scores(out)
+    assert scores.frame["path"].tolist() == AWKWARD  # matched against ground truth by these names

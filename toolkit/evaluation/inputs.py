@@ -26,6 +26,7 @@ import pandas as pd
 from toolkit.convert.labels import numeric_column, text_column
 from toolkit.convert.readers import LoadOptions, load_labels, read_rating_table, resolve_column
 from toolkit.errors import InputError
+from toolkit.io import csv_unescape_value
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -69,7 +70,9 @@ def read_scores(
     frame = frame.loc[keep].reset_index(drop=True)
     scores = numeric_column(frame, scol, source, required=False)
     has = np.isfinite(scores)
-    paths = text_column(frame, pcol, source).to_numpy()
+    # Score files are written formula-safe (a leading quote before =, +, -, @ ...): undo it so the
+    # paths match the ground truth's.
+    paths = text_column(frame, pcol, source).map(csv_unescape_value).to_numpy()
     out = pd.DataFrame({"path": paths[has], "score": scores[has]})
     gt = next((c for c in frame.columns if c.lower() == "gt_score"), None)
     if gt is not None:
