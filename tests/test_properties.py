@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from toolkit.analysis.pipeline import AnalysisOptions, analyze_votes, read_votes
 from toolkit.cli import main
 from toolkit.convert.readers import load_labels
-from toolkit.errors import ToolkitError
+from toolkit.errors import InputError, ToolkitError
 from toolkit.evaluation.inputs import read_scores
 from toolkit.io import ID_COLUMNS, csv_unescape_value, read_table
 from toolkit.qalign import COUNT_COLUMNS
@@ -716,7 +716,6 @@ def test_import_votes_all_or_nothing(
             assert _stored(db, name) == before
 
 
-@pytest.mark.xfail(strict=True, reason="import_votes counts a Parquet true/false vote column as votes 1 and 0")
 def test_import_votes_refuses_true_and_false(store: tuple[Store, Path]) -> None:
     db, media = store
     name = f"study{next(_study_numbers)}"
@@ -729,12 +728,8 @@ def test_import_votes_refuses_true_and_false(store: tuple[Store, Path]) -> None:
         pd.DataFrame({"item": ["a", "b"], "rater": ["r", "r"], "vote": [True, True]}).to_parquet(path, index=False)
         frame = read_table(path)
 
-        def run() -> tuple[int, int]:
-            with db.session() as s:
-                return import_votes(s, get_study(s, name), frame, source=str(path))
-
-        _, error = outcome(run)
-    assert error is not None
+        with pytest.raises(InputError, match="row 0: vote .* is true/false, not a level 1-5"), db.session() as s:
+            import_votes(s, get_study(s, name), frame, source=str(path))
     assert _stored(db, name) == (0, 0)
 
 

@@ -114,12 +114,18 @@ def test_ablation_predictions_are_formula_safe(tmp_path: Path) -> None:
     assert rows[2] == ["b.jpg", "1", "4.12346", "4", "4"]
 
 
-def test_qalign_eval_reads_the_raw_paths_of_a_formula_safe_score_file(tmp_path: Path) -> None:
+def test_qalign_eval_reads_the_raw_paths_of_a_formula_safe_score_file(
+    scorer: Scorer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from toolkit.evaluation.inputs import read_scores
 
-    out = tmp_path / "scores.csv"
-    probs = np.tile([0.1, 0.2, 0.4, 0.2, 0.1], (len(AWKWARD), 1))
-    ResultAppender(out, output_columns(False)).append(ScoredChunk(AWKWARD, probs, [""] * len(AWKWARD)))
-    assert cells(out)[1][0] == "'=cmd.jpg"
-    scores = read_scores(out)
-    assert scores.frame["path"].tolist() == AWKWARD  # matched against ground truth by these names
+    monkeypatch.chdir(tmp_path)
+    for i, name in enumerate(AWKWARD):
+        Image.fromarray(np.full((24, 32, 3), 40 * i, dtype=np.uint8)).save(name, format="PNG")
+    scorer.score(AWKWARD, out=tmp_path / "scores.csv")
+    assert cells(tmp_path / "scores.csv")[1][0] == "'=cmd.jpg"
+    # matched against the ground truth by these names
+    assert read_scores(tmp_path / "scores.csv").frame["path"].tolist() == AWKWARD
+    # A score table from elsewhere (no record of `qalign score` beside it) is taken as written.
+    (tmp_path / "other.csv").write_text("path,score\n'quoted.jpg,3.5\n")
+    assert read_scores(tmp_path / "other.csv").frame["path"].tolist() == ["'quoted.jpg"]

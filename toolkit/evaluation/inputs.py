@@ -27,6 +27,7 @@ from toolkit.convert.labels import numeric_column, text_column
 from toolkit.convert.readers import LoadOptions, load_labels, read_rating_table, resolve_column
 from toolkit.errors import InputError
 from toolkit.io import csv_unescape_value
+from toolkit.scoring.provenance import record_path
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -70,9 +71,12 @@ def read_scores(
     frame = frame.loc[keep].reset_index(drop=True)
     scores = numeric_column(frame, scol, source, required=False)
     has = np.isfinite(scores)
-    # Score files are written formula-safe (a leading quote before =, +, -, @ ...): undo it so the
-    # paths match the ground truth's.
-    paths = text_column(frame, pcol, source).map(csv_unescape_value).to_numpy()
+    paths = text_column(frame, pcol, source)
+    if record_path(path).is_file():
+        # Written by `qalign score`, which writes text formula-safe (a leading quote before =, +,
+        # -, @ ...): undo it so the paths match the ground truth's. Other files are taken as they are.
+        paths = paths.map(csv_unescape_value)
+    paths = paths.to_numpy()
     out = pd.DataFrame({"path": paths[has], "score": scores[has]})
     gt = next((c for c in frame.columns if c.lower() == "gt_score"), None)
     if gt is not None:

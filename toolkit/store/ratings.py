@@ -303,8 +303,20 @@ def import_votes(
     # Imported here: toolkit.levels loads scipy.stats (0.6 s), which no other store command needs.
     from toolkit.levels import check_votes
 
+    raw = votes[vote].reset_index(drop=True)
+    # true/false would pass as the numbers 1 and 0; a vote column of booleans is a wrong column.
+    is_flag = (
+        np.ones(len(raw), dtype=bool)
+        if pd.api.types.is_bool_dtype(raw)
+        else raw.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool)
+        if raw.dtype == object
+        else np.zeros(len(raw), dtype=bool)
+    )
+    if is_flag.any():
+        row = int(np.flatnonzero(is_flag)[0])
+        raise InputError(f"{source}, row {row}: vote {raw.iloc[row]!r} is true/false, not a level 1-5")
     try:
-        levels = check_votes(pd.to_numeric(votes[vote].reset_index(drop=True), errors="coerce")).astype(np.int64)
+        levels = check_votes(pd.to_numeric(raw, errors="coerce")).astype(np.int64)
     except InputError as exc:
         raise InputError(f"{source}: {exc} (row numbers count data rows from 0)") from None
     # Text ids, stripped, never "nan": a blank item or rater fails the import (rows from 0).
