@@ -128,7 +128,7 @@ def bench_backend(label: str, url: str, votes: Path, work: Path, n_items: int) -
         print(f"  {label:10} {name:15} {seconds:8.1f} s {peak:8.0f} MiB   {last[:70]}", flush=True)
         rows.append((label, name, seconds, peak))
     # The list's own query, without the command's start (which the startup and list rows include).
-    from toolkit.store.progress import studies_overview
+    from toolkit.store.overview import studies_overview
 
     store = Store(url)
     with store.session() as session:

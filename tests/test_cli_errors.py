@@ -80,12 +80,12 @@ def test_version() -> None:
 
 
 def test_an_unexpected_error_is_one_line_unless_debugging(tmp_path, capfd, monkeypatch) -> None:
-    import toolkit.store.progress
+    import toolkit.store.overview
 
     def broken(session):  # noqa: ANN001, ANN202
         raise RuntimeError("disk on fire\nsecond line")
 
-    monkeypatch.setattr(toolkit.store.progress, "studies_overview", broken)
+    monkeypatch.setattr(toolkit.store.overview, "studies_overview", broken)
     monkeypatch.delenv("QALIGN_DEBUG", raising=False)
     url = f"sqlite:///{tmp_path / 'study.db'}"
     from toolkit.store import upgrade

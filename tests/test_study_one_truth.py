@@ -21,7 +21,7 @@ from toolkit.errors import InputError
 from toolkit.levels import LevelScale
 from toolkit.qalign import COUNT_COLUMNS, LEVELS, answer_level
 from toolkit.store import Store, get_study, import_votes, load_snapshot
-from toolkit.store.progress import studies_overview
+from toolkit.store.overview import studies_overview
 from toolkit.store.raters import set_rater_excluded
 
 from fixtures_ui import make_study, sqlite_url
@@ -92,9 +92,9 @@ def test_the_snapshot_holds_valid_votes_only(study):
     # qalign study list counts the same valid votes.
     store = Store(url)
     with store.session() as session:
-        row = studies_overview(session).set_index("study").loc["pilot"]
+        row = {r.study: r for r in studies_overview(session)}["pilot"]
     store.dispose()
-    assert row["votes"] == len(snapshot.votes) + snapshot.excluded_votes and row["valid_votes"] == len(snapshot.votes)
+    assert row.votes == len(snapshot.votes) + snapshot.excluded_votes and row.valid_votes == len(snapshot.votes)
     res = runner.invoke(app, ["study", "list", "--db", url])
     assert res.exit_code == 0 and f"{len(snapshot.votes)}" in res.output
 

@@ -19,7 +19,7 @@ returns them (see :mod:`toolkit.analysis.mle`).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # Names load on first use: the command line reads the subject-model names from here, and must
 # not pay for scipy and the solvers just to show its help.
@@ -77,3 +77,120 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers
+    from toolkit.analysis.agreement import (
+        SplitHalfResult as SplitHalfResult,
+    )
+    from toolkit.analysis.agreement import (
+        spearman_brown as spearman_brown,
+    )
+    from toolkit.analysis.agreement import (
+        split_half_agreement as split_half_agreement,
+    )
+    from toolkit.analysis.mle import (
+        fit_mle as fit_mle,
+    )
+    from toolkit.analysis.mos import (
+        fit_mos as fit_mos,
+    )
+    from toolkit.analysis.mos import (
+        item_statistics as item_statistics,
+    )
+    from toolkit.analysis.names import (
+        SUBJECT_MODELS as SUBJECT_MODELS,
+    )
+    from toolkit.analysis.names import (
+        ModelName as ModelName,
+    )
+    from toolkit.analysis.normalize import (
+        ScaleMapping as ScaleMapping,
+    )
+    from toolkit.analysis.normalize import (
+        fit_scale_mapping as fit_scale_mapping,
+    )
+    from toolkit.analysis.normalize import (
+        rescale_range as rescale_range,
+    )
+    from toolkit.analysis.normalize import (
+        zscore_votes as zscore_votes,
+    )
+    from toolkit.analysis.pipeline import (
+        Analysis as Analysis,
+    )
+    from toolkit.analysis.pipeline import (
+        AnalysisOptions as AnalysisOptions,
+    )
+    from toolkit.analysis.pipeline import (
+        analyze_snapshot as analyze_snapshot,
+    )
+    from toolkit.analysis.pipeline import (
+        analyze_study as analyze_study,
+    )
+    from toolkit.analysis.pipeline import (
+        analyze_votes as analyze_votes,
+    )
+    from toolkit.analysis.pipeline import (
+        clean_labels as clean_labels,
+    )
+    from toolkit.analysis.pipeline import (
+        load_study_votes as load_study_votes,
+    )
+    from toolkit.analysis.pipeline import (
+        read_votes as read_votes,
+    )
+    from toolkit.analysis.rejection import (
+        Bt500Screening as Bt500Screening,
+    )
+    from toolkit.analysis.rejection import (
+        bt500_screen as bt500_screen,
+    )
+    from toolkit.analysis.rejection import (
+        fit_bt500 as fit_bt500,
+    )
+    from toolkit.analysis.rejection import (
+        fit_p913 as fit_p913,
+    )
+    from toolkit.analysis.rejection import (
+        p913_bias as p913_bias,
+    )
+    from toolkit.analysis.result import (
+        ITEM_COLUMNS as ITEM_COLUMNS,
+    )
+    from toolkit.analysis.result import (
+        MOS_TABLE_COLUMNS as MOS_TABLE_COLUMNS,
+    )
+    from toolkit.analysis.result import (
+        RATER_COLUMNS as RATER_COLUMNS,
+    )
+    from toolkit.analysis.result import (
+        SubjectModelResult as SubjectModelResult,
+    )
+    from toolkit.analysis.screening import (
+        ScreeningConfig as ScreeningConfig,
+    )
+    from toolkit.analysis.screening import (
+        ScreeningReport as ScreeningReport,
+    )
+    from toolkit.analysis.screening import (
+        screen_raters as screen_raters,
+    )
+    from toolkit.analysis.study_labels import (
+        StudyLabels as StudyLabels,
+    )
+    from toolkit.analysis.study_labels import (
+        item_aggregates as item_aggregates,
+    )
+    from toolkit.analysis.study_labels import (
+        study_label_table as study_label_table,
+    )
+    from toolkit.analysis.subject_models import (
+        fit_subject_model as fit_subject_model,
+    )
+    from toolkit.analysis.votes import (
+        Votes as Votes,
+    )
+    from toolkit.analysis.votes import (
+        prepare_votes as prepare_votes,
+    )

@@ -198,15 +198,21 @@ def list_command(db: Optional[str] = DbOption) -> None:
     """List the studies with their item, rater and vote counts."""
     from rich.table import Table
 
-    from toolkit.store import Store
-    from toolkit.store.progress import studies_overview
+    # Imported from their modules, not from toolkit.store: listing needs neither pandas nor scipy.
+    from toolkit.store.engine import Store
+    from toolkit.store.overview import studies_overview
 
     store = Store(db)
     with store.session() as session:
         overview = studies_overview(session)
+    store.dispose()
     table = Table("study", "task", "items", "raters", "votes", "valid votes", "target/item")
-    for row in overview.itertuples(index=False):
-        table.add_row(*(escape(str(v)) for v in row))
+    for row in overview:
+        table.add_row(
+            escape(row.study),
+            escape(row.task),
+            *(str(n) for n in (row.items, row.raters, row.votes, row.valid_votes, row.target_votes)),
+        )
     console.print(table)
 
 

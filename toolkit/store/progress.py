@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from toolkit.store.schema import Assignment, Item, Rater, Rating, Study
@@ -158,34 +158,3 @@ def rater_stats(session: Session, study: Study, min_session_votes: int = 5) -> p
     per["min_session_sd"] = full.groupby(level="rater_id")["std"].min().reindex(per.index)
     per["last_vote_at"] = grouped["answered_at"].max().reindex(per.index)
     return per.reset_index().drop(columns=["rater_id"])
-
-
-def studies_overview(session: Session) -> pd.DataFrame:
-    """One row per study: task, items, raters, votes, valid votes (excluded raters' not counted)
-    and the vote target per item, counted in SQL so the list stays quick for large studies."""
-
-    def counts(statement: Select[int, int]) -> dict[int, int]:
-        return dict(session.execute(statement).tuples().all())
-
-    items = counts(select(Item.study_id, func.count()).group_by(Item.study_id))
-    raters = counts(select(Rater.study_id, func.count()).group_by(Rater.study_id))
-    votes = counts(select(Rating.study_id, func.count()).group_by(Rating.study_id))
-    valid = counts(
-        select(Rating.study_id, func.count())
-        .join(Rater, Rating.rater_id == Rater.id)
-        .where(Rater.excluded.is_(False))
-        .group_by(Rating.study_id)
-    )
-    rows = [
-        (
-            s.name,
-            s.task,
-            items.get(s.id, 0),
-            raters.get(s.id, 0),
-            votes.get(s.id, 0),
-            valid.get(s.id, 0),
-            s.target_votes,
-        )
-        for s in session.scalars(select(Study).order_by(Study.id))
-    ]
-    return pd.DataFrame(rows, columns=["study", "task", "items", "raters", "votes", "valid_votes", "target_votes"])
