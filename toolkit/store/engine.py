@@ -87,11 +87,16 @@ def storage_error(exc: BaseException, url: str | URL) -> StoreError | None:
     return None
 
 
+SQLITE_BUSY_MS = 30_000
+"""How long a SQLite connection waits for another process's write lock before giving up."""
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # pragma: no cover - exercised through the engine
     cursor = dbapi_connection.cursor()
+    # The wait first: switching to WAL needs a lock that a migrating or importing process may hold.
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -122,7 +127,10 @@ def make_engine(url: str | None = None, check: bool = True, write_lock: bool = F
         if not parent.is_dir():
             raise StoreError(f"cannot open SQLite database {str(file)!r}: folder {str(parent)!r} does not exist")
     try:
-        engine = create_engine(parsed, pool_pre_ping=parsed.get_backend_name() != "sqlite")
+        sqlite = parsed.get_backend_name() == "sqlite"
+        # The driver's own wait applies while it opens the file, before the pragmas run.
+        connect_args = {"timeout": SQLITE_BUSY_MS / 1000} if sqlite else {}
+        engine = create_engine(parsed, pool_pre_ping=not sqlite, connect_args=connect_args)
     except NoSuchModuleError:
         raise StoreError(
             f"unsupported database URL {safe_url(parsed)!r}: no SQLAlchemy dialect {parsed.drivername!r}"
