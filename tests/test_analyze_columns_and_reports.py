@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from toolkit.cli import app
 from toolkit.errors import InputError
-from toolkit.io import OUTPUT_MARKER
+from toolkit.files import OUTPUT_MARKER
 
 runner = CliRunner()
 

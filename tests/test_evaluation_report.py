@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from toolkit.cli import app
 from toolkit.errors import InputError
 from toolkit.evaluation import MetricResult, load_evaluation_inputs, write_report
-from toolkit.io import OUTPUT_MARKER
+from toolkit.files import OUTPUT_MARKER
 from toolkit.levels import LEVELS
 
 

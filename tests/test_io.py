@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from toolkit.io import atomic_directory, atomic_open, atomic_path, atomic_write_text, read_table, write_table
+from toolkit.files import atomic_directory, atomic_open, atomic_path, atomic_write_text
+from toolkit.io import read_table, write_table
 from toolkit.training.output import replace_dir, staging_dir
 
 

@@ -17,7 +17,7 @@ from toolkit.convert import convert
 from toolkit.convert.study_dataset import export_study_dataset
 from toolkit.demo.pipeline import _prepare_out_dir
 from toolkit.errors import InputError
-from toolkit.io import OUTPUT_MARKER, atomic_directory, claim_output_dir, read_output_marker
+from toolkit.files import OUTPUT_MARKER, atomic_directory, claim_output_dir, read_output_marker
 from toolkit.store import Store, import_votes
 from toolkit.store.setup import StudySetup, setup_study
 from toolkit.training.output import check_output_dir

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from toolkit.analysis.pipeline import Analysis
-from toolkit.io import atomic_open, atomic_path, prepare_output_dir
+from toolkit.files import atomic_open, atomic_path, prepare_output_dir
 from toolkit.qalign import COUNT_COLUMNS
 
 MODEL_TITLES = {
@@ -94,7 +94,7 @@ def plot_scores(analysis: Analysis, path: Path) -> Path:
 def write_report(analysis: Analysis, folder: str | Path, *, overwrite: bool = False) -> Path:
     """Write ``report.md``, ``raters.png`` and ``scores.png`` into ``folder``; return the Markdown path.
 
-    ``folder`` follows every command's output-folder rule (:func:`toolkit.io.claim_output_dir`):
+    ``folder`` follows every command's output-folder rule (:func:`toolkit.files.claim_output_dir`):
     a new or empty folder, or with ``overwrite`` an earlier toolkit output; any other non-empty
     folder (of photos, say) is refused untouched.
     """

@@ -65,7 +65,8 @@ def analyze_command(
     """Fit a subject model to the votes and write per-item scores (and rater table, report)."""
     from toolkit.analysis.pipeline import AnalysisOptions, analyze_study, analyze_votes, read_votes
     from toolkit.errors import InputError
-    from toolkit.io import claim_output_dir, write_table
+    from toolkit.files import claim_output_dir
+    from toolkit.io import write_table
 
     if (votes is None) == (study is None):
         raise InputError("give either a VOTES file or --study NAME (with --db), not both and not neither")

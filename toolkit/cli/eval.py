@@ -124,7 +124,7 @@ def eval_command(
     if votes is not None and study is not None:
         raise InputError("give --votes or --study, not both")
     vote_table = _votes(votes, study, db)
-    from toolkit.io import prepare_output_dir
+    from toolkit.files import prepare_output_dir
 
     prepare_output_dir(out, overwrite=overwrite, written_by="qalign eval")
     if model:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from toolkit.convert.labels import LabelTable
 from toolkit.convert.splits import DuplicateReport, is_content_split
-from toolkit.io import atomic_write_text
+from toolkit.files import atomic_write_text
 from toolkit.qalign import LEVELS
 
 if TYPE_CHECKING:

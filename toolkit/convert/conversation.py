@@ -25,7 +25,7 @@ from typing import Any
 from toolkit.convert.labels import LabelTable
 from toolkit.convert.media import item_key, media_refs, relative_path, with_prefix
 from toolkit.convert.prompts import draw_questions, human_turn
-from toolkit.io import atomic_write_text
+from toolkit.files import atomic_write_text
 from toolkit.qalign import InputKind, Task, answer_text
 
 DEFAULT_INDENT = 4

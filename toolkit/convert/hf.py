@@ -22,7 +22,7 @@ from toolkit.convert.labels import LabelTable
 from toolkit.convert.media import absolute, media_refs
 from toolkit.convert.prompts import draw_questions
 from toolkit.errors import InputError
-from toolkit.io import atomic_directory, atomic_path
+from toolkit.files import atomic_directory, atomic_path
 from toolkit.qalign import InputKind, Task, answer_text
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def save_dataset(
     """``save_to_disk`` into a temporary folder, then move it to ``out`` (image bytes embedded).
 
     ``out`` must be new, empty, or (with ``overwrite``) an earlier toolkit output; ``inputs``
-    (the media folder) must not lie inside it: see :func:`toolkit.io.claim_output_dir`."""
+    (the media folder) must not lie inside it: see :func:`toolkit.files.claim_output_dir`."""
     with atomic_directory(out, overwrite=overwrite, written_by="save_dataset", inputs=inputs) as tmp:
         dataset.save_to_disk(str(tmp))
     return Path(out)

@@ -23,7 +23,8 @@ from toolkit.convert.splits import (
     split_table,
 )
 from toolkit.errors import InputError
-from toolkit.io import atomic_directory, atomic_write_text, claim_output_dir, csv_text
+from toolkit.files import atomic_directory, atomic_write_text, claim_output_dir
+from toolkit.io import csv_text
 from toolkit.levels import MosRule
 from toolkit.qalign import LEVELS, InputKind, Task
 
@@ -105,7 +106,7 @@ def convert(
     ``images`` is given (``dedupe`` forces either way).
     ``split`` is e.g. ``'train=0.8,test=0.2'``; without it a split column of the input is kept.
     A folder ``out`` is replaced as a whole: it must be new, empty, or (with ``overwrite``) an
-    earlier toolkit output, and must not hold ``images`` (:func:`toolkit.io.claim_output_dir`).
+    earlier toolkit output, and must not hold ``images`` (:func:`toolkit.files.claim_output_dir`).
     """
     table = load_labels(
         source, kind=kind, columns=columns, rule=rule, low=low, high=high, dmos=dmos, soft=soft, group_by=group_by

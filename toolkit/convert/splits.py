@@ -22,7 +22,7 @@ import pandas as pd
 from toolkit.convert.labels import HASH_COLUMN, LabelTable
 from toolkit.convert.media import absolute, media_ref
 from toolkit.errors import InputError
-from toolkit.io import sha256_file
+from toolkit.files import sha256_file
 
 
 def parse_fractions(spec: str) -> dict[str, float]:

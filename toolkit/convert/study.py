@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from toolkit.convert.labels import LabelTable, SoftLabelMode, labels_from_counts
 from toolkit.errors import InputError
-from toolkit.io import atomic_write_text
+from toolkit.files import atomic_write_text
 from toolkit.qalign import COUNT_COLUMNS, Task, check_task, is_task
 
 if TYPE_CHECKING:

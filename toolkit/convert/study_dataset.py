@@ -31,7 +31,8 @@ import pandas as pd
 from toolkit.convert.labels import LabelTable
 from toolkit.convert.splits import DuplicateReport, drop_duplicates, parse_fractions, split_notes, split_table
 from toolkit.errors import InputError
-from toolkit.io import atomic_directory, atomic_write_text, claim_output_dir, csv_text
+from toolkit.files import atomic_directory, atomic_write_text, claim_output_dir
+from toolkit.io import csv_text
 from toolkit.qalign import COUNT_COLUMNS, LEVELS, InputKind, Task, check_kind, is_task
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def export_study_dataset(
     ``split`` is e.g. ``'train=0.8,test=0.2'`` (by content group) or None for one ``train`` split.
     ``push_to_hub`` names a hub repository (``user/name``) to upload to as well.
     ``out`` is replaced as a whole: it must be new, empty, or (with ``overwrite``) an earlier
-    toolkit output, and must not hold the study's media (:func:`toolkit.io.claim_output_dir`).
+    toolkit output, and must not hold the study's media (:func:`toolkit.files.claim_output_dir`).
     """
     from toolkit.convert.card import card_metadata, render_card, write_card
     from toolkit.convert.hf import export_parquet, save_dataset

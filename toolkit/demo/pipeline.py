@@ -81,7 +81,7 @@ class DemoResult:
 
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
-    from toolkit.io import claim_output_dir, prepare_output_dir
+    from toolkit.files import claim_output_dir, prepare_output_dir
 
     # A fresh database and fresh outputs every run, but only over an earlier demo or toolkit output.
     target = claim_output_dir(out_dir, overwrite=overwrite, legacy=(MARKER,))

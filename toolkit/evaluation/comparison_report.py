@@ -24,7 +24,7 @@ from toolkit.evaluation.report import (
     fisher_line,
     results_table,
 )
-from toolkit.io import atomic_write_text, prepare_output_dir
+from toolkit.files import atomic_write_text, prepare_output_dir
 from toolkit.levels import LEVELS
 
 
@@ -34,7 +34,7 @@ def write_models_report(
     """Draw the figures, then write ``report.md`` and ``report.json`` into ``report.out_dir``.
 
     ``report.out_dir`` follows every command's output-folder rule
-    (:func:`toolkit.io.claim_output_dir`): a new or empty folder, or with ``overwrite`` an earlier
+    (:func:`toolkit.files.claim_output_dir`): a new or empty folder, or with ``overwrite`` an earlier
     toolkit output; any other non-empty folder is refused untouched.
     """
     from toolkit.evaluation.plots import reliability_plot, scatter_plot

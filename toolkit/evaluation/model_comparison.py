@@ -408,12 +408,12 @@ def evaluate_models(
     ``votes`` (a long table: item, rater, vote) adds the noise ceiling and vote-histogram
     calibration for the test items it covers. The first model is the reference of the paired
     comparisons. ``load`` replaces the model loader (default :meth:`Scorer.from_pretrained`).
-    ``out_dir`` follows every command's output-folder rule (:func:`toolkit.io.claim_output_dir`):
+    ``out_dir`` follows every command's output-folder rule (:func:`toolkit.files.claim_output_dir`):
     a new or empty folder, or with ``overwrite`` an earlier toolkit output (whose score tables a
     rerun resumes from).
     """
     from toolkit.evaluation.comparison_report import write_models_report
-    from toolkit.io import claim_output_dir, prepare_output_dir
+    from toolkit.files import claim_output_dir, prepare_output_dir
     from toolkit.scoring import check_task
 
     task_name = check_task(task)

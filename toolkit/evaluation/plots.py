@@ -11,7 +11,7 @@ import numpy as np
 
 from toolkit.evaluation.calibration import CalibrationResult
 from toolkit.evaluation.metrics import AgreementReport
-from toolkit.io import atomic_path
+from toolkit.files import atomic_path
 from toolkit.levels import LEVELS
 
 

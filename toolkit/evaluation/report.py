@@ -31,7 +31,7 @@ from toolkit.evaluation.metrics import (
     fisher_z_test,
     paired_bootstrap,
 )
-from toolkit.io import atomic_write_text, claim_output_dir, prepare_output_dir
+from toolkit.files import atomic_write_text, claim_output_dir, prepare_output_dir
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
@@ -158,7 +158,7 @@ def write_report(
 ) -> EvaluationReport:
     """Compute the agreement of each named prediction set with ``mos`` and write the report folder.
 
-    ``out_dir`` follows every command's output-folder rule (:func:`toolkit.io.claim_output_dir`):
+    ``out_dir`` follows every command's output-folder rule (:func:`toolkit.files.claim_output_dir`):
     a new or empty folder, or with ``overwrite`` an earlier toolkit output (one holding the output
     marker or one of the ``legacy`` entries); any other non-empty folder is refused untouched.
     """

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 from toolkit.errors import ToolkitError
-from toolkit.io import give_default_modes
+from toolkit.files import give_default_modes
 from toolkit.qalign import INPUT_KINDS, LEVELS, TASKS, answer_stem, answer_text, check_task
 
 TINY_MODEL_VERSION = "1"

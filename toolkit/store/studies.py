@@ -13,7 +13,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
-from toolkit.io import id_text, sha256_file
+from toolkit.files import sha256_file
+from toolkit.io import id_text
 from toolkit.media import BROWSER_IMAGE_EXTENSIONS, BROWSER_VIDEO_EXTENSIONS
 from toolkit.qalign import INPUT_KINDS, QUESTION_TEMPLATE, TASKS
 from toolkit.store.schema import Item, Rater, Study

@@ -22,7 +22,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from toolkit.errors import StoreError
-from toolkit.io import atomic_path, csv_text, table_format
+from toolkit.files import atomic_path
+from toolkit.io import csv_text, table_format
 from toolkit.store.ratings import votes_block, votes_query
 from toolkit.store.schema import Item, Rater, Rating, Study
 

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import InputError, ToolkitError
-from toolkit.io import atomic_write_text, csv_text
+from toolkit.files import atomic_write_text
+from toolkit.io import csv_text
 from toolkit.models.base import QAlignBackbone
 from toolkit.qalign import expected_score
 from toolkit.training.config import LOSS_NAMES, TrainConfig

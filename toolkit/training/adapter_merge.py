@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import cast
 
 from toolkit.errors import InputError
-from toolkit.io import claim_output_dir, write_output_marker
+from toolkit.files import claim_output_dir, write_output_marker
 from toolkit.models.base import SavesPretrained
 from toolkit.training.output import RECORD_NAME, copy_auxiliary_files, read_record, replace_dir, staging_dir
 
@@ -43,7 +43,7 @@ def merge_adapter(
     ``model`` defaults to the base model recorded by the training run that wrote the adapter.
     ``dtype`` (float32, bfloat16, float16) defaults to the base checkpoint's ``dtype`` /
     ``torch_dtype`` (float32 when it names none). ``out`` may be new, empty, or (with
-    ``overwrite``) an earlier toolkit output (:func:`toolkit.io.claim_output_dir`).
+    ``overwrite``) an earlier toolkit output (:func:`toolkit.files.claim_output_dir`).
     """
     import torch
     import transformers

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from toolkit.errors import InputError
-from toolkit.io import give_default_modes
+from toolkit.files import give_default_modes
 from toolkit.training.output import CHECKPOINTS_DIR
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import InputError
-from toolkit.io import (
+from toolkit.files import (
     claim_output_dir,
     give_default_modes,
     is_toolkit_output,
