@@ -57,6 +57,8 @@ def test_a_typo_d_option_is_a_short_usage_error(argv, capfd, monkeypatch) -> Non
         (["score"], "Missing argument"),
         (["score", "photo.jpg"], "Missing option '--model'"),
         (["study", "create"], "Missing argument"),
+        (["train", "--mode", "ful", "--out", "x"], "'ful' is not one of 'lora', 'full'"),
+        (["ablate", "--mode", "half"], "'half' is not one of 'lora', 'full'"),
     ],
 )
 def test_usage_errors_name_the_problem(argv, message, capfd, monkeypatch) -> None:

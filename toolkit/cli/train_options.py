@@ -8,8 +8,8 @@ file, then the recipe, then the plain default decide.
 How a field's type becomes an option:
 
 * ``bool``: a ``--name/--no-name`` switch;
-* ``int``, ``float``, ``str`` (also a ``Literal`` of strings): one value; ``path`` in the metadata
-  makes it a path (``str`` in the config);
+* ``int``, ``float``, ``str``: one value; ``path`` in the metadata makes it a path (``str`` in the
+  config); a ``Literal`` of strings: one of its values, listed in ``--help``;
 * a list of strings: the option repeated; where the field also takes a single string, one
   value gives that string;
 * a list of numbers: one value, comma-separated (``--weights 2,1``).
@@ -66,7 +66,8 @@ def _kind(annotation: Any, metadata: Any) -> tuple[str, type, bool]:
         return "repeat", Path if metadata.get("path") else item, len(args) > len(lists)
     (base,) = args
     if typing.get_origin(base) is Literal:
-        base = type(typing.get_args(base)[0])
+        # Kept as the Literal: the option then lists its choices and refuses others, click's way.
+        return "one", base, False
     if base is str and metadata.get("path"):
         base = Path
     return "one", base, False
