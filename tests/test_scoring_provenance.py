@@ -172,3 +172,26 @@ def test_cli_summary_counts_truncated_videos(tmp_path: Path) -> None:
     assert "1 of 1 input(s) scored" in text
     assert "1 video(s) decoded fewer frames than their 1 fps sampling asked for" in text
     assert "cut.mp4: 1 of 10 frames" in text
+
+
+def test_a_mismatch_known_without_the_weights_is_refused_before_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import toolkit.models.loading
+    from toolkit.scoring import score_images
+
+    make_images(tmp_path / "imgs", 2)
+    out = tmp_path / "scores.csv"
+    score_images([tmp_path / "imgs"], model="tiny", out=out, progress=False)
+
+    def no_loading(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before the output was checked")
+
+    monkeypatch.setattr(toolkit.models.loading, "load_backbone", no_loading)
+    with pytest.raises(InputError, match=r"task \(was quality, now aesthetics\)"):
+        score_images([tmp_path / "imgs"], model="tiny", task="aesthetics", out=out, progress=False)
+    with pytest.raises(InputError, match=r"input_kind \(was image, now video\)"):
+        score_images([tmp_path / "imgs"], model="tiny", video=True, out=out, progress=False)
+    # What only the weights tell (fingerprints, dtype) is still checked after loading.
+    with pytest.raises(AssertionError, match="loaded before"):
+        score_images([tmp_path / "imgs"], model="tiny", out=out, progress=False)

@@ -31,7 +31,7 @@ from toolkit.qalign import (
 from toolkit.scoring.decode import BatchPreparer, BatchVisuals, DecodeDataset, PreparedBatch, detach_preprocessing
 from toolkit.scoring.inputs import ScoreInput, collect_inputs
 from toolkit.scoring.processes import ProcessGroup, current_processes, resolve_device
-from toolkit.scoring.provenance import ModelIdentity, Provenance
+from toolkit.scoring.provenance import ModelIdentity, Provenance, refuse_early
 from toolkit.scoring.results import (
     FrameCounts,
     ResultAppender,
@@ -461,6 +461,7 @@ def score_images(
     check_task(task)
     # Read the inputs before loading the model, so a bad manifest fails in a second, not a minute.
     collect_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, video)
+    refuse_early(out, model, adapter, task, video)  # likewise an output made by another model or task
     scorer = Scorer.from_pretrained(
         model,
         adapter,

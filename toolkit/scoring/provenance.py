@@ -79,12 +79,7 @@ class ModelIdentity:
         """The identity of ``model`` (and ``adapter``) as ``load_backbone`` resolves them; pass the
         ``loaded`` backbone to fingerprint the folder it was read from without resolving again
         (a hub id would otherwise ask the hub once more, and offline fail to)."""
-        name = str(model)
-        local = Path(name).expanduser()
-        # A folder by its absolute path (the same name means another folder from another
-        # directory); a hub id or "tiny" as written, since their cache paths move.
-        shown = str(local.resolve()) if local.exists() else name
-        return cls(shown, _model_fingerprint(model, loaded), *_adapter_identity(adapter))
+        return cls(model_name(model), _model_fingerprint(model, loaded), *_adapter_identity(adapter))
 
     @classmethod
     def of_backbone(cls, backbone: QAlignBackbone) -> ModelIdentity:
@@ -101,6 +96,13 @@ class ModelIdentity:
         peft = getattr(model, "peft_config", None)
         adapter = json.dumps({k: str(v) for k, v in peft.items()}, sort_keys=True) if peft else None
         return cls(name, fingerprint, adapter)
+
+
+def model_name(model: str | os.PathLike[str]) -> str:
+    """How a record names the model: a folder by its absolute path (the same name means another
+    folder from another directory); a hub id or ``tiny`` as written, since their cache paths move."""
+    local = Path(str(model)).expanduser()
+    return str(local.resolve()) if local.exists() else str(model)
 
 
 def _model_fingerprint(model: str | os.PathLike[str], loaded: QAlignBackbone | None) -> str:
@@ -143,13 +145,16 @@ class Provenance:
 
     def differences(self, recorded: dict[str, Any]) -> list[str]:
         """``field (was X, now Y)`` for each field the record holds otherwise."""
-        out = []
-        for f in fields(self):
-            now = getattr(self, f.name)
-            was = recorded.get(f.name, "<not recorded>")
-            if was != now:
-                out.append(f"{f.name} (was {_show(was)}, now {_show(now)})")
-        return out
+        return _differences({f.name: getattr(self, f.name) for f in fields(self)}, recorded)
+
+
+def _differences(now: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
+    out = []
+    for name, value in now.items():
+        was = recorded.get(name, "<not recorded>")
+        if was != value:
+            out.append(f"{name} (was {_show(was)}, now {_show(value)})")
+    return out
 
 
 def _show(value: Any) -> str:
@@ -180,11 +185,53 @@ def write_record(out: str | os.PathLike[str], record: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _resume_hint(out: Path) -> str:
+    return f"pass another --out (out= in Python) or delete {out} to start over"
+
+
+def refuse_early(
+    out: str | os.PathLike[str] | None,
+    model: str | os.PathLike[str],
+    adapter: str | os.PathLike[str] | None,
+    task: str,
+    video: bool,
+) -> None:
+    """Before the weights are loaded (a minute for OneAlign): refuse an output whose record already
+    differs in what is known without them. The full check (:func:`check_resumable`, with the
+    fingerprints and the dtype) still runs once the model is loaded."""
+    if out is None:
+        return
+    out = Path(out)
+    try:
+        with open(out, encoding="utf-8") as fh:
+            has_rows = bool(fh.readline()) and bool(fh.readline())
+    except OSError:
+        return  # no file yet: nothing to resume
+    recorded = read_record(out) if has_rows else None
+    if recorded is None:
+        return
+    from toolkit import __version__
+    from toolkit.qalign import scoring_question
+
+    kind = "video" if video else "image"
+    known = {
+        "model": model_name(model),
+        "adapter": None if adapter is None else str(Path(adapter).expanduser().resolve()),
+        "task": task,
+        "input_kind": kind,
+        "question": scoring_question(task, kind),  # type: ignore[arg-type]
+        "toolkit_version": __version__,
+    }
+    diffs = _differences(known, recorded)
+    if diffs:
+        raise InputError(f"{out} was made differently, cannot resume: {'; '.join(diffs)}; {_resume_hint(out)}")
+
+
 def check_resumable(out: Path, provenance: Provenance, has_rows: bool) -> bool:
     """Whether ``out`` already has a matching record (``False``: there is nothing to resume, so
     the caller writes one). Raises :class:`InputError` naming what differs when the existing
     rows were made otherwise, or when they carry no record at all."""
-    how = f"pass another --out (out= in Python) or delete {out} to start over"
+    how = _resume_hint(out)
     if not has_rows:
         return False  # a record without rows (its CSV deleted) describes nothing
     recorded = read_record(out)
