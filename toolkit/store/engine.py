@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -148,13 +149,29 @@ def make_engine(url: str | None = None, check: bool = True, write_lock: bool = F
             event.listen(engine, "connect", _sqlite_exclusive)
             event.listen(engine, "begin", _begin_immediate)
     if check:
+        _check_connection(engine, parsed)
+    return engine
+
+
+def _check_connection(engine: Engine, url: URL) -> None:
+    # Two processes opening a new SQLite file at once can both ask to switch it to WAL; SQLite
+    # answers one of them "locked" at once, without waiting (it would be a deadlock otherwise).
+    # The other finishes in a moment: try again for as long as a busy lock may be waited for.
+    deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+    delay = 0.05
+    while True:
         try:
             with engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
+            return
         except OperationalError as exc:
+            locked = url.get_backend_name() == "sqlite" and "database is locked" in str(exc).lower()
+            if locked and time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
             engine.dispose()
-            raise StoreError(f"cannot connect to database {safe_url(parsed)!r}: {error_reason(exc)}") from None
-    return engine
+            raise StoreError(f"cannot connect to database {safe_url(url)!r}: {error_reason(exc)}") from None
 
 
 class Store:
