@@ -1,0 +1,384 @@
+"""Inter-rater reliability besides split-half: Krippendorff's alpha and ICC(2,k), with bootstrap intervals.
+
+Both work on the coded long votes (:class:`~toolkit.analysis.votes.Votes`), so partial sampling
+(each rater rates a subset of the items) needs no dense item x rater matrix.
+
+**Krippendorff's alpha** ``1 - D_o / D_e`` over the pairable votes (items with two or more votes),
+from the coincidence matrix, with the nominal, ordinal (default, for ACR levels) or interval
+difference function (Krippendorff 2011, "Computing Krippendorff's alpha-reliability"). A rater
+who votes twice on an item contributes two values to that item, as two coders would. The
+``krippendorff`` package computes the same number and serves the tests as a reference; the
+computation here is written out because the bootstrap needs each item's share of the
+coincidence matrix (see below).
+
+**ICC(2,k)**: two-way random effects, absolute agreement, the reliability of the mean of ``k``
+votes (Shrout & Fleiss 1979). The model is ``vote = mu + a_item + b_rater + e`` with independent
+random item, rater and error terms (variances ``s2_item``, ``s2_rater``, ``s2_error``), and
+
+    ICC(2,k) = s2_item / (s2_item + (s2_rater + s2_error) / k),   ICC(2,1) the same with k = 1.
+
+Shrout & Fleiss obtain the variances from the two-way ANOVA mean squares of a *complete* item x
+rater matrix. A partially sampled study has no complete matrix, so the variances are estimated
+here by Henderson's method I (Searle, Casella & McCulloch, "Variance Components", 1992, ch. 5):
+the ANOVA sums of squares of the unbalanced data (item totals, rater totals, grand total) are
+equated with their expectations under the model, a 3 x 3 linear system. Method I is unbiased for
+this all-random model, needs no iteration and reduces *exactly* to the Shrout-Fleiss ANOVA
+estimates on a complete design, so ICC(2,k) is the textbook value whenever the textbook's
+premise holds. ``k`` is the harmonic mean of the votes per item: the error variance of item
+``i``'s mean is ``(s2_rater + s2_error) / n_i``, and averaging that over the items gives the
+harmonic mean, so ICC(2,k) is the share of the item means' variance that is true item
+variance (equal to the textbook ``k`` when every item has ``k`` votes). As in Shrout & Fleiss the
+variance estimates are not truncated at zero, so the ICC can be negative when the items differ
+less than the noise suggests. The variances cannot be told apart (and the ICC is refused, with
+the reason) when no rater rates two items or no item has two votes.
+
+**Intervals**: percentile bootstrap over items (resampled with replacement, raters fixed), seeded.
+Every statistic above is a function of per-item sums (coincidences, vote totals) and, for the
+ICC, of per-rater totals, which are linear in how often each item is drawn. A batch of
+replicates is therefore one matrix product of the (replicates x items) draw counts with the
+per-item (or sparse item x rater) sums: the cost grows with replicates x votes, not with
+replicates x items squared, and no replicate refits anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import sparse
+
+from toolkit.analysis.votes import Votes
+from toolkit.errors import InputError
+
+AlphaMetric = Literal["nominal", "ordinal", "interval"]
+
+MAX_ALPHA_VALUES = 50
+"""Alpha's coincidence matrix has one row per distinct vote value: more than this is not a rating scale."""
+
+_DRAWS_PER_CHUNK = 4_000_000  # replicate x item draw counts held at once (32 MB of float64)
+
+
+@dataclass(frozen=True)
+class AlphaResult:
+    """Krippendorff's alpha with its bootstrap interval (NaN bounds when ``n_boot`` is 0)."""
+
+    alpha: float
+    ci: tuple[float, float]
+    metric: str
+    n_items: int  # items with two or more votes (the pairable ones)
+    n_votes: int  # votes on those items
+    n_boot: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class IccResult:
+    """ICC(2,k) and ICC(2,1) with bootstrap intervals, and the variance components behind them."""
+
+    icc: float  # ICC(2,k)
+    ci: tuple[float, float]
+    icc_single: float  # ICC(2,1): the reliability of one vote
+    icc_single_ci: tuple[float, float]
+    k: float  # harmonic mean of the votes per item
+    var_items: float
+    var_raters: float
+    var_error: float
+    complete: bool  # every item rated once by every rater: the Shrout-Fleiss ANOVA estimate
+    n_items: int
+    n_raters: int
+    n_votes: int
+    n_boot: int
+    confidence: float
+
+    @property
+    def method(self) -> str:
+        """How the variance components were estimated, in words for the report."""
+        if self.complete:
+            return "two-way ANOVA of the complete item x rater design (Shrout & Fleiss)"
+        return "Henderson's method I for the incomplete design (equal to Shrout & Fleiss on a complete one)"
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """Both coefficients; one that cannot be computed is None and ``notes`` says why."""
+
+    alpha: AlphaResult | None
+    icc: IccResult | None
+    notes: tuple[str, ...] = ()
+
+
+def _check_boot(n_boot: int, confidence: float) -> None:
+    if n_boot < 0:
+        raise InputError(f"the number of bootstrap replicates must be 0 or more, got {n_boot}")
+    if not 0.0 < confidence < 1.0:
+        raise InputError(f"the confidence level must lie between 0 and 1, got {confidence}")
+
+
+def _draw_counts(rng: np.random.Generator, n_items: int, n_boot: int, width: int = 0) -> Iterator[np.ndarray]:
+    """Bootstrap draws in chunks: row ``b`` counts how often replicate ``b`` drew each item.
+
+    A chunk holds as many replicates as keep (replicates x max(items, ``width``)) bounded, so
+    memory stays flat however many replicates are asked for.
+    """
+    chunk = max(1, _DRAWS_PER_CHUNK // max(n_items, width, 1))
+    for start in range(0, n_boot, chunk):
+        rows = min(chunk, n_boot - start)
+        draws = rng.integers(0, n_items, size=(rows, n_items)) + n_items * np.arange(rows)[:, None]
+        yield np.bincount(draws.ravel(), minlength=rows * n_items).reshape(rows, n_items).astype(float)
+
+
+def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return (float("nan"), float("nan"))
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return (float(low), float(high))
+
+
+# --- Krippendorff's alpha -------------------------------------------------------------------------
+
+
+def _alpha_from_coincidences(o: np.ndarray, values: np.ndarray, metric: AlphaMetric) -> np.ndarray:
+    """Alpha for a batch of coincidence matrices ``o`` (batch, V, V) over the sorted ``values``."""
+    n_v = o.sum(axis=1)  # (batch, V): pairable values per level (o is symmetric)
+    n = n_v.sum(axis=1)
+    size = values.size
+    if metric == "nominal":
+        delta = np.broadcast_to(1.0 - np.eye(size), o.shape)
+    elif metric == "interval":
+        delta = np.broadcast_to((values[:, None] - values[None, :]) ** 2, o.shape)
+    elif metric == "ordinal":
+        # delta(c, k) = (sum of n_g for g from c to k - (n_c + n_k) / 2) ** 2: ranks, not values.
+        index = np.arange(size)
+        low, high = np.minimum.outer(index, index), np.maximum.outer(index, index)
+        cum = np.cumsum(n_v, axis=1)
+        between = cum[:, high] - cum[:, low] + n_v[:, low]
+        delta = (between - (n_v[:, low] + n_v[:, high]) / 2.0) ** 2
+    else:
+        raise InputError(f"unknown alpha metric {metric!r}; use 'nominal', 'ordinal' or 'interval'")
+    observed = (o * delta).sum(axis=(1, 2))
+    # Expected disagreement: e = (n_c n_k - [c == k] n_c) / (n - 1); delta's diagonal is zero.
+    expected = np.einsum("bc,bk,bck->b", n_v, n_v, delta) / (n - 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(expected > 0, 1.0 - observed / expected, np.nan)
+
+
+def _alpha_shares(votes: Votes) -> tuple[np.ndarray, np.ndarray, int]:
+    """The distinct vote values, each pairable item's coincidences ``(c c^T - diag c) / (m - 1)``
+    flattened to (items, V*V) (their sum is the coincidence matrix), and the pairable votes."""
+    values, code = np.unique(votes.vote, return_inverse=True)
+    if values.size > MAX_ALPHA_VALUES:
+        raise InputError(f"Krippendorff's alpha needs a rating scale; the votes take {values.size} distinct values")
+    size = values.size
+    counts = np.bincount(votes.item * size + code, minlength=votes.n_items * size).reshape(votes.n_items, size)
+    m = counts.sum(axis=1)
+    pairable = m >= 2
+    if pairable.sum() < 2:
+        raise InputError(f"Krippendorff's alpha needs at least 2 items with 2 or more votes; found {pairable.sum()}")
+    c = counts[pairable].astype(float)
+    share = (c[:, :, None] * c[:, None, :] - c[:, :, None] * np.eye(size)) / (m[pairable] - 1.0)[:, None, None]
+    return values, share.reshape(len(c), size * size), int(m[pairable].sum())
+
+
+def krippendorff_alpha(
+    votes: Votes, metric: AlphaMetric = "ordinal", n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> AlphaResult:
+    """Krippendorff's alpha of ``votes`` with a percentile bootstrap interval over items.
+
+    Raises :class:`~toolkit.errors.InputError` when fewer than two items have two or more votes,
+    when every pairable vote has the same value (alpha is 0/0), or when the votes take more than
+    ``MAX_ALPHA_VALUES`` distinct values.
+    """
+    _check_boot(n_boot, confidence)
+    values, share, n_votes = _alpha_shares(votes)
+    size = values.size
+    point = _alpha_from_coincidences(share.sum(axis=0).reshape(1, size, size), values, metric)[0]
+    if not np.isfinite(point):
+        raise InputError("Krippendorff's alpha is undefined: every pairable vote has the same value")
+    boot = np.empty(0)
+    if n_boot:
+        rng = np.random.default_rng(seed)
+        parts = [
+            _alpha_from_coincidences((w @ share).reshape(-1, size, size), values, metric)
+            for w in _draw_counts(rng, len(share), n_boot)
+        ]
+        boot = np.concatenate(parts)
+    return AlphaResult(
+        alpha=float(point),
+        ci=_interval(boot, confidence) if n_boot else (float("nan"), float("nan")),
+        metric=metric,
+        n_items=len(share),
+        n_votes=n_votes,
+        n_boot=n_boot,
+        confidence=confidence,
+    )
+
+
+# --- ICC(2,k) -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Design:
+    """The per-item and per-cell sums Henderson's method I is built from."""
+
+    n: np.ndarray  # votes per item
+    total: np.ndarray  # sum of votes per item
+    squares: np.ndarray  # sum of squared votes per item
+    k1: np.ndarray  # per item: sum over its raters of n_ij^2 / n_i
+    cells: sparse.csr_matrix  # item x (3 * raters): rater totals | cell counts n_ij | n_ij^2
+    n_raters: int
+
+
+def _design(votes: Votes) -> _Design:
+    n_items, n_raters = votes.n_items, votes.n_raters
+    y = votes.vote.astype(float)
+    n = np.bincount(votes.item, minlength=n_items).astype(float)
+    cell, cell_code = np.unique(votes.item * n_raters + votes.rater, return_inverse=True)
+    cell_item, cell_rater = cell // n_raters, cell % n_raters
+    n_ij = np.bincount(cell_code).astype(float)
+    s_ij = np.bincount(cell_code, weights=y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k1 = np.bincount(cell_item, weights=n_ij**2, minlength=n_items) / n
+    rows = np.concatenate([cell_item] * 3)
+    cols = np.concatenate([cell_rater, cell_rater + n_raters, cell_rater + 2 * n_raters])
+    data = np.concatenate([s_ij, n_ij, n_ij**2])
+    cells = sparse.csr_matrix((data, (rows, cols)), shape=(n_items, 3 * n_raters))
+    return _Design(
+        n=n,
+        total=np.bincount(votes.item, weights=y, minlength=n_items),
+        squares=np.bincount(votes.item, weights=y * y, minlength=n_items),
+        k1=np.nan_to_num(k1),
+        cells=cells,
+        n_raters=n_raters,
+    )
+
+
+def _henderson(design: _Design, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Method I variance components (batch, 3) = (item, rater, error), the system's condition number
+    and the harmonic mean of votes per item, for item weights ``w`` (batch, items): the data with
+    item ``i`` present ``w[b, i]`` times."""
+    n_raters = design.n_raters
+    n_items = w.sum(axis=1)  # items drawn (each copy counts as an item)
+    big_n = w @ design.n
+    t0 = w @ design.squares
+    t_a = w @ (design.total**2 / design.n)
+    grand = w @ design.total
+    t_mu = grand**2 / big_n
+    k1 = w @ design.k1
+    k3 = (w @ design.n**2) / big_n
+    per_rater = np.asarray((design.cells.T @ w.T).T)  # (batch, 3 * raters): a sparse product
+    r_total, r_n, r_n2 = per_rater[:, :n_raters], per_rater[:, n_raters : 2 * n_raters], per_rater[:, 2 * n_raters :]
+    seen = r_n > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_b = np.where(seen, r_total**2 / r_n, 0.0).sum(axis=1)
+        k2 = np.where(seen, r_n2 / r_n, 0.0).sum(axis=1)
+    k4 = (r_n**2).sum(axis=1) / big_n
+    n_r = seen.sum(axis=1)
+    # E[T - T_mu] = coefficients @ (s2_item, s2_rater, s2_error) for T = T_A, T_B, T_0.
+    coef = np.stack(
+        [
+            np.stack([big_n - k3, k1 - k4, n_items - 1.0], axis=1),
+            np.stack([k2 - k3, big_n - k4, n_r - 1.0], axis=1),
+            np.stack([big_n - k3, big_n - k4, big_n - 1.0], axis=1),
+        ],
+        axis=1,
+    )
+    rhs = np.stack([t_a - t_mu, t_b - t_mu, t0 - t_mu], axis=1)
+    cond = np.linalg.cond(coef)
+    solvable = np.isfinite(cond) & (cond < 1e12)
+    components = np.full(rhs.shape, np.nan)
+    if solvable.any():
+        components[solvable] = np.linalg.solve(coef[solvable], rhs[solvable][..., None])[..., 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        harmonic_k = n_items / (w @ (1.0 / design.n))
+    return components, cond, harmonic_k
+
+
+def _icc_values(components: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    s_item, s_rater, s_error = components.T
+    noise = s_rater + s_error
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return s_item / (s_item + noise / k), s_item / (s_item + noise)
+
+
+def icc2k(votes: Votes, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> IccResult:
+    """ICC(2,k) and ICC(2,1) of ``votes`` (see the module docstring for the incomplete-design estimate).
+
+    Votes may be any numbers (bias-removed or z-scored votes too). Raises
+    :class:`~toolkit.errors.InputError` naming the reason when the design cannot separate item,
+    rater and error variance (fewer than 2 items or raters, no item with two votes, no rater
+    with two items) or the items' votes do not vary at all.
+    """
+    _check_boot(n_boot, confidence)
+    n_e = votes.item_counts()
+    if votes.n_items < 2 or votes.n_raters < 2:
+        raise InputError(f"ICC(2,k) needs at least 2 items and 2 raters; found {votes.n_items} and {votes.n_raters}")
+    if (n_e >= 2).sum() == 0:
+        raise InputError("ICC(2,k) needs items with 2 or more votes; every item has one")
+    if (votes.rater_counts() >= 2).sum() == 0:
+        raise InputError(
+            "ICC(2,k) is undefined: no rater rated two items, so rater and error variance cannot be told apart"
+        )
+    design = _design(votes)
+    comp, cond, k = _henderson(design, np.ones((1, votes.n_items)))
+    if not np.isfinite(comp).all():
+        raise InputError(
+            f"ICC(2,k) is undefined for this design: item, rater and error variance cannot be separated "
+            f"(condition number {cond[0]:.3g}); it needs raters who rate several items, and items with several raters"
+        )
+    icc, single = _icc_values(comp, k)
+    if not (np.isfinite(icc[0]) and np.isfinite(single[0])):
+        raise InputError("ICC(2,k) is undefined: the votes do not vary")
+    icc_boot = single_boot = np.empty(0)
+    if n_boot:
+        rng = np.random.default_rng(seed)
+        icc_parts, single_parts = [], []
+        # The per-rater totals of a chunk are (replicates x 3 * raters): bound that too.
+        for w in _draw_counts(rng, votes.n_items, n_boot, width=3 * votes.n_raters):
+            components, _, k_boot = _henderson(design, w)
+            icc_b, single_b = _icc_values(components, k_boot)
+            icc_parts.append(icc_b)
+            single_parts.append(single_b)
+        icc_boot, single_boot = np.concatenate(icc_parts), np.concatenate(single_parts)
+    nan_ci = (float("nan"), float("nan"))
+    n_cells = design.cells[:, votes.n_raters : 2 * votes.n_raters].nnz
+    complete = n_cells == votes.n_items * votes.n_raters == votes.n_votes
+    return IccResult(
+        icc=float(icc[0]),
+        ci=_interval(icc_boot, confidence) if n_boot else nan_ci,
+        icc_single=float(single[0]),
+        icc_single_ci=_interval(single_boot, confidence) if n_boot else nan_ci,
+        k=float(k[0]),
+        var_items=float(comp[0, 0]),
+        var_raters=float(comp[0, 1]),
+        var_error=float(comp[0, 2]),
+        complete=bool(complete),
+        n_items=votes.n_items,
+        n_raters=votes.n_raters,
+        n_votes=votes.n_votes,
+        n_boot=n_boot,
+        confidence=confidence,
+    )
+
+
+def measure_reliability(
+    votes: Votes, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0, metric: AlphaMetric = "ordinal"
+) -> Reliability:
+    """Krippendorff's alpha and ICC(2,k) of the same votes; a coefficient the votes cannot
+    support is left out with the reason in ``notes`` (bad arguments still raise)."""
+    _check_boot(n_boot, confidence)
+    notes: list[str] = []
+    alpha: AlphaResult | None = None
+    icc: IccResult | None = None
+    try:
+        alpha = krippendorff_alpha(votes, metric=metric, n_boot=n_boot, confidence=confidence, seed=seed)
+    except InputError as exc:
+        notes.append(f"Krippendorff's alpha not computed: {exc}")
+    try:
+        icc = icc2k(votes, n_boot=n_boot, confidence=confidence, seed=seed)
+    except InputError as exc:
+        notes.append(f"ICC(2,k) not computed: {exc}")
+    return Reliability(alpha, icc, tuple(notes))
