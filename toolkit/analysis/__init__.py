@@ -1,4 +1,5 @@
-"""Cleaning ratings: MOS and CIs, subject models, rater screening, split-half agreement.
+"""Cleaning ratings: MOS and CIs, subject models, rater screening, split-half agreement,
+Krippendorff's alpha and ICC(2,k), rater QA against a model's scores.
 
 Typical use::
 
@@ -63,6 +64,22 @@ _EXPORTS: dict[str, str] = {
     "screen_raters": "toolkit.analysis.screening",
     "Votes": "toolkit.analysis.votes",
     "prepare_votes": "toolkit.analysis.votes",
+    "AlphaResult": "toolkit.analysis.reliability",
+    "IccResult": "toolkit.analysis.reliability",
+    "Reliability": "toolkit.analysis.reliability",
+    "icc2k": "toolkit.analysis.reliability",
+    "krippendorff_alpha": "toolkit.analysis.reliability",
+    "measure_reliability": "toolkit.analysis.reliability",
+    "AGREEMENT_COLUMNS": "toolkit.analysis.model_agreement",
+    "MatchedScores": "toolkit.analysis.model_agreement",
+    "agreement_from_scores": "toolkit.analysis.model_agreement",
+    "with_model_agreement": "toolkit.analysis.model_agreement",
+    "ModelAgreement": "toolkit.analysis.model_agreement",
+    "ModelAgreementConfig": "toolkit.analysis.model_agreement",
+    "match_model_scores": "toolkit.analysis.model_agreement",
+    "model_agreement": "toolkit.analysis.model_agreement",
+    "rater_model_agreement": "toolkit.analysis.model_agreement",
+    "read_model_agreement": "toolkit.analysis.model_agreement",
 }
 
 __all__ = list(_EXPORTS)
@@ -82,6 +99,36 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     )
     from toolkit.analysis.mle import (
         fit_mle as fit_mle,
+    )
+    from toolkit.analysis.model_agreement import (
+        AGREEMENT_COLUMNS as AGREEMENT_COLUMNS,
+    )
+    from toolkit.analysis.model_agreement import (
+        MatchedScores as MatchedScores,
+    )
+    from toolkit.analysis.model_agreement import (
+        ModelAgreement as ModelAgreement,
+    )
+    from toolkit.analysis.model_agreement import (
+        ModelAgreementConfig as ModelAgreementConfig,
+    )
+    from toolkit.analysis.model_agreement import (
+        agreement_from_scores as agreement_from_scores,
+    )
+    from toolkit.analysis.model_agreement import (
+        match_model_scores as match_model_scores,
+    )
+    from toolkit.analysis.model_agreement import (
+        model_agreement as model_agreement,
+    )
+    from toolkit.analysis.model_agreement import (
+        rater_model_agreement as rater_model_agreement,
+    )
+    from toolkit.analysis.model_agreement import (
+        read_model_agreement as read_model_agreement,
+    )
+    from toolkit.analysis.model_agreement import (
+        with_model_agreement as with_model_agreement,
     )
     from toolkit.analysis.mos import (
         fit_mos as fit_mos,
@@ -145,6 +192,24 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     )
     from toolkit.analysis.rejection import (
         p913_bias as p913_bias,
+    )
+    from toolkit.analysis.reliability import (
+        AlphaResult as AlphaResult,
+    )
+    from toolkit.analysis.reliability import (
+        IccResult as IccResult,
+    )
+    from toolkit.analysis.reliability import (
+        Reliability as Reliability,
+    )
+    from toolkit.analysis.reliability import (
+        icc2k as icc2k,
+    )
+    from toolkit.analysis.reliability import (
+        krippendorff_alpha as krippendorff_alpha,
+    )
+    from toolkit.analysis.reliability import (
+        measure_reliability as measure_reliability,
     )
     from toolkit.analysis.result import (
         ITEM_COLUMNS as ITEM_COLUMNS,

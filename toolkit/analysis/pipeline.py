@@ -18,11 +18,13 @@ import pandas as pd
 
 from toolkit.analysis.agreement import SplitHalfResult, split_half_agreement
 from toolkit.analysis.mle import Solver
+from toolkit.analysis.model_agreement import ModelAgreement
 from toolkit.analysis.mos import CiMethod, item_statistics
+from toolkit.analysis.reliability import Reliability, measure_reliability
 from toolkit.analysis.result import SubjectModelResult
 from toolkit.analysis.screening import ScreeningConfig, ScreeningReport, screen_raters, study_rows
 from toolkit.analysis.subject_models import ModelName, fit_subject_model
-from toolkit.analysis.votes import check_vote_table, prepare_votes
+from toolkit.analysis.votes import Votes, check_vote_table, prepare_votes
 from toolkit.errors import InputError, StoreError
 from toolkit.io import ID_COLUMNS, read_table
 
@@ -50,11 +52,13 @@ class AnalysisOptions:
     exclude_flagged: bool = False  # drop raters flagged by the screening before fitting
     agreement_splits: int = 200  # 0 skips the split-half agreement
     seed: int = 0
+    reliability: bool = True  # Krippendorff's alpha and ICC(2,k) on the votes split-half uses
+    reliability_boot: int = 1000  # bootstrap replicates of their intervals; 0: point estimates only
 
 
 class CleanOptions(TypedDict, total=False):
-    """The :class:`AnalysisOptions` fields :func:`clean_labels` passes on (all but ``model`` and
-    ``agreement_splits``, which it sets itself)."""
+    """The :class:`AnalysisOptions` fields :func:`clean_labels` passes on (all but ``model``,
+    ``agreement_splits`` and the reliability ones, which it sets itself)."""
 
     ci: CiMethod
     solver: Solver
@@ -79,6 +83,9 @@ class Analysis:
     n_votes: int
     source: str
     notes: list[str] = field(default_factory=list)
+    reliability: Reliability | None = None
+    study_votes: Votes | None = None  # every rater's votes on the study items (rater QA input)
+    model_agreement: ModelAgreement | None = None  # set by the caller that has a model's scores
 
 
 def read_votes(path: str | Path, options: AnalysisOptions | None = None) -> pd.DataFrame:
@@ -181,6 +188,7 @@ def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, s
     if study.empty:
         raise InputError(f"{source}: no votes on study items (only gold or training items)")
     study_items = pd.unique(study["item"])
+    all_study = study
 
     excluded = pd.DataFrame()
     if opt.exclude_flagged and screening is not None and len(screening.flagged):
@@ -219,6 +227,13 @@ def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, s
             agreement = split_half_agreement(kept, n_splits=opt.agreement_splits, seed=opt.seed)
         except InputError as exc:
             notes.append(f"split-half agreement not computed: {exc}")
+    reliability = None
+    if opt.reliability:
+        reliability = measure_reliability(kept, n_boot=opt.reliability_boot, seed=opt.seed)
+        notes.extend(reliability.notes)
+    study_votes = votes
+    if not excluded.empty:  # the raters left out of the fit still get their QA row
+        study_votes = prepare_votes(all_study, content_col=content_col, items=study_items, source=source)
     if content_col is not None:
         notes.append(f"content groups from column {content_col!r} ({votes.n_contents} contents)")
 
@@ -230,6 +245,8 @@ def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, s
         n_votes=votes.n_votes,
         source=source,
         notes=notes + result.notes,
+        reliability=reliability,
+        study_votes=study_votes,
     )
 
 
@@ -237,7 +254,7 @@ def clean_labels(frame: pd.DataFrame, model: ModelName = "mle_co", **options: Un
     """Cleaned per-item labels for the converters: ``item, score, sd, std, ci_low, ci_high, n``.
 
     ``options`` are :class:`AnalysisOptions` fields (``ci``, ``exclude_flagged``, column names...).
-    The agreement is skipped here; run :func:`analyze_votes` for the full picture.
+    The agreement and reliability are skipped here; run :func:`analyze_votes` for the full picture.
     """
-    opts = AnalysisOptions(model=model, agreement_splits=0, **options)
+    opts = AnalysisOptions(model=model, agreement_splits=0, reliability=False, **options)
     return analyze_votes(frame, opts).result.mos_table()

@@ -1,14 +1,21 @@
 """A Markdown report with plots for one analysis: what was fitted, who was rejected and why,
-the noise ceiling, and the scores with their intervals."""
+the noise ceiling and reliability, the scores with their intervals, and (given a model's scores)
+which raters disagree with both the model and their peers. ``report.json`` holds the same
+figures for programs."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from toolkit.analysis.model_agreement import ModelAgreement
 from toolkit.analysis.pipeline import Analysis
+from toolkit.analysis.reliability import AlphaResult, IccResult
 from toolkit.files import atomic_open, atomic_path, prepare_output_dir
 from toolkit.qalign import COUNT_COLUMNS
 
@@ -33,6 +40,143 @@ def _md_table(frame: pd.DataFrame, digits: int = 3) -> str:
     for row in frame.itertuples(index=False):
         lines.append("| " + " | ".join(_fmt(v, digits).replace("|", "\\|") for v in row) + " |")
     return "\n".join(lines)
+
+
+def _ci(interval: tuple[float, float]) -> str:
+    return "" if not all(np.isfinite(interval)) else f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+
+
+def reliability_lines(alpha: AlphaResult | None, icc: IccResult | None) -> list[str]:
+    """Report bullets for Krippendorff's alpha and ICC(2,k) (intervals: bootstrap over items)."""
+    lines = []
+    if alpha is not None:
+        boot = f", {alpha.n_boot} bootstrap replicates over items" if alpha.n_boot else ""
+        lines.append(
+            f"- Krippendorff's alpha ({alpha.metric}, {alpha.n_items} items with 2+ votes{boot}): "
+            f"{alpha.alpha:.3f}{_ci(alpha.ci)}"
+        )
+    if icc is not None:
+        boot = f", {icc.n_boot} bootstrap replicates over items" if icc.n_boot else ""
+        lines.append(
+            f"- ICC(2,k) (two-way random, absolute agreement, k = {icc.k:.1f} votes per item (harmonic mean), "
+            f"{icc.n_items} items{boot}): {icc.icc:.3f}{_ci(icc.ci)}; one vote, ICC(2,1): "
+            f"{icc.icc_single:.3f}{_ci(icc.icc_single_ci)}. Variances (item, rater, error): {icc.var_items:.3f}, "
+            f"{icc.var_raters:.3f}, {icc.var_error:.3f}, by {icc.method}"
+        )
+    return lines
+
+
+def model_agreement_lines(qa: ModelAgreement) -> list[str]:
+    """The report's section on rater QA against a model's scores."""
+    cfg = qa.config
+    lines = [
+        "## Raters against the model",
+        "",
+        f"Model scores from {qa.source} matched {qa.n_matched} of {qa.n_items} study items; "
+        f"the model's SRCC with the MOS of all votes on them: {_fmt(qa.srcc_mos)}.",
+        "",
+        "Per rater, Spearman correlation of their votes with the model's scores (`srcc_model`) and with "
+        f"the MOS of the other raters (`srcc_peers`) over their common items. Flagged: both below "
+        f"{cfg.min_srcc_model:.2f} / {cfg.min_srcc_peers:.2f} on at least {cfg.min_items} common items.",
+        "",
+    ]
+    flagged = qa.flagged
+    if len(flagged):
+        lines += [_md_table(flagged.reset_index()[["rater", "common_items", "srcc_model", "srcc_peers"]]), ""]
+    else:
+        lines += ["No rater disagrees with both the model and their peers.", ""]
+    for note in qa.notes:
+        lines.append(f"- Note: {note}")
+    if qa.notes:
+        lines.append("")
+    return lines
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: NumPy scalars as Python numbers, NaN and infinities as null."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def report_data(analysis: Analysis) -> dict[str, Any]:
+    """The report's figures as plain data (what ``report.json`` holds)."""
+    res = analysis.result
+    data: dict[str, Any] = {
+        "source": analysis.source,
+        "model": res.model,
+        "n_votes": analysis.n_votes,
+        "n_items": len(res.items),
+        "n_raters": len(res.raters),
+        "n_rejected": int(res.raters["rejected"].sum()),
+        "split_half": None,
+        "krippendorff_alpha": None,
+        "icc": None,
+        "model_agreement": None,
+        "notes": list(analysis.notes),
+    }
+    if analysis.agreement is not None:
+        ag = analysis.agreement
+        data["split_half"] = {
+            "srcc": ag.srcc,
+            "srcc_ci": ag.srcc_ci,
+            "plcc": ag.plcc,
+            "plcc_ci": ag.plcc_ci,
+            "n_items": ag.n_items,
+            "n_splits": ag.n_splits,
+        }
+    rel = analysis.reliability
+    if rel is not None and rel.alpha is not None:
+        a = rel.alpha
+        data["krippendorff_alpha"] = {
+            "alpha": a.alpha,
+            "ci": a.ci,
+            "metric": a.metric,
+            "n_items": a.n_items,
+            "n_votes": a.n_votes,
+            "n_boot": a.n_boot,
+            "confidence": a.confidence,
+        }
+    if rel is not None and rel.icc is not None:
+        i = rel.icc
+        data["icc"] = {
+            "icc2k": i.icc,
+            "icc2k_ci": i.ci,
+            "icc21": i.icc_single,
+            "icc21_ci": i.icc_single_ci,
+            "k": i.k,
+            "var_items": i.var_items,
+            "var_raters": i.var_raters,
+            "var_error": i.var_error,
+            "complete_design": i.complete,
+            "method": i.method,
+            "n_items": i.n_items,
+            "n_raters": i.n_raters,
+            "n_boot": i.n_boot,
+            "confidence": i.confidence,
+        }
+    qa = analysis.model_agreement
+    if qa is not None:
+        data["model_agreement"] = {
+            "source": qa.source,
+            "n_matched": qa.n_matched,
+            "n_items": qa.n_items,
+            "srcc_mos": qa.srcc_mos,
+            "thresholds": {
+                "min_srcc_model": qa.config.min_srcc_model,
+                "min_srcc_peers": qa.config.min_srcc_peers,
+                "min_items": qa.config.min_items,
+            },
+            "flagged": qa.flagged.index.astype(str).tolist(),
+            "notes": list(qa.notes),
+        }
+    return _plain(data)
 
 
 def plot_raters(analysis: Analysis, path: Path) -> Path:
@@ -92,7 +236,8 @@ def plot_scores(analysis: Analysis, path: Path) -> Path:
 
 
 def write_report(analysis: Analysis, folder: str | Path, *, overwrite: bool = False) -> Path:
-    """Write ``report.md``, ``raters.png`` and ``scores.png`` into ``folder``; return the Markdown path.
+    """Write ``report.md``, ``report.json``, ``raters.png`` and ``scores.png`` into ``folder``; return the
+    Markdown path.
 
     ``folder`` follows every command's output-folder rule (:func:`toolkit.files.claim_output_dir`):
     a new or empty folder, or with ``overwrite`` an earlier toolkit output; any other non-empty
@@ -120,6 +265,8 @@ def write_report(analysis: Analysis, folder: str | Path, *, overwrite: bool = Fa
             f"{ag.n_items} items): SRCC {ag.srcc:.3f} [{ag.srcc_ci[0]:.3f}, {ag.srcc_ci[1]:.3f}], "
             f"PLCC {ag.plcc:.3f} [{ag.plcc_ci[0]:.3f}, {ag.plcc_ci[1]:.3f}]",
         ]
+    if analysis.reliability is not None:
+        lines += reliability_lines(analysis.reliability.alpha, analysis.reliability.icc)
     for note in analysis.notes:
         lines.append(f"- Note: {note}")
     counts = analysis.item_stats[list(COUNT_COLUMNS)].sum()
@@ -174,6 +321,8 @@ def write_report(analysis: Analysis, folder: str | Path, *, overwrite: bool = Fa
             lines += [_md_table(flagged.reset_index()[cols]), ""]
         else:
             lines += ["No rater was flagged (gold items, straightlining, response time, agreement).", ""]
+    if analysis.model_agreement is not None:
+        lines += model_agreement_lines(analysis.model_agreement)
     if res.contents is not None:
         lines += [
             "## Content ambiguity",
@@ -187,6 +336,9 @@ def write_report(analysis: Analysis, folder: str | Path, *, overwrite: bool = Fa
         _md_table(raters.reset_index()[["rater", "n", "bias", "inconsistency", "rejected", "reason"]]),
         "",
     ]
+    with atomic_open(out / "report.json") as handle:
+        json.dump(report_data(analysis), handle, indent=2, allow_nan=False)
+        handle.write("\n")
     path = out / "report.md"
     with atomic_open(path) as handle:
         handle.write("\n".join(lines))

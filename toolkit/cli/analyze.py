@@ -57,12 +57,35 @@ def analyze_command(
     ),
     min_rater_votes: int = typer.Option(2, "--min-rater-votes", help="MLE: raters with fewer votes are left out."),
     splits: int = typer.Option(200, "--splits", help="Random splits for the split-half agreement (0 skips it)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split-half agreement."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split-half agreement and the reliability bootstrap."),
+    reliability_boot: int = typer.Option(
+        1000,
+        "--reliability-boot",
+        help="Bootstrap replicates (items resampled) for the intervals of Krippendorff's alpha and ICC(2,k); "
+        "0 gives the estimates without intervals.",
+    ),
+    scores: Optional[Path] = typer.Option(
+        None,
+        "--scores",
+        help="Model score file (qalign score output: path, score) for the study's items: adds common_items, "
+        "srcc_model, srcc_peers and disagrees_with_both to --raters-out and a section to the report. Paths match "
+        "item ids exactly, after normalising separators, by file name, or by file name without extension "
+        "(the last two when unique).",
+    ),
+    scores_min_srcc: float = typer.Option(
+        0.4,
+        "--scores-min-srcc",
+        help="With --scores: flag a rater whose SRCC with the model and with the others' MOS are both below this.",
+    ),
+    scores_min_items: int = typer.Option(
+        20, "--scores-min-items", help="With --scores: common items a rater needs before being flagged."
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Write into an earlier qalign report at --report (never any other non-empty folder)."
     ),
 ) -> None:
     """Fit a subject model to the votes and write per-item scores (and rater table, report)."""
+    from toolkit.analysis.model_agreement import ModelAgreementConfig
     from toolkit.analysis.pipeline import AnalysisOptions, analyze_study, analyze_votes, read_votes
     from toolkit.errors import InputError
     from toolkit.files import claim_output_dir
@@ -70,9 +93,17 @@ def analyze_command(
 
     if (votes is None) == (study is None):
         raise InputError("give either a VOTES file or --study NAME (with --db), not both and not neither")
+    score_set = None
+    if scores is not None:
+        from toolkit.evaluation.inputs import read_scores
+
+        score_set = read_scores(scores)  # before the fit: a bad score file costs no time
     if report is not None:
         # Before the fit: a refused folder should cost no time and leave nothing written.
-        claim_output_dir(report, overwrite=overwrite, inputs=(votes,))
+        claim_output_dir(report, overwrite=overwrite, inputs=(votes, scores))
+    qa_config = ModelAgreementConfig(
+        min_srcc_model=scores_min_srcc, min_srcc_peers=scores_min_srcc, min_items=scores_min_items
+    )
     options = AnalysisOptions(
         model=model,
         ci=ci.value,
@@ -84,6 +115,7 @@ def analyze_command(
         exclude_flagged=exclude_flagged,
         agreement_splits=splits,
         seed=seed,
+        reliability_boot=reliability_boot,
     )
     with console.status(f"Fitting {model} ..."):
         if study is not None:
@@ -93,6 +125,10 @@ def analyze_command(
             # The options name the id columns, so custom-named ones are read as text too.
             analysis = analyze_votes(read_votes(votes, options), options, source=str(votes))
     result = analysis.result
+    if score_set is not None and analysis.study_votes is not None:
+        from toolkit.analysis.model_agreement import agreement_from_scores
+
+        analysis.model_agreement = agreement_from_scores(score_set, analysis.study_votes, qa_config)
 
     if report is not None:
         from toolkit.analysis.report import write_report
@@ -103,7 +139,12 @@ def analyze_command(
     write_table(result.items_table(), out)
     console.print(f"[bold]{len(result.items)}[/] item scores -> {escape(str(out))}")
     if raters_out is not None:
-        write_table(result.raters_table(), raters_out)
+        raters_table = result.raters_table()
+        if analysis.model_agreement is not None:  # added columns only: the contract's five stay as they are
+            from toolkit.analysis.model_agreement import with_model_agreement
+
+            raters_table = with_model_agreement(raters_table, analysis.model_agreement)
+        write_table(raters_table, raters_out)
         console.print(f"[bold]{len(result.raters)}[/] raters -> {escape(str(raters_out))}")
     _print_summary(analysis)
 
@@ -122,14 +163,28 @@ def _print_summary(analysis: Analysis) -> None:
     if analysis.agreement is not None:
         ag = analysis.agreement
         summary.add_row("split-half SRCC (noise ceiling)", f"{ag.srcc:.3f} [{ag.srcc_ci[0]:.3f}, {ag.srcc_ci[1]:.3f}]")
+    rel = analysis.reliability
+    if rel is not None and rel.alpha is not None:
+        summary.add_row(f"Krippendorff's alpha ({rel.alpha.metric})", _with_ci(rel.alpha.alpha, rel.alpha.ci))
+    if rel is not None and rel.icc is not None:
+        summary.add_row(f"ICC(2,k), k = {rel.icc.k:.1f}", _with_ci(rel.icc.icc, rel.icc.ci))
+    qa = analysis.model_agreement
+    if qa is not None:
+        summary.add_row("model SRCC with the MOS", f"{qa.srcc_mos:.3f} ({qa.n_matched} of {qa.n_items} items)")
+        summary.add_row("raters disagreeing with model and peers", str(len(qa.flagged)))
     console.print(summary)
     if len(rejected):
         table = Table("rater", "reason", title="Rejected raters")
         for rater, row in rejected.iterrows():
             table.add_row(escape(str(rater)), escape(str(row["reason"])))
         console.print(table)
-    for note in analysis.notes:
+    notes = analysis.notes + (qa.notes if qa is not None else [])
+    for note in notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}")
+
+
+def _with_ci(value: float, ci: tuple[float, float]) -> str:
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if all(c == c for c in ci) else "")
 
 
 def register(app: typer.Typer) -> None:
