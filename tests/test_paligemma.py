@@ -112,6 +112,22 @@ def test_probabilities_sum_to_one_and_a_batch_scores_like_its_items(backbone: Pa
     torch.testing.assert_close(alone[1], full[0, -1, backbone.level_token_ids], atol=1e-6, rtol=0)
 
 
+def test_the_scorer_scores_files_with_the_backbone(backbone: PaliGemmaBackbone, tmp_path: Path) -> None:
+    from toolkit.scoring import PROB_COLUMNS, Scorer
+
+    for i, img in enumerate(_images(5, seed=5)):
+        img.save(tmp_path / f"img{i}.png")
+    scorer = Scorer(backbone, batch_size=4, progress=False)
+    batched = scorer.score([tmp_path])
+    assert (batched["error"] == "").all() and len(batched) == 5
+    assert batched["score"].nunique() == 5  # the images reach the model
+    probs = batched[list(PROB_COLUMNS)].to_numpy(dtype=float)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    np.testing.assert_allclose(batched["score"], probs @ np.array([5.0, 4.0, 3.0, 2.0, 1.0]), atol=1e-9)
+    single = scorer.score([tmp_path], batch_size=1)
+    np.testing.assert_allclose(probs, single[list(PROB_COLUMNS)].to_numpy(dtype=float), atol=1e-5)
+
+
 # --------------------------------------------------------------------------- training batches
 
 
