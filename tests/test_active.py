@@ -203,7 +203,7 @@ def test_priority_migration_upgrades_and_downgrades(tmp_path):
     downgrade(url, "0002")
     assert "priority" not in {c["name"] for c in inspect(make_engine(url)).get_columns("items")}
     engine.dispose()
-    assert upgrade(url) == "0003"
+    assert upgrade(url) == "0004"
 
 
 def test_suggest_scores_the_study_items_with_a_model(study, tmp_path):

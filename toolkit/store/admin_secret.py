@@ -4,6 +4,9 @@ Wrong secrets are counted in the database, not in the browser session, so that o
 session does not reset the count: after ``FREE_TRIES`` failures within ``FAILURE_WINDOW``, each
 further try is refused until a time that doubles with every failure (``FIRST_WAIT`` up to
 ``MAX_WAIT``). Setting a new secret clears the count.
+
+A study may have its own admin secret (``set_study_admin_secret``): it opens that study's admin
+pages only, while the global secret still opens every study (``admin_sign_in``).
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import hmac
 import json
 import os
 import secrets
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
-from toolkit.store.schema import AppSetting, utcnow
+from toolkit.store.schema import AppSetting, Study, utcnow
 
 ADMIN_SECRET_KEY = "admin_secret"
 ADMIN_SECRET_ENV = "QALIGN_ADMIN_SECRET"
@@ -56,19 +60,22 @@ def has_admin_secret(session: Session) -> bool:
     return session.get(AppSetting, ADMIN_SECRET_KEY) is not None
 
 
+def _matches(stored: str, secret: str) -> bool:
+    _, rounds, salt, _digest = stored.split("$")
+    return hmac.compare_digest(_hash_secret(secret, bytes.fromhex(salt), int(rounds)), stored)
+
+
 def check_admin_secret(session: Session, secret: str) -> bool:
     """True when ``secret`` is the admin secret (compared in constant time)."""
     row = session.get(AppSetting, ADMIN_SECRET_KEY)
     if row is None or not secret:
         return False
     try:
-        _, rounds, salt, _digest = row.value.split("$")
-        expected = _hash_secret(secret, bytes.fromhex(salt), int(rounds))
+        return _matches(row.value, secret)
     except ValueError:
         raise StoreError(
             "the stored admin secret is malformed; set a new one with `qalign ui --admin-secret`"
         ) from None
-    return hmac.compare_digest(expected, row.value)
 
 
 def ensure_admin_secret(session: Session, secret: str | None = None) -> str | None:
@@ -181,3 +188,68 @@ def try_admin_secret(session: Session, secret: str, now: datetime | None = None)
         return True
     _record_failure(session, now)
     return False
+
+
+# --------------------------------------------------------------------------- per-study secrets
+
+
+@dataclass(frozen=True)
+class AdminAccess:
+    """What a signed-in administrator may open: every study (the global secret) or some."""
+
+    all_studies: bool
+    study_ids: frozenset[int] = field(default_factory=frozenset)
+
+    def allows(self, study: Study) -> bool:
+        return self.all_studies or study.id in self.study_ids
+
+
+def set_study_admin_secret(session: Session, study: Study, secret: str | None) -> None:
+    """Give a study its own admin secret (it opens this study only); None removes it."""
+    if secret is None:
+        study.admin_secret_hash = None
+    else:
+        if len(secret) < 8:
+            raise InputError("the admin secret must be at least 8 characters long")
+        study.admin_secret_hash = _hash_secret(secret, secrets.token_bytes(16))
+    session.flush()
+
+
+def _study_matches(session: Session, secret: str, study: Study | None) -> frozenset[int]:
+    candidates = (
+        [study]
+        if study is not None
+        else list(session.scalars(select(Study).where(Study.admin_secret_hash.is_not(None))))
+    )
+    matched = set()
+    for candidate in candidates:
+        if candidate.admin_secret_hash:
+            try:
+                if _matches(candidate.admin_secret_hash, secret):
+                    matched.add(candidate.id)
+            except ValueError:
+                continue  # a malformed stored secret opens nothing; the global secret still works
+    return frozenset(matched)
+
+
+def admin_sign_in(
+    session: Session, secret: str, study: Study | None = None, now: datetime | None = None
+) -> AdminAccess | None:
+    """A sign-in attempt with the global secret or a study's own; None (and counted) when wrong.
+
+    With ``study``, only that study's secret is tried besides the global one. Too many recent
+    wrong tries are refused the same way as :func:`try_admin_secret`.
+    """
+    now = now or utcnow()
+    until = sign_in_refused_until(session, now)
+    if until is not None:
+        seconds = max(1, int((until - now).total_seconds() + 0.999))
+        raise StoreError(f"too many wrong admin secrets: try again after {until:%H:%M:%S} UTC (in {seconds} s)")
+    if secret and check_admin_secret(session, secret):
+        _clear_failures(session)
+        return AdminAccess(all_studies=True)
+    matched = _study_matches(session, secret, study) if secret else frozenset()
+    if matched:
+        return AdminAccess(all_studies=False, study_ids=matched)
+    _record_failure(session, now)
+    return None

@@ -17,6 +17,13 @@ The rules (ITU-T P.910/P.913, ITU-R BT.500, the P.808 crowd kit):
   from the server, not from the browser.
 * A vote is stored once per (rater, item) whatever the number of clicks; undo removes only the
   rater's own last vote of the current sitting, never a gold answer (its feedback was shown).
+* No item goes past its target, also with several app processes on one database: choosing an
+  item and storing a vote hold a per-study lock (PostgreSQL: a transaction advisory lock; SQLite:
+  the database's write lock), an item counts the raters it is on screen for against its target,
+  and a vote arriving after the item filled up (its reservation ran out) is not stored.
+* Trapping questions (P.808) are interleaved after every ``trap_every`` test votes; their answers
+  go to ``trap_answers`` and never count as votes. A rater stops at ``max_items_per_rater``.
+* Nobody rates before being admitted (``toolkit.store.protocol``: consent, screen check, quiz).
 """
 
 from __future__ import annotations
@@ -33,8 +40,20 @@ from sqlalchemy.orm import Session
 from toolkit.errors import InputError, StoreError
 from toolkit.store.raters import create_rater
 from toolkit.store.ratings import record_rating
-from toolkit.store.schema import Assignment, Item, Rater, Rating, RatingSession, Study, utcnow
+from toolkit.store.schema import (
+    Assignment,
+    Item,
+    Rater,
+    Rating,
+    RatingSession,
+    Study,
+    TrapAnswer,
+    TrapAssignment,
+    TrapItem,
+    utcnow,
+)
 from toolkit.store.studies import resolve_in_root
+from toolkit.store.study_settings import StudyProtocol, study_protocol
 
 SESSION_IDLE = timedelta(minutes=30)
 """A sitting without a vote for this long is over; the next request starts a new one."""
@@ -46,16 +65,25 @@ StepStatus = Literal["rate", "session_done", "finished"]
 
 
 @dataclass
+class TrapScreen:
+    """What a trap's screen tells the rater (drawn over the stimulus by the app)."""
+
+    instructed_level: int
+    message: str
+
+
+@dataclass
 class ServedItem:
     """The item a rater should rate now."""
 
     assignment_id: int
-    item_id: int
+    item_id: int  # for a trap: the trap's id (answer it with ``submit_trap`` or ``submit_answer``)
     path: str  # relative to the study's media root
     kind: str  # image | video
-    role: str  # test | gold
+    role: str  # test | gold | trap
     shown_at: datetime
     file: Path  # absolute path on disk
+    trap: TrapScreen | None = None
 
 
 @dataclass
@@ -98,6 +126,14 @@ class SubmitResult:
     level: int  # the stored vote
     item_path: str
     gold: GoldFeedback | None = None
+    accepted: bool = True  # False: the item reached its vote target meanwhile; nothing was stored
+
+
+@dataclass
+class TrapResult:
+    created: bool  # False for a repeated submission: the first answer stands
+    level: int  # the stored answer
+    passed: bool
 
 
 def _now(now: datetime | None) -> datetime:
@@ -118,6 +154,35 @@ def _aware(moment: datetime | None) -> datetime | None:
 def _check_rater(rater: Rater) -> None:
     if rater.revoked:
         raise StoreError("unknown or revoked rater token")
+
+
+def _check_admitted(session: Session, rater: Rater, now: datetime) -> None:
+    from toolkit.store.protocol import admission_refusal
+
+    refusal = admission_refusal(session, rater, now)
+    if refusal is not None:
+        raise StoreError(refusal)
+
+
+ADVISORY_LOCK_CLASS = 0x51A1
+"""First key of the PostgreSQL advisory lock that serialises assignment within a study."""
+
+
+def lock_study(session: Session, study_id: int) -> None:
+    """Serialise choosing items and storing votes within one study until the transaction ends.
+
+    Several app processes (replicas) on one database then act as one: the counts read after the
+    lock are the latest, and nobody else changes them before this transaction commits.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(ADVISORY_LOCK_CLASS, study_id)))
+    elif dialect == "sqlite":
+        # The first write of a transaction takes SQLite's database-wide write lock (waiting for
+        # another writer's commit); reads after it see everything committed before.
+        session.execute(
+            update(Study).where(Study.id == study_id).values(id=Study.id).execution_options(synchronize_session=False)
+        )
 
 
 def _study_of(session: Session, rater: Rater) -> Study:
@@ -240,6 +305,8 @@ def _test_candidates(
         .subquery()
     )
     mine = select(Rating.item_id).where(Rating.rater_id == rater.id)
+    # An item on another rater's screen holds one of its remaining votes: serving it to more raters
+    # than it has room for would take it past its target.
     rows = session.execute(
         select(Item.id, func.coalesce(valid_votes.c.n, 0), func.coalesce(on_screen.c.n, 0), Item.priority)
         .outerjoin(valid_votes, valid_votes.c.item_id == Item.id)
@@ -249,7 +316,7 @@ def _test_candidates(
             Item.role == "test",
             Item.missing_since.is_(None),
             Item.id.not_in(mine),
-            func.coalesce(valid_votes.c.n, 0) < study.target_votes,
+            func.coalesce(valid_votes.c.n, 0) + func.coalesce(on_screen.c.n, 0) < study.target_votes,
         )
     ).all()
     if not rows:
@@ -260,10 +327,17 @@ def _test_candidates(
 
 
 def _gold_candidates(session: Session, rater: Rater, study: Study) -> np.ndarray:
+    from toolkit.store.schema import QuizAnswer
+
     mine = select(Rating.item_id).where(Rating.rater_id == rater.id)
+    quizzed = select(QuizAnswer.item_id).where(QuizAnswer.rater_id == rater.id)
     ids = session.scalars(
         select(Item.id).where(
-            Item.study_id == study.id, Item.role == "gold", Item.missing_since.is_(None), Item.id.not_in(mine)
+            Item.study_id == study.id,
+            Item.role == "gold",
+            Item.missing_since.is_(None),
+            Item.id.not_in(mine),
+            Item.id.not_in(quizzed),
         )
     ).all()
     return np.asarray(ids, dtype=np.int64)
@@ -286,12 +360,16 @@ def _flag_missing(session: Session, item: Item, now: datetime) -> None:
     session.execute(update(Item).where(Item.id == item.id, Item.missing_since.is_(None)).values(missing_since=now))
 
 
-def _present(study: Study, item: Item) -> Path | None:
+def _present_path(study: Study, path: str) -> Path | None:
     try:
-        file = resolve_in_root(Path(study.media_root), item.path)
+        file = resolve_in_root(Path(study.media_root), path)
     except InputError:
         return None
     return file if file.is_file() else None
+
+
+def _present(study: Study, item: Item) -> Path | None:
+    return _present_path(study, item.path)
 
 
 def _choose(
@@ -334,22 +412,24 @@ def _served(assignment: Assignment, item: Item, file: Path) -> ServedItem:
     )
 
 
-def _insert_assignment(session: Session, values: dict[str, Any]) -> None:
+def _insert_unique(session: Session, table: type[Assignment] | type[TrapAssignment], values: dict[str, Any]) -> None:
     dialect = session.get_bind().dialect.name
     # Two tabs of one rater asking at once: one row wins, both show it.
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        session.execute(sqlite_insert(Assignment).values(**values).on_conflict_do_nothing(index_elements=["rater_id"]))
+        session.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=["rater_id"]))
     elif dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
-        session.execute(
-            postgresql_insert(Assignment).values(**values).on_conflict_do_nothing(index_elements=["rater_id"])
-        )
+        session.execute(postgresql_insert(table).values(**values).on_conflict_do_nothing(index_elements=["rater_id"]))
     else:
-        session.add(Assignment(**values))
+        session.add(table(**values))
         session.flush()
+
+
+def _insert_assignment(session: Session, values: dict[str, Any]) -> None:
+    _insert_unique(session, Assignment, values)
 
 
 def progress(
@@ -365,20 +445,93 @@ def progress(
     study = _study_of(session, rater)
     rated = rated if rated is not None else _rated_by_role(session, rater)
     ids = (candidates if candidates is not None else _test_candidates(session, rater, study, now))[0]
+    remaining = len(ids)
+    cap = study_protocol(study).max_items_per_rater
+    if cap is not None:
+        remaining = max(0, min(remaining, cap - rated.get("test", 0)))
     return RaterProgress(
         rated=rated.get("test", 0),
         gold_rated=rated.get("gold", 0),
-        remaining=len(ids),
+        remaining=remaining,
         session_votes=sitting.n_votes if sitting is not None else 0,
         session_size=study.items_per_session,
     )
+
+
+def _trap_answers(session: Session, rater: Rater) -> int:
+    return int(session.scalar(select(func.count()).select_from(TrapAnswer).where(TrapAnswer.rater_id == rater.id)) or 0)
+
+
+def _served_trap(pending: TrapAssignment, trap: TrapItem, file: Path) -> ServedItem:
+    return ServedItem(
+        assignment_id=pending.id,
+        item_id=trap.id,
+        path=trap.path,
+        kind=trap.kind,
+        role="trap",
+        shown_at=_aware(pending.shown_at),
+        file=file,
+        trap=TrapScreen(instructed_level=trap.instructed_level, message=trap.message),
+    )
+
+
+def _pending_trap(session: Session, rater: Rater, study: Study) -> ServedItem | None:
+    pending = session.scalar(select(TrapAssignment).where(TrapAssignment.rater_id == rater.id))
+    if pending is None:
+        return None
+    trap = session.get(TrapItem, pending.trap_id)
+    file = _present_path(study, trap.path) if trap is not None else None
+    if trap is None or file is None:  # the trap or its file went away: serve something else
+        session.execute(delete(TrapAssignment).where(TrapAssignment.id == pending.id))
+        return None
+    return _served_trap(pending, trap, file)
+
+
+def _serve_trap(
+    session: Session, rater: Rater, study: Study, sitting: RatingSession, now: datetime
+) -> ServedItem | None:
+    """A trap the rater has not answered yet, put on their screen; None when there is none left."""
+    answered = select(TrapAnswer.trap_id).where(TrapAnswer.rater_id == rater.id)
+    ids = np.asarray(
+        session.scalars(select(TrapItem.id).where(TrapItem.study_id == study.id, TrapItem.id.not_in(answered))).all(),
+        dtype=np.int64,
+    )
+    for trap_id in _pick(rater, ids):
+        trap = session.get(TrapItem, trap_id)
+        file = _present_path(study, trap.path) if trap is not None else None
+        if trap is None or file is None:
+            continue
+        _insert_unique(
+            session, TrapAssignment, dict(rater_id=rater.id, trap_id=trap.id, session_id=sitting.id, shown_at=now)
+        )
+        session.flush()
+        pending = session.scalar(select(TrapAssignment).where(TrapAssignment.rater_id == rater.id))
+        if pending is None:
+            raise StoreError(f"the item shown to rater {rater.name!r} changed meanwhile; reload the page")
+        shown = session.get(TrapItem, pending.trap_id)
+        assert shown is not None  # the foreign key (ON DELETE CASCADE) keeps the trap while assigned
+        return _served_trap(pending, shown, _present_path(study, shown.path) or file)
+    return None
+
+
+def _trap_due(protocol: StudyProtocol, rated: dict[str, int], traps_answered: int) -> bool:
+    return protocol.trap_every > 0 and rated.get("test", 0) >= (traps_answered + 1) * protocol.trap_every
+
+
+def _finish(session: Session, rater: Rater, now: datetime) -> None:
+    if rater.completed_at is None:
+        rater.completed_at = now
+        session.flush()
 
 
 def next_step(session: Session, rater: Rater, now: datetime | None = None) -> NextStep:
     """What the rater sees now: the item on screen (kept across reloads), a break, or the end."""
     _check_rater(rater)
     now = _now(now)
+    _check_admitted(session, rater, now)
     study = _study_of(session, rater)
+    protocol = study_protocol(study)
+    lock_study(session, study.id)
     sitting = open_session(session, rater, now)
     skipped: list[str] = []
 
@@ -387,6 +540,10 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
 
     def report() -> RaterProgress:
         return progress(session, rater, now, sitting, rated=rated, candidates=candidates)
+
+    trap = _pending_trap(session, rater, study) if protocol.trap_every > 0 else None
+    if trap is not None:
+        return NextStep("rate", trap, report())
 
     pending = session.scalar(select(Assignment).where(Assignment.rater_id == rater.id))
     if pending is not None:
@@ -406,11 +563,22 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
         if skipped:  # the item just flagged must leave the candidates too
             candidates = _test_candidates(session, rater, study, now)
 
+    cap = protocol.max_items_per_rater
+    if cap is not None and rated.get("test", 0) >= cap:
+        _finish(session, rater, now)
+        return NextStep("finished", None, report(), skipped)
+
     if sitting.n_votes >= study.items_per_session:
         return NextStep("session_done", None, report(), skipped)
 
+    if len(candidates[0]) and _trap_due(protocol, rated, _trap_answers(session, rater)):
+        served_trap = _serve_trap(session, rater, study, sitting, now)
+        if served_trap is not None:
+            return NextStep("rate", served_trap, report(), skipped)
+
     chosen = _choose(session, rater, study, rated, candidates, now, skipped)
     if chosen is None:
+        _finish(session, rater, now)
         return NextStep("finished", None, report(), skipped)
     item, file = chosen
     _insert_assignment(session, dict(rater_id=rater.id, item_id=item.id, session_id=sitting.id, shown_at=now))
@@ -436,20 +604,54 @@ def _feedback(item: Item, level: int) -> GoldFeedback | None:
     return GoldFeedback(expected_level=item.expected_level, given_level=level, tolerance=item.tolerance)
 
 
-def submit_vote(session: Session, rater: Rater, item_id: int, level: int, now: datetime | None = None) -> SubmitResult:
+def _valid_votes_of_others(session: Session, rater: Rater, item_id: int) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Rating)
+            .join(Rater, Rating.rater_id == Rater.id)
+            .where(Rating.item_id == item_id, Rating.rater_id != rater.id, Rater.excluded.is_(False))
+        )
+        or 0
+    )
+
+
+def _check_scale(scale_factor: float | None) -> float | None:
+    if scale_factor is None:
+        return None
+    if isinstance(scale_factor, bool) or not isinstance(scale_factor, (int, float)) or not 0 < scale_factor < 1e3:
+        raise InputError(
+            f"scale factor must be a positive number (display pixels per stimulus pixel), got {scale_factor!r}"
+        )
+    return float(scale_factor)
+
+
+def submit_vote(
+    session: Session,
+    rater: Rater,
+    item_id: int,
+    level: int,
+    now: datetime | None = None,
+    scale_factor: float | None = None,
+) -> SubmitResult:
     """Store the rater's vote on the item on their screen; repeats return the first vote.
 
     The vote must be for the item the server showed this rater (so a rater can never vote on an
     item of their choosing, or on another rater's behalf); the response time is measured from
-    when the server first showed it.
+    when the server first showed it. ``scale_factor`` is the display pixels per stimulus pixel the
+    item was shown at (None or 1.0: native resolution), stored with the vote.
     """
     _check_rater(rater)
     if isinstance(level, bool) or level not in (1, 2, 3, 4, 5):
         raise InputError(f"vote must be an integer level 1-5, got {level!r}")
+    scale = _check_scale(scale_factor)
     now = _now(now)
     item = session.get(Item, item_id)
     if item is None or item.study_id != rater.study_id:
         raise StoreError(f"no item {item_id} in this rater's study")
+    _check_admitted(session, rater, now)
+    study = _study_of(session, rater)
+    lock_study(session, study.id)
     # Read the assignment before the vote: a concurrent click that commits in between then
     # shows up as a stored vote (its commit removes the assignment and adds the vote at once).
     pending = session.scalar(select(Assignment).where(Assignment.rater_id == rater.id))
@@ -458,9 +660,23 @@ def submit_vote(session: Session, rater: Rater, item_id: int, level: int, now: d
         return SubmitResult(created=False, level=stored.level, item_path=item.path, gold=_feedback(item, stored.level))
     if pending is None or pending.item_id != item_id:
         raise StoreError(f"item {item.path!r} is not the item shown to rater {rater.name!r}; reload the page")
+    if (
+        item.role == "test"
+        and not rater.excluded
+        and _valid_votes_of_others(session, rater, item_id) >= study.target_votes
+    ):
+        # The reservation ran out and other raters filled the item: a vote more would pass its target.
+        session.execute(delete(Assignment).where(Assignment.rater_id == rater.id, Assignment.item_id == item_id))
+        session.flush()
+        return SubmitResult(created=False, level=level, item_path=item.path, accepted=False)
     result = record_rating(session, rater, item, level, shown_at=_aware(pending.shown_at), answered_at=now)
     if result.created:
-        session.execute(update(Rating).where(Rating.id == result.rating.id).values(session_id=pending.session_id))
+        session.execute(
+            update(Rating)
+            .where(Rating.id == result.rating.id)
+            .values(session_id=pending.session_id, scale_factor=scale)
+            .execution_options(synchronize_session=False)
+        )
         if pending.session_id is not None:
             session.execute(
                 update(RatingSession)
@@ -471,10 +687,73 @@ def submit_vote(session: Session, rater: Rater, item_id: int, level: int, now: d
     # late duplicate submission must not remove an assignment that now belongs to someone else.
     session.execute(delete(Assignment).where(Assignment.rater_id == rater.id, Assignment.item_id == item_id))
     session.flush()
+    if result.created and study_protocol(study).has_exclusion_rules:
+        from toolkit.store.exclusion import run_exclusion
+
+        run_exclusion(session, study, rater=rater, now=now)
     stored_level = result.rating.level
     return SubmitResult(
         created=result.created, level=stored_level, item_path=item.path, gold=_feedback(item, stored_level)
     )
+
+
+def submit_trap(session: Session, rater: Rater, trap_id: int, level: int, now: datetime | None = None) -> TrapResult:
+    """Record the rater's answer to the trap on their screen; repeats return the first answer.
+
+    Trap answers are kept in ``trap_answers`` only: they are never a vote on any label.
+    """
+    _check_rater(rater)
+    if isinstance(level, bool) or level not in (1, 2, 3, 4, 5):
+        raise InputError(f"answer must be an integer level 1-5, got {level!r}")
+    now = _now(now)
+    trap = session.get(TrapItem, trap_id)
+    if trap is None or trap.study_id != rater.study_id:
+        raise StoreError(f"no trap {trap_id} in this rater's study")
+    study = _study_of(session, rater)
+    lock_study(session, study.id)
+    stored = session.scalar(select(TrapAnswer).where(TrapAnswer.rater_id == rater.id, TrapAnswer.trap_id == trap_id))
+    if stored is not None:
+        return TrapResult(created=False, level=stored.level, passed=stored.passed)
+    pending = session.scalar(select(TrapAssignment).where(TrapAssignment.rater_id == rater.id))
+    if pending is None or pending.trap_id != trap_id:
+        raise StoreError(f"trap {trap.path!r} is not the item shown to rater {rater.name!r}; reload the page")
+    passed = level == trap.instructed_level
+    session.add(
+        TrapAnswer(
+            rater_id=rater.id,
+            trap_id=trap_id,
+            level=level,
+            passed=passed,
+            shown_at=_aware(pending.shown_at),
+            answered_at=now,
+            session_id=pending.session_id,
+        )
+    )
+    session.execute(
+        delete(TrapAssignment).where(TrapAssignment.rater_id == rater.id, TrapAssignment.trap_id == trap_id)
+    )
+    if pending.session_id is not None:
+        session.execute(update(RatingSession).where(RatingSession.id == pending.session_id).values(last_seen_at=now))
+    session.flush()
+    if study_protocol(study).has_exclusion_rules:
+        from toolkit.store.exclusion import run_exclusion
+
+        run_exclusion(session, study, rater=rater, now=now)
+    return TrapResult(created=True, level=level, passed=passed)
+
+
+def submit_answer(
+    session: Session,
+    rater: Rater,
+    served: ServedItem,
+    level: int,
+    now: datetime | None = None,
+    scale_factor: float | None = None,
+) -> SubmitResult | TrapResult:
+    """Answer what ``next_step`` served: a trap goes to :func:`submit_trap`, anything else is a vote."""
+    if served.role == "trap":
+        return submit_trap(session, rater, served.item_id, level, now)
+    return submit_vote(session, rater, served.item_id, level, now, scale_factor=scale_factor)
 
 
 def undo_last_vote(session: Session, rater: Rater, now: datetime | None = None) -> str | None:

@@ -4,14 +4,40 @@ and issue a fresh token."""
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
-from toolkit.store.schema import Assignment, Rater, Study
+from toolkit.store.schema import Assignment, Base, Rater, Study, utcnow
 from toolkit.store.studies import hash_token
+
+
+def insert_or_skip(session: Session, table: type[Base], values: dict[str, Any]) -> bool:
+    """Insert one row unless it conflicts with a unique key (then nothing changes); True if inserted.
+
+    ON CONFLICT DO NOTHING on SQLite and PostgreSQL keeps the transaction usable after a
+    concurrent insert of the same key (a savepoint elsewhere).
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        result = session.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        result = session.execute(postgresql_insert(table).values(**values).on_conflict_do_nothing())
+    else:
+        try:
+            with session.begin_nested():
+                session.execute(insert(table).values(**values))
+            return True
+        except IntegrityError:
+            return False
+    return bool(getattr(result, "rowcount", 0))
 
 
 def _name_taken(session: Session, study_id: int, name: str) -> bool:
@@ -82,9 +108,20 @@ def set_rater_access(session: Session, study: Study, name: str, revoked: bool) -
     session.flush()
 
 
-def set_rater_excluded(session: Session, study: Study, name: str, excluded: bool) -> None:
-    """Screen a rater out (their votes stop counting towards the targets and the labels) or back in."""
-    _study_rater(session, study, name).excluded = excluded
+def set_rater_excluded(
+    session: Session, study: Study, name: str, excluded: bool, reason: str | None = None, by: str | None = None
+) -> None:
+    """Screen a rater out (their votes stop counting towards the targets and the labels) or back in.
+
+    Recorded as the administrator's override, so a later run of the exclusion rules keeps it.
+    """
+    rater = _study_rater(session, study, name)
+    rater.excluded = excluded
+    rater.excluded_by_rules = False
+    rater.exclusion_override = "exclude" if excluded else "keep"
+    rater.override_reason = (reason or "").strip() or "set by the administrator"
+    rater.override_by = (by or "").strip() or None
+    rater.override_at = utcnow()
     session.flush()
 
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -49,6 +50,13 @@ class Study(Base):
     gold_every: Mapped[int] = mapped_column(
         Integer, default=10, server_default="10"
     )  # one gold item per N test votes; 0 = none
+    # Added in revision 0004 (study protocol): the settings of ``toolkit.store.study_settings`` as JSON
+    # (NULL: every default, which is how studies behaved before), the texts raters read first, and an
+    # optional admin secret that opens this study's admin pages only (salted hash, like the global one).
+    protocol: Mapped[str | None] = mapped_column(Text, nullable=True)
+    instructions: Mapped[str | None] = mapped_column(Text, nullable=True)  # Markdown
+    consent_text: Mapped[str | None] = mapped_column(Text, nullable=True)  # Markdown
+    admin_secret_hash: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     items: Mapped[list[Item]] = relationship(back_populates="study", cascade="all, delete-orphan")
     raters: Mapped[list[Rater]] = relationship(back_populates="study", cascade="all, delete-orphan")
@@ -83,7 +91,12 @@ class Item(Base):
 
 class Rater(Base):
     __tablename__ = "raters"
-    __table_args__ = (UniqueConstraint("study_id", "name", name="uq_raters_study_name"),)
+    __table_args__ = (
+        UniqueConstraint("study_id", "name", name="uq_raters_study_name"),
+        # One rater per crowd worker and study, however many tabs or servers join at once (a unique
+        # index: adding a table constraint on SQLite would rebuild the table and cascade to ratings).
+        Index("uq_raters_study_platform_external", "study_id", "platform", "external_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
@@ -97,6 +110,23 @@ class Rater(Base):
         Boolean, default=False, server_default="0"
     )  # screened out: votes not counted as valid
     self_registered: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # Added in revision 0004 (study protocol).
+    platform: Mapped[str | None] = mapped_column(String(16), nullable=True)  # prolific | mturk; NULL: invited
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)  # PROLIFIC_PID / workerId
+    external_study: Mapped[str | None] = mapped_column(String(200), nullable=True)  # STUDY_ID / hitId
+    external_session: Mapped[str | None] = mapped_column(String(200), nullable=True)  # SESSION_ID / assignmentId
+    instructions_seen_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    consent_given_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    quiz_passed: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # NULL: quiz not finished
+    quiz_finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Who decided ``excluded``: the rules (``excluded_by_rules``) or the administrator's override,
+    # which later rule runs respect.
+    excluded_by_rules: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    exclusion_override: Mapped[str | None] = mapped_column(String(8), nullable=True)  # keep | exclude
+    override_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    override_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    override_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     study: Mapped[Study] = relationship(back_populates="raters")
 
@@ -120,6 +150,9 @@ class Rating(Base):
     session_id: Mapped[int | None] = mapped_column(
         ForeignKey("rating_sessions.id", ondelete="SET NULL"), nullable=True, index=True
     )
+    # Added in revision 0004: display pixels per stimulus pixel when the stimulus was shown scaled
+    # (1.0 or NULL: shown at native resolution, P.910).
+    scale_factor: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class RatingSession(Base):
@@ -156,3 +189,104 @@ class AppSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# --------------------------------------------------------------------------- revision 0004 (study protocol)
+
+
+class EnvironmentCheck(Base):
+    """One screen check of a rater's browser (P.808 / the P.910 crowd kit); the latest decides."""
+
+    __tablename__ = "environment_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), index=True)
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    viewport_width: Mapped[int] = mapped_column(Integer)  # CSS pixels
+    viewport_height: Mapped[int] = mapped_column(Integer)
+    dpr: Mapped[float] = mapped_column(Float)  # device pixels per CSS pixel
+    zoom: Mapped[float | None] = mapped_column(Float, nullable=True)  # browser zoom, 1.0 = 100 %
+    passed: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)  # why it failed, as told to the rater
+
+
+class QuizAnswer(Base):
+    """An answer in the qualification quiz (gold items); never a vote on any label."""
+
+    __tablename__ = "quiz_answers"
+    __table_args__ = (
+        UniqueConstraint("rater_id", "item_id", name="uq_quiz_answers_rater_item"),
+        CheckConstraint("level BETWEEN 1 AND 5", name="ck_quiz_answers_level"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), index=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    level: Mapped[int] = mapped_column(Integer)
+    correct: Mapped[bool] = mapped_column(Boolean)
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TrapItem(Base):
+    """A trapping question (P.808): a stimulus whose screen tells the rater which level to press."""
+
+    __tablename__ = "trap_items"
+    __table_args__ = (
+        UniqueConstraint("study_id", "path", "instructed_level", name="uq_trap_items_study_path_level"),
+        CheckConstraint("instructed_level BETWEEN 1 AND 5", name="ck_trap_items_level"),
+        CheckConstraint("kind IN ('image', 'video')", name="ck_trap_items_kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
+    path: Mapped[str] = mapped_column(Text)  # relative to the study's media root
+    kind: Mapped[str] = mapped_column(String(8))
+    instructed_level: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)  # drawn over the stimulus by the app
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class TrapAnswer(Base):
+    """A rater's answer to a trap; kept apart from ``ratings`` so it never counts as a vote."""
+
+    __tablename__ = "trap_answers"
+    __table_args__ = (
+        UniqueConstraint("rater_id", "trap_id", name="uq_trap_answers_rater_trap"),
+        CheckConstraint("level BETWEEN 1 AND 5", name="ck_trap_answers_level"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), index=True)
+    trap_id: Mapped[int] = mapped_column(ForeignKey("trap_items.id", ondelete="CASCADE"))
+    level: Mapped[int] = mapped_column(Integer)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("rating_sessions.id", ondelete="SET NULL"), nullable=True)
+
+
+class TrapAssignment(Base):
+    """The trap on a rater's screen now (one per rater), kept like ``Assignment`` across reloads."""
+
+    __tablename__ = "trap_assignments"
+    __table_args__ = (UniqueConstraint("rater_id", name="uq_trap_assignments_rater"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"))
+    trap_id: Mapped[int] = mapped_column(ForeignKey("trap_items.id", ondelete="CASCADE"))
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("rating_sessions.id", ondelete="SET NULL"), nullable=True)
+    shown_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RaterFlag(Base):
+    """A screening rule a rater broke at the last rule run, with the figures that broke it."""
+
+    __tablename__ = "rater_flags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), index=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    flagged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
