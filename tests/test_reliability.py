@@ -260,3 +260,15 @@ def test_designs_that_cannot_support_a_coefficient_are_refused_with_the_reason()
         measure_reliability(single, n_boot=-1)
     with pytest.raises(InputError, match="unknown alpha metric"):
         krippendorff_alpha(prepare_votes(matrix_votes(KRIPPENDORFF_2011, True)), metric="ratio")  # type: ignore[arg-type]
+
+
+def test_items_and_raters_left_without_votes_do_not_count() -> None:
+    frame = sparse_study(np.random.default_rng(6), n_items=50, n_raters=10, per_item=(2, 5))
+    votes = prepare_votes(frame)
+    # A subset keeps the codes of the dropped rater (and of items only they rated).
+    keep = (votes.rater != 0) & (votes.item != 3)
+    subset = votes.subset(keep)
+    fresh = prepare_votes(frame[keep].reset_index(drop=True))
+    assert icc2k(subset, n_boot=20, seed=1) == icc2k(fresh, n_boot=20, seed=1)
+    assert icc2k(subset, n_boot=0).n_raters == 9
+    assert krippendorff_alpha(subset, n_boot=0).alpha == pytest.approx(krippendorff_alpha(fresh, n_boot=0).alpha)

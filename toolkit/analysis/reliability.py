@@ -297,6 +297,17 @@ def _henderson(design: _Design, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     return components, cond, harmonic_k
 
 
+def _with_votes_only(votes: Votes) -> Votes:
+    """The same votes with the items and raters that have none dropped from the codes (a
+    :meth:`Votes.subset` keeps them, and an item without votes has no mean to speak of)."""
+    used_items, item_code = np.unique(votes.item, return_inverse=True)
+    used_raters, rater_code = np.unique(votes.rater, return_inverse=True)
+    if used_items.size == votes.n_items and used_raters.size == votes.n_raters:
+        return votes
+    items = votes.items[used_items]
+    return Votes(item_code, rater_code, votes.vote, items, votes.raters[used_raters], np.arange(items.size), items)
+
+
 def _icc_values(components: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     s_item, s_rater, s_error = components.T
     noise = s_rater + s_error
@@ -313,6 +324,7 @@ def icc2k(votes: Votes, n_boot: int = 1000, confidence: float = 0.95, seed: int 
     with two items) or the items' votes do not vary at all.
     """
     _check_boot(n_boot, confidence)
+    votes = _with_votes_only(votes)
     n_e = votes.item_counts()
     if votes.n_items < 2 or votes.n_raters < 2:
         raise InputError(f"ICC(2,k) needs at least 2 items and 2 raters; found {votes.n_items} and {votes.n_raters}")
