@@ -30,8 +30,6 @@ from toolkit.qalign import IGNORE_INDEX, LEVELS, InputKind, Task, answer_stem, a
 if TYPE_CHECKING:
     import torch
 
-PALIGEMMA_MODEL_TYPE = "paligemma"
-
 # Batch keys the processor returns that are not model inputs (its ``labels`` cover every token
 # of type 1 and, for scoring, the stem; the backbone writes its own).
 _DROPPED = ("labels",)
