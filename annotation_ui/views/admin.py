@@ -1,4 +1,5 @@
-"""Admin page: study set-up, progress, raters, results, exports and tokens (admin secret needed)."""
+"""Admin page: an overview of every study, then per study progress, raters, results, exports and tokens
+(admin secret needed)."""
 
 from annotation_ui.admin import render
 from annotation_ui.guard import render_page

@@ -1,0 +1,107 @@
+"""The admin page's reads of one study, cached until the study changes.
+
+Reading a study of 10,000 items and 150,000 votes takes seconds and a subject-model fit as long
+again; every click in Streamlit reruns the page. So each figure here is cached under the study's
+*version* (:func:`toolkit.store.admin_views.study_version`: vote count, last vote id, items and
+the raters' exclusion state), read afresh on every run by three small indexed queries: a click
+costs those queries, and only a new vote, a new item or an exclusion recomputes the figures.
+
+The cached functions take the store as ``_store`` (left out of the cache key) and the database
+URL, study name and version stamp as the key, so two databases or two studies never share an entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import pandas as pd
+import streamlit as st
+
+from toolkit.analysis import (
+    AnalysisOptions,
+    SplitHalfResult,
+    StudyLabels,
+    analyze_votes,
+    screen_raters,
+    study_label_table,
+)
+from toolkit.analysis.names import is_model_name
+from toolkit.errors import ToolkitError
+from toolkit.store import Store, StudySnapshot, get_study, read_snapshot
+from toolkit.store.admin_views import study_version
+from toolkit.store.progress import rater_stats
+
+SPLIT_HALF_SPLITS = 200
+
+
+def version_stamp(store: Store, name: str) -> str:
+    """A short digest of the study's current version: equal stamps, equal cached figures."""
+    with store.session() as session:
+        version = study_version(session, get_study(session, name))
+    return hashlib.sha256(repr(version).encode()).hexdigest()[:16]
+
+
+# A few studies' snapshots at most: they are the largest objects here, and shared read-only.
+@st.cache_resource(max_entries=4, show_spinner=False)
+def snapshot(_store: Store, url: str, name: str, stamp: str) -> StudySnapshot:
+    """The study as every tab reads it: set-up, items and valid votes (excluded raters left out)."""
+    with _store.session() as session:
+        return read_snapshot(session, get_study(session, name))
+
+
+@st.cache_data(max_entries=32, show_spinner="Labelling the items...")
+def labels(_store: Store, url: str, name: str, stamp: str, model: str) -> StudyLabels | str:
+    """:func:`~toolkit.analysis.study_label_table` of the study with ``model``, or the one-line
+    reason the model cannot label it (cached too: a failing fit is not retried on every click)."""
+    try:
+        return study_label_table(snapshot(_store, url, name, stamp), model)
+    except ToolkitError as exc:
+        return str(exc)
+
+
+@dataclass
+class SubjectFit:
+    """The raters' side of a subject-model fit and the split-half agreement of the same votes."""
+
+    raters: pd.DataFrame | None = None  # bias, inconsistency, rejected, reason per rater
+    agreement: SplitHalfResult | None = None
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None  # why there is no fit (too few raters, a degenerate study)
+
+
+@st.cache_data(max_entries=32, show_spinner="Fitting the subject model...")
+def subject_fit(_store: Store, url: str, name: str, stamp: str, model: str) -> SubjectFit:
+    """:func:`~toolkit.analysis.analyze_votes` on the valid test votes (the label table's votes)."""
+    shot = snapshot(_store, url, name, stamp)
+    votes = shot.votes[shot.votes["role"] == "test"].reset_index(drop=True)
+    if votes.empty or votes["rater"].nunique() < 2:
+        return SubjectFit(error="a subject model needs valid test votes from two raters or more")
+    if not is_model_name(model):
+        return SubjectFit(error=f"unknown subject model {model!r}")
+    options = AnalysisOptions(model=model, screening=None, agreement_splits=SPLIT_HALF_SPLITS)
+    try:
+        fit = analyze_votes(votes, options, source=f"study {shot.name}")
+    except ToolkitError as exc:
+        return SubjectFit(error=str(exc))
+    return SubjectFit(raters=fit.result.raters_table(), agreement=fit.agreement, notes=list(fit.notes))
+
+
+@st.cache_data(max_entries=32, show_spinner="Screening the raters...")
+def screening(_store: Store, url: str, name: str, stamp: str) -> pd.DataFrame | str:
+    """The analysis' rater screening of the valid votes (``flagged``, ``reason`` per rater), or
+    the one-line reason it cannot run."""
+    shot = snapshot(_store, url, name, stamp)
+    if shot.votes.empty:
+        return "no valid votes yet"
+    try:
+        return screen_raters(shot.votes).table
+    except ToolkitError as exc:
+        return str(exc)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def raters(_store: Store, url: str, name: str, stamp: str) -> pd.DataFrame:
+    """:func:`~toolkit.store.progress.rater_stats`: every vote of every rater, excluded or not."""
+    with _store.session() as session:
+        return rater_stats(session, get_study(session, name))

@@ -1,0 +1,96 @@
+"""The overview the administrator lands on: every study (they may open) with its progress,
+recent activity and flagged raters; choosing a row opens that study."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from toolkit.store import Store
+from toolkit.store.admin_views import StudyBoardRow, study_board
+
+STUDY_KEY = "admin_study"  # the study picker's state: a study name, or OVERVIEW
+OVERVIEW = ""  # the picker's first choice (a study name is never empty)
+TABLE_KEY = "overview_table"
+ORDER_KEY = "overview_order"  # the studies in the table's row order, for the selection callback
+
+BOARD_COLUMNS = (
+    "study",
+    "task",
+    "complete",
+    "progress",
+    "votes",
+    "valid_votes",
+    "votes_last_hour",
+    "raters",
+    "raters_active",
+    "last_vote_at",
+)
+
+
+def board_frame(rows: Sequence[StudyBoardRow]) -> pd.DataFrame:
+    """The overview table: one row per study, ``BOARD_COLUMNS``."""
+    frame = pd.DataFrame(
+        [
+            (
+                r.study,
+                r.task,
+                f"{r.complete_items:,} / {r.test_items:,}",
+                r.target_fraction,
+                r.votes,
+                r.valid_votes,
+                r.votes_last_hour,
+                r.raters,
+                r.raters_active,
+                r.last_vote_at,
+            )
+            for r in rows
+        ],
+        columns=list(BOARD_COLUMNS),
+    )
+    frame["last_vote_at"] = pd.to_datetime(frame["last_vote_at"])
+    return frame
+
+
+def _open_selected() -> None:
+    # Runs before the rerun, so the picker (drawn again on it) can still be set.
+    rows = st.session_state[TABLE_KEY]["selection"]["rows"]
+    order = st.session_state.get(ORDER_KEY, [])
+    if rows and rows[0] < len(order):
+        st.session_state[STUDY_KEY] = order[rows[0]]
+
+
+def overview_tab(store: Store, names: Collection[str] | None) -> None:
+    """The studies in ``names`` (None: all of them)."""
+    with store.session() as session:
+        rows = study_board(session, names=names)
+    if not rows:
+        st.info("No study yet: create one under New study.")
+        return
+    frame = board_frame(rows)
+    cols = st.columns(4)
+    cols[0].metric("Studies", f"{len(frame):,}")
+    cols[1].metric("Votes in the last hour", f"{int(frame['votes_last_hour'].sum()):,}")
+    cols[2].metric("Raters active (last hour)", f"{int(frame['raters_active'].sum()):,}")
+    cols[3].metric("Items complete", f"{sum(r.complete_items for r in rows):,} / {sum(r.test_items for r in rows):,}")
+    st.session_state[ORDER_KEY] = frame["study"].tolist()
+    st.dataframe(
+        frame,
+        hide_index=True,
+        key=TABLE_KEY,
+        on_select=_open_selected,
+        selection_mode="single-row",
+        column_config={
+            "complete": st.column_config.TextColumn("items complete", help="test items at their vote target"),
+            "progress": st.column_config.ProgressColumn(
+                "target reached", min_value=0.0, max_value=1.0, format="percent", help="valid votes / wanted votes"
+            ),
+            "valid_votes": st.column_config.NumberColumn("valid votes", help="excluded raters' votes left out"),
+            "votes_last_hour": st.column_config.NumberColumn("votes/hour", help="votes in the last hour"),
+            "raters_active": st.column_config.NumberColumn("active", help="raters who voted in the last hour"),
+            "last_vote_at": st.column_config.DatetimeColumn("last vote (UTC)", format="YYYY-MM-DD HH:mm"),
+        },
+    )
+    st.caption("Select a row (or a study in the picker above) to open its progress, raters, results and exports.")

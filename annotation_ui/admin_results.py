@@ -1,0 +1,132 @@
+"""The Results tab: labels of a study's test items, readable at 10,000 items.
+
+The figures have a fixed size (a MOS histogram, the worst and the best items with their
+intervals); every item is in a table shown one page at a time, searchable by name and sortable.
+Labels, fits and agreement come from :mod:`annotation_ui.admin_data`, cached until a vote arrives.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import cast
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import streamlit as st
+
+from annotation_ui import admin_data
+from annotation_ui.admin_plots import MAX_RANKED, mos_histogram, ranked_items
+from annotation_ui.admin_reliability import reliability_section
+from toolkit.analysis import SUBJECT_MODELS
+from toolkit.qalign import COUNT_COLUMNS
+from toolkit.store import Store
+
+PAGE_SIZES = (25, 50, 100, 200)
+SORTS: dict[str, tuple[str, bool]] = {
+    "MOS, best first": ("mos", False),
+    "MOS, worst first": ("mos", True),
+    "Widest interval first": ("ci_width", False),
+    "Fewest votes first": ("n", True),
+    "Item name": ("item", True),
+}
+TABLE_COLUMNS = ("item", "mos", "ci_low", "ci_high", "sd", "n", "level", *COUNT_COLUMNS, "content_group")
+PAGE_KEY = "results_page"  # + the search, order and page size: a new filter opens on its first page
+
+
+def table_page(table: pd.DataFrame, query: str, sort: str, page: int, size: int) -> tuple[pd.DataFrame, int]:
+    """One page of the label table: rows whose item or content group contains ``query`` (any
+    case), ordered by ``sort`` (a key of ``SORTS``, ties by item name); and how many rows match."""
+    rows = table
+    query = query.strip().lower()
+    if query:
+        hit = rows["item"].str.lower().str.contains(query, regex=False)
+        hit |= rows["content_group"].astype(str).str.lower().str.contains(query, regex=False)
+        rows = rows[hit]
+    column, ascending = SORTS[sort]
+    if column == "ci_width":
+        rows = rows.assign(ci_width=rows["ci_high"] - rows["ci_low"])
+    keys = [column] if column == "item" else [column, "item"]
+    rows = rows.sort_values(keys, ascending=[ascending] + [True] * (len(keys) - 1), kind="stable")
+    start = (max(page, 1) - 1) * size
+    return rows[list(TABLE_COLUMNS)].iloc[start : start + size].reset_index(drop=True), len(rows)
+
+
+def item_table(table: pd.DataFrame) -> None:
+    st.subheader("Items")
+    cols = st.columns([3, 2, 1])
+    query = cols[0].text_input("Search item or content group", key="results_search")
+    sort = cast(str, cols[1].selectbox("Order", list(SORTS), key="results_sort"))
+    size = cast(int, cols[2].selectbox("Rows per page", PAGE_SIZES, key="results_page_size"))
+    _, total = table_page(table, query, sort, 1, 1)
+    pages = max(1, math.ceil(total / size))
+    # The page widget is drawn below the table but read first; its key names the filter it pages.
+    key = f"{PAGE_KEY}:{query}:{sort}:{size}"
+    page = min(int(st.session_state.get(key, 1)), pages)
+    rows, total = table_page(table, query, sort, page, size)
+    st.dataframe(
+        rows,
+        hide_index=True,
+        column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in ("mos", "ci_low", "ci_high", "sd")},
+    )
+    below = st.columns([3, 2])
+    with below[0]:
+        st.pagination(pages, key=key)
+    first = (page - 1) * size + 1
+    shown = f"items {first:,}–{first + len(rows) - 1:,} of {total:,}" if total else "no item"
+    below[1].caption(f"{shown} matching; {len(table):,} rated in all.")
+
+
+def _show(fig: plt.Figure) -> None:
+    st.pyplot(fig, clear_figure=True)
+    plt.close(fig)
+
+
+def results_tab(store: Store, name: str) -> None:
+    stamp = admin_data.version_stamp(store, name)
+    model = cast(
+        str,
+        st.selectbox(
+            "Labels from",
+            SUBJECT_MODELS,
+            index=SUBJECT_MODELS.index("mos"),
+            key="results_model",
+            help="mos: plain mean of the votes. The subject models (P.910 Annex E MLE, BT.500, P.913) "
+            "remove rater bias and inconsistency.",
+        ),
+    )
+    labels = admin_data.labels(store, store.url, name, stamp, model)
+    if isinstance(labels, str):  # a subject model that cannot score this study (yet): say why
+        st.warning(labels)
+        return
+    for note in labels.notes:
+        st.caption(note)
+    if not len(labels):
+        st.info("No valid votes on test items yet.")
+        return
+    table = labels.table
+    n_test = len(table) + len(labels.unrated)
+    cols = st.columns(4)
+    cols[0].metric("Items rated", f"{len(table):,} / {n_test:,}")
+    cols[1].metric("Valid votes on them", f"{int(table['n'].sum()):,}")
+    cols[2].metric("Mean MOS", f"{table['mos'].mean():.2f}")
+    cols[3].metric("Median 95% CI width", f"{(table['ci_high'] - table['ci_low']).median():.2f}")
+
+    fit = admin_data.subject_fit(store, store.url, name, stamp, model)
+    reliability_section(store, name, stamp, fit)
+
+    level_labels = admin_data.snapshot(store, store.url, name, stamp).level_labels
+    _show(mos_histogram(table["mos"].to_numpy(dtype=float), level_labels))
+    n = int(st.number_input("Items in each ranked plot", min_value=5, max_value=MAX_RANKED, value=15, key="results_n"))
+    sides = st.columns(2)
+    for side, worst in zip(sides, (True, False)):
+        with side:
+            _show(ranked_items(table, n, worst=worst))
+
+    item_table(table)
+
+    if model != "mos" and fit.raters is not None:
+        st.subheader(f"Raters in the {model} fit")
+        st.caption("bias: the rater's offset from the item scores; inconsistency: the spread of their votes.")
+        st.dataframe(fit.raters, hide_index=True)
+    elif fit.error and model != "mos":
+        st.caption(f"Subject model unavailable: {fit.error}")

@@ -1,0 +1,379 @@
+"""The annotation app's admin pages through streamlit.testing (no browser): sign-in, the study
+overview, the Raters and Results tabs at scale, and the cache that spares a refit per click."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit.testing.v1 as streamlit_testing
+from sqlalchemy import insert, select, update
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+
+from annotation_ui.text import plain
+from toolkit.store import Store, get_study, import_votes
+from toolkit.store.admin_secret import set_admin_secret
+from toolkit.store.admin_views import study_board, study_version
+from toolkit.store.raters import set_rater_excluded
+from toolkit.store.schema import Item, Rater, Rating, utcnow
+from toolkit.store.studies import create_study
+
+from fixtures_ui import make_study, sqlite_url
+
+ROOT = Path(__file__).resolve().parents[1] / "annotation_ui"
+ADMIN = str(ROOT / "views" / "admin.py")
+SECRET = "test-admin-secret"
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    url = sqlite_url(tmp_path)
+    monkeypatch.setenv("QALIGN_DB_URL", url)
+    monkeypatch.setenv("QALIGN_UI_SAMPLE", "0")
+    monkeypatch.delenv("QALIGN_ADMIN_SECRET", raising=False)
+    s = Store(url)
+    with s.session() as session:
+        set_admin_secret(session, SECRET)
+    yield s
+    s.dispose()
+
+
+def admin_page(secret=SECRET):
+    at = AppTest.from_file(ADMIN, default_timeout=120).run()
+    at.text_input(key="admin_secret").input(secret)
+    return at.button(key="FormSubmitter:admin_login-Sign in").click().run()
+
+
+def open_study(at, study, tab="Progress"):
+    at.selectbox(key="admin_study").set_value(study).run()
+    at.session_state["admin_tab"] = tab
+    return at.run()
+
+
+def texts(at):
+    return " ".join(
+        str(e.value) for kind in ("markdown", "caption", "info", "success", "warning", "error") for e in at.get(kind)
+    )
+
+
+def bulk_study(store, root, name, n_items, target_votes=3):
+    """A study of ``n_items`` test items inserted directly: no media files to hash at this size."""
+    with store.session() as s:
+        study = create_study(s, name, media_root=root, target_votes=target_votes)
+        s.flush()
+        s.execute(
+            insert(Item),
+            [
+                dict(
+                    study_id=study.id,
+                    path=f"img_{k:05d}.jpg",
+                    kind="image",
+                    sha256=f"{k:064x}",
+                    content_group=f"content_{k // 4:05d}",
+                    role="test",
+                    tolerance=1,
+                    priority=0,
+                )
+                for k in range(n_items)
+            ],
+        )
+
+
+def vote(store, study, items, raters, seed=0):
+    """Every rater votes on every item, votes near a per-item quality; returns the vote table."""
+    rng = np.random.default_rng(seed)
+    quality = rng.uniform(1, 5, len(items))
+    frame = pd.DataFrame(
+        [
+            (item, rater, int(np.clip(np.rint(q + rng.normal(0, 0.7)), 1, 5)))
+            for item, q in zip(items, quality)
+            for rater in raters
+        ],
+        columns=["item", "rater", "vote"],
+    )
+    with store.session() as s:
+        import_votes(s, get_study(s, study), frame)
+    return frame
+
+
+# --------------------------------------------------------------------------- sign-in
+
+
+def test_admin_needs_the_secret(store, tmp_path):
+    make_study(store, tmp_path / "media")
+    at = admin_page("wrong secret")
+    assert [e.value for e in at.error] == ["Wrong admin secret."]
+    assert not at.tabs and not at.dataframe
+
+
+def test_wrong_admin_secrets_lock_out_new_sessions_too(store, tmp_path):
+    make_study(store, tmp_path / "media")
+    for _ in range(5):
+        assert [e.value for e in admin_page("wrong secret").error] == ["Wrong admin secret."]
+    at = admin_page()  # a fresh browser session, with the right secret: refused until the wait is over
+    [message] = [e.value for e in at.error]
+    assert message.startswith("too many wrong admin secrets: try again after ") and message.endswith(" s)")
+    assert not at.tabs
+
+
+# --------------------------------------------------------------------------- overview
+
+
+def test_study_board_counts_progress_and_the_last_hour(store, tmp_path):
+    bulk_study(store, tmp_path, "a", 4, target_votes=2)
+    bulk_study(store, tmp_path, "b", 3, target_votes=5)
+    items = [f"img_{k:05d}.jpg" for k in range(4)]
+    with store.session() as s:
+        import_votes(
+            s,
+            get_study(s, "a"),
+            pd.DataFrame(
+                {"item": items[:3] + items[:1] + ["img_00000.jpg"], "rater": ["r1"] * 3 + ["r2", "r3"], "vote": 3}
+            ),
+        )
+        set_rater_excluded(s, get_study(s, "a"), "r3", True)
+        # r1's votes were given two hours ago: they count as votes, not as recent ones.
+        r1 = s.scalar(select(Rater.id).where(Rater.name == "r1"))
+        s.execute(update(Rating).where(Rating.rater_id == r1).values(answered_at=utcnow() - timedelta(hours=2)))
+    with store.session() as s:
+        board = {row.study: row for row in study_board(s)}
+    a, b = board["a"], board["b"]
+    # img_00000 has two valid votes (r1, r2; r3 is excluded): the only complete item.
+    assert (a.test_items, a.complete_items, a.votes, a.valid_votes) == (4, 1, 5, 4)
+    assert a.target_fraction == pytest.approx((2 + 1 + 1) / (4 * 2))
+    assert (a.votes_last_hour, a.raters_active, a.raters) == (2, 2, 3)
+    assert a.last_vote_at is not None
+    assert (b.test_items, b.complete_items, b.votes, b.votes_last_hour, b.last_vote_at) == (3, 0, 0, 0, None)
+    with store.session() as s:
+        assert [row.study for row in study_board(s, names={"b"})] == ["b"]
+
+
+def test_study_version_changes_with_votes_and_exclusions(store, tmp_path):
+    bulk_study(store, tmp_path, "a", 3)
+    with store.session() as s:
+        before = study_version(s, get_study(s, "a"))
+    vote(store, "a", ["img_00000.jpg"], ["r1", "r2"])
+    with store.session() as s:
+        after = study_version(s, get_study(s, "a"))
+        set_rater_excluded(s, get_study(s, "a"), "r2", True)
+    with store.session() as s:
+        excluded = study_version(s, get_study(s, "a"))
+        assert study_version(s, get_study(s, "a")) == excluded
+    assert len({before, after, excluded}) == 3
+
+
+def test_the_admin_lands_on_the_overview_of_every_study(store, tmp_path):
+    make_study(store, tmp_path / "one", n_test=3, name="pilot")
+    bulk_study(store, tmp_path, "large", 40, target_votes=2)
+    vote(store, "large", [f"img_{k:05d}.jpg" for k in range(10)], ["r1", "r2"])
+    at = admin_page()
+    assert not at.exception
+    assert [t.label for t in at.tabs] == ["Overview", "New study"]
+    [board] = [d.value for d in at.dataframe]
+    assert board["study"].tolist() == ["pilot", "large"]
+    rows = board.set_index("study")
+    assert rows.loc["large", "complete"] == "10 / 40" and rows.loc["pilot", "complete"] == "0 / 3"
+    assert rows.loc["large", "votes"] == 20 and rows.loc["large", "votes_last_hour"] == 20
+    assert rows.loc["large", "raters_active"] == 2 and rows.loc["pilot", "votes"] == 0
+    assert rows.loc["large", "progress"] == pytest.approx(20 / 80)
+    assert at.selectbox(key="admin_study").value == ""  # the overview, until a study is chosen
+    open_study(at, "large")
+    assert [t.label for t in at.tabs] == ["Progress", "Raters", "Results", "Export", "Tokens"]
+    assert not at.exception
+
+
+def test_the_new_study_form_is_a_tab_of_the_overview(store, tmp_path):
+    from fixtures_ui import write_images
+
+    write_images(tmp_path / "new", ["x.png", "y.png"])
+    at = admin_page()
+    assert "No study yet" in texts(at)
+    at.session_state["admin_home_tab"] = "New study"
+    at.run()
+    at.text_input(key="new_name").input("fresh")
+    at.text_input(key="new_media").input(str(tmp_path / "new"))
+    at.button(key="FormSubmitter:new_study-Create study").click().run()
+    assert not at.exception and "created with 2 items" in at.success[0].value
+    # The new study opens at once.
+    assert at.selectbox(key="admin_study").value == "fresh"
+    assert [t.label for t in at.tabs] == ["Progress", "Raters", "Results", "Export", "Tokens"]
+
+
+# --------------------------------------------------------------------------- raters
+
+
+def test_raters_tab_puts_flagged_raters_first_with_their_reasons(store, tmp_path):
+    bulk_study(store, tmp_path, "pilot", 12)
+    items = [f"img_{k:05d}.jpg" for k in range(12)]
+    vote(store, "pilot", items, ["ann", "bob", "cat"])
+    with store.session() as s:  # zed answers every item with one level: straightlining
+        import_votes(s, get_study(s, "pilot"), pd.DataFrame({"item": items, "rater": "zed", "vote": 3}))
+    at = open_study(admin_page(), "pilot", "Raters")
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "flag_reasons" in d.value.columns)
+    assert table["rater"].tolist()[0] == "zed" and table["flagged"].tolist() == [True, False, False, False]
+    reason = table["flag_reasons"].iloc[0]
+    assert reason.startswith("straightlining") and f"**zed**: {plain(reason)}" in at.warning[0].value
+    # The flagged row is highlighted in the grid, the others are not.
+    styled = next(d for d in at.dataframe if "flag_reasons" in d.value.columns).proto.arrow_data.styler.styles
+    assert "#fde2e1" in styled
+    assert "Screening" in [h.value for h in at.subheader]
+
+
+# --------------------------------------------------------------------------- results
+
+
+def test_results_at_2000_items_draw_a_bounded_page(store, tmp_path):
+    bulk_study(store, tmp_path, "large", 2000)
+    items = [f"img_{k:05d}.jpg" for k in range(2000)]
+    vote(store, "large", items, ["r1", "r2", "r3"])
+    at = open_study(admin_page(), "large", "Results")
+    assert not at.exception
+    assert len(at.get("image")) == 3  # the MOS histogram, the worst and the best items
+    table = next(d.value for d in at.dataframe if "votes_excellent" in d.value.columns)
+    assert len(table) == 25 and table["mos"].is_monotonic_decreasing
+    assert "items 1–25 of 2,000 matching" in texts(at)
+    at.text_input(key="results_search").input("img_0199").run()  # img_01990 ... img_01999
+    table = next(d.value for d in at.dataframe if "votes_excellent" in d.value.columns)
+    assert sorted(table["item"]) == [f"img_{k:05d}.jpg" for k in range(1990, 2000)]
+    assert len(at.get("image")) == 3
+
+
+def test_ranked_plots_and_table_pages_stay_bounded():
+    from annotation_ui.admin_plots import MAX_RANKED, mos_histogram, ranked_items
+    from annotation_ui.admin_results import table_page
+
+    rng = np.random.default_rng(1)
+    mos = rng.uniform(1, 5, 10_000)
+    table = pd.DataFrame(
+        {
+            "item": [f"folder/item_{k:05d}.png" for k in range(10_000)],
+            "mos": mos,
+            "ci_low": mos - 0.3,
+            "ci_high": mos + 0.3,
+            "sd": 0.5,
+            "n": 15,
+            "level": 3,
+            **{c: 3 for c in ("votes_excellent", "votes_good", "votes_fair", "votes_poor", "votes_bad")},
+            "content_group": "g",
+        }
+    )
+    worst = ranked_items(table, 10_000, worst=True)
+    labels = [t.get_text() for t in worst.axes[0].get_yticklabels()]
+    assert len(labels) == MAX_RANKED and labels[0].startswith(table.loc[mos.argmin(), "item"])
+    assert worst.get_size_inches()[1] < 14
+    assert mos_histogram(mos, ["a", "b", "c", "d", "e"]).get_size_inches()[1] < 4
+    page, total = table_page(table, "ITEM_0999", "MOS, worst first", 1, 25)
+    assert total == 10 and len(page) == 10 and page["mos"].is_monotonic_increasing
+    page, total = table_page(table, "", "Item name", 400, 25)
+    assert total == 10_000 and page["item"].tolist()[-1] == "folder/item_09999.png"
+
+
+def test_results_refit_only_when_votes_arrive(store, tmp_path, monkeypatch):
+    from annotation_ui import admin_data
+
+    calls = {"labels": 0, "fit": 0}
+    real_labels, real_fit = admin_data.study_label_table, admin_data.analyze_votes
+
+    def counted_labels(*args, **kwargs):
+        calls["labels"] += 1
+        return real_labels(*args, **kwargs)
+
+    def counted_fit(*args, **kwargs):
+        calls["fit"] += 1
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(admin_data, "study_label_table", counted_labels)
+    monkeypatch.setattr(admin_data, "analyze_votes", counted_fit)
+    bulk_study(store, tmp_path, "pilot", 30)
+    items = [f"img_{k:05d}.jpg" for k in range(30)]
+    vote(store, "pilot", items[:20], [f"r{k}" for k in range(6)])
+    at = open_study(admin_page(), "pilot", "Results")
+    assert calls == {"labels": 1, "fit": 1}
+    at.selectbox(key="results_sort").set_value("Fewest votes first").run()
+    at.number_input(key="results_n").set_value(8).run()
+    at.session_state["admin_tab"] = "Raters"
+    at.run()
+    at.session_state["admin_tab"] = "Results"
+    at.run()
+    assert not at.exception and calls == {"labels": 1, "fit": 1}  # clicks reuse the fit
+    vote(store, "pilot", items[20:21], ["r1"])
+    at.run()
+    assert calls == {"labels": 2, "fit": 2}  # a new vote: fitted again, once
+    at.selectbox(key="results_model").set_value("p913").run()
+    assert calls == {"labels": 3, "fit": 3} and not at.exception
+    assert "Raters in the p913 fit" in [h.value for h in at.subheader]
+    at.selectbox(key="results_model").set_value("mos").run()
+    assert calls == {"labels": 3, "fit": 3}  # the earlier model's fit is still cached
+
+
+class RecordingMediaStorage(MemoryMediaFileStorage):
+    """AppTest's in-memory media storage, kept after the run so a test can read a download's bytes."""
+
+    files: ClassVar[dict[str, bytes]] = {}
+
+    def load_and_get_id(self, path_or_data, mimetype, kind, filename=None):
+        file_id = super().load_and_get_id(path_or_data, mimetype, kind, filename)
+        RecordingMediaStorage.files[file_id] = self.get_file(file_id).content
+        return file_id
+
+
+def downloaded(button) -> bytes:
+    return RecordingMediaStorage.files[Path(button.proto.url).stem]
+
+
+def test_results_aggregates_and_dataset_leave_an_excluded_rater_out(store, tmp_path, monkeypatch):
+    monkeypatch.setattr(streamlit_testing.app_test, "MemoryMediaFileStorage", RecordingMediaStorage)
+    monkeypatch.setattr(RecordingMediaStorage, "files", {})
+    make_study(store, tmp_path / "media", n_test=3)
+    # With carol, both items have MOS 3.33; without her test_01 (4.5) ranks above test_00 (2.5).
+    votes = pd.DataFrame(
+        {
+            "item": ["test_00.png"] * 3 + ["test_01.png"] * 3,
+            "rater": ["alice", "bob", "carol"] * 2,
+            "vote": [2, 3, 5, 5, 4, 1],
+        }
+    )
+    with store.session() as s:
+        study = get_study(s, "pilot")
+        import_votes(s, study, votes)
+        set_rater_excluded(s, study, "carol", True)
+
+    at = open_study(admin_page(), "pilot", "Results")
+    assert not at.exception
+    results = next(
+        d.value
+        for d in at.dataframe
+        if list(d.value.columns[:2]) == ["item", "mos"]
+        and "level" in d.value.columns
+        and "votes_excellent" in d.value.columns
+    )
+    assert results["item"].tolist() == ["test_01.png", "test_00.png"]  # best first
+    assert results["mos"].tolist() == pytest.approx([4.5, 2.5]) and results["n"].tolist() == [2, 2]
+    assert "1 rater(s) excluded by the admin; their 2 vote(s) are not counted" in texts(at)
+
+    at.session_state["admin_tab"] = "Export"
+    at.run()
+    button = next(b for b in at.get("download_button") if "aggregates" in b.proto.label)
+    aggregates = pd.read_csv(io.BytesIO(downloaded(button))).set_index("item")
+    assert aggregates.loc["test_02.png", "n"] == 0  # unrated items stay in the download
+    for row in results.itertuples():
+        assert aggregates.loc[row.item, "mos"] == pytest.approx(row.mos)
+        assert aggregates.loc[row.item, "n"] == row.n and aggregates.loc[row.item, "level"] == row.level
+    raw = next(b for b in at.get("download_button") if "raw votes" in b.proto.label)
+    assert len(pd.read_csv(io.BytesIO(downloaded(raw)))) == 6  # the stored record keeps carol's votes
+
+    out = tmp_path / "dataset"
+    at.text_input(key="hf_out").input(str(out))
+    at.text_input(key="hf_split").input("")
+    at.button(key="FormSubmitter:hf_export-Write dataset").click().run()
+    assert not at.exception and "Dataset of 2 items written" in at.success[0].value
+    written = pd.read_csv(out / "items.csv").set_index("path")
+    assert written.loc["test_01.png", "mos"] == pytest.approx(4.5)
+    assert written.loc["test_00.png", "mos"] == pytest.approx(2.5)

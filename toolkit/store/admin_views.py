@@ -1,0 +1,150 @@
+"""Figures the admin page shows about many studies at once, made in SQL (a few aggregate queries
+for the whole store, whatever the number of studies), and the version stamp that tells the page
+when a study's cached labels and fits are stale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, case, func, select
+from sqlalchemy.orm import Session
+
+from toolkit.store.overview import studies_overview
+from toolkit.store.schema import Item, Rater, Rating, Study, utcnow
+
+ACTIVITY_WINDOW = timedelta(hours=1)
+"""How far back "votes in the last hour" and "raters active" look."""
+
+
+@dataclass(frozen=True)
+class StudyBoardRow:
+    """One study on the admin's overview.
+
+    ``complete_items`` counts test items with at least ``target_votes`` valid votes;
+    ``target_fraction`` is the share of all wanted valid votes given (each item counted up to its
+    target), the figure the Progress tab shows. ``votes_last_hour`` and ``raters_active`` count
+    the votes (excluded raters' too: they are still working) within :data:`ACTIVITY_WINDOW`.
+    """
+
+    study: str
+    task: str
+    test_items: int
+    complete_items: int
+    target_votes: int
+    target_fraction: float
+    votes: int
+    valid_votes: int
+    votes_last_hour: int
+    raters: int
+    raters_active: int
+    last_vote_at: datetime | None
+
+
+def _per_study(session: Session, statement: Select[int, int]) -> dict[int, int]:
+    return {study_id: int(count or 0) for study_id, count in session.execute(statement)}
+
+
+def study_board(
+    session: Session, now: datetime | None = None, names: Collection[str] | None = None
+) -> list[StudyBoardRow]:
+    """Every study (or those in ``names``) in creation order with its progress and recent activity."""
+    since = (now or utcnow()) - ACTIVITY_WINDOW
+    test_items = _per_study(
+        session, select(Item.study_id, func.count()).where(Item.role == "test").group_by(Item.study_id)
+    )
+    # Valid votes per test item (excluded raters left out, as the assignment queue counts them).
+    valid = (
+        select(Rating.item_id.label("item_id"), func.count().label("n"))
+        .where(Rating.rater_id.not_in(select(Rater.id).where(Rater.excluded.is_(True))))
+        .group_by(Rating.item_id)
+        .subquery()
+    )
+    reached = case((valid.c.n >= Study.target_votes, Study.target_votes), else_=valid.c.n)
+    progress = {
+        study_id: (int(complete or 0), int(given or 0))
+        for study_id, complete, given in session.execute(
+            select(Item.study_id, func.sum(case((valid.c.n >= Study.target_votes, 1), else_=0)), func.sum(reached))
+            .join(valid, valid.c.item_id == Item.id)
+            .join(Study, Study.id == Item.study_id)
+            .where(Item.role == "test")
+            .group_by(Item.study_id)
+        )
+    }
+    recent = {
+        study_id: (int(n), int(raters))
+        for study_id, n, raters in session.execute(
+            select(Rating.study_id, func.count(), func.count(Rating.rater_id.distinct()))
+            .where(Rating.answered_at >= since)
+            .group_by(Rating.study_id)
+        )
+    }
+    # Comprehensions, not dict(): a Result has keys() and would be read as a mapping.
+    last = {
+        study_id: moment
+        for study_id, moment in session.execute(
+            select(Rating.study_id, func.max(Rating.answered_at)).group_by(Rating.study_id)
+        )
+    }
+    ids = {name: study_id for name, study_id in session.execute(select(Study.name, Study.id))}
+    rows = []
+    for overview in studies_overview(session):
+        if names is not None and overview.study not in names:
+            continue
+        study_id = ids[overview.study]
+        n_test = test_items.get(study_id, 0)
+        complete, given = progress.get(study_id, (0, 0))
+        wanted = n_test * overview.target_votes
+        n_recent, active = recent.get(study_id, (0, 0))
+        rows.append(
+            StudyBoardRow(
+                study=overview.study,
+                task=overview.task,
+                test_items=n_test,
+                complete_items=complete,
+                target_votes=overview.target_votes,
+                target_fraction=given / wanted if wanted else 1.0,
+                votes=overview.votes,
+                valid_votes=overview.valid_votes,
+                votes_last_hour=n_recent,
+                raters=overview.raters,
+                raters_active=active,
+                last_vote_at=last.get(study_id),
+            )
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class StudyVersion:
+    """What a study's labels, fits and rater figures depend on: equal stamps, equal figures.
+
+    A new vote raises ``last_vote_id``; an undone vote lowers ``votes``; new items change the
+    item pair; excluding, re-admitting or revoking a rater changes ``rater_state``.
+    """
+
+    votes: int
+    last_vote_id: int
+    items: int
+    last_item_id: int
+    rater_state: tuple[tuple[int, bool, bool], ...]  # (rater id, excluded, revoked), by id
+
+
+def study_version(session: Session, study: Study) -> StudyVersion:
+    """The current :class:`StudyVersion` of ``study`` (three indexed queries)."""
+    votes, last_vote = session.execute(
+        select(func.count(), func.max(Rating.id)).where(Rating.study_id == study.id)
+    ).one()
+    items, last_item = session.execute(select(func.count(), func.max(Item.id)).where(Item.study_id == study.id)).one()
+    raters = session.execute(
+        select(Rater.id, Rater.excluded, Rater.revoked).where(Rater.study_id == study.id).order_by(Rater.id)
+    )
+    return StudyVersion(
+        votes=int(votes),
+        last_vote_id=int(last_vote or 0),
+        items=int(items),
+        last_item_id=int(last_item or 0),
+        rater_state=tuple((int(i), bool(e), bool(r)) for i, e, r in raters),
+    )
