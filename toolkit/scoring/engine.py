@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,8 +29,8 @@ from toolkit.qalign import (
     level_softmax,
     scoring_question,
 )
-from toolkit.scoring.decode import BatchPreparer, BatchVisuals, DecodeDataset, PreparedBatch, detach_preprocessing
-from toolkit.scoring.inputs import ScoreInput, collect_inputs
+from toolkit.scoring.decode import detach_preprocessing
+from toolkit.scoring.inputs import InputPlan, ScoreInput, plan_inputs
 from toolkit.scoring.processes import ProcessGroup, current_processes, resolve_device
 from toolkit.scoring.provenance import ModelIdentity, Provenance, refuse_early
 from toolkit.scoring.results import (
@@ -40,8 +41,9 @@ from toolkit.scoring.results import (
     chunks_to_frame,
     empty_results,
     merge_results,
-    shard,
+    part_path,
 )
+from toolkit.scoring.sources import ItemVisuals, Piece, SampleStream, StreamBatch, StreamCollate
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +65,9 @@ class _ScoreRun:
     """One :meth:`Scorer.score` call: its settings and what it learns while scoring. Kept off
     the ``Scorer`` so that calls on one scorer never see each other's state."""
 
-    items: Sequence[ScoreInput]  # this process's inputs still to score
+    pieces: list[Piece]  # this process's inputs still to score: blocks of files and whole shards
+    skip: set[str]  # keys already scored, passed over inside the shards
+    total: int  # inputs still to score (for the progress bar)
     task: Task
     batch_size: int
     num_workers: int
@@ -115,7 +119,9 @@ class Scorer:
         """Load ``model`` (a folder, a hub id or ``"tiny"``) with an optional adapter."""
         from toolkit.models.loading import load_backbone
 
-        group = current_processes(cpu=True if device == "cpu" else None)
+        # The place among the processes from the environment alone: joining a process group is
+        # the scoring run's business (a run that never merges joins none).
+        group = current_processes(collective=False)
         backbone = load_backbone(model, adapter, dtype, resolve_device(device, group))
         kwargs.setdefault("identity", ModelIdentity.of_files(model, adapter, backbone))
         return cls(backbone, **kwargs)  # type: ignore[arg-type]
@@ -167,8 +173,11 @@ class Scorer:
         max_frames: int | None = None,
         progress: bool | None = None,
         processes: ProcessGroup | None = None,
+        image_column: str = "image",
+        id_column: str | None = None,
+        merge: bool = True,
     ) -> pd.DataFrame:
-        """Score files, folders and manifests; one row per input, in input order.
+        """Score files, folders, manifests and shards; one row per input, in input order.
 
         With ``out``, rows are appended to that CSV chunk by chunk as they are computed, inputs
         already scored there are skipped (rows with an error are retried), and at the end the
@@ -178,38 +187,51 @@ class Scorer:
         :class:`InputError` instead of being resumed. ``df.attrs["frames"]`` maps each scored
         video to (frames decoded, frames its sampling asked for), also kept in ``<out>.frames.csv``;
         fewer decoded means a truncated or damaged file scored from the frames before the damage.
-        Under several processes (``accelerate launch``) each process scores its share; the main
-        process returns the whole table, the others their own rows. ``df.attrs["notes"]`` maps
-        paths to remarks such as a video subsampled to ``max_frames`` (this process's inputs);
-        ``df.attrs["main_process"]`` says whether the table is the whole result.
+        Under several processes (``accelerate launch``, ``torchrun``) each process scores its share
+        (a block of the files and a block of whole shards) into its part ``<out>.partRRR-of-WWW``;
+        the main process merges the parts and returns the whole table, the others their own rows.
+        With ``merge=False`` no process group is joined and nobody waits: each process returns
+        its own rows once its part is complete, and :func:`toolkit.scoring.shards.merge_scores`
+        joins the parts later. ``df.attrs["notes"]`` maps paths to remarks such as a video
+        subsampled to ``max_frames`` (this process's inputs); ``df.attrs["main_process"]`` says
+        whether the table is the whole result, ``df.attrs["part"]`` names the part otherwise.
+        Shards are read as streams (see :mod:`toolkit.scoring.sources`; ``image_column`` and
+        ``id_column`` name the columns of table shards).
         """
         task = check_task(task)
-        items = collect_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, video)
-        group = processes or current_processes()
+        plan = plan_inputs(inputs, video, image_column, id_column)
+        group = processes or current_processes(collective=merge)
+        merge = merge or group.world == 1
         bs = self.batch_size if batch_size is None else _positive("batch_size", batch_size)
         workers = self.num_workers if num_workers is None else _non_negative("num_workers", num_workers)
         cap = self.max_frames if max_frames is None else _positive("max_frames", max_frames)
         show = self.progress if progress is None else progress
-        with_gt = any(it.gt_score is not None for it in items)
+        with_gt = any(it.gt_score is not None for it in plan.files)
+        # Split the full input list, not what is left of it: the shares then never depend on
+        # when each process happened to read the files another one is already appending to.
+        share = plan.share(group.rank, group.world)
+        mine = share.keys()  # this process's shards are listed (headers, ids) before scoring
 
         output = ResultFile(out) if out is not None else None
         done: set[str] = set()
         if output is not None:
             output.claim(self.provenance(task, video, cap), group.is_main)
             group.barrier()  # no process appends before every one has judged the file as it was
-            previous = output.previous()
+            previous = output.previous(set(mine))
             done, with_gt = previous.done, with_gt or previous.with_gt
-        # Shard the full input list, not what is left of it: the blocks then never depend on
-        # when each process happened to read the files another one is already appending to.
-        mine = [it for it in shard(items, group.rank, group.world) if it.path not in done]
         if done:
-            log.info("resuming: %d input(s) already scored", len(done & {it.path for it in items}))
-        run = _ScoreRun(mine, task, bs, workers, cap, show and group.is_main, with_gt)
+            log.info("resuming: %d input(s) already scored", len(done))
+        todo = sum(1 for key in mine if key not in done)
+        run = _ScoreRun(_pieces(share, done, bs), done, todo, task, bs, workers, cap, show and group.is_main, with_gt)
         if output is not None:
             run.appender = output.appender(group.rank, group.world, with_gt)
         rows = self._run(run)
 
-        order = [it.path for it in items]
+        if not merge:  # several processes, none waiting for the others: this one's share only
+            part = None if out is None else str(part_path(Path(out), group.rank, group.world))
+            return _with_notes(rows, run.notes, run.frames, group, whole=False, part=part)
+        # Every key in input order: the main process lists the shards of the other processes too.
+        order = mine if group.world == 1 else (plan.keys() if group.is_main else [])
         if output is None:
             parts = group.gather_objects(rows)
             frame_parts = group.gather_objects(run.frames)
@@ -231,34 +253,33 @@ class Scorer:
         from torch.utils.data import DataLoader
         from tqdm.auto import tqdm
 
-        items = run.items
-        if not items:
+        if not run.pieces:
             return empty_results(run.with_gt)
         preparer = self.backbone if run.num_workers == 0 else detach_preprocessing(self.backbone)
         loader = DataLoader(
-            DecodeDataset(items, run.max_frames),
+            SampleStream(run.pieces, run.skip, run.max_frames),
             batch_size=run.batch_size,
-            shuffle=False,
             num_workers=run.num_workers,
-            collate_fn=BatchPreparer(preparer, items, run.task),
+            collate_fn=StreamCollate(preparer, run.task),
             # Workers decode and preprocess the next batches while the model runs on this one.
             prefetch_factor=2 if run.num_workers > 0 else None,
             # Page-locked batches copy to a GPU without stopping the host.
             pin_memory=self.backbone.device.type == "cuda",
         )
         chunks: list[ScoredChunk] = []
-        with tqdm(total=len(items), desc=f"scoring {run.task}", unit="input", disable=not run.show) as bar:
+        with tqdm(total=run.total, desc=f"scoring {run.task}", unit="input", disable=not run.show) as bar:
 
             def finish(launched: _LaunchedBatch) -> None:
                 chunk = self._collect(run, launched)
+                items, decoded = launched.batch.items, launched.batch.prepared.decoded
                 if run.with_gt:
-                    chunk.gt_scores = [items[d.position].gt_score for d in launched.batch.decoded]
-                chunk.frames = [d.frame_counts for d in launched.batch.decoded]
+                    chunk.gt_scores = [items[d.position].gt_score for d in decoded]
+                chunk.frames = [d.frame_counts for d in decoded]
                 run.frames.update(chunk.frame_counts())
                 if run.appender is not None:
                     run.appender.append(chunk)
                 chunks.append(chunk)
-                bar.update(len(launched.batch.decoded))
+                bar.update(len(decoded))
 
             # One batch stays in flight: batch i+1 is queued on the device before the results
             # of batch i are read, so a GPU never waits while the host fetches, copies and
@@ -283,11 +304,11 @@ class Scorer:
                 finish(pending)
         return chunks_to_frame(chunks, run.with_gt)
 
-    def _launch(self, run: _ScoreRun, batch: PreparedBatch) -> _LaunchedBatch:
+    def _launch(self, run: _ScoreRun, batch: StreamBatch) -> _LaunchedBatch:
         """Queue the forwards of a batch (one per kind) without waiting for their results."""
         import torch
 
-        items, decoded = run.items, batch.decoded
+        items, decoded = batch.items, batch.prepared.decoded
         for d in decoded:
             if d.note:
                 run.notes[items[d.position].path] = d.note
@@ -300,9 +321,9 @@ class Scorer:
             idx = [i for i, d in enumerate(decoded) if d.usable and items[d.position].kind == kind]
             if not idx:
                 continue
-            ready = batch.prepared.get(kind)
+            ready = batch.prepared.prepared.get(kind)
             model_inputs = ready[1] if ready is not None and ready[0] == idx else None
-            forward = _Forward(kind, idx, BatchVisuals([decoded[i] for i in idx], items, run.max_frames))
+            forward = _Forward(kind, idx, ItemVisuals([decoded[i] for i in idx], items, run.max_frames))
             try:
                 if model_inputs is None:
                     model_inputs = self.backbone.transfer_batch(forward.visuals, run.task, kind)
@@ -321,7 +342,7 @@ class Scorer:
 
     def _collect(self, run: _ScoreRun, launched: _LaunchedBatch) -> ScoredChunk:
         """Wait for a launched batch and turn it into rows; a failed forward is retried."""
-        items, decoded = run.items, launched.batch.decoded
+        items, decoded = launched.batch.items, launched.batch.prepared.decoded
         probs = np.full((len(decoded), len(LEVELS)), np.nan)
         errors = [d.error or "" for d in decoded]
         for forward in launched.forwards:
@@ -381,7 +402,7 @@ class _Forward:
 
     kind: InputKind
     idx: list[int]  # positions within the batch
-    visuals: BatchVisuals
+    visuals: ItemVisuals
     logits: torch.Tensor | None = None  # on the host once ``ready`` has fired
     ready: torch.cuda.Event | None = None
     failure: Exception | None = None
@@ -389,7 +410,7 @@ class _Forward:
 
 @dataclass
 class _LaunchedBatch:
-    batch: PreparedBatch
+    batch: StreamBatch
     forwards: list[_Forward] = field(default_factory=list)
 
 
@@ -409,14 +430,44 @@ def auto_num_workers(device: torch.device | str) -> int:
     return max(0, min(16, per_process - 2))
 
 
-def _with_notes(df: pd.DataFrame, notes: dict[str, str], frames: FrameCounts, group: ProcessGroup) -> pd.DataFrame:
+def _pieces(plan: InputPlan, done: set[str], size: int) -> list[Piece]:
+    """The inputs of ``plan`` as decoding workers read them: files not yet scored in blocks of one
+    batch, each shard whole (its scored samples are passed over as it is read)."""
+    pieces: list[Piece] = []
+    block: list[ScoreInput] = []
+    for entry in plan.entries:
+        if isinstance(entry, ScoreInput):
+            if entry.path not in done:
+                block.append(entry)
+            if len(block) < size:
+                continue
+        if block:
+            pieces.append(block)
+            block = []
+        if not isinstance(entry, ScoreInput):
+            pieces.append(entry)
+    if block:
+        pieces.append(block)
+    return pieces
+
+
+def _with_notes(
+    df: pd.DataFrame,
+    notes: dict[str, str],
+    frames: FrameCounts,
+    group: ProcessGroup,
+    whole: bool | None = None,
+    part: str | None = None,
+) -> pd.DataFrame:
     # What the run did besides scoring (e.g. videos thinned to max_frames), by path; these
     # are not errors and the CSV columns are fixed, so they travel in DataFrame.attrs.
     df.attrs["notes"] = dict(notes)
     # Scored videos: path -> (frames decoded, frames the sampling asked for); fewer decoded
     # means a truncated file scored from its beginning (also in <out>.frames.csv).
     df.attrs["frames"] = dict(frames)
-    df.attrs["main_process"] = group.is_main  # False: this table is one process's share
+    df.attrs["main_process"] = group.is_main if whole is None else whole  # False: one process's share
+    df.attrs["part"] = part  # where that share was written, when no process merged the parts
+    df.attrs["rank"] = (group.rank, group.world)
     return df
 
 
@@ -450,17 +501,22 @@ def score_images(
     video: bool = False,
     progress: bool = True,
     out: str | os.PathLike[str] | None = None,
+    image_column: str = "image",
+    id_column: str | None = None,
+    merge: bool = True,
 ) -> pd.DataFrame:
     """Score images (or videos, with ``video=True``) with a Q-Align model, pyiqa style.
 
-    ``inputs`` are files, folders (searched recursively) or CSV/JSON manifests. Returns one row
-    per input with ``path, score, p_excellent .. p_bad, entropy, error`` (+ ``gt_score`` when a
-    manifest has it). ``out`` makes the run resumable (see :meth:`Scorer.score`).
+    ``inputs`` are files, folders (searched recursively), CSV/JSON manifests, or shards of samples
+    (WebDataset tar, Parquet, ``datasets`` folders; see :mod:`toolkit.scoring.sources`). Returns one
+    row per input with ``path, score, p_excellent .. p_bad, entropy, error`` (+ ``gt_score`` when a
+    manifest has it). ``out`` makes the run resumable, ``merge=False`` leaves the parts of several
+    processes for a later merge (see :meth:`Scorer.score`).
     ``num_workers=None`` picks the decoding workers for the device (:func:`auto_num_workers`).
     """
     check_task(task)
     # Read the inputs before loading the model, so a bad manifest fails in a second, not a minute.
-    collect_inputs([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs, video)
+    plan_inputs(inputs, video, image_column, id_column)
     refuse_early(out, model, adapter, task, video)  # likewise an output made by another model or task
     scorer = Scorer.from_pretrained(
         model,
@@ -472,4 +528,6 @@ def score_images(
         max_frames=max_frames,
         progress=progress,
     )
-    return scorer.score(inputs, task=task, video=video, out=out)
+    return scorer.score(
+        inputs, task=task, video=video, out=out, image_column=image_column, id_column=id_column, merge=merge
+    )

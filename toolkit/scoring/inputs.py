@@ -1,4 +1,4 @@
-"""Turning what a user passes (files, folders, CSV/JSON manifests) into a list of inputs to score.
+"""Turning what a user passes (files, folders, CSV/JSON manifests, shards of samples) into inputs.
 
 Manifests follow the files found in the wild: a column ``image``, ``img_path`` or ``path``, and
 optionally ``gt_score`` as a number or a numeric string. Relative paths in a manifest resolve
@@ -8,17 +8,24 @@ paths is one video made of those frames.
 Problems that concern one input (a missing file, a video passed without ``video=True``) do not
 stop anything: the input carries the reason and ends up as an error row. Problems with a manifest
 as a whole (no path column, a ``gt_score`` that is not a number) raise :class:`InputError`.
+
+Shards (WebDataset ``.tar`` files, ``.parquet`` and ``.arrow`` files, ``datasets`` folders written
+by ``save_to_disk``) are not listed here: :func:`plan_inputs` keeps each as a
+:class:`~toolkit.scoring.sources.ShardSource` that is read as a stream when it is scored. A quoted
+pattern (``'shards/*.tar'``) is expanded here, in natural order, so a list of thousands of shards
+need not pass through the shell.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -26,6 +33,9 @@ from toolkit.errors import InputError
 from toolkit.io import id_text
 from toolkit.media import is_image_path, is_video_path, natural_key
 from toolkit.models.base import InputKind
+
+if TYPE_CHECKING:
+    from toolkit.scoring.sources import ShardSource
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,7 @@ class ScoreInput:
     frames: tuple[str, ...] | None = None  # explicit frame files (a list in a JSON manifest)
     gt_score: float | None = None
     error: str | None = None  # known to be unusable before decoding
+    data: bytes | None = field(default=None, repr=False)  # encoded image of a shard sample (no file)
 
 
 def collect_inputs(inputs: Sequence[str | os.PathLike[str]], video: bool = False) -> list[ScoreInput]:
@@ -51,26 +62,98 @@ def collect_inputs(inputs: Sequence[str | os.PathLike[str]], video: bool = False
 
     Folders are walked recursively in natural order. Without ``video`` every image file found is
     an input; with ``video`` every video file is one, and so is every folder that directly holds
-    image files (a folder of frames).
+    image files (a folder of frames). Shards are refused: :func:`plan_inputs` streams them.
     """
+    plan = plan_inputs(inputs, video)
+    if plan.shards:
+        raise InputError(f"{plan.shards[0].path}: a shard of samples; score it with plan_inputs (streamed)")
+    return plan.files
+
+
+@dataclass
+class InputPlan:
+    """The inputs of a run in the order given: file inputs and whole shards."""
+
+    entries: list[ScoreInput | ShardSource]
+
+    @property
+    def files(self) -> list[ScoreInput]:
+        return [e for e in self.entries if isinstance(e, ScoreInput)]
+
+    @property
+    def shards(self) -> list[ShardSource]:
+        return [e for e in self.entries if not isinstance(e, ScoreInput)]
+
+    def share(self, rank: int, world: int) -> InputPlan:
+        """What process ``rank`` of ``world`` scores: a contiguous block of the files (as a run
+        of files has always been split) and a contiguous block of whole shards."""
+        from toolkit.scoring.results import shard
+
+        mine = {id(e) for e in shard(self.files, rank, world)} | {id(e) for e in shard(self.shards, rank, world)}
+        return InputPlan([e for e in self.entries if id(e) in mine])
+
+    def keys(self) -> list[str]:
+        """Every output key in order; lists the samples of each shard (headers and ids only)."""
+        return [k for e in self.entries for k in ([e.path] if isinstance(e, ScoreInput) else e.keys())]
+
+
+def plan_inputs(
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    video: bool = False,
+    image_column: str = "image",
+    id_column: str | None = None,
+) -> InputPlan:
+    """Expand files, folders, manifests and patterns into file inputs (deduplicated, as
+    :func:`collect_inputs` lists them) and shards (each once), in the order given.
+
+    ``image_column`` and ``id_column`` name the columns of Parquet and Arrow shards (see
+    :mod:`toolkit.scoring.sources`). The first table shard is checked at once, so a wrong column
+    name stops the run here rather than in every shard.
+    """
+    from toolkit.scoring.sources import ShardSource, dataset_files, shard_format
+
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     if not inputs:
-        raise InputError("no inputs given: pass image/video files, folders or CSV/JSON manifests")
-    found: list[ScoreInput] = []
-    for raw in inputs:
+        raise InputError("no inputs given: pass image/video files, folders, CSV/JSON manifests or shards")
+    entries: list[ScoreInput | ShardSource] = []
+    for raw in _expand_patterns(inputs):
         p = Path(raw)
-        if p.is_dir():
+        arrow = dataset_files(p) if p.is_dir() else None
+        fmt = shard_format(p) if p.is_file() else None
+        if arrow is not None or fmt is not None:
+            if video:
+                raise InputError(f"{raw}: a shard of images; --video takes video files and folders of frames")
+            files = [(str(f), "arrow") for f in arrow] if arrow is not None else [(str(raw), fmt)]
+            entries.extend(ShardSource(f, kind, image_column, id_column) for f, kind in files)  # type: ignore[arg-type]
+        elif p.is_dir():
             items = _expand_folder(p, video)
             if not items:
                 what = "video files or frame folders" if video else "image files"
                 log.warning("%s: folder holds no %s", p, what)
-            found.extend(items)
+            entries.extend(items)
         elif p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES:
-            found.extend(read_manifest(p, video))
+            entries.extend(read_manifest(p, video))
         else:
-            found.append(_single_input(str(raw), video))
-    return _dedupe(found)
+            entries.append(_single_input(str(raw), video))
+    plan = InputPlan(_dedupe(entries))
+    first_table = next((s for s in plan.shards if s.format != "tar"), None)
+    if first_table is not None:
+        first_table.check()
+    return plan
+
+
+def _expand_patterns(inputs: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Inputs with each pattern that names no file replaced by its matches, in natural order."""
+    out: list[str] = []
+    for raw in inputs:
+        text = str(raw)
+        matches = glob.glob(text, recursive=True) if any(c in text for c in "*?[") else []
+        if matches and not Path(text).exists():
+            out.extend(sorted(matches, key=natural_key))
+        else:
+            out.append(text)  # a file, or a pattern matching nothing: a "file not found" row as ever
+    return out
 
 
 def _single_input(path: str, video: bool, gt_score: float | None = None) -> ScoreInput:
@@ -185,7 +268,8 @@ def _resolve(base: Path, value: Any, manifest: Path, row: int, column: str) -> s
     return str(p if p.is_absolute() else base / p)
 
 
-def _dedupe(items: list[ScoreInput]) -> list[ScoreInput]:
+def _dedupe(items: list[Any]) -> list[Any]:
+    """Each path once (a file, or a shard given twice), the first occurrence kept."""
     seen: set[str] = set()
     out = []
     for item in items:

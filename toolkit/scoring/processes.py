@@ -5,6 +5,11 @@ starts four copies of the command; each scores its own contiguous block of the i
 GPU and appends to its own part file, and the main process merges the parts into the one output.
 On CPUs, ``torchrun --nproc_per_node 4 -m toolkit.cli score --device cpu ...`` does the same.
 A plain ``python``/``qalign`` run is a world of one process and never imports ``accelerate``.
+
+A run whose ranks never wait for each other (``--no-merge``: each writes its own part and exits,
+a separate step merges) needs no process group at all: its place comes from the ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK`` variables alone, which torchrun, accelerate and a batch
+scheduler's array jobs can all set.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from toolkit.errors import InputError
 
 
 def _noop() -> None:
@@ -40,14 +47,21 @@ class ProcessGroup:
         return self.gather(obj)
 
 
-def current_processes(cpu: bool | None = None) -> ProcessGroup:
+def current_processes(cpu: bool | None = None, collective: bool = True) -> ProcessGroup:
     """The process group set up by ``accelerate launch`` / ``torchrun``, or a group of one.
 
     ``cpu`` asks for the CPU (gloo) backend; by default it is used when there is no GPU, since
-    accelerate otherwise treats a CPU-only launch as a single process.
+    accelerate otherwise treats a CPU-only launch as a single process. Without ``collective`` no
+    group is joined: rank and world are read from the environment and the barrier does nothing.
     """
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    world = _env_int("WORLD_SIZE", 1)
+    if world <= 1:
         return ProcessGroup()
+    if not collective:
+        rank = _env_int("RANK", 0)
+        if not 0 <= rank < world:
+            raise InputError(f"RANK={rank} is not within WORLD_SIZE={world} (ranks run from 0 to {world - 1})")
+        return ProcessGroup(rank=rank, world=world, local_rank=_env_int("LOCAL_RANK", 0))
     import torch
     from accelerate import PartialState
     from accelerate.utils import gather_object
@@ -62,6 +76,16 @@ def current_processes(cpu: bool | None = None) -> ProcessGroup:
         barrier=state.wait_for_everyone,
         gather=lambda obj: gather_object([obj]),
     )
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(f"{name}={text!r} is not a whole number") from None
 
 
 def resolve_device(device: str, group: ProcessGroup | None = None) -> str:

@@ -210,11 +210,19 @@ def refuse_early(
     recorded = read_record(out) if has_rows else None
     if recorded is None:
         return
+    diffs = _differences(_known_without_weights(model, adapter, task, video), recorded)
+    if diffs:
+        raise InputError(f"{out} was made differently, cannot resume: {'; '.join(diffs)}; {_resume_hint(out)}")
+
+
+def _known_without_weights(
+    model: str | os.PathLike[str], adapter: str | os.PathLike[str] | None, task: str, video: bool
+) -> dict[str, Any]:
     from toolkit import __version__
     from toolkit.qalign import scoring_question
 
     kind = "video" if video else "image"
-    known = {
+    return {
         "model": model_name(model),
         "adapter": None if adapter is None else str(Path(adapter).expanduser().resolve()),
         "task": task,
@@ -222,9 +230,30 @@ def refuse_early(
         "question": scoring_question(task, kind),  # type: ignore[arg-type]
         "toolkit_version": __version__,
     }
-    diffs = _differences(known, recorded)
+
+
+def check_merge(
+    out: str | os.PathLike[str],
+    model: str | os.PathLike[str] | None,
+    adapter: str | os.PathLike[str] | None,
+    task: str,
+    video: bool,
+) -> None:
+    """Before the parts of a run are joined into ``out`` (without loading the model): they share
+    the record beside ``out``, which must exist and, when ``model`` is given, agree with what the
+    merge command says (model, adapter, task, input kind), so parts of another run never join."""
+    out = Path(out)
+    recorded = read_record(out)
+    if recorded is None:
+        raise InputError(
+            f"{out}: no record of the model and task that made its parts (no {record_path(out).name}),"
+            " so they cannot be merged safely"
+        )
+    if model is None:
+        return
+    diffs = _differences(_known_without_weights(model, adapter, task, video), recorded)
     if diffs:
-        raise InputError(f"{out} was made differently, cannot resume: {'; '.join(diffs)}; {_resume_hint(out)}")
+        raise InputError(f"{out}: its parts were made differently, not merged: {'; '.join(diffs)}")
 
 
 def check_resumable(out: Path, provenance: Provenance, has_rows: bool) -> bool:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,47 @@ def read_results(path: str | Path) -> pd.DataFrame:
     for col in ("path", "error"):
         df[col] = df[col].map(csv_unescape_value)
     return normalise(df)
+
+
+def finished_paths(path: str | Path, wanted: Container[str] | None = None) -> tuple[set[str], bool]:
+    """The paths with a finished score in a score file (those in ``wanted``, if given) and whether
+    it has ``gt_score``. Reads rows one at a time, without a table: a resumed process of a large
+    run reads every part beside the output."""
+    path = Path(path)
+    try:
+        text = _read_text(path)
+    except FileNotFoundError:
+        return set(), False
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read existing scores ({exc})") from None
+    end = len(text) if text.endswith("\n") and text.count('"') % 2 == 0 else _last_record_end(text)
+    rows = csv.reader(io.StringIO(text[:end], newline=""))
+    header = next(rows, None)
+    if header is None:
+        return set(), False
+    missing = [c for c in COLUMNS if c not in header]
+    if missing:
+        raise InputError(
+            f"{path}: exists but is not a score file (missing column(s) {', '.join(missing)});"
+            " choose another output path"
+        )
+    at = {c: header.index(c) for c in COLUMNS}
+    numbers = [at[c] for c in ("score", *PROB_COLUMNS, "entropy")]
+    done: set[str] = set()
+    for row in rows:
+        if len(row) != len(header) or row[at["error"]] != "":
+            continue
+        key = csv_unescape_value(row[at["path"]])
+        if (wanted is None or key in wanted) and _all_finite(row[i] for i in numbers):
+            done.add(key)
+    return done, "gt_score" in header
+
+
+def _all_finite(cells: Iterable[str]) -> bool:
+    try:
+        return all(math.isfinite(float(c)) for c in cells)
+    except ValueError:  # a blank or non-numeric cell: not a finished score
+        return False
 
 
 # --------------------------------------------------------------------------- writing
@@ -349,7 +391,7 @@ def existing_parts(out: str | Path) -> list[Path]:
     if not out.parent.is_dir():
         return []
     # The exact form only: the side files of parts (".frames.csv") share the prefix.
-    part = re.compile(re.escape(out.name) + r"\.part\d{3}-of-\d{3}")
+    part = re.compile(re.escape(out.name) + r"\.part\d{3,}-of-\d{3,}")
     return sorted(p for p in out.parent.glob(f"{out.name}.part*-of-*") if part.fullmatch(p.name))
 
 
@@ -412,9 +454,6 @@ class ResultFile:
         if self.path.is_dir():
             raise InputError(f"output {self.path} is a folder; give a CSV file path")
 
-    def _sources(self) -> list[pd.DataFrame]:
-        return [read_results(self.path)] + [read_results(p) for p in existing_parts(self.path)]
-
     def claim(self, provenance: Provenance, is_main: bool) -> None:
         """Check that the rows already there were made as this run makes them, and record how
         this run makes them when there are none.
@@ -430,24 +469,28 @@ class ResultFile:
                 # Counts of an earlier file at this path (since deleted) would describe other rows.
                 frames_path(self.path).unlink(missing_ok=True)
 
-    def previous(self) -> PreviousRows:
-        """The rows already there, from earlier or interrupted runs (errors are not done)."""
-        sources = self._sources()
-        rows = merge_results(sources, [])
-        done = set(rows.loc[is_done(rows), "path"]) if len(rows) else set()
-        return PreviousRows(done, any("gt_score" in s.columns for s in sources))
+    def previous(self, wanted: Container[str] | None = None) -> PreviousRows:
+        """The rows already there, from earlier or interrupted runs (errors are not done); with
+        ``wanted``, only those paths are kept (a process of a large run needs its own only)."""
+        done: set[str] = set()
+        with_gt = False
+        for journal in [self.path, *existing_parts(self.path)]:
+            finished, has_gt = finished_paths(journal, wanted)
+            done |= finished
+            with_gt = with_gt or has_gt
+        return PreviousRows(done, with_gt)
 
     def appender(self, rank: int, world: int, with_gt: bool) -> ResultAppender:
         """Where process ``rank`` of ``world`` appends its rows."""
         journal = self.path if world == 1 else part_path(self.path, rank, world)
         return ResultAppender(journal, output_columns(with_gt))
 
-    def merge(self, order: Sequence[str], with_gt: bool) -> pd.DataFrame:
+    def merge(self, order: Sequence[str], with_gt: bool, remove_parts: bool = True) -> pd.DataFrame:
         """Rewrite the file with one row per path from it and every part (the paths of ``order``
-        first, in that order), remove the parts, and return the merged table. The main process
-        calls it once every process has finished appending."""
-        merged = merge_results(self._sources(), order)
+        first, in that order), remove the parts (unless ``remove_parts`` is false), and return
+        the merged table. Called once every process has finished appending."""
         journals = [self.path, *existing_parts(self.path)]
+        merged = merge_results([read_results(j) for j in journals], order)
         counts: FrameCounts = {}
         for journal in journals:
             counts.update(read_frame_counts(frames_path(journal)))
@@ -458,11 +501,16 @@ class ResultFile:
         else:
             frames_path(self.path).unlink(missing_ok=True)
         write_results(merged.reindex(columns=output_columns(with_gt)), self.path)
-        for p in journals[1:]:
-            frames_path(p).unlink(missing_ok=True)
-            p.unlink(missing_ok=True)
+        if remove_parts:
+            self.remove_parts(journals[1:])
         merged.attrs["frames"] = counts
         return merged
+
+    def remove_parts(self, parts: Sequence[Path]) -> None:
+        """Delete parts (and their frame counts) whose rows the file now holds."""
+        for p in parts:
+            frames_path(p).unlink(missing_ok=True)
+            p.unlink(missing_ok=True)
 
     def frame_counts(self) -> FrameCounts:
         """(decoded, sampled) frames of each scored video in the file, as of the last merge."""
