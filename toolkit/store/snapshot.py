@@ -12,15 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from toolkit.store.ratings import VOTE_COLUMNS, votes_frame
-from toolkit.store.schema import Rater, Rating, Study
+from toolkit.errors import StoreError
+from toolkit.store.ratings import VOTE_COLUMNS
+from toolkit.store.schema import Item, Rater, Rating, Study
 from toolkit.store.setup import level_labels, study_question
-from toolkit.store.studies import study_items
+from toolkit.store.vote_arrays import VoteArrays, VoteTimes, read_vote_arrays, read_vote_times
 
 ITEM_COLUMNS: tuple[str, ...] = (
     "item",
@@ -69,48 +72,111 @@ def _day(moment: datetime | date | None) -> str:
     return moment.strftime("%Y-%m-%d") if moment is not None else ""
 
 
+def _items_frame(session: Session, study: Study) -> pd.DataFrame:
+    """``ITEM_COLUMNS`` in study order, read column-wise (no ORM object per item)."""
+    rows = session.execute(
+        select(
+            Item.path,
+            Item.id,
+            Item.kind,
+            Item.role,
+            Item.content_group,
+            Item.sha256,
+            Item.expected_level,
+            Item.tolerance,
+            Item.missing_since.is_not(None),
+        )
+        .where(Item.study_id == study.id)
+        .order_by(Item.id)
+    ).all()
+    columns: list[tuple[Any, ...]] = list(zip(*rows)) if rows else [() for _ in ITEM_COLUMNS]
+    items = pd.DataFrame({name: pd.Series(values, dtype=object) for name, values in zip(ITEM_COLUMNS, columns)})
+    items["item_id"] = items["item_id"].astype("int64")
+    items["tolerance"] = items["tolerance"].astype("int64")
+    items["missing"] = items["missing"].astype(bool)
+    items["expected_level"] = pd.array([None if v is None else int(v) for v in items["expected_level"]], dtype="Int64")
+    return items
+
+
+def _moments(micros: np.ndarray, zoned: bool) -> pd.Series:
+    """Microseconds since 1970 as times: UTC-aware from PostgreSQL, naive UTC from SQLite (as stored)."""
+    stamps = pd.to_datetime(pd.Series(micros).round(), unit="us", utc=zoned)
+    return stamps.astype("datetime64[us, UTC]" if zoned else "datetime64[us]")
+
+
+def votes_from_arrays(
+    items: pd.DataFrame, raters: pd.Series, votes: VoteArrays, times: VoteTimes, zoned: bool
+) -> pd.DataFrame:
+    """``VOTE_COLUMNS`` from coded votes: the item and rater columns (and the item's own columns)
+    are categoricals over the study's items and raters, so a vote costs a few bytes, not a string."""
+    item_ids = items["item_id"].to_numpy()
+    order = np.argsort(item_ids)
+    position = order[np.searchsorted(item_ids, votes.item_id, sorter=order)]
+    rater_ids = raters.index.to_numpy()
+    rater_order = np.argsort(rater_ids)
+    rater_position = rater_order[np.searchsorted(rater_ids, votes.rater_id, sorter=rater_order)]
+
+    def per_item(column: str) -> pd.Categorical:
+        codes, uniques = pd.factorize(items[column].astype(str))
+        return pd.Categorical.from_codes(codes[position], categories=pd.Index(uniques, dtype=object))
+
+    frame = pd.DataFrame(
+        {
+            "item": pd.Categorical.from_codes(position, categories=pd.Index(items["item"].astype(str), dtype=object)),
+            "rater": pd.Categorical.from_codes(rater_position, categories=pd.Index(raters.astype(str), dtype=object)),
+            "vote": votes.level.astype(np.int64),
+            "kind": per_item("kind"),
+            "content_group": per_item("content_group"),
+            "role": per_item("role"),
+            "expected_level": items["expected_level"].array.take(position),
+            "tolerance": items["tolerance"].to_numpy()[position],
+            "sha256": per_item("sha256"),
+            "shown_at": _moments(times.shown_us, zoned),
+            "answered_at": _moments(times.answered_us, zoned),
+            "response_ms": times.response_ms,
+        }
+    )
+    return frame[VOTE_COLUMNS]
+
+
 def read_snapshot(session: Session, study: Study) -> StudySnapshot:
     """Read ``study`` in ``session``: items, valid votes, excluded raters and the set-up."""
-    records = study_items(session, study)
-    items = pd.DataFrame(
-        [
-            (
-                i.path,
-                int(i.id),
-                i.kind,
-                i.role,
-                i.content_group,
-                i.sha256,
-                i.expected_level,
-                int(i.tolerance),
-                i.missing_since is not None,
-            )
-            for i in records
-        ],
-        columns=list(ITEM_COLUMNS),
+    items = _items_frame(session, study)
+    raters = pd.Series(
+        dict(session.execute(select(Rater.id, Rater.name).where(Rater.study_id == study.id)).all()), dtype=object
     )
-    items["expected_level"] = items["expected_level"].astype("Int64")
     excluded = tuple(
         sorted(session.scalars(select(Rater.name).where(Rater.study_id == study.id, Rater.excluded.is_(True))))
     )
-    registered = session.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == study.id)) or 0
+    registered = len(raters)
     excluded_votes = (
         session.scalar(
             select(func.count())
             .select_from(Rating)
-            .join(Rater, Rating.rater_id == Rater.id)
-            .where(Rating.study_id == study.id, Rater.excluded.is_(True))
+            .where(Rating.rater_id.in_(select(Rater.id).where(Rater.study_id == study.id, Rater.excluded.is_(True))))
         )
         or 0
     )
-
-    votes = votes_frame(session, study)
-    if votes.empty:
-        votes = pd.DataFrame({c: pd.Series(dtype="int64" if c == "vote" else object) for c in VOTE_COLUMNS})
-    votes["item"] = votes["item"].astype(str)
-    votes["rater"] = votes["rater"].astype(str)
-    if excluded:
-        votes = votes[~votes["rater"].isin(excluded)].reset_index(drop=True)
+    # Valid votes only: the excluded raters' votes are left out in the query.
+    connection = session.connection()
+    valid = (
+        "rater_id NOT IN (SELECT id FROM raters WHERE excluded = "
+        + ("true" if connection.dialect.name == "postgresql" else "1")
+        + ")"
+        if excluded
+        else ""
+    )
+    coded = read_vote_arrays(connection, study.id, valid)
+    times = read_vote_times(connection, study.id, valid)
+    for _ in range(3):  # a vote stored between the two reads (no snapshot isolation): read again
+        if len(times.answered_us) == len(coded):
+            break
+        coded = read_vote_arrays(connection, study.id, valid)
+        times = read_vote_times(connection, study.id, valid)
+    else:
+        raise StoreError(f"votes of study {study.name!r} kept changing while it was read; try again")
+    votes = votes_from_arrays(items, raters, coded, times, zoned=connection.dialect.name == "postgresql")
+    del coded, times
 
     kinds = set(items.loc[items["role"] == "test", "kind"])
     return StudySnapshot(
