@@ -53,6 +53,15 @@ _EXPORTS: dict[str, str] = {
     "scan_media": "toolkit.store.studies",
     "study_items": "toolkit.store.studies",
     "export_study": "toolkit.store.vote_export",
+    "StudyProtocol": "toolkit.store.study_settings",
+    "configure_protocol": "toolkit.store.study_settings",
+    "study_protocol": "toolkit.store.study_settings",
+    "FlowState": "toolkit.store.protocol",
+    "rater_flow": "toolkit.store.protocol",
+    "crowd_join": "toolkit.store.crowd",
+    "completion": "toolkit.store.crowd",
+    "run_exclusion": "toolkit.store.exclusion",
+    "rater_payments": "toolkit.store.payments",
 }
 
 __all__ = list(_EXPORTS)
@@ -61,6 +70,12 @@ __all__ = list(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers
+    from toolkit.store.crowd import (
+        completion as completion,
+    )
+    from toolkit.store.crowd import (
+        crowd_join as crowd_join,
+    )
     from toolkit.store.engine import (
         DB_URL_ENV as DB_URL_ENV,
     )
@@ -79,6 +94,9 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     from toolkit.store.engine import (
         safe_url as safe_url,
     )
+    from toolkit.store.exclusion import (
+        run_exclusion as run_exclusion,
+    )
     from toolkit.store.migrate import (
         current_revision as current_revision,
     )
@@ -87,6 +105,15 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     )
     from toolkit.store.migrate import (
         upgrade as upgrade,
+    )
+    from toolkit.store.payments import (
+        rater_payments as rater_payments,
+    )
+    from toolkit.store.protocol import (
+        FlowState as FlowState,
+    )
+    from toolkit.store.protocol import (
+        rater_flow as rater_flow,
     )
     from toolkit.store.ratings import (
         VOTE_COLUMNS as VOTE_COLUMNS,
@@ -162,6 +189,15 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     )
     from toolkit.store.studies import (
         study_items as study_items,
+    )
+    from toolkit.store.study_settings import (
+        StudyProtocol as StudyProtocol,
+    )
+    from toolkit.store.study_settings import (
+        configure_protocol as configure_protocol,
+    )
+    from toolkit.store.study_settings import (
+        study_protocol as study_protocol,
     )
     from toolkit.store.vote_export import (
         export_study as export_study,
