@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from scipy import sparse
@@ -109,6 +109,11 @@ class Reliability:
     notes: tuple[str, ...] = ()
 
 
+def _check_metric(metric: str) -> None:
+    if metric not in get_args(AlphaMetric):
+        raise InputError(f"unknown alpha metric {metric!r}; use 'nominal', 'ordinal' or 'interval'")
+
+
 def _check_boot(n_boot: int, confidence: float) -> None:
     if n_boot < 0:
         raise InputError(f"the number of bootstrap replicates must be 0 or more, got {n_boot}")
@@ -157,8 +162,8 @@ def _alpha_from_coincidences(o: np.ndarray, values: np.ndarray, metric: AlphaMet
         cum = np.cumsum(n_v, axis=1)
         between = cum[:, high] - cum[:, low] + n_v[:, low]
         delta = (between - (n_v[:, low] + n_v[:, high]) / 2.0) ** 2
-    else:
-        raise InputError(f"unknown alpha metric {metric!r}; use 'nominal', 'ordinal' or 'interval'")
+    else:  # the callers check the metric first
+        raise AssertionError(metric)
     observed = (o * delta).sum(axis=(1, 2))
     # Expected disagreement: e = (n_c n_k - [c == k] n_c) / (n - 1); delta's diagonal is zero.
     expected = np.einsum("bc,bk,bck->b", n_v, n_v, delta) / (n - 1.0)
@@ -193,6 +198,7 @@ def krippendorff_alpha(
     ``MAX_ALPHA_VALUES`` distinct values.
     """
     _check_boot(n_boot, confidence)
+    _check_metric(metric)
     values, share, n_votes = _alpha_shares(votes)
     size = values.size
     point = _alpha_from_coincidences(share.sum(axis=0).reshape(1, size, size), values, metric)[0]
@@ -382,15 +388,16 @@ def measure_reliability(
     """Krippendorff's alpha and ICC(2,k) of the same votes; a coefficient the votes cannot
     support is left out with the reason in ``notes`` (bad arguments still raise)."""
     _check_boot(n_boot, confidence)
+    _check_metric(metric)
     notes: list[str] = []
     alpha: AlphaResult | None = None
     icc: IccResult | None = None
     try:
         alpha = krippendorff_alpha(votes, metric=metric, n_boot=n_boot, confidence=confidence, seed=seed)
     except InputError as exc:
-        notes.append(f"Krippendorff's alpha not computed: {exc}")
+        notes.append(str(exc))  # the message names the coefficient and the reason
     try:
         icc = icc2k(votes, n_boot=n_boot, confidence=confidence, seed=seed)
     except InputError as exc:
-        notes.append(f"ICC(2,k) not computed: {exc}")
+        notes.append(str(exc))  # the message names the coefficient and the reason
     return Reliability(alpha, icc, tuple(notes))
