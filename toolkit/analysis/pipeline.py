@@ -169,7 +169,8 @@ def _excluded_rater_rows(excluded: pd.DataFrame, scores: pd.Series, reasons: pd.
 
 
 def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, source: str = "votes") -> Analysis:
-    """Screen the raters, fit the subject model, measure the split-half agreement."""
+    """Screen the raters, fit the subject model, measure the split-half agreement, Krippendorff's
+    alpha and ICC(2,k) (:mod:`toolkit.analysis.reliability`)."""
     opt = options or AnalysisOptions()
     missing = [c for c in (opt.item_col, opt.rater_col, opt.vote_col) if c not in frame.columns]
     if missing:
