@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from toolkit.errors import InputError, StoreError
 from toolkit.store import Store, add_rater, get_study, load_snapshot, rater_for_token
 from toolkit.store.admin_secret import admin_sign_in, set_admin_secret, set_study_admin_secret, try_admin_secret
-from toolkit.store.assignment import RESERVATION, next_step, submit_answer, submit_trap, submit_vote
+from toolkit.store.assignment import RESERVATION, next_step, submit_answer, submit_trap, submit_vote, undo_last_vote
 from toolkit.store.protocol import add_trap, check_environment, give_consent, mark_instructions_seen, rater_flow
 from toolkit.store.qualification import next_quiz_item, submit_quiz_answer
 from toolkit.store.schema import EnvironmentCheck, Rating, TrapAnswer, utcnow
@@ -247,3 +247,20 @@ def test_a_study_secret_opens_only_its_study(store, tmp_path):
         assert try_admin_secret(s, "study-one-secret") is False  # the global check is unchanged
         set_study_admin_secret(s, one, None)
         assert admin_sign_in(s, "study-one-secret") is None
+
+
+def test_undo_after_a_trap_was_served_shows_the_item_again(store, tmp_path):
+    make_study(store, tmp_path / "media", n_test=4)
+    token = _rater(store)
+    with store.session() as s:
+        add_trap(s, get_study(s, "pilot"), "test_03.png", 1)
+        configure_protocol(s, get_study(s, "pilot"), trap_every=1)
+        rater = rater_for_token(s, token)
+        first = next_step(s, rater)
+        submit_vote(s, rater, first.item.item_id, 2)
+        assert next_step(s, rater).item.role == "trap"
+        assert undo_last_vote(s, rater) == first.item.path
+        again = next_step(s, rater)
+        assert again.item.role == "test" and again.item.item_id == first.item.item_id
+        submit_vote(s, rater, again.item.item_id, 4)
+        assert next_step(s, rater).item.role == "trap"  # the trap comes back once the vote is in

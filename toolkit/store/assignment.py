@@ -764,6 +764,7 @@ def undo_last_vote(session: Session, rater: Rater, now: datetime | None = None) 
     """
     _check_rater(rater)
     now = _now(now)
+    lock_study(session, rater.study_id)
     sitting = open_session(session, rater, now)
     last = session.execute(
         select(Rating, Item)
@@ -776,6 +777,8 @@ def undo_last_vote(session: Session, rater: Rater, now: datetime | None = None) 
         return None
     rating, item = last.Rating, last.Item
     session.execute(delete(Assignment).where(Assignment.rater_id == rater.id))
+    # A trap served since then waits: the item taken back is what the rater sees next.
+    session.execute(delete(TrapAssignment).where(TrapAssignment.rater_id == rater.id))
     # A DELETE runs through a CursorResult, which Session.execute's annotation (Result) does not say.
     deleted = cast(
         CursorResult[Any], session.execute(delete(Rating).where(Rating.id == rating.id, Rating.rater_id == rater.id))
