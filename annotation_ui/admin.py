@@ -22,17 +22,17 @@ import streamlit as st
 from annotation_ui.admin_export import export_tab
 from annotation_ui.admin_overview import OVERVIEW, STUDY_KEY, overview_tab
 from annotation_ui.admin_progress import progress_tab
-from annotation_ui.admin_raters import raters_tab
+from annotation_ui.admin_raters import ADMIN_BY_KEY, raters_tab
 from annotation_ui.admin_results import results_tab
 from annotation_ui.admin_setup import NOTICE_KEY, OPEN_STUDY_KEY, setup_tab
 from annotation_ui.admin_tokens import show_reissued, tokens_tab
 from annotation_ui.state import get_store
 from toolkit.errors import ToolkitError
 from toolkit.store import Store, get_study, list_studies
-from toolkit.store.admin_secret import try_admin_secret
+from toolkit.store.admin_secret import AdminAccess, admin_sign_in
 from toolkit.store.media_check import missing_items
 
-ADMIN_KEY = "admin_ok"
+ADMIN_KEY = "admin_access"  # the signed-in administrator's AdminAccess: every study, or some
 HOME_TABS_KEY = "admin_home_tab"
 STUDY_TABS_KEY = "admin_tab"
 STUDY_TABS: dict[str, Callable[[Store, str], None]] = {
@@ -44,35 +44,43 @@ STUDY_TABS: dict[str, Callable[[Store, str], None]] = {
 }
 
 
-def sign_in(store: Store) -> bool:
-    if st.session_state.get(ADMIN_KEY):
-        return True
+def sign_in(store: Store) -> AdminAccess | None:
+    """The administrator's access: the global secret opens every study, a study's own secret that
+    study only. Draws the sign-in form while there is none."""
+    access = st.session_state.get(ADMIN_KEY)
+    if isinstance(access, AdminAccess):
+        return access
     st.header("Administration")
     with st.form("admin_login"):
-        secret = st.text_input("Admin secret", type="password", key="admin_secret")
+        secret = st.text_input("Admin secret (the global one, or a study's own)", type="password", key="admin_secret")
         submitted = st.form_submit_button("Sign in")
     if submitted:
         try:
             # Counted in the database: a new browser session does not start the count afresh.
             with store.session() as session:
-                ok = try_admin_secret(session, secret or "")
+                access = admin_sign_in(session, secret or "")
         except ToolkitError as exc:
             st.error(str(exc))
-            return False
-        if ok:
-            st.session_state[ADMIN_KEY] = True
+            return None
+        if access is not None:
+            st.session_state[ADMIN_KEY] = access
+            st.session_state[ADMIN_BY_KEY] = "global admin" if access.all_studies else "study admin"
             st.rerun()
         st.error("Wrong admin secret.")
-    return False
+    return None
 
 
-def _study_names(store: Store) -> list[str]:
+def _study_names(store: Store, access: AdminAccess) -> list[str]:
+    """The studies ``access`` opens, in creation order."""
     with store.session() as session:
-        return [s.name for s in list_studies(session)]
+        return [s.name for s in list_studies(session) if access.allows(s)]
 
 
-def home(store: Store) -> None:
-    """The overview and the new-study form."""
+def home(store: Store, access: AdminAccess, names: list[str]) -> None:
+    """The overview, and the new-study form for the global administrator."""
+    if not access.all_studies:
+        overview_tab(store, names)
+        return
     overview, new = st.tabs(["Overview", "New study"], key=HOME_TABS_KEY, on_change="rerun")
     if overview.open:
         with overview:
@@ -95,17 +103,22 @@ def study_page(store: Store, name: str) -> None:
 
 def render() -> None:
     store = get_store()
-    if not sign_in(store):
+    access = sign_in(store)
+    if access is None:
         st.stop()
+        return
     st.title("Study administration")
+    if not access.all_studies:
+        st.sidebar.caption("Signed in with a study's own secret: only that study is shown.")
     if st.sidebar.button("Sign out", key="admin_sign_out"):
-        st.session_state.pop(ADMIN_KEY, None)
+        for key in (ADMIN_KEY, ADMIN_BY_KEY, STUDY_KEY):
+            st.session_state.pop(key, None)
         st.rerun()
     show_reissued()
     notice = st.session_state.pop(NOTICE_KEY, None)
     if notice:
         st.success(notice)
-    names = _study_names(store)
+    names = _study_names(store, access)
     if st.session_state.get(OPEN_STUDY_KEY) in names:
         st.session_state[STUDY_KEY] = st.session_state.pop(OPEN_STUDY_KEY)
     if st.session_state.get(STUDY_KEY) not in (OVERVIEW, *names):
@@ -120,6 +133,6 @@ def render() -> None:
         ),
     )
     if choice == OVERVIEW:
-        home(store)
+        home(store, access, names)
     else:
-        study_page(store, choice)
+        study_page(store, choice)  # one of ``names``: a study this administrator may open

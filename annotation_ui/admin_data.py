@@ -13,19 +13,24 @@ URL, study name and version stamp as the key, so two databases or two studies ne
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 from toolkit.analysis import (
     AnalysisOptions,
+    Reliability,
     SplitHalfResult,
     StudyLabels,
     analyze_votes,
+    prepare_votes,
     screen_raters,
     study_label_table,
 )
+from toolkit.analysis.model_agreement import ModelAgreement, read_model_agreement
 from toolkit.analysis.names import is_model_name
 from toolkit.errors import ToolkitError
 from toolkit.store import Store, StudySnapshot, get_study, read_snapshot
@@ -62,10 +67,12 @@ def labels(_store: Store, url: str, name: str, stamp: str, model: str) -> StudyL
 
 @dataclass
 class SubjectFit:
-    """The raters' side of a subject-model fit and the split-half agreement of the same votes."""
+    """The raters' side of a subject-model fit, and the split-half agreement, Krippendorff's alpha
+    and ICC(2,k) of the same votes (the figures ``qalign analyze`` reports)."""
 
     raters: pd.DataFrame | None = None  # bias, inconsistency, rejected, reason per rater
     agreement: SplitHalfResult | None = None
+    reliability: Reliability | None = None
     notes: list[str] = field(default_factory=list)
     error: str | None = None  # why there is no fit (too few raters, a degenerate study)
 
@@ -84,7 +91,12 @@ def subject_fit(_store: Store, url: str, name: str, stamp: str, model: str) -> S
         fit = analyze_votes(votes, options, source=f"study {shot.name}")
     except ToolkitError as exc:
         return SubjectFit(error=str(exc))
-    return SubjectFit(raters=fit.result.raters_table(), agreement=fit.agreement, notes=list(fit.notes))
+    return SubjectFit(
+        raters=fit.result.raters_table(),
+        agreement=fit.agreement,
+        reliability=fit.reliability,
+        notes=list(fit.notes),
+    )
 
 
 @st.cache_data(max_entries=32, show_spinner="Screening the raters...")
@@ -105,3 +117,25 @@ def raters(_store: Store, url: str, name: str, stamp: str) -> pd.DataFrame:
     """:func:`~toolkit.store.progress.rater_stats`: every vote of every rater, excluded or not."""
     with _store.session() as session:
         return rater_stats(session, get_study(session, name))
+
+
+@st.cache_data(max_entries=16, show_spinner="Comparing the raters with the model...")
+def model_qa(
+    _store: Store, url: str, name: str, stamp: str, digest: str, file_name: str, _data: bytes
+) -> ModelAgreement | str:
+    """Each rater's agreement with a model's scores and with the other raters (leave-one-out MOS)
+    on the valid test votes, from an uploaded score file (keyed by its content ``digest``); or
+    the one-line reason it cannot be made."""
+    shot = snapshot(_store, url, name, stamp)
+    votes = shot.votes[shot.votes["role"] == "test"].reset_index(drop=True)
+    if votes.empty:
+        return "no valid votes on test items yet"
+    suffix = Path(file_name).suffix or ".csv"
+    with tempfile.TemporaryDirectory() as tmp:
+        # The readers go by the file's suffix and name it in their messages: keep both.
+        path = Path(tmp) / (Path(file_name).name or f"scores{suffix}")
+        path.write_bytes(_data)
+        try:
+            return read_model_agreement(path, prepare_votes(votes, source=f"study {shot.name}"))
+        except ToolkitError as exc:
+            return str(exc)

@@ -26,6 +26,7 @@ BOARD_COLUMNS = (
     "votes_last_hour",
     "raters",
     "raters_active",
+    "flagged_raters",
     "last_vote_at",
 )
 
@@ -44,6 +45,7 @@ def board_frame(rows: Sequence[StudyBoardRow]) -> pd.DataFrame:
                 r.votes_last_hour,
                 r.raters,
                 r.raters_active,
+                r.flagged_raters,
                 r.last_vote_at,
             )
             for r in rows
@@ -70,11 +72,12 @@ def overview_tab(store: Store, names: Collection[str] | None) -> None:
         st.info("No study yet: create one under New study.")
         return
     frame = board_frame(rows)
-    cols = st.columns(4)
+    cols = st.columns(5)
     cols[0].metric("Studies", f"{len(frame):,}")
-    cols[1].metric("Votes in the last hour", f"{int(frame['votes_last_hour'].sum()):,}")
-    cols[2].metric("Raters active (last hour)", f"{int(frame['raters_active'].sum()):,}")
-    cols[3].metric("Items complete", f"{sum(r.complete_items for r in rows):,} / {sum(r.test_items for r in rows):,}")
+    cols[1].metric("Items complete", f"{sum(r.complete_items for r in rows):,} / {sum(r.test_items for r in rows):,}")
+    cols[2].metric("Votes in the last hour", f"{int(frame['votes_last_hour'].sum()):,}")
+    cols[3].metric("Raters active (last hour)", f"{int(frame['raters_active'].sum()):,}")
+    cols[4].metric("Flagged raters", f"{int(frame['flagged_raters'].sum()):,}")
     st.session_state[ORDER_KEY] = frame["study"].tolist()
     st.dataframe(
         frame,
@@ -90,6 +93,9 @@ def overview_tab(store: Store, names: Collection[str] | None) -> None:
             "valid_votes": st.column_config.NumberColumn("valid votes", help="excluded raters' votes left out"),
             "votes_last_hour": st.column_config.NumberColumn("votes/hour", help="votes in the last hour"),
             "raters_active": st.column_config.NumberColumn("active", help="raters who voted in the last hour"),
+            "flagged_raters": st.column_config.NumberColumn(
+                "flagged", help="raters the study's exclusion rules flagged (see the study's Raters tab)"
+            ),
             "last_vote_at": st.column_config.DatetimeColumn("last vote (UTC)", format="YYYY-MM-DD HH:mm"),
         },
     )

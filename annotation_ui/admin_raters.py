@@ -1,46 +1,89 @@
-"""The Raters tab: every rater's figures, flagged raters first and highlighted with the reasons.
+"""The Raters tab: every rater's figures, flagged raters first and highlighted with the reasons,
+the administrator's override of an exclusion (with a reason), and a model-in-the-loop check.
 
-A rater is flagged by the analysis' screening of the valid votes (gold answers, straightlining,
-response times, agreement with the others). The table itself counts every vote of a rater,
-excluded or not: it is what the administrator judges a rater by, including whether to take an
-exclusion back.
+A rater is flagged by the study's exclusion rules (:mod:`toolkit.store.exclusion`, run as votes
+arrive; they exclude the rater unless an override keeps them) or by the analysis' screening of the
+valid votes (gold answers, straightlining, response times, agreement with the others; advisory).
+The table counts every vote of a rater, excluded or not: it is what the administrator judges a
+rater by, including whether to take an exclusion back.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import cast
 
 import pandas as pd
 import streamlit as st
 
 from annotation_ui import admin_data
+from annotation_ui.admin_model_qa import model_qa_section
 from annotation_ui.text import plain
-from toolkit.store import Store
+from toolkit.errors import ToolkitError
+from toolkit.store import Store, get_study
+from toolkit.store.exclusion import Decision, FlagRow, list_flags, override_exclusion
 
 FLAG_COLOUR = "background-color: #fde2e1"  # a light red: reads as a warning, keeps the text legible
+KEPT_COLOUR = "background-color: #fff4ce"  # a light amber: flagged, but the administrator keeps them
+ADMIN_BY_KEY = "admin_by"  # who overrides: set at sign-in ("global admin" or "study admin")
 
 STATS_HELP = (
+    "rule_flags: the study's exclusion rules (they exclude the rater unless overridden). "
+    "screening_flags: the analysis' screening of the valid votes (advisory). "
     "gold_accuracy: share of check items answered within tolerance. fast_share: votes under 1 s. "
     "longest_run: identical votes in a row. min_session_sd: 0 means a whole session answered with one level. "
     "Every vote of a rater counts here, excluded or not."
 )
 
+DECISIONS: dict[str, Decision | None] = {
+    "Keep (count their votes)": "keep",
+    "Exclude (leave their votes out)": "exclude",
+    "Let the rules decide again": None,
+}
 
-def flag_table(stats: pd.DataFrame, screening: pd.DataFrame | None) -> pd.DataFrame:
-    """``stats`` (one row per rater) with ``flagged`` and ``flag_reasons`` in front, flagged raters
-    first (then by name). ``screening`` is the analysis' table (index ``rater``; ``flagged``,
-    ``reason``) or None when it could not run."""
+
+def _joined(values: pd.Series) -> str:
+    return "; ".join(dict.fromkeys(v for v in values if isinstance(v, str) and v))
+
+
+def flag_table(stats: pd.DataFrame, screening: pd.DataFrame | None, flags: Sequence[FlagRow] = ()) -> pd.DataFrame:
+    """``stats`` (one row per rater, ``rater`` column) with ``flagged``, ``rule_flags``,
+    ``screening_flags`` and ``override`` in front; flagged raters first, then by name.
+
+    ``screening`` is the analysis' table (index ``rater``; ``flagged``, ``reason``) or None when it
+    could not run; ``flags`` the store's rule flags and overrides (:func:`list_flags`).
+    """
     table = stats.copy()
-    reasons = pd.Series("", index=table.index, dtype=object)
+    screened = pd.Series(dtype=object)
     if screening is not None and len(screening):
-        flagged = screening.loc[screening["flagged"].astype(bool), "reason"].astype(str)
-        reasons = table["rater"].map(flagged).fillna("").astype(str)
-    table.insert(1, "flagged", reasons != "")
-    table.insert(2, "flag_reasons", reasons)
+        screened = screening.loc[screening["flagged"].astype(bool), "reason"].astype(str)
+    rules = pd.Series(dtype=object)
+    overrides = pd.Series(dtype=object)
+    if flags:
+        frame = pd.DataFrame([vars(f) for f in flags])
+        rules = frame.groupby("rater")["reason"].agg(_joined)
+        decided = frame.dropna(subset=["override"]).drop_duplicates("rater").set_index("rater")
+        overrides = pd.Series(
+            [
+                f"{row.override}: {row.override_reason}" + (f" ({row.override_by})" if row.override_by else "")
+                for row in decided.itertuples()
+            ],
+            index=decided.index,
+            dtype=object,
+        )
+    table.insert(1, "rule_flags", table["rater"].map(rules).fillna("").astype(str))
+    table.insert(2, "screening_flags", table["rater"].map(screened).fillna("").astype(str))
+    table.insert(1, "flagged", (table["rule_flags"] != "") | (table["screening_flags"] != ""))
+    table.insert(4, "override", table["rater"].map(overrides).fillna("").astype(str))
     order = table.assign(_unflagged=~table["flagged"]).sort_values(["_unflagged", "rater"], kind="stable").index
     return table.loc[order].reset_index(drop=True)
 
 
 def _highlight(row: pd.Series) -> list[str]:
-    return [FLAG_COLOUR if row["flagged"] else ""] * len(row)
+    colour = ""
+    if row["flagged"]:
+        colour = KEPT_COLOUR if str(row.get("override", "")).startswith("keep") else FLAG_COLOUR
+    return [colour] * len(row)
 
 
 def flagged_summary(table: pd.DataFrame) -> None:
@@ -48,8 +91,40 @@ def flagged_summary(table: pd.DataFrame) -> None:
     if flagged.empty:
         st.success("No rater is flagged.")
         return
-    lines = [f"- **{plain(r.rater)}**: {plain(r.flag_reasons)}" for r in flagged.itertuples()]
+    lines = []
+    for r in flagged.itertuples():
+        reasons = "; ".join(x for x in (r.rule_flags, r.screening_flags) if x)
+        kept = f" — *{plain(r.override)}*" if r.override else ""
+        lines.append(f"- **{plain(r.rater)}**: {plain(reasons)}{kept}")
     st.warning(f"{len(flagged)} rater(s) flagged:\n" + "\n".join(lines))
+
+
+def override_form(store: Store, name: str, table: pd.DataFrame) -> None:
+    """Keep or exclude a rater whatever the rules say, with a reason (stored with who and when)."""
+    st.subheader("Override an exclusion")
+    with st.form("override"):
+        cols = st.columns([2, 2])
+        # Flagged raters first: the table's order.
+        who = cast(str, cols[0].selectbox("Rater", table["rater"].tolist(), key="override_rater"))
+        decision = cast(str, cols[1].selectbox("Decision", list(DECISIONS), key="override_decision"))
+        reason = st.text_input("Reason (required to keep or exclude)", key="override_reason")
+        submitted = st.form_submit_button("Save decision")
+    if not submitted:
+        return
+    try:
+        with store.session() as session:
+            override_exclusion(
+                session,
+                get_study(session, name),
+                who,
+                DECISIONS[decision],
+                reason=reason or None,
+                by=st.session_state.get(ADMIN_BY_KEY),
+            )
+    except ToolkitError as exc:
+        st.error(str(exc))
+        return
+    st.rerun()  # the table above was drawn before the decision
 
 
 def raters_tab(store: Store, name: str) -> None:
@@ -60,10 +135,15 @@ def raters_tab(store: Store, name: str) -> None:
         return
     report = admin_data.screening(store, store.url, name, stamp)
     screening = report if isinstance(report, pd.DataFrame) else None
-    table = flag_table(stats, screening)
+    with store.session() as session:
+        flags = list_flags(session, get_study(session, name))
+    table = flag_table(stats, screening, flags)
     flagged_summary(table)
     st.caption(STATS_HELP)
     st.dataframe(table.style.apply(_highlight, axis=1), hide_index=True)
+    override_form(store, name, table)
+
+    model_qa_section(store, name, stamp)
 
     st.subheader("Screening")
     if screening is None:

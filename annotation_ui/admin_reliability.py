@@ -1,7 +1,9 @@
 """How far a study's labels can be trusted: the Results tab's reliability table.
 
-Split-half agreement (Spearman-Brown corrected, the noise ceiling of an automatic scorer) comes
-with the cached subject-model fit of :mod:`annotation_ui.admin_data`.
+Split-half agreement (Spearman-Brown corrected, the noise ceiling of an automatic scorer),
+Krippendorff's alpha (ordinal) and ICC(2,k) / ICC(2,1), each with a bootstrap 95 % interval, come
+with the cached subject-model fit of :mod:`annotation_ui.admin_data`: the figures ``qalign analyze``
+reports for the same votes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,23 @@ def reliability_rows(fit: SubjectFit) -> list[tuple[str, float, float, float, st
             ),
             ("Split-half PLCC", agreement.plcc, *agreement.plcc_ci, "the same, linear correlation"),
         ]
+    reliability = fit.reliability
+    if reliability is not None and reliability.alpha is not None:
+        alpha = reliability.alpha
+        rows.append(
+            (
+                f"Krippendorff's alpha ({alpha.metric})",
+                alpha.alpha,
+                *alpha.ci,
+                "chance-corrected agreement of single votes",
+            )
+        )
+    if reliability is not None and reliability.icc is not None:
+        icc = reliability.icc
+        rows += [
+            ("ICC(2,k)", icc.icc, *icc.ci, f"reliability of the mean of k = {icc.k:.1f} votes (absolute agreement)"),
+            ("ICC(2,1)", icc.icc_single, *icc.icc_single_ci, "reliability of one vote"),
+        ]
     return rows
 
 
@@ -44,5 +63,5 @@ def reliability_section(store: Store, name: str, stamp: str, fit: SubjectFit) ->
         column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in ("estimate", "ci_low", "ci_high")},
     )
     for note in fit.notes:
-        if "agreement" in note:
+        if any(word in note for word in ("agreement", "alpha", "ICC")):
             st.caption(note)

@@ -337,7 +337,7 @@ def test_an_unexpected_error_shows_a_short_message_and_no_traceback(store, tmp_p
         raise RuntimeError("boom at /srv/secret/path.py with SELECT * FROM raters")
 
     monkeypatch.setattr(annotation_ui.rate, "list_studies", broken)
-    monkeypatch.setattr(annotation_ui.admin, "try_admin_secret", broken)
+    monkeypatch.setattr(annotation_ui.admin, "admin_sign_in", broken)
     at = AppTest.from_file(page, default_timeout=60).run()
     if page == ADMIN:
         at.text_input(key="admin_secret").input("anything")

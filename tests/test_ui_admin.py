@@ -205,25 +205,105 @@ def test_the_new_study_form_is_a_tab_of_the_overview(store, tmp_path):
     assert [t.label for t in at.tabs] == ["Progress", "Raters", "Results", "Export", "Tokens"]
 
 
+def test_a_study_secret_opens_that_study_only(store, tmp_path):
+    from toolkit.store.admin_secret import set_study_admin_secret
+
+    bulk_study(store, tmp_path, "pilot", 5)
+    bulk_study(store, tmp_path, "other", 5)
+    with store.session() as s:
+        set_study_admin_secret(s, get_study(s, "pilot"), "pilot-only-secret")
+    at = admin_page("pilot-only-secret")
+    assert not at.exception and not at.error
+    assert at.selectbox(key="admin_study").options == ["All studies (overview)", "pilot"]
+    assert not at.tabs  # no New study tab: creating studies takes the global secret
+    [board] = [d.value for d in at.dataframe]
+    assert board["study"].tolist() == ["pilot"]
+    open_study(at, "pilot", "Raters")
+    assert not at.exception and [t.label for t in at.tabs][0] == "Progress"
+    # The global secret opens every study and the form.
+    at = admin_page()
+    assert at.selectbox(key="admin_study").options == ["All studies (overview)", "pilot", "other"]
+    assert [t.label for t in at.tabs] == ["Overview", "New study"]
+
+
 # --------------------------------------------------------------------------- raters
 
 
 def test_raters_tab_puts_flagged_raters_first_with_their_reasons(store, tmp_path):
-    bulk_study(store, tmp_path, "pilot", 12)
-    items = [f"img_{k:05d}.jpg" for k in range(12)]
-    vote(store, "pilot", items, ["ann", "bob", "cat"])
-    with store.session() as s:  # zed answers every item with one level: straightlining
-        import_votes(s, get_study(s, "pilot"), pd.DataFrame({"item": items, "rater": "zed", "vote": 3}))
+    straightliner_study(store, tmp_path, n_items=12)
     at = open_study(admin_page(), "pilot", "Raters")
     assert not at.exception
-    table = next(d.value for d in at.dataframe if "flag_reasons" in d.value.columns)
-    assert table["rater"].tolist()[0] == "zed" and table["flagged"].tolist() == [True, False, False, False]
-    reason = table["flag_reasons"].iloc[0]
+    table = next(d.value for d in at.dataframe if "screening_flags" in d.value.columns)
+    assert table["rater"].tolist()[0] == "zed" and table["flagged"].tolist() == [True] + [False] * 4
+    reason = table["screening_flags"].iloc[0]
     assert reason.startswith("straightlining") and f"**zed**: {plain(reason)}" in at.warning[0].value
     # The flagged row is highlighted in the grid, the others are not.
-    styled = next(d for d in at.dataframe if "flag_reasons" in d.value.columns).proto.arrow_data.styler.styles
-    assert "#fde2e1" in styled
+    styles = next(d for d in at.dataframe if "screening_flags" in d.value.columns).proto.arrow_data.styler.styles
+    last = len(table.columns) - 1
+    assert "#fde2e1" in styles and f"_row0_col{last} " in styles and "_row1_" not in styles
     assert "Screening" in [h.value for h in at.subheader]
+
+
+def straightliner_study(store, root, n_items=30):
+    """Four raters voting near each item's quality, and zed, who gives one level to every item."""
+    bulk_study(store, root, "pilot", n_items)
+    items = [f"img_{k:05d}.jpg" for k in range(n_items)]
+    votes = vote(store, "pilot", items, ["ann", "bob", "cat", "dan"])
+    with store.session() as s:
+        import_votes(s, get_study(s, "pilot"), pd.DataFrame({"item": items, "rater": "zed", "vote": 3}))
+    return items, votes
+
+
+def test_rule_flags_show_in_the_overview_and_raters_tab_and_an_override_keeps_the_rater(store, tmp_path):
+    from toolkit.store.exclusion import run_exclusion
+    from toolkit.store.study_settings import configure_protocol
+
+    straightliner_study(store, tmp_path)
+    with store.session() as s:
+        study = get_study(s, "pilot")
+        configure_protocol(s, study, max_level_share=0.9)
+        run_exclusion(s, study)
+    at = admin_page()
+    [board] = [d.value for d in at.dataframe]
+    assert board.set_index("study").loc["pilot", "flagged_raters"] == 1
+    open_study(at, "pilot", "Raters")
+    table = next(d.value for d in at.dataframe if "rule_flags" in d.value.columns).set_index("rater")
+    assert table.index[0] == "zed" and table.loc["zed", "excluded"] and table.loc["zed", "rule_flags"]
+    assert table.loc["zed", "rule_flags"] in at.warning[0].value.replace("\\", "")
+
+    at.selectbox(key="override_rater").set_value("zed")
+    at.selectbox(key="override_decision").set_value("Keep (count their votes)")
+    at.button(key="FormSubmitter:override-Save decision").click().run()
+    assert [e.value for e in at.error] == ["overriding the exclusion of rater 'zed' needs a reason"]
+    at.text_input(key="override_reason").input("asked: a uniform set of images")
+    at.button(key="FormSubmitter:override-Save decision").click().run()
+    assert not at.exception and not at.error
+    table = next(d.value for d in at.dataframe if "rule_flags" in d.value.columns).set_index("rater")
+    assert not table.loc["zed", "excluded"]
+    assert table.loc["zed", "override"] == "keep: asked: a uniform set of images (global admin)"
+    with store.session() as s:
+        run_exclusion(s, get_study(s, "pilot"))  # a later rule run respects the decision
+    at.run()
+    table = next(d.value for d in at.dataframe if "rule_flags" in d.value.columns).set_index("rater")
+    assert not table.loc["zed", "excluded"] and table.loc["zed", "flagged"]
+
+
+def test_raters_are_compared_with_an_uploaded_model_score_file(store, tmp_path):
+    items, votes = straightliner_study(store, tmp_path)
+    mos = votes.groupby("item")["vote"].mean()
+    scores = pd.DataFrame({"path": [f"/data/images/{i}" for i in items], "score": mos.reindex(items).to_numpy()})
+    at = open_study(admin_page(), "pilot", "Raters")
+    at.file_uploader(key="model_scores").set_value(("scores.csv", scores.to_csv(index=False).encode(), "text/csv"))
+    at.run()
+    assert not at.exception and not at.error
+    qa = next(d.value for d in at.dataframe if "srcc_model" in d.value.columns).set_index("rater")
+    assert qa.loc["ann", "srcc_model"] > 0.6 and qa.loc["ann", "common_items"] == 30
+    assert np.isnan(qa.loc["zed", "srcc_model"])  # one level throughout: no rank correlation
+    assert "Items matched" in [m.label for m in at.metric]
+    at.file_uploader(key="model_scores").set_value(("bad.csv", b"path,score\nnope.jpg,1\n", "text/csv"))
+    at.run()
+    [message] = [e.value for e in at.error]
+    assert "matched" in message and "\n" not in message
 
 
 # --------------------------------------------------------------------------- results
@@ -236,6 +316,17 @@ def test_results_at_2000_items_draw_a_bounded_page(store, tmp_path):
     at = open_study(admin_page(), "large", "Results")
     assert not at.exception
     assert len(at.get("image")) == 3  # the MOS histogram, the worst and the best items
+    reliability = next(d.value for d in at.dataframe if "measure" in d.value.columns).set_index("measure")
+    assert list(reliability.index) == [
+        "Split-half SRCC",
+        "Split-half PLCC",
+        "Krippendorff's alpha (ordinal)",
+        "ICC(2,k)",
+        "ICC(2,1)",
+    ]
+    assert (reliability["ci_low"] <= reliability["estimate"]).all()
+    assert (reliability["estimate"] <= reliability["ci_high"]).all()
+    assert reliability.loc["ICC(2,k)", "estimate"] > reliability.loc["ICC(2,1)", "estimate"] > 0.5
     table = next(d.value for d in at.dataframe if "votes_excellent" in d.value.columns)
     assert len(table) == 25 and table["mos"].is_monotonic_decreasing
     assert "items 1–25 of 2,000 matching" in texts(at)

@@ -13,7 +13,7 @@ from sqlalchemy import Select, case, func, select
 from sqlalchemy.orm import Session
 
 from toolkit.store.overview import studies_overview
-from toolkit.store.schema import Item, Rater, Rating, Study, utcnow
+from toolkit.store.schema import Item, Rater, RaterFlag, Rating, Study, utcnow
 
 ACTIVITY_WINDOW = timedelta(hours=1)
 """How far back "votes in the last hour" and "raters active" look."""
@@ -27,6 +27,8 @@ class StudyBoardRow:
     ``target_fraction`` is the share of all wanted valid votes given (each item counted up to its
     target), the figure the Progress tab shows. ``votes_last_hour`` and ``raters_active`` count
     the votes (excluded raters' too: they are still working) within :data:`ACTIVITY_WINDOW`.
+    ``flagged_raters`` counts the raters the study's exclusion rules flagged at their last run
+    (:mod:`toolkit.store.exclusion`), whether or not an override keeps them.
     """
 
     study: str
@@ -40,6 +42,7 @@ class StudyBoardRow:
     votes_last_hour: int
     raters: int
     raters_active: int
+    flagged_raters: int
     last_vote_at: datetime | None
 
 
@@ -81,6 +84,12 @@ def study_board(
             .group_by(Rating.study_id)
         )
     }
+    flagged = _per_study(
+        session,
+        select(Rater.study_id, func.count(RaterFlag.rater_id.distinct()))
+        .join(RaterFlag, RaterFlag.rater_id == Rater.id)
+        .group_by(Rater.study_id),
+    )
     # Comprehensions, not dict(): a Result has keys() and would be read as a mapping.
     last = {
         study_id: moment
@@ -111,6 +120,7 @@ def study_board(
                 votes_last_hour=n_recent,
                 raters=overview.raters,
                 raters_active=active,
+                flagged_raters=flagged.get(study_id, 0),
                 last_vote_at=last.get(study_id),
             )
         )
@@ -122,29 +132,39 @@ class StudyVersion:
     """What a study's labels, fits and rater figures depend on: equal stamps, equal figures.
 
     A new vote raises ``last_vote_id``; an undone vote lowers ``votes``; new items change the
-    item pair; excluding, re-admitting or revoking a rater changes ``rater_state``.
+    item pair; excluding, re-admitting, revoking or overriding a rater changes ``rater_state``; a
+    rule run that flags or clears raters changes ``flags``.
     """
 
     votes: int
     last_vote_id: int
     items: int
     last_item_id: int
-    rater_state: tuple[tuple[int, bool, bool], ...]  # (rater id, excluded, revoked), by id
+    rater_state: tuple[tuple[int, bool, bool, str | None], ...]  # (rater id, excluded, revoked, override), by id
+    flags: tuple[int, int]  # how many rule flags the study's raters hold, and the newest flag's id
 
 
 def study_version(session: Session, study: Study) -> StudyVersion:
-    """The current :class:`StudyVersion` of ``study`` (three indexed queries)."""
+    """The current :class:`StudyVersion` of ``study`` (four small indexed queries)."""
     votes, last_vote = session.execute(
         select(func.count(), func.max(Rating.id)).where(Rating.study_id == study.id)
     ).one()
     items, last_item = session.execute(select(func.count(), func.max(Item.id)).where(Item.study_id == study.id)).one()
     raters = session.execute(
-        select(Rater.id, Rater.excluded, Rater.revoked).where(Rater.study_id == study.id).order_by(Rater.id)
+        select(Rater.id, Rater.excluded, Rater.revoked, Rater.exclusion_override)
+        .where(Rater.study_id == study.id)
+        .order_by(Rater.id)
     )
+    n_flags, last_flag = session.execute(
+        select(func.count(), func.max(RaterFlag.id))
+        .join(Rater, RaterFlag.rater_id == Rater.id)
+        .where(Rater.study_id == study.id)
+    ).one()
     return StudyVersion(
         votes=int(votes),
         last_vote_id=int(last_vote or 0),
         items=int(items),
         last_item_id=int(last_item or 0),
-        rater_state=tuple((int(i), bool(e), bool(r)) for i, e, r in raters),
+        rater_state=tuple((int(i), bool(e), bool(r), o) for i, e, r, o in raters),
+        flags=(int(n_flags), int(last_flag or 0)),
     )
