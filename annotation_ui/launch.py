@@ -28,8 +28,12 @@ def streamlit_command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
         # Raters' media never change under a running server; watching files only costs CPU.
         "--server.fileWatcherType",
         "none",
+        # One fixed look for every rater: no theme or settings menu (a dark theme would change the
+        # surround of the stimuli being judged), and the light theme whatever the browser prefers.
         "--client.toolbarMode",
-        "viewer",
+        "minimal",
+        "--theme.base",
+        "light",
         # Visitors see a generic message for an unexpected error; the details go to the console.
         "--client.showErrorDetails",
         "none",

@@ -175,3 +175,49 @@ def simulate_raters(url: str, media: Path, n_raters: int = 24, votes_each: int =
         duplicates=duplicates,
         alive=[t for t in threads if t.is_alive()],
     )
+
+
+# --------------------------------------------------------------------------- the rating screen under AppTest
+
+SCREEN_SUFFIX = "-rating_screen"  # the element id of annotation_ui's rating screen component ends so
+
+
+def screen_element(at):
+    """The rating screen component of the last run, or None when the page shows none."""
+    found = [e for e in at.get("bidi_component") if e.proto.id.endswith(SCREEN_SUFFIX)]
+    return found[-1] if found else None
+
+
+def screen_data(at) -> dict | None:
+    """What the page gave the rating screen to draw (key, mode, labels, progress, message, ...)."""
+    import json
+
+    element = screen_element(at)
+    return json.loads(element.proto.json) if element is not None else None
+
+
+def screen_event(at, name: str, **values):
+    """Send the event ``name`` from the rating screen, as the browser does after a click or key,
+    and run the page. The event carries the key of the stimulus on screen unless ``key`` is given."""
+    import json
+
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+    from streamlit.runtime.state.session_state import STREAMLIT_INTERNAL_KEY_PREFIX
+
+    element = screen_element(at)
+    assert element is not None, "the page shows no rating screen"
+    payload = {"key": json.loads(element.proto.json)["key"], **values}
+    states = at._tree.get_widget_states()
+    states.widgets.append(
+        WidgetState(
+            id=f"{STREAMLIT_INTERNAL_KEY_PREFIX}_{element.proto.id}__events",
+            json_trigger_value=json.dumps([{"event": name, "value": payload}]),
+        )
+    )
+    return at._run(states)
+
+
+def send_vote(at, level: int, scale: float = 1.0, **values):
+    """A vote from the rating screen (a click on a level or its key) with the measured scale."""
+    values.setdefault("played", True)
+    return screen_event(at, "vote", level=level, scale=scale, viewport=[1366, 768], dpr=1, zoom=1, **values)

@@ -14,7 +14,7 @@ from toolkit.store.admin_secret import set_admin_secret
 from toolkit.store.raters import set_rater_access
 from toolkit.store.schema import Assignment, Item, Rater, Rating, utcnow
 
-from fixtures_ui import make_study, sqlite_url
+from fixtures_ui import make_study, screen_data, screen_event, send_vote, sqlite_url
 
 ROOT = Path(__file__).resolve().parents[1] / "annotation_ui"
 RATE = str(ROOT / "views" / "rate.py")
@@ -60,14 +60,23 @@ def ratings(store):
         ).all()
 
 
-def vote_buttons(at):
-    return [b for b in at.button if b.key and b.key.startswith("vote-")]
+def vote_levels(at):
+    """The level labels the rating screen offers (none when it is not shown or not rating)."""
+    data = screen_data(at)
+    return data["labels"] if data and data["mode"] == "rate" else []
 
 
 def texts(at):
     return " ".join(
-        str(e.value) for kind in ("markdown", "caption", "info", "success", "warning", "error") for e in at.get(kind)
+        str(e.value)
+        for kind in ("markdown", "caption", "info", "success", "warning", "error", "header")
+        for e in at.get(kind)
     )
+
+
+def screen_message(at):
+    message = (screen_data(at) or {}).get("message")
+    return message["text"] if message else ""
 
 
 def test_unknown_token_is_refused_and_nothing_is_shown(store, tmp_path):
@@ -75,15 +84,15 @@ def test_unknown_token_is_refused_and_nothing_is_shown(store, tmp_path):
     at = rate_page("no-such-token")
     assert not at.exception
     assert [e.value for e in at.error] == ["Unknown or revoked token."]
-    assert vote_buttons(at) == [] and not at.get("image")
+    assert screen_data(at) is None and not at.get("image")
     at = rate_page()
     at.text_input(key="join_token").input("still-wrong")
     at.button(key="FormSubmitter:join-Join").click().run()
     assert [e.value for e in at.error] == ["Unknown or revoked token."]
-    assert vote_buttons(at) == []
+    assert screen_data(at) is None
 
 
-def test_join_training_then_rate_with_buttons_and_undo(store, tmp_path):
+def test_join_training_then_rate_with_the_screen_and_undo(store, tmp_path):
     make_study(store, tmp_path / "media", n_test=3, n_training=3)
     token = invite(store, trained=False)
     at = rate_page()
@@ -91,53 +100,83 @@ def test_join_training_then_rate_with_buttons_and_undo(store, tmp_path):
     at.button(key="FormSubmitter:join-Join").click().run()
     assert "token" not in at.query_params  # held by the session, not shown in the address bar
     shown = []
-    while any(b.key == "train_next" for b in at.button):
-        shown.append(at.info[-1].value)
-        at.button(key="train_next").click().run()
-    assert [s.split("**")[1] for s in shown] == ["Excellent", "Fair", "Bad"]
+    while (data := screen_data(at)) is not None:
+        assert data["mode"] == "train"
+        shown.append((data["example_level"], data["caption"]))
+        screen_event(at, "next")
+    assert [level for level, _ in shown] == [5, 3, 1]
+    assert [caption.split("example of ")[1] for _, caption in shown] == ["Excellent.", "Fair.", "Bad."]
+    assert "press its key" in texts(at)
     at.button(key="train_done").click().run()
-    assert [b.label for b in vote_buttons(at)] == ["Excellent (5)", "Good (4)", "Fair (3)", "Poor (2)", "Bad (1)"]
-    assert at.button(key="undo").disabled
-    at.button(key="vote-2").click().run()
+    data = screen_data(at)
+    assert data["mode"] == "rate" and data["labels"] == ["Excellent", "Good", "Fair", "Poor", "Bad"]
+    assert data["question"] == "How would you rate the quality of this image?"
+    assert data["progress"]["text"] == "0 of 3 done" and not data["can_undo"]
+    send_vote(at, 2)
     assert [(r.name, r.level) for r in ratings(store)] == [("alice", 2)]
-    assert "1 rated" in at.get("progress")[0].proto.text
-    at.button(key="undo").click().run()
+    assert screen_data(at)["progress"]["text"] == "1 of 3 done" and screen_data(at)["can_undo"]
+    screen_event(at, "undo")
     assert ratings(store) == []
-    assert "taken back" in texts(at)
-    at.button(key="vote-4").click().run()
+    assert "taken back" in screen_message(at)
+    send_vote(at, 4)
     assert [r.level for r in ratings(store)] == [4]
+
+
+def test_a_vote_carries_the_measured_scale_and_stale_or_odd_answers_store_nothing(store, tmp_path):
+    from toolkit.store.schema import Rating
+
+    make_study(store, tmp_path / "media", n_test=3)
+    token = invite(store)
+    at = rate_page(token)
+    first = screen_data(at)["key"]
+    send_vote(at, 3, scale=0.64)
+    assert [r.level for r in ratings(store)] == [3]
+    with store.session() as s:
+        assert s.scalar(select(Rating.scale_factor)) == pytest.approx(0.64)
+    send_vote(at, 5, key=first)  # a late second click on the screen before: not a vote on the new item
+    send_vote(at, 7)  # not a level
+    send_vote(at, True)
+    assert [r.level for r in ratings(store)] == [3]
+    assert "not one of the five levels" in screen_message(at)
 
 
 def test_resume_after_reload_shows_the_same_item(store, tmp_path):
     make_study(store, tmp_path / "media", n_test=4)
     token = invite(store)
     first = rate_page(token)
-    first.button(key="vote-5").click().run()
+    send_vote(first, 5)
     with store.session() as s:
         pending = s.scalar(select(Assignment.item_id))
     again = rate_page(token)  # a new browser session, same invite link
-    assert "1 rated" in again.get("progress")[0].proto.text
+    assert screen_data(again)["progress"]["text"] == "1 of 4 done"
+    assert screen_data(again)["key"] == screen_data(first)["key"]
     with store.session() as s:
         assert s.scalar(select(Assignment.item_id)) == pending
-    again.button(key="vote-1").click().run()
+    send_vote(again, 1)
     assert [r.level for r in ratings(store)] == [5, 1]
 
 
-def test_gold_feedback_and_session_break(store, tmp_path):
+def test_gold_feedback_one_progress_count_and_session_break(store, tmp_path):
     make_study(store, tmp_path / "media", n_test=4, n_gold=1, gold_every=2, items_per_session=3)
     token = invite(store)
     at = rate_page(token)
-    at.button(key="vote-3").click().run()
-    at.button(key="vote-3").click().run()
-    at.button(key="vote-1").click().run()  # the gold item (expected 5, tolerance 1)
+    # Four test items and the one check item that comes after two of them: five answers in all.
+    assert screen_data(at)["progress"]["text"] == "0 of 5 done"
+    send_vote(at, 3)
+    send_vote(at, 3)
+    assert screen_data(at)["progress"]["text"] == "2 of 5 done"
+    send_vote(at, 1)  # the gold item (expected 5, tolerance 1)
     assert [r.path.startswith("gold") for r in ratings(store)] == [False, False, True]
-    assert any("expected answer was **Excellent**" in w.value for w in at.warning)
-    assert "Session complete" in texts(at) and vote_buttons(at) == []
+    assert any("expected answer was Excellent" in w.value for w in at.warning)
+    assert "Session complete" in texts(at) and "3 of 5 done" in texts(at) and screen_data(at) is None
     at.button(key="next_session").click().run()
-    assert len(vote_buttons(at)) == 5
+    assert screen_data(at)["progress"]["text"] == "3 of 5 done"
+    send_vote(at, 4)
+    send_vote(at, 4)
+    assert "nothing left for you to rate" in texts(at) and "5 of 5 done" in texts(at)
 
 
-def test_video_buttons_open_only_after_the_clip_has_played(store, tmp_path):
+def test_video_vote_counts_only_once_the_clip_has_played(store, tmp_path):
     media = tmp_path / "media"
     media.mkdir()
     import shutil
@@ -149,15 +188,34 @@ def test_video_buttons_open_only_after_the_clip_has_played(store, tmp_path):
         setup_study(s, StudySetup(name="pilot", media_root=media, gold_every=0))
     token = invite(store)
     at = rate_page(token)
-    assert all(b.disabled for b in vote_buttons(at))
-    assert "played to the end" in texts(at)
-    # The server measures from when it first showed the clip: once its length has passed, voting opens.
+    data = screen_data(at)
+    assert data["kind"] == "video" and data["question"] == "How would you rate the quality of this video?"
+    assert data["audio"] == "muted" and data["replay"] in ("none", "once", "free")  # the study's settings
+    # The page sends a vote only after the player's "ended" event; one without it, or sooner than the
+    # clip can have played since the server showed it, is refused.
+    send_vote(at, 4, played=False)
+    send_vote(at, 4)
+    assert ratings(store) == [] and "watch the whole video" in screen_message(at)
     with store.session() as s:
         s.execute(update(Assignment).values(shown_at=utcnow() - timedelta(seconds=5)))
-    at.button(key="video_check").click().run()
-    assert not any(b.disabled for b in vote_buttons(at))
-    at.button(key="vote-4").click().run()
+    at = rate_page(token)
+    send_vote(at, 4)
     assert [r.level for r in ratings(store)] == [4]
+
+
+def test_video_study_texts_say_video(store, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    import shutil
+
+    from toolkit.store.setup import SAMPLE_MEDIA_ROOT, StudySetup, setup_study
+
+    shutil.copy(SAMPLE_MEDIA_ROOT / "clip.mp4", media / "clip.mp4")
+    with store.session() as s:
+        setup_study(s, StudySetup(name="pilot", media_root=media, gold_every=0))
+    at = rate_page(invite(store, trained=False))
+    shown = texts(at)
+    assert "quality of this video" in shown and "Each video is shown" in shown and "image" not in shown
 
 
 def test_missing_media_is_skipped_with_a_message(store, tmp_path):
@@ -169,10 +227,31 @@ def test_missing_media_is_skipped_with_a_message(store, tmp_path):
         path = s.scalar(select(Item.path).join(Assignment, Assignment.item_id == Item.id))
     (media / path).unlink()
     at = rate_page(token)
-    assert any("could not be loaded" in w.value for w in at.warning)
-    assert len(vote_buttons(at)) == 5
+    assert "could not be loaded" in screen_message(at)
+    assert len(vote_levels(at)) == 5
     with store.session() as s:
         assert s.scalar(select(Item.missing_since).where(Item.path == path)) is not None
+
+
+def test_stimulus_bytes_are_served_as_stored(store, tmp_path, monkeypatch):
+    """The browser gets the file's own bytes (no re-encoding, which would change the quality judged)."""
+    import streamlit.testing.v1 as streamlit_testing
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    kept: dict[str, tuple[bytes, str]] = {}
+
+    class Kept(MemoryMediaFileStorage):
+        def load_and_get_id(self, path_or_data, mimetype, kind, filename=None):
+            file_id = super().load_and_get_id(path_or_data, mimetype, kind, filename)
+            kept[file_id] = (self.get_file(file_id).content, mimetype)
+            return file_id
+
+    monkeypatch.setattr(streamlit_testing.app_test, "MemoryMediaFileStorage", Kept)
+    make_study(store, tmp_path / "media", n_test=2)
+    at = rate_page(invite(store))
+    with store.session() as s:
+        path = s.scalar(select(Item.path).join(Assignment, Assignment.item_id == Item.id))
+    assert kept[Path(screen_data(at)["src"]).stem] == ((tmp_path / "media" / path).read_bytes(), "image/png")
 
 
 def test_self_registration_shows_names_as_text(store, tmp_path):
@@ -190,12 +269,12 @@ def test_self_registration_shows_names_as_text(store, tmp_path):
     with store.session() as s:
         rater = s.scalar(select(Rater))
         assert rater.name == name and rater.self_registered
-    caption = at.caption[0].value
-    assert "\\<script\\>" in caption and "<script>" not in caption
-    assert "Your personal token" in at.info[0].value
-    while any(b.key in ("train_next", "train_done") for b in at.button):
-        at.button(key="train_next" if any(b.key == "train_next" for b in at.button) else "train_done").click().run()
+    assert "Your personal token" in at.info[0].value and "\\<script\\>" not in at.info[0].value
     assert any("\\<b\\>sharp\\<\\/b\\>" in m.value and "\\(javascript" in m.value for m in at.markdown)
+    at.button(key="train_done").click().run()
+    # The screen draws every text as text (textContent), never as HTML or Markdown.
+    data = screen_data(at)
+    assert data["who"] == f"pilot: {name}" and data["question"] == "Is it <b>sharp</b>? [x](javascript:alert(1))"
 
 
 def test_invite_only_study_offers_no_registration(store, tmp_path):
@@ -208,12 +287,19 @@ def test_revoked_rater_is_signed_out(store, tmp_path):
     make_study(store, tmp_path / "media")
     token = invite(store)
     at = rate_page(token)
-    assert len(vote_buttons(at)) == 5
+    assert len(vote_levels(at)) == 5
     with store.session() as s:
         set_rater_access(s, get_study(s, "pilot"), "alice", revoked=True)
-    at.button(key="vote-5").click().run()
+    send_vote(at, 5)
     assert "Unknown or revoked token." in [e.value for e in at.error]
-    assert vote_buttons(at) == [] and ratings(store) == []
+    assert screen_data(at) is None and ratings(store) == []
+
+
+def test_sign_out_from_the_screen(store, tmp_path):
+    make_study(store, tmp_path / "media")
+    at = rate_page(invite(store))
+    screen_event(at, "signout")
+    assert screen_data(at) is None and [b.label for b in at.button] == ["Join"]
 
 
 def admin_page(secret=SECRET):
@@ -261,7 +347,7 @@ def test_admin_sets_up_a_study_invites_and_exports(store, tmp_path):
     rater_at = rate_page(token)
     rater_at.button(key="train_done").click().run()  # no training examples: the scale, then rating
     for level in (5, 4, 2):
-        rater_at.button(key=f"vote-{level}").click().run()
+        send_vote(rater_at, level)
     admin_tab(at, "Export")
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download raw votes (CSV)", "Download per-item aggregates (CSV)"]
@@ -357,12 +443,25 @@ def test_the_app_is_served_without_error_details():
     assert command[command.index("--client.showErrorDetails") + 1] == "none"
 
 
+def test_the_app_offers_raters_no_theme_or_menu():
+    """One fixed look for every rater: the light theme (under the rater pages' grey), no settings menu."""
+    import tomllib
+
+    from annotation_ui.launch import streamlit_command
+
+    command = streamlit_command()
+    assert command[command.index("--theme.base") + 1] == "light"
+    assert command[command.index("--client.toolbarMode") + 1] == "minimal"
+    config = tomllib.loads((ROOT.parent / ".streamlit" / "config.toml").read_text())
+    assert config["theme"]["base"] == "light" and config["client"]["toolbarMode"] == "minimal"
+
+
 def test_invite_link_token_leaves_the_address_bar_and_the_session_keeps_it(store, tmp_path):
     make_study(store, tmp_path / "media", n_test=3)
     token = invite(store)
     at = rate_page(token)
     assert "token" not in at.query_params
-    assert len(vote_buttons(at)) == 5
-    at.button(key="vote-4").click().run()  # later runs of the same session: still signed in
-    assert "token" not in at.query_params and len(vote_buttons(at)) == 5
+    assert len(vote_levels(at)) == 5
+    send_vote(at, 4)  # later runs of the same session: still signed in
+    assert "token" not in at.query_params and len(vote_levels(at)) == 5
     assert [r.level for r in ratings(store)] == [4]
