@@ -5,20 +5,27 @@ Several processes (one per GPU) share a run when it is started through accelerat
     accelerate launch --multi_gpu --num_processes 4 -m toolkit.cli score --model one-align --out scores.csv photos/
 
 (or ``torchrun --nproc_per_node 4 -m toolkit.cli score --device cpu ...`` on CPUs). Each process
-scores its own block of the inputs and the main process merges the parts into ``scores.csv`` in
-input order; only the main process prints the summary.
+scores its own block of the inputs (whole shards of tar/Parquet inputs) into its part
+``scores.csv.partRRR-of-WWW`` and the main process merges the parts into ``scores.csv`` in input
+order; only the main process prints the summary. With ``--no-merge`` the processes never wait for
+each other (many nodes, array jobs): each prints its own line and ``--merge-only`` joins the parts.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.markup import escape
 
 from toolkit.cli.common import console, err_console
 from toolkit.qalign import Task
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from toolkit.scoring.shards import MergeReport
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +35,9 @@ def register(app: typer.Typer) -> None:
 def score_command(
     inputs: list[str] = typer.Argument(
         ...,
-        help="Image/video files, folders (searched recursively) or CSV/JSON manifests "
-        "(column image, img_path or path; optional gt_score).",
+        help="Image/video files, folders (searched recursively), CSV/JSON manifests "
+        "(column image, img_path or path; optional gt_score), or shards of images: WebDataset .tar files, "
+        ".parquet files, datasets folders (save_to_disk). A quoted pattern ('shards/*.tar') is expanded.",
     ),
     model: str = typer.Option(
         ..., "--model", help="Model folder (OneAlign or any Hugging Face image-text-to-text checkpoint), or 'tiny'."
@@ -54,6 +62,25 @@ def score_command(
         None, "--max-frames", min=1, help="Cap on frames per video (uniform subsample of the 1 fps frames)."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    image_column: str = typer.Option(
+        "image", "--image-column", help="Column of Parquet/datasets shards holding the images ({bytes, path} or bytes)."
+    ),
+    id_column: Optional[str] = typer.Option(
+        None, "--id-column", help="Column of Parquet/datasets shards naming each row (default: the row number)."
+    ),
+    merge: bool = typer.Option(
+        True,
+        "--merge/--no-merge",
+        help="Under several processes (torchrun, accelerate launch): the main process joins the parts into OUT "
+        "at the end. --no-merge: each process writes OUT.partRRR-of-WWW and exits without waiting for the others "
+        "(no process group; RANK and WORLD_SIZE say which part); join them later with --merge-only.",
+    ),
+    merge_only: bool = typer.Option(
+        False,
+        "--merge-only",
+        help="Load no model and score nothing: join OUT and the parts beside it into OUT in input order, "
+        "say which inputs have no row or were scored twice; exit 1 when any is missing.",
+    ),
 ) -> None:
     """Score images or videos with a Q-Align model.
 
@@ -63,6 +90,12 @@ def score_command(
     match) and, for videos, OUT.frames.csv how many of the sampled frames each one decoded.
     Exits with 1 when no input could be scored.
     """
+    if merge_only:
+        from toolkit.scoring.shards import merge_scores
+
+        report = merge_scores(inputs, out, model, adapter, task, video, image_column, id_column)
+        _print_merge(report)
+        return
     from toolkit.scoring import score_images
 
     df = score_images(
@@ -78,7 +111,13 @@ def score_command(
         video=video,
         progress=progress,
         out=out,
+        image_column=image_column,
+        id_column=id_column,
+        merge=merge,
     )
+    if df.attrs.get("part"):
+        _print_part(df)
+        return
     if not df.attrs.get("main_process", True):
         return  # another process of a multi-process run: the main one reports for all
     notes = df.attrs.get("notes", {})
@@ -111,4 +150,53 @@ def score_command(
     if len(df) and not scored.any():
         # Every row is an error row: a wrong path or model would otherwise look like success.
         err_console.print(f"error: none of the {len(df)} input(s) could be scored", style="red", highlight=False)
+        raise typer.Exit(1)
+
+
+def _print_part(df: pd.DataFrame) -> None:
+    """The line of one process of a run that does not merge (each prints its own)."""
+    rank, world = df.attrs["rank"]
+    scored = df["score"].notna()
+    console.print(
+        f"process {rank} of {world}: {int(scored.sum())} of {len(df)} input(s) scored"
+        f" -> {df.attrs['part']} (join the parts with --merge-only once every process is done)",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,  # whole paths, never broken across lines
+    )
+    if len(df) and not scored.any():
+        err_console.print(f"error: none of the {len(df)} input(s) could be scored", style="red", highlight=False)
+        raise typer.Exit(1)
+
+
+def _print_merge(report: MergeReport) -> None:
+    console.print(
+        f"{report.scored} of {report.inputs} input(s) scored, {report.failed} failed, {len(report.missing)} missing"
+        f" (from {len(report.parts)} part(s)) -> {report.out}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,  # whole paths, never broken across lines
+    )
+    if report.others:
+        console.print(f"{report.others} row(s) for paths not among the inputs kept after them", highlight=False)
+    if report.duplicated:
+        console.print(f"[yellow]{len(report.duplicated)} input(s) were scored in more than one part (one row kept):[/]")
+        for key in report.duplicated[:10]:
+            console.print(f"  {key}", markup=False, highlight=False, soft_wrap=True)
+    if report.missing:
+        err_console.print(
+            f"error: {len(report.missing)} input(s) have no row; the parts are kept (run the missing processes"
+            " again, then merge again):",
+            style="red",
+            highlight=False,
+        )
+        for key in report.missing[:10]:
+            err_console.print(f"  {key}", markup=False, highlight=False, soft_wrap=True)
+        if len(report.missing) > 10:
+            err_console.print(
+                f"  ... and {len(report.missing) - 10} more", markup=False, highlight=False, soft_wrap=True
+            )
+        raise typer.Exit(1)
+    if report.inputs and not report.scored:
+        err_console.print(f"error: none of the {report.inputs} input(s) could be scored", style="red", highlight=False)
         raise typer.Exit(1)
