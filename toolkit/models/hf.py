@@ -2,8 +2,8 @@
 
 The backbone only relies on what every such checkpoint ships: a processor that turns text with
 image placeholders plus images into model inputs, and a chat template. Prompts are rendered with
-the model's own template, so the same code drives the offline tiny model, LLaVA, Qwen-VL or
-SmolVLM checkpoints.
+the model's own template, so the same code drives the offline tiny model and every family of
+:mod:`toolkit.models.families` (Qwen-VL, SmolVLM, InternVL, LLaVA-OneVision, Gemma 3, ...).
 
 Scoring and training share one rule that keeps them consistent: the scoring prompt is the
 training conversation cut right after "The {task} of the {input} is", so the position that
@@ -80,8 +80,7 @@ class HFVisionLanguageBackbone(QAlignBackbone):
         self.model = model
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
-        if getattr(processor, "chat_template", None) is None and getattr(self.tokenizer, "chat_template", None) is None:
-            raise ToolkitError("the processor has no chat template; Q-Align prompts are rendered with it")
+        self._check_prompt_format()
         if self.tokenizer.pad_token_id is None:
             # Padding is masked out, so any id works; EOS is what most decoder-only models use.
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -89,6 +88,15 @@ class HFVisionLanguageBackbone(QAlignBackbone):
         self._prompt_cache: dict[tuple[str, str, int], str] = {}
 
     # ------------------------------------------------------------------ prompts
+
+    def _check_prompt_format(self) -> None:
+        """Refuse a processor this class cannot write prompts for (a subclass that prompts
+        without a chat template overrides this)."""
+        if (
+            getattr(self.processor, "chat_template", None) is None
+            and getattr(self.tokenizer, "chat_template", None) is None
+        ):
+            raise ToolkitError("the processor has no chat template; Q-Align prompts are rendered with it")
 
     def _render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = False) -> str:
         return self.processor.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)

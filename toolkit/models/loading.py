@@ -2,7 +2,8 @@
 
 ``"tiny"`` is the embedded demonstration model; a folder whose ``config.json`` says
 ``model_type: mplug_owl2`` is OneAlign / Q-Align and goes to the native port; anything else is
-loaded as a Hugging Face ``AutoModelForImageTextToText`` checkpoint.
+loaded as a Hugging Face ``AutoModelForImageTextToText`` checkpoint, wrapped by the backbone class
+its family names (:mod:`toolkit.models.families`).
 """
 
 from __future__ import annotations
@@ -139,18 +140,21 @@ def load_backbone(
 
 
 def _load_hf(path: Path, torch_dtype: torch.dtype, dev: torch.device) -> QAlignBackbone:
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoModelForImageTextToText
 
-    from toolkit.models.hf import HFVisionLanguageBackbone
+    from toolkit.models.families import backbone_class, family_of, load_processor, missing_package_error
 
+    family = family_of(model_type(path))
     try:
-        processor = AutoProcessor.from_pretrained(path)
+        processor = load_processor(path)
         net = AutoModelForImageTextToText.from_pretrained(path, dtype=torch_dtype)
+    except ImportError as exc:  # a processor or model that needs an optional package (num2words, ...)
+        raise missing_package_error(exc, path) from None
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(f"cannot load {path} as an image-text-to-text model: {exc}") from None
     # transformers decorates PreTrainedModel.to with functools.wraps(nn.Module.to), which typeshed
     # types as an unbound function expecting the module first.
-    return HFVisionLanguageBackbone(net.to(dev), processor)  # type: ignore[arg-type]
+    return backbone_class(family)(net.to(dev), processor)  # type: ignore[arg-type]
 
 
 def _apply_adapter(net: torch.nn.Module, adapter: Path, merge: bool) -> torch.nn.Module:
