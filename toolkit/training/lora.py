@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 from toolkit.errors import InputError
+from toolkit.models.families import family_of
 from toolkit.qalign import ONEALIGN_MODEL_TYPE
-from toolkit.training.recipes import ONEALIGN_LORA_TARGETS, ONEALIGN_TRAINABLE_MODULES
+from toolkit.training.recipes import (
+    HF_LORA_MLP_TARGETS,
+    HF_LORA_TARGETS,
+    HF_PROJECTOR_MODULES,
+    HF_VISION_TOWERS,
+    LM_ATTENTION,
+    LM_ATTENTION_MLP,
+    ONEALIGN_LORA_TARGETS,
+    ONEALIGN_TRAINABLE_MODULES,
+    PROJECTOR,
+    VISION,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -18,6 +31,7 @@ __all__ = [
     "ONEALIGN_LORA_TARGETS",
     "ONEALIGN_TRAINABLE_MODULES",
     "count_parameters",
+    "frozen_modules",
     "lora_targets",
     "prepare_trainable",
 ]
@@ -30,8 +44,11 @@ def model_type_of(model: torch.nn.Module) -> str | None:
 def lora_targets(model: torch.nn.Module, config: TrainConfig) -> tuple[str | list[str], list[str]]:
     """LoRA target modules and fully trained modules for ``model``.
 
-    Explicit settings are used as given; with the defaults, OneAlign (``mplug_owl2``) gets the
-    reference recipe's targets instead of the generic LLaVA-style ones.
+    Explicit module names are used as given. With the defaults, OneAlign (``mplug_owl2``) gets
+    the reference recipe's targets; the ``@lm-attention`` / ``@lm-attention-mlp`` / ``@projector``
+    placeholders of the recipes name the parts of a model's family
+    (:mod:`toolkit.models.families`), and so do hf-lora's generic names and the plain default
+    (q_proj and v_proj of the language model) for a model of the table.
     """
     from toolkit.training.config import DEFAULT_LORA_TARGETS
 
@@ -39,7 +56,62 @@ def lora_targets(model: torch.nn.Module, config: TrainConfig) -> tuple[str | lis
     if model_type_of(model) == ONEALIGN_MODEL_TYPE and targets == DEFAULT_LORA_TARGETS:
         targets = ONEALIGN_LORA_TARGETS
         trainable = trainable or list(ONEALIGN_TRAINABLE_MODULES)
-    return targets, trainable
+    family = family_of(model_type_of(model))
+    if targets in (LM_ATTENTION, HF_LORA_TARGETS):
+        targets = family.lora_targets() if family else HF_LORA_TARGETS
+    elif targets == LM_ATTENTION_MLP:
+        targets = family.lora_targets(mlp=True) if family else HF_LORA_MLP_TARGETS
+    elif targets == DEFAULT_LORA_TARGETS and family is not None:
+        targets = family.lora_targets(projections="q_proj|v_proj")
+    elif isinstance(targets, str) and targets.startswith("@"):
+        raise InputError(f"unknown LoRA target placeholder {targets!r}; use {LM_ATTENTION} or {LM_ATTENTION_MLP}")
+    if family is not None and trainable == HF_PROJECTOR_MODULES:  # hf-lora's generic names
+        trainable = [PROJECTOR]
+    trainable = _expand(trainable, PROJECTOR, family.projector if family else HF_PROJECTOR_MODULES)
+    return targets, _module_lists_split(model, trainable)
+
+
+def frozen_modules(model: torch.nn.Module, config: TrainConfig) -> list[str]:
+    """``config.frozen_modules`` with ``@vision`` (and hf-full's generic names, for a model of the
+    family table) replaced by the family's vision encoder."""
+    family = family_of(model_type_of(model))
+    frozen = list(config.frozen_modules)
+    if family is not None and frozen == HF_VISION_TOWERS:
+        frozen = [VISION]
+    return _expand(frozen, VISION, family.vision if family else HF_VISION_TOWERS)
+
+
+def _module_lists_split(model: torch.nn.Module, modules: list[str]) -> list[str]:
+    """PEFT trains whole modules beside LoRA but cannot wrap a ``ModuleList`` (Qwen3-VL's
+    ``deepstack_merger_list``): such a list stands for its items."""
+    import torch
+
+    out: list[str] = []
+    for name in modules:
+        found = None
+        for prefix in ("", "model."):
+            try:
+                found = model.get_submodule(prefix + name)
+                break
+            except (AttributeError, TypeError):
+                continue
+        if isinstance(found, torch.nn.ModuleList):
+            out.extend(f"{name}.{i}" for i in range(len(found)))
+        else:
+            out.append(name)
+    return out
+
+
+def _expand(modules: list[str], placeholder: str, names: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for m in modules:
+        if m == placeholder:
+            out.extend(names)
+        elif m.startswith("@"):
+            raise InputError(f"unknown module placeholder {m!r}; use {PROJECTOR} (trained) or {VISION} (frozen)")
+        else:
+            out.append(m)
+    return list(dict.fromkeys(out))
 
 
 def prepare_trainable(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
@@ -48,10 +120,11 @@ def prepare_trainable(model: torch.nn.Module, config: TrainConfig) -> torch.nn.M
     if config.gradient_checkpointing:
         enable_gradient_checkpointing(model)
     if config.mode == "full":
+        frozen = frozen_modules(model, config)
         for name, p in model.named_parameters():
-            p.requires_grad_(not _in_modules(name, config.frozen_modules))
+            p.requires_grad_(not _in_modules(name, frozen))
         if not any(p.requires_grad for p in model.parameters()):
-            raise InputError(f"frozen_modules {config.frozen_modules!r} leave nothing to train")
+            raise InputError(f"frozen_modules {frozen!r} leave nothing to train")
         return model
     from peft import LoraConfig, get_peft_model
 
