@@ -15,8 +15,15 @@ from toolkit.models.loading import load_backbone
 from toolkit.models.tiny import build_tiny_model
 from toolkit.training import TrainConfig, read_record, train
 from toolkit.training.config import model_defaults
-from toolkit.training.lora import prepare_trainable
-from toolkit.training.recipes import RECIPES, check_recipe_fits
+from toolkit.training.lora import frozen_modules, lora_targets, prepare_trainable
+from toolkit.training.recipes import (
+    HF_LORA_TARGETS,
+    HF_PROJECTOR_MODULES,
+    HF_VISION_TOWERS,
+    RECIPE_FAMILIES,
+    RECIPES,
+    check_recipe_fits,
+)
 
 from conftest import ONEALIGN_TINY as FIXTURE
 from fixtures_training import write_toy
@@ -155,7 +162,43 @@ def test_a_recipe_refuses_the_other_architecture(tmp_path: Path) -> None:
         check_recipe_fits("onealign-lora", "llava")
     with pytest.raises(InputError, match="onealign-full"):
         check_recipe_fits("hf-full", "mplug_owl2")
-    assert set(RECIPES) == {"onealign-lora", "onealign-full", "hf-lora", "hf-full"}
+    assert {"onealign-lora", "onealign-full", "hf-lora", "hf-full"} < set(RECIPES)
+    assert set(RECIPES) - set(RECIPE_FAMILIES) == {"onealign-lora", "onealign-full", "hf-lora", "hf-full"}
+
+
+def test_placeholders_resolve_through_the_family_table() -> None:
+    from types import SimpleNamespace
+
+    def model(model_type: str) -> torch.nn.Module:
+        return SimpleNamespace(config=SimpleNamespace(model_type=model_type))  # type: ignore[return-value]
+
+    lora, full = TrainConfig(recipe="hf-lora"), TrainConfig(recipe="hf-full")
+    # hf-lora / hf-full record the generic names; a model of the table gets its family's parts.
+    assert (lora.lora_target_modules, lora.trainable_modules, full.frozen_modules) == (
+        HF_LORA_TARGETS,
+        HF_PROJECTOR_MODULES,
+        HF_VISION_TOWERS,
+    )
+    assert lora_targets(model("qwen3_vl"), lora) == lora_targets(model("qwen3_vl"), TrainConfig(recipe="qwen-vl-lora"))
+    targets, trainable = lora_targets(model("qwen3_vl"), lora)
+    assert trainable == ["visual.merger", "visual.deepstack_merger_list"]
+    assert re.fullmatch(targets, "model.language_model.layers.3.self_attn.k_proj")
+    assert not re.fullmatch(targets, "model.visual.blocks.0.attn.qkv")
+    assert not re.fullmatch(targets, "model.language_model.layers.3.mlp.up_proj")
+    assert frozen_modules(model("qwen3_vl"), full) == ["visual.patch_embed", "visual.pos_embed", "visual.blocks"]
+    # The plain default (q_proj and v_proj of the language model) follows the family's language model.
+    targets, trainable = lora_targets(model("smolvlm"), TrainConfig())
+    assert re.fullmatch(targets, "model.text_model.layers.0.self_attn.v_proj") and trainable == []
+    assert not re.fullmatch(targets, "model.text_model.layers.0.self_attn.k_proj")
+    # A model outside the table gets the generic names; explicit names are used as given.
+    assert lora_targets(model("somevlm"), lora) == (HF_LORA_TARGETS, HF_PROJECTOR_MODULES)
+    assert frozen_modules(model("somevlm"), full) == HF_VISION_TOWERS
+    given = TrainConfig(recipe="hf-lora", lora_target_modules=["q_proj"], trainable_modules=["head", "@projector"])
+    assert lora_targets(model("gemma3"), given) == (["q_proj"], ["head", "multi_modal_projector"])
+    with pytest.raises(InputError, match="unknown module placeholder '@projecter'"):
+        lora_targets(model("gemma3"), TrainConfig(recipe="hf-lora", trainable_modules=["@projecter"]))
+    with pytest.raises(InputError, match="unknown LoRA target placeholder"):
+        lora_targets(model("gemma3"), TrainConfig(lora_target_modules="@lm"))
 
 
 def test_the_onealign_lora_recipe_runs_and_its_adapter_loads(tmp_path: Path) -> None:
