@@ -142,6 +142,21 @@ def test_a_truncated_tar_keeps_the_samples_before_the_damage(scorer: Scorer, tmp
     assert set(source.keys()) == set(df.index)  # the listing and the stream agree
 
 
+def test_an_unreadable_shard_is_one_error_row_and_the_run_goes_on(scorer: Scorer, tmp_path: Path) -> None:
+    images = make_images(tmp_path / "imgs", 2)
+    good = write_parquet(tmp_path / "a.parquet", images)
+    pq.write_table(pa.table({"picture": [images[0].read_bytes()]}), tmp_path / "b.parquet")  # another schema
+    (tmp_path / "c.parquet").write_bytes(b"PAR1 but not really")
+    (tmp_path / "d.tar").write_bytes(b"not a tar archive" * 40)
+    inputs = [good, tmp_path / "b.parquet", tmp_path / "c.parquet", tmp_path / "d.tar"]
+    df = scorer.score(inputs).set_index("path")
+    assert df.loc[[f"{good}#0", f"{good}#1"], "score"].notna().all()
+    errors = df.loc[[str(p) for p in inputs[1:]], "error"].tolist()
+    assert "no image column 'image' (columns: picture)" in errors[0]
+    assert errors[1].startswith(f"{tmp_path / 'c.parquet'}: unreadable at its start")
+    assert errors[2].startswith(f"{tmp_path / 'd.tar'}: unreadable at its start (ReadError")
+
+
 def test_samples_are_grouped_by_key_and_ids_stay_text(tmp_path: Path) -> None:
     (img,) = make_images(tmp_path / "imgs", 1)
     with tarfile.open(tmp_path / "k.tar", "w") as tar:

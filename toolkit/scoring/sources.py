@@ -118,8 +118,9 @@ class ShardSource:
             for item in reader(read_images, skip):
                 count += 1
                 yield item
-        except InputError:
-            raise
+        except InputError as exc:
+            # A table without the columns the first one had: one row says so, the run goes on.
+            yield ScoreInput(self.path, "image", error=str(exc))
         except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
             # A shard cut short or damaged: the samples before the damage stay scored, the shard
             # gets one row saying where reading stopped (retried, like any error row, on resume).
