@@ -12,7 +12,8 @@ from paligemma_tiny import build_tiny_paligemma, load_tiny_paligemma
 from PIL import Image
 
 from toolkit.errors import ToolkitError
-from toolkit.models.base import TrainingExample
+from toolkit.models.base import QAlignBackbone, TrainingExample
+from toolkit.models.loading import load_backbone
 from toolkit.models.paligemma import PaliGemmaBackbone
 from toolkit.qalign import IGNORE_INDEX, LEVELS, expected_score, level_softmax
 from toolkit.training import TrainConfig, train
@@ -258,11 +259,8 @@ def test_full_training_lowers_the_loss_and_the_model_scores(tiny_dir: Path, toy:
 
 
 def test_lora_adapter_reloads_and_merges(tiny_dir: Path, toy: dict[str, Path]) -> None:
-    from peft import PeftModel
-
     out = toy["root"] / "lora"
-    bb = _backbone(tiny_dir)
-    result = train(
+    result = train(  # the run loads the model by itself: the loader picks PaliGemma's backbone
         _config(
             tiny_dir,
             toy,
@@ -274,22 +272,22 @@ def test_lora_adapter_reloads_and_merges(tiny_dir: Path, toy: dict[str, Path]) -
             lora_alpha=8,
             lora_dropout=0.0,
             trainable_modules=["multi_modal_projector"],
-        ),
-        backbone=bb,
+        )
     )
+    assert isinstance(result.backbone, PaliGemmaBackbone)
     assert 0 < result.trainable_parameters < result.total_parameters / 5
     assert (out / "adapter_config.json").is_file() and not (out / "model.safetensors").exists()
     visuals = _heldout_images(toy)
 
-    def logits(b: PaliGemmaBackbone) -> torch.Tensor:
+    def logits(b: QAlignBackbone) -> torch.Tensor:
         return b.level_logits(b.scoring_batch(visuals, "quality", "image"))
 
-    trained = logits(bb)
-    base_model, processor = load_tiny_paligemma(tiny_dir)
-    base = logits(PaliGemmaBackbone(base_model, processor))
-    with_adapter = PaliGemmaBackbone(PeftModel.from_pretrained(base_model, out).eval(), processor)
+    trained = logits(result.backbone)
+    base = logits(_backbone(tiny_dir))
+    with_adapter = load_backbone(tiny_dir, adapter=out)
+    assert isinstance(with_adapter, PaliGemmaBackbone)
     torch.testing.assert_close(logits(with_adapter), trained, atol=1e-5, rtol=0)
-    merged_model = PeftModel.from_pretrained(load_tiny_paligemma(tiny_dir)[0], out).merge_and_unload().eval()
-    assert not hasattr(merged_model, "peft_config")
-    torch.testing.assert_close(logits(PaliGemmaBackbone(merged_model, processor)), trained, atol=1e-4, rtol=0)
+    merged = load_backbone(tiny_dir, adapter=out, merge=True)
+    assert isinstance(merged, PaliGemmaBackbone) and not hasattr(merged.model, "peft_config")
+    torch.testing.assert_close(logits(merged), trained, atol=1e-4, rtol=0)
     assert (base - trained).abs().max() > 1e-3  # the adapter changed the model

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import InputError, ToolkitError
 from toolkit.models.base import TrainingExample, Visual
-from toolkit.models.hf import HFVisionLanguageBackbone, level_token_ids, strip_image_placeholders
+from toolkit.models.hf import HFVisionLanguageBackbone, strip_image_placeholders
 from toolkit.qalign import IGNORE_INDEX, LEVELS, InputKind, Task, answer_stem, answer_text, scoring_question
 
 if TYPE_CHECKING:
@@ -39,17 +39,14 @@ class PaliGemmaBackbone(HFVisionLanguageBackbone):
     """Q-Align scoring and training batches for a ``PaliGemmaForConditionalGeneration`` model."""
 
     def __init__(self, model: torch.nn.Module, processor: Any) -> None:
-        # Not the base initialiser: PaliGemma ships no chat template, and needs none.
-        self.model = model
-        self.processor = processor
-        self.tokenizer = getattr(processor, "tokenizer", processor)
-        if getattr(processor, "image_seq_length", None) is None or self.tokenizer.eos_token_id is None:
-            raise ToolkitError("the processor is not a PaliGemma processor (it needs image_seq_length and <eos>)")
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.level_token_ids = level_token_ids(self.tokenizer)
-        self._prompt_cache: dict[tuple[str, str, int], str] = {}
+        super().__init__(model, processor)
         self._stem_cache: dict[tuple[str, str], list[int]] = {}
+
+    def _check_prompt_format(self) -> None:
+        """PaliGemma ships no chat template and needs none: its processor writes the prefix and
+        suffix. It must be PaliGemma's processor (image tokens per image, <eos> after the suffix)."""
+        if getattr(self.processor, "image_seq_length", None) is None or self.tokenizer.eos_token_id is None:
+            raise ToolkitError("the processor is not a PaliGemma processor (it needs image_seq_length and <eos>)")
 
     # ------------------------------------------------------------------ prompts
 
