@@ -490,7 +490,13 @@ class ResultFile:
         first, in that order), remove the parts (unless ``remove_parts`` is false), and return
         the merged table. Called once every process has finished appending."""
         journals = [self.path, *existing_parts(self.path)]
-        merged = merge_results([read_results(j) for j in journals], order)
+        tables = [read_results(j) for j in journals]
+        with_gt = with_gt or any("gt_score" in t.columns for t in tables)  # never drop a column of the rows
+        merged = merge_results(tables, order)
+        # How many parts hold a finished score of each path: more than one means a path scored
+        # twice (the merge step reports it); the file itself may repeat a part it was merged from.
+        in_parts = pd.concat([t.loc[is_done(t), "path"] for t in tables[1:] if len(t)] or [pd.Series(dtype=str)])
+        merged.attrs["parts_scoring"] = in_parts.value_counts().to_dict()
         counts: FrameCounts = {}
         for journal in journals:
             counts.update(read_frame_counts(frames_path(journal)))
@@ -504,6 +510,7 @@ class ResultFile:
         if remove_parts:
             self.remove_parts(journals[1:])
         merged.attrs["frames"] = counts
+        merged.attrs["parts"] = journals[1:]
         return merged
 
     def remove_parts(self, parts: Sequence[Path]) -> None:

@@ -10,7 +10,6 @@ every part into ``<out>``, in input order, one row per input, and says which inp
 from __future__ import annotations
 
 import os
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import pandas as pd
 from toolkit.errors import InputError
 from toolkit.scoring.inputs import plan_inputs
 from toolkit.scoring.provenance import check_merge
-from toolkit.scoring.results import ResultFile, existing_parts, finished_paths, is_done
+from toolkit.scoring.results import ResultFile, existing_parts, is_done
 
 
 @dataclass
@@ -61,27 +60,21 @@ def merge_scores(
     chooses them (a score beats an error, a later row an earlier one).
     """
     output = ResultFile(out)
-    parts = existing_parts(output.path)
-    if not parts and not output.path.is_file():
+    if not existing_parts(output.path) and not output.path.is_file():
         raise InputError(f"{output.path}: nothing to merge (neither the file nor parts beside it exist)")
     check_merge(output.path, model, adapter, task, video)
     order = plan_inputs(inputs, video, image_column, id_column).keys()
+    table = output.merge(order, with_gt=False, remove_parts=False)  # gt_score stays where a part has it
+    parts: list[Path] = table.attrs["parts"]
     # Scored in several parts: a process that was given another share (inputs changed between
     # runs) or two processes started with one rank. The rows agree; the report says so.
-    counts: Counter[str] = Counter()
-    with_gt = False
-    for journal in [output.path, *parts]:
-        finished, has_gt = finished_paths(journal)
-        with_gt = with_gt or has_gt
-        if journal != output.path:
-            counts.update(finished)
+    scoring = table.attrs["parts_scoring"]
+    duplicated = [k for k in order if scoring.get(k, 0) > 1]
     expected = set(order)
-    duplicated = [k for k in order if counts[k] > 1]
-    table = output.merge(order, with_gt, remove_parts=False)
     present = set(table["path"])
     missing = [k for k in order if k not in present]
     if not missing:
-        output.remove_parts(parts)
+        output.remove_parts(parts)  # only those merged: a part that appeared since stays
     ours = table[table["path"].isin(expected)]
     ok = is_done(ours)
     return MergeReport(
