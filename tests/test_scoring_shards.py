@@ -212,3 +212,15 @@ def test_rank_and_world_from_the_environment(monkeypatch: pytest.MonkeyPatch, tm
     monkeypatch.setenv("RANK", "1200")
     with pytest.raises(InputError, match="RANK=1200 is not within WORLD_SIZE=1200"):
         current_processes(collective=False)
+
+
+def test_parts_made_by_another_task_are_refused_before_the_model_loads(scorer: Scorer, tmp_path: Path) -> None:
+    from toolkit.scoring.provenance import refuse_early
+
+    make_images(tmp_path / "imgs", 2)
+    out = tmp_path / "scores.csv"
+    scorer.score([tmp_path / "imgs"], out=out, processes=ProcessGroup(rank=1, world=2), merge=False)
+    assert not out.exists() and existing_parts(out)
+    refuse_early(out, "tiny", None, "quality", False)  # the same run: resumed
+    with pytest.raises(InputError, match="made differently, cannot resume: task"):
+        refuse_early(out, "tiny", None, "aesthetics", False)

@@ -79,7 +79,8 @@ def score_command(
         False,
         "--merge-only",
         help="Load no model and score nothing: join OUT and the parts beside it into OUT in input order, "
-        "say which inputs have no row or were scored twice; exit 1 when any is missing.",
+        "say which inputs have no row or were scored twice; exit 1 when any is missing. Give the run's inputs, "
+        "--model, --adapter, --task and columns: they are checked against OUT.qalign.json.",
     ),
 ) -> None:
     """Score images or videos with a Q-Align model.

@@ -201,13 +201,15 @@ def refuse_early(
     fingerprints and the dtype) still runs once the model is loaded."""
     if out is None:
         return
+    from toolkit.scoring.results import existing_parts  # results builds on this module
+
     out = Path(out)
     try:
         with open(out, encoding="utf-8") as fh:
             has_rows = bool(fh.readline()) and bool(fh.readline())
     except OSError:
-        return  # no file yet: nothing to resume
-    recorded = read_record(out) if has_rows else None
+        has_rows = False  # no file yet: only the parts of a sharded run may be there to resume
+    recorded = read_record(out) if has_rows or existing_parts(out) else None
     if recorded is None:
         return
     diffs = _differences(_known_without_weights(model, adapter, task, video), recorded)
