@@ -6,43 +6,41 @@ Deeper screening (BT.500, P.913, subject models) and the item labels live in ``t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from toolkit.store.schema import Assignment, Item, Rater, Rating, Study
+from toolkit.store.vote_arrays import read_vote_arrays, read_vote_times
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 FAST_RESPONSE_MS = 1000.0
 """Votes faster than this are counted as suspiciously fast (P.808 minimum viewing time)."""
 
 
-def _study_votes(session: Session, study: Study) -> pd.DataFrame:
-    """Every vote of the study with its rater's ``excluded`` flag, in the order they were given."""
-    rows = session.execute(
-        select(
-            Rating.item_id,
-            Rating.rater_id,
-            Rating.level,
-            Rating.response_ms,
-            Rating.session_id,
-            Rating.answered_at,
-            Rating.id,
-            Rater.excluded,
-        )
-        .join(Rater, Rating.rater_id == Rater.id)
-        .where(Rating.study_id == study.id)
-        .order_by(Rating.id)
-    ).all()
-    return pd.DataFrame(
-        rows,
-        columns=["item_id", "rater_id", "vote", "response_ms", "session_id", "answered_at", "rating_id", "excluded"],
-    )
+def _counts(session: Session, statement: Select[Unpack[tuple[Any, ...]]]) -> pd.Series:
+    """``key -> count`` rows of a grouped query as an int64 Series."""
+    rows = session.execute(statement).all()
+    keys, counts = (list(column) for column in zip(*rows)) if rows else ([], [])
+    return pd.Series(counts, index=keys, dtype="int64")
+
+
+def _excluded_raters(study: Study) -> Select[int]:
+    return select(Rater.id).where(Rater.study_id == study.id, Rater.excluded.is_(True))
 
 
 def item_progress(session: Session, study: Study) -> pd.DataFrame:
     """One row per item: role, kind, valid votes (screened-out raters not counted), all votes,
-    the target, raters looking at it now, and whether its file is missing."""
+    the target, raters looking at it now, and whether its file is missing.
+
+    Counted in the database: the votes per item through the item index (the study's items
+    select them), the excluded raters' votes through the rater index.
+    """
     items = pd.DataFrame(
         session.execute(
             select(Item.id, Item.path, Item.role, Item.kind, Item.expected_level, Item.missing_since)
@@ -51,23 +49,25 @@ def item_progress(session: Session, study: Study) -> pd.DataFrame:
         ).all(),
         columns=["item_id", "item", "role", "kind", "expected_level", "missing_since"],
     )
-    votes = _study_votes(session, study)
-    all_n = votes.groupby("item_id").size()
+    of_study = Rating.item_id.in_(select(Item.id).where(Item.study_id == study.id))
+    all_n = _counts(session, select(Rating.item_id, func.count()).where(of_study).group_by(Rating.item_id))
     # The valid-vote rule of the snapshot and the assignment queue: excluded raters' votes do not count.
-    valid_n = votes[~votes["excluded"].astype(bool)].groupby("item_id").size()
-    pending = pd.Series(
-        dict(
-            session.execute(
-                select(Assignment.item_id, func.count())
-                .join(Item, Assignment.item_id == Item.id)
-                .where(Item.study_id == study.id)
-                .group_by(Assignment.item_id)
-            ).all()
-        ),
-        dtype="int64",
+    excluded_n = _counts(
+        session,
+        select(Rating.item_id, func.count())
+        .where(Rating.rater_id.in_(_excluded_raters(study)))
+        .group_by(Rating.item_id),
     )
-    items["valid_votes"] = items["item_id"].map(valid_n).fillna(0).astype(int)
-    items["votes"] = items["item_id"].map(all_n).fillna(0).astype(int)
+    pending = _counts(
+        session,
+        select(Assignment.item_id, func.count())
+        .join(Item, Assignment.item_id == Item.id)
+        .where(Item.study_id == study.id)
+        .group_by(Assignment.item_id),
+    )
+    votes = items["item_id"].map(all_n).fillna(0).astype(int)
+    items["valid_votes"] = votes - items["item_id"].map(excluded_n).fillna(0).astype(int)
+    items["votes"] = votes
     items["target"] = np.where(items["role"] == "test", study.target_votes, 0)
     items["on_screen"] = items["item_id"].map(pending).fillna(0).astype(int)
     items["missing"] = items["missing_since"].notna()
@@ -92,13 +92,17 @@ def study_summary(session: Session, study: Study) -> dict[str, float | int]:
     }
 
 
-def _longest_run(votes: pd.Series) -> int:
-    values = votes.to_numpy()
-    if values.size == 0:
-        return 0
-    change = np.flatnonzero(np.diff(values) != 0)
-    edges = np.concatenate(([-1], change, [values.size - 1]))
-    return int(np.diff(edges).max())
+def _longest_runs(rater: np.ndarray, vote: np.ndarray, n_raters: int) -> np.ndarray:
+    """Per rater, the longest series of identical consecutive votes (votes in the order given)."""
+    longest = np.zeros(n_raters, dtype=np.int64)
+    if rater.size == 0:
+        return longest
+    order = np.argsort(rater, kind="stable")  # each rater's votes stay in the order they were given
+    r, v = rater[order], vote[order]
+    starts = np.flatnonzero(np.r_[True, (r[1:] != r[:-1]) | (v[1:] != v[:-1])])
+    lengths = np.diff(np.r_[starts, r.size])
+    np.maximum.at(longest, r[starts], lengths)
+    return longest
 
 
 def rater_stats(session: Session, study: Study, min_session_votes: int = 5) -> pd.DataFrame:
@@ -111,6 +115,9 @@ def rater_stats(session: Session, study: Study, min_session_votes: int = 5) -> p
     share of votes given faster than ``FAST_RESPONSE_MS``; ``longest_run`` the longest series of
     identical consecutive votes; ``min_session_sd`` the smallest vote SD over the rater's sittings
     with at least ``min_session_votes`` votes (0 = a sitting answered with a single level).
+
+    The votes are read as integer arrays (:mod:`toolkit.store.vote_arrays`), never as a frame of
+    rows; the sittings, which only votes given in the app have, are read on their own.
     """
     raters = pd.DataFrame(
         session.execute(
@@ -128,33 +135,74 @@ def rater_stats(session: Session, study: Study, min_session_votes: int = 5) -> p
         ).all(),
         columns=["rater_id", "rater", "revoked", "excluded", "self_registered", "trained_at", "created_at"],
     )
-    votes = _study_votes(session, study)
     items = pd.DataFrame(
         session.execute(
-            select(Item.id, Item.role, Item.expected_level, Item.tolerance).where(Item.study_id == study.id)
+            select(Item.id, Item.role, Item.expected_level, Item.tolerance)
+            .where(Item.study_id == study.id)
+            .order_by(Item.id)
         ).all(),
         columns=["item_id", "role", "expected_level", "tolerance"],
     )
-    votes = votes.merge(items, on="item_id", how="left")
+    connection = session.connection()
+    votes = read_vote_arrays(connection, study.id)
+    times = read_vote_times(connection, study.id)
+    n_raters = len(raters)
+    # Raters and items by position (both frames are in id order).
+    rater = np.searchsorted(raters["rater_id"].to_numpy(), votes.rater_id)
+    item = np.searchsorted(items["item_id"].to_numpy(), votes.item_id)
+    level = votes.level.astype(np.int64)
+    del votes
     per = raters.set_index("rater_id")
-    grouped = votes.groupby("rater_id")
-    per["votes"] = grouped.size().reindex(per.index).fillna(0).astype(int)
-    per["sessions"] = grouped["session_id"].nunique().reindex(per.index).fillna(0).astype(int)
 
-    gold = votes[votes["role"] == "gold"].copy()
-    gold["hit"] = (gold["vote"] - gold["expected_level"]).abs() <= gold["tolerance"]
-    per["gold_votes"] = gold.groupby("rater_id").size().reindex(per.index).fillna(0).astype(int)
-    per["gold_accuracy"] = gold.groupby("rater_id")["hit"].mean().reindex(per.index)
+    def per_rater(values: np.ndarray | pd.Series) -> np.ndarray:
+        return np.asarray(values)
 
-    timed = votes.dropna(subset=["response_ms"])
-    per["median_response_s"] = (timed.groupby("rater_id")["response_ms"].median() / 1000.0).reindex(per.index)
-    per["fast_share"] = (timed["response_ms"] < FAST_RESPONSE_MS).groupby(timed["rater_id"]).mean().reindex(per.index)
+    count = np.bincount(rater, minlength=n_raters)
+    per["votes"] = count
+    sittings = _counts(
+        session,
+        select(Rating.rater_id, func.count(func.distinct(Rating.session_id)))
+        .where(Rating.study_id == study.id, Rating.session_id.is_not(None))
+        .group_by(Rating.rater_id),
+    )
+    per["sessions"] = sittings.reindex(per.index).fillna(0).astype(int)
 
-    rated = votes[votes["role"] != "training"]
-    per["vote_sd"] = rated.groupby("rater_id")["vote"].std(ddof=0).reindex(per.index)
-    per["longest_run"] = rated.groupby("rater_id")["vote"].apply(_longest_run).reindex(per.index).fillna(0).astype(int)
-    by_sitting = rated.dropna(subset=["session_id"]).groupby(["rater_id", "session_id"])["vote"].agg(["size", "std"])
-    full = by_sitting[by_sitting["size"] >= min_session_votes]
-    per["min_session_sd"] = full.groupby(level="rater_id")["std"].min().reindex(per.index)
-    per["last_vote_at"] = grouped["answered_at"].max().reindex(per.index)
+    role = items["role"].to_numpy(dtype=object)
+    gold = (role == "gold")[item]
+    expected = pd.to_numeric(items["expected_level"], errors="coerce").to_numpy(dtype=float)[item[gold]]
+    tolerance = pd.to_numeric(items["tolerance"], errors="coerce").to_numpy(dtype=float)[item[gold]]
+    hit = np.abs(level[gold] - expected) <= tolerance
+    gold_n = np.bincount(rater[gold], minlength=n_raters)
+    per["gold_votes"] = gold_n
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per["gold_accuracy"] = np.where(gold_n > 0, np.bincount(rater[gold], hit, minlength=n_raters) / gold_n, np.nan)
+
+    timed = ~np.isnan(times.response_ms)
+    response = pd.Series(times.response_ms[timed]).groupby(rater[timed])
+    per["median_response_s"] = per_rater((response.median() / 1000.0).reindex(range(n_raters)))
+    fast = pd.Series(times.response_ms[timed] < FAST_RESPONSE_MS).groupby(rater[timed]).mean()
+    per["fast_share"] = per_rater(fast.reindex(range(n_raters)))
+
+    rated = (role != "training")[item]
+    per["vote_sd"] = per_rater(pd.Series(level[rated]).groupby(rater[rated]).std(ddof=0).reindex(range(n_raters)))
+    per["longest_run"] = _longest_runs(rater[rated], level[rated], n_raters)
+    per["min_session_sd"] = _min_session_sd(session, study, min_session_votes).reindex(per.index)
+    zoned = connection.dialect.name == "postgresql"
+    last = pd.Series(times.answered_us).groupby(rater).max().reindex(range(n_raters))
+    moments = pd.to_datetime(last.round(), unit="us", utc=zoned)
+    per["last_vote_at"] = per_rater(moments.astype("datetime64[us, UTC]" if zoned else "datetime64[us]"))
     return per.reset_index().drop(columns=["rater_id"])
+
+
+def _min_session_sd(session: Session, study: Study, min_session_votes: int) -> pd.Series:
+    """Per rater id: the smallest vote SD over sittings of at least ``min_session_votes`` votes
+    (training items left out). Only votes given in the app have a sitting."""
+    rows = session.execute(
+        select(Rating.rater_id, Rating.session_id, Rating.level)
+        .join(Item, Rating.item_id == Item.id)
+        .where(Rating.study_id == study.id, Rating.session_id.is_not(None), Item.role != "training")
+    ).all()
+    frame = pd.DataFrame(rows, columns=["rater_id", "session_id", "vote"])
+    by_sitting = frame.groupby(["rater_id", "session_id"])["vote"].agg(["size", "std"])
+    full = by_sitting[by_sitting["size"] >= min_session_votes]
+    return full.groupby(level="rater_id")["std"].min()

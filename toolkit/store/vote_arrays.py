@@ -11,8 +11,9 @@ three million votes a second from SQLite and from PostgreSQL.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import Connection, func, select
@@ -114,13 +115,54 @@ def _micros(connection: Connection, column: str) -> str:
     )
 
 
+TIME_BLOCK_IDS = 65_536
+"""Rating ids per block of :func:`read_vote_times`."""
+
+_TIME_COLUMNS = ("shown_at", "answered_at", "response_ms")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _as_micros(value: object) -> float:
+    """A stored time (a datetime, or SQLite's text) or a number as a float; None as NaN."""
+    if value is None:
+        return float("nan")
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)  # SQLite's are UTC
+        return float((moment - _EPOCH) // timedelta(microseconds=1))
+    return float(cast(float, value))
+
+
 def read_vote_times(connection: Connection, study_id: int, where: str = "") -> VoteTimes:
-    """The time columns of :func:`read_vote_arrays`' votes, in the same order."""
+    """The time columns of :func:`read_vote_arrays`' votes, in the same order.
+
+    Read a block of ``TIME_BLOCK_IDS`` rating ids at a time: a block whose votes share each time
+    (an import stamps all its votes alike and leaves the others empty) costs one aggregate row;
+    only a block of votes given in the app is read vote by vote.
+    """
     p = _placeholder(connection)
     condition = f"study_id = {p}" + (f" AND {where}" if where else "")
-    sql = (
-        f"SELECT {_micros(connection, 'shown_at')}, {_micros(connection, 'answered_at')}, response_ms "
-        f"FROM ratings WHERE {condition} ORDER BY id"
-    )
-    rows = _fetch(connection, sql, (study_id,), np.float64, 3)
+    low, high = connection.exec_driver_sql(f"SELECT min(id), max(id) FROM ratings WHERE {condition}", (study_id,)).one()
+    if low is None:
+        empty = np.empty(0, dtype=np.float64)
+        return VoteTimes(empty, empty.copy(), empty.copy())
+    in_block = f"{condition} AND id >= {p} AND id < {p}"
+    summary = "SELECT count(*), " + ", ".join(f"count({c}), min({c}), max({c})" for c in _TIME_COLUMNS)
+    summary += f" FROM ratings WHERE {in_block}"
+    micros = ", ".join(_micros(connection, c) for c in _TIME_COLUMNS[:2])
+    rows_sql = f"SELECT {micros}, response_ms FROM ratings WHERE {in_block} ORDER BY id"
+    parts: list[np.ndarray] = []
+    for start in range(int(low), int(high) + 1, TIME_BLOCK_IDS):
+        params = (study_id, start, start + TIME_BLOCK_IDS)
+        n, *stats = connection.exec_driver_sql(summary, params).one()
+        if not n:
+            continue
+        columns = [stats[3 * k : 3 * k + 3] for k in range(len(_TIME_COLUMNS))]
+        if all(count == 0 or (count == n and least == most) for count, least, most in columns):
+            values = [_as_micros(least) if count else float("nan") for count, least, _ in columns]
+            parts.append(np.tile(np.array(values, dtype=np.float64), (n, 1)))
+        else:
+            parts.append(_fetch(connection, rows_sql, params, np.float64, 3))
+    rows = np.concatenate(parts) if parts else np.empty((0, 3), dtype=np.float64)
     return VoteTimes(rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy())
