@@ -17,10 +17,11 @@ The rules (ITU-T P.910/P.913, ITU-R BT.500, the P.808 crowd kit):
   from the server, not from the browser.
 * A vote is stored once per (rater, item) whatever the number of clicks; undo removes only the
   rater's own last vote of the current sitting, never a gold answer (its feedback was shown).
-* No item goes past its target, also with several app processes on one database: choosing an
-  item and storing a vote hold a per-study lock (PostgreSQL: a transaction advisory lock; SQLite:
-  the database's write lock), an item counts the raters it is on screen for against its target,
-  and a vote arriving after the item filled up (its reservation ran out) is not stored.
+* No item goes past its target, also with several app processes on one database: an item counts
+  the raters it is on screen for against its target, and reserving an item or storing a vote on
+  it holds the item's lock (PostgreSQL: a transaction advisory lock per item; SQLite: the
+  database's write lock) while its room is checked; a vote arriving after the item filled up
+  (its reservation ran out) is not stored.
 * Trapping questions (P.808) are interleaved after every ``trap_every`` test votes; their answers
   go to ``trap_answers`` and never count as votes. A rater stops at ``max_items_per_rater``.
 * Nobody rates before being admitted (``toolkit.store.protocol``: consent, screen check, quiz).
@@ -28,6 +29,7 @@ The rules (ITU-T P.910/P.913, ITU-R BT.500, the P.808 crowd kit):
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -38,7 +40,7 @@ from sqlalchemy import CursorResult, and_, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
-from toolkit.store.raters import create_rater
+from toolkit.store.raters import create_rater, insert_or_skip
 from toolkit.store.ratings import record_rating
 from toolkit.store.schema import (
     Assignment,
@@ -165,24 +167,35 @@ def _check_admitted(session: Session, rater: Rater, now: datetime) -> None:
 
 
 ADVISORY_LOCK_CLASS = 0x51A1
-"""First key of the PostgreSQL advisory lock that serialises assignment within a study."""
+"""First key of the PostgreSQL advisory locks that serialise the raters of one item (second key: its id)."""
+
+BUSY_RETRIES = 25
+BUSY_WAIT_S = 0.02
+"""Choosing an item retries this often (waiting a little longer each time) while the items with room are
+all being taken or voted on by other raters at that moment."""
 
 
-def lock_study(session: Session, study_id: int) -> None:
-    """Serialise choosing items and storing votes within one study until the transaction ends.
+def lock_item(session: Session, study_id: int, item_id: int, wait: bool = True) -> bool:
+    """Hold the right to change an item's votes and reservations until the transaction ends.
 
-    Several app processes (replicas) on one database then act as one: the counts read after the
-    lock are the latest, and nobody else changes them before this transaction commits.
+    Whoever adds a reservation or a vote to an item holds this lock and checks the item's room
+    under it, so several app processes (replicas) on one database never take an item past its
+    target. PostgreSQL: a transaction advisory lock per item (raters of different items do not
+    wait for each other); without ``wait`` it returns False at once when another transaction holds
+    it. SQLite: the database's write lock, taken by a first write (it serialises every writer
+    anyway), so reads after it see everything committed before.
     """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(ADVISORY_LOCK_CLASS, study_id)))
-    elif dialect == "sqlite":
-        # The first write of a transaction takes SQLite's database-wide write lock (waiting for
-        # another writer's commit); reads after it see everything committed before.
+        if wait:
+            session.execute(select(func.pg_advisory_xact_lock(ADVISORY_LOCK_CLASS, item_id)))
+            return True
+        return bool(session.scalar(select(func.pg_try_advisory_xact_lock(ADVISORY_LOCK_CLASS, item_id))))
+    if dialect == "sqlite":
         session.execute(
             update(Study).where(Study.id == study_id).values(id=Study.id).execution_options(synchronize_session=False)
         )
+    return True
 
 
 def _study_of(session: Session, rater: Rater) -> Study:
@@ -372,6 +385,16 @@ def _present(study: Study, item: Item) -> Path | None:
     return _present_path(study, item.path)
 
 
+def _has_room(session: Session, rater: Rater, study: Study, item_id: int, now: datetime) -> bool:
+    """Whether the item's valid votes and the other raters it is on screen for leave room for one more."""
+    shown = session.scalar(
+        select(func.count())
+        .select_from(Assignment)
+        .where(Assignment.item_id == item_id, Assignment.rater_id != rater.id, Assignment.shown_at > now - RESERVATION)
+    )
+    return _valid_votes_of_others(session, rater, item_id) + int(shown or 0) < study.target_votes
+
+
 def _choose(
     session: Session,
     rater: Rater,
@@ -380,8 +403,15 @@ def _choose(
     candidates: tuple[np.ndarray, ...],
     now: datetime,
     skipped: list[str],
+    busy: list[int],
 ) -> tuple[Item, Path] | None:
-    """The next item for the rater, flagging (and skipping) items whose file is gone."""
+    """The next item for the rater, flagging (and skipping) items whose file is gone.
+
+    The candidates were read without locks (the costly part); each test item's room under its
+    target is checked again under the item's lock, where it is exact. Items another rater holds
+    right now are skipped and listed in ``busy`` (waiting for one while holding others could
+    deadlock).
+    """
     gold_due = study.gold_every > 0 and rated.get("test", 0) >= (rated.get("gold", 0) + 1) * study.gold_every
     queues: list[list[int]] = []
     if gold_due:
@@ -392,6 +422,12 @@ def _choose(
             item = session.get(Item, item_id)
             if item is None:  # deleted since the candidates were read
                 continue
+            if item.role == "test":
+                if not lock_item(session, study.id, item_id, wait=False):
+                    busy.append(item_id)
+                    continue
+                if not _has_room(session, rater, study, item_id, now):
+                    continue  # filled or taken by another rater since the candidates were read
             file = _present(study, item)
             if file is not None:
                 return item, file
@@ -531,7 +567,6 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
     _check_admitted(session, rater, now)
     study = _study_of(session, rater)
     protocol = study_protocol(study)
-    lock_study(session, study.id)
     sitting = open_session(session, rater, now)
     skipped: list[str] = []
 
@@ -576,7 +611,15 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
         if served_trap is not None:
             return NextStep("rate", served_trap, report(), skipped)
 
-    chosen = _choose(session, rater, study, rated, candidates, now, skipped)
+    chosen = None
+    for attempt in range(BUSY_RETRIES):
+        busy: list[int] = []
+        chosen = _choose(session, rater, study, rated, candidates, now, skipped, busy)
+        if chosen is not None or not busy:
+            break
+        time.sleep(BUSY_WAIT_S * (1 + attempt))  # their transactions end in a moment
+    else:
+        raise StoreError("the study is busy: every item with room is being served to someone else; reload the page")
     if chosen is None:
         _finish(session, rater, now)
         return NextStep("finished", None, report(), skipped)
@@ -592,7 +635,9 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
             raise StoreError(f"the item shown to rater {rater.name!r} changed meanwhile; reload the page")
         item = shown
         file = _present(study, item) or file
-    return NextStep("rate", _served(assignment, item, file), progress(session, rater, now, sitting), skipped)
+    if skipped:  # items just flagged missing leave the rater's remaining count
+        candidates = _test_candidates(session, rater, study, now)
+    return NextStep("rate", _served(assignment, item, file), report(), skipped)
 
 
 # --------------------------------------------------------------------------- voting
@@ -651,7 +696,7 @@ def submit_vote(
         raise StoreError(f"no item {item_id} in this rater's study")
     _check_admitted(session, rater, now)
     study = _study_of(session, rater)
-    lock_study(session, study.id)
+    lock_item(session, study.id, item_id)
     # Read the assignment before the vote: a concurrent click that commits in between then
     # shows up as a stored vote (its commit removes the assignment and adds the vote at once).
     pending = session.scalar(select(Assignment).where(Assignment.rater_id == rater.id))
@@ -710,7 +755,6 @@ def submit_trap(session: Session, rater: Rater, trap_id: int, level: int, now: d
     if trap is None or trap.study_id != rater.study_id:
         raise StoreError(f"no trap {trap_id} in this rater's study")
     study = _study_of(session, rater)
-    lock_study(session, study.id)
     stored = session.scalar(select(TrapAnswer).where(TrapAnswer.rater_id == rater.id, TrapAnswer.trap_id == trap_id))
     if stored is not None:
         return TrapResult(created=False, level=stored.level, passed=stored.passed)
@@ -718,17 +762,19 @@ def submit_trap(session: Session, rater: Rater, trap_id: int, level: int, now: d
     if pending is None or pending.trap_id != trap_id:
         raise StoreError(f"trap {trap.path!r} is not the item shown to rater {rater.name!r}; reload the page")
     passed = level == trap.instructed_level
-    session.add(
-        TrapAnswer(
-            rater_id=rater.id,
-            trap_id=trap_id,
-            level=level,
-            passed=passed,
-            shown_at=_aware(pending.shown_at),
-            answered_at=now,
-            session_id=pending.session_id,
-        )
+    values = dict(
+        rater_id=rater.id,
+        trap_id=trap_id,
+        level=level,
+        passed=passed,
+        shown_at=_aware(pending.shown_at),
+        answered_at=now,
+        session_id=pending.session_id,
     )
+    if not insert_or_skip(session, TrapAnswer, values):  # the rater's other tab answered just now
+        first = session.scalar(select(TrapAnswer).where(TrapAnswer.rater_id == rater.id, TrapAnswer.trap_id == trap_id))
+        assert first is not None  # the unique key it conflicted with
+        return TrapResult(created=False, level=first.level, passed=first.passed)
     session.execute(
         delete(TrapAssignment).where(TrapAssignment.rater_id == rater.id, TrapAssignment.trap_id == trap_id)
     )
@@ -764,7 +810,6 @@ def undo_last_vote(session: Session, rater: Rater, now: datetime | None = None) 
     """
     _check_rater(rater)
     now = _now(now)
-    lock_study(session, rater.study_id)
     sitting = open_session(session, rater, now)
     last = session.execute(
         select(Rating, Item)
@@ -776,6 +821,7 @@ def undo_last_vote(session: Session, rater: Rater, now: datetime | None = None) 
     if last is None or last.Item.role == "gold":
         return None
     rating, item = last.Rating, last.Item
+    lock_item(session, rater.study_id, item.id)  # the vote becomes a reservation: the count stays
     session.execute(delete(Assignment).where(Assignment.rater_id == rater.id))
     # A trap served since then waits: the item taken back is what the rater sees next.
     session.execute(delete(TrapAssignment).where(TrapAssignment.rater_id == rater.id))
