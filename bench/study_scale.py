@@ -207,6 +207,9 @@ def main() -> None:
     parser.add_argument("--raters", type=int, default=20_000)
     parser.add_argument("--format", choices=("csv", "parquet"), default="csv", help="The vote table's format.")
     parser.add_argument("--work", type=Path, default=None, help="Folder for the files (default: a temporary one).")
+    parser.add_argument(
+        "--votes", type=Path, default=None, help="Use this vote table (made by an earlier run) instead of a new one."
+    )
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only, even with $QALIGN_TEST_PG_URL set.")
     parser.add_argument("--no-sqlite", action="store_true")
     options = parser.parse_args()
@@ -214,10 +217,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="qalign-study-scale-", dir=options.work) as tmp:
         work = Path(tmp)
         (work / "media").mkdir()
-        votes = work / f"votes.{options.format}"
+        votes = options.votes or work / f"votes.{options.format}"
         start = time.perf_counter()
         make_media(options.items, work / "media")
-        n = make_votes(options.items, options.votes_per_item, options.raters, votes, options.format)
+        if options.votes is None:
+            n = make_votes(options.items, options.votes_per_item, options.raters, votes, options.format)
+        else:
+            n = options.items * options.votes_per_item
         size = votes.stat().st_size / 2**20
         print(
             f"{n:,} votes ({options.items:,} items x {options.votes_per_item} votes, {options.raters:,} raters), "

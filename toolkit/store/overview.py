@@ -31,7 +31,7 @@ def studies_overview(session: Session) -> list[StudyOverview]:
     """Every study in creation order with its item, rater, vote and valid-vote counts."""
 
     def counts(statement: Select[int, int]) -> dict[int, int]:
-        return {study_id: count for study_id, count in session.execute(statement).tuples()}
+        return {study_id: count for study_id, count in session.execute(statement)}
 
     items = counts(select(Item.study_id, func.count()).group_by(Item.study_id))
     raters = counts(select(Rater.study_id, func.count()).group_by(Rater.study_id))

@@ -72,7 +72,7 @@ def _day(moment: datetime | date | None) -> str:
     return moment.strftime("%Y-%m-%d") if moment is not None else ""
 
 
-def _items_frame(session: Session, study: Study) -> pd.DataFrame:
+def items_frame(session: Session, study: Study) -> pd.DataFrame:
     """``ITEM_COLUMNS`` in study order, read column-wise (no ORM object per item)."""
     rows = session.execute(
         select(
@@ -141,7 +141,7 @@ def votes_from_arrays(
 
 def read_snapshot(session: Session, study: Study) -> StudySnapshot:
     """Read ``study`` in ``session``: items, valid votes, excluded raters and the set-up."""
-    items = _items_frame(session, study)
+    items = items_frame(session, study)
     raters = pd.Series(
         dict(session.execute(select(Rater.id, Rater.name).where(Rater.study_id == study.id)).all()), dtype=object
     )

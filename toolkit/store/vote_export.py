@@ -5,8 +5,9 @@ included (the admin's decision can be undone; the record should not depend on it
 per-item aggregates are computed from the valid votes by :mod:`toolkit.analysis.study_labels`, which
 the store cannot import.
 
-Votes are read from the database and written ``EXPORT_CHUNK_ROWS`` at a time (a server-side
-cursor on PostgreSQL), so exporting a study of millions of votes never holds the whole table.
+Votes are read from the database and written ``EXPORT_CHUNK_ROWS`` rating ids at a time (as integer
+arrays, see :mod:`toolkit.store.vote_arrays`), so exporting a study of millions of votes never holds
+the whole table.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from typing import IO, Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from toolkit.errors import StoreError
 from toolkit.files import atomic_path
 from toolkit.io import csv_text, table_format
-from toolkit.store.ratings import votes_block, votes_query
 from toolkit.store.schema import Item, Rater, Rating, Study
+from toolkit.store.vote_arrays import read_vote_arrays, read_vote_times
 
 TEXT_COLUMNS = ("item", "rater", "kind", "content_group", "role", "sha256")
 EXPORT_CHUNK_ROWS = 100_000
@@ -33,14 +34,32 @@ EXPORT_CHUNK_ROWS = 100_000
 
 
 def _blocks(session: Session, study: Study, chunk_rows: int) -> Iterator[pd.DataFrame]:
-    # A Core result (no ORM row processing); yield_per streams it (server-side cursor on PostgreSQL).
-    result = session.connection().execute(votes_query(study).execution_options(yield_per=max(1, chunk_rows)))
-    for rows in result.partitions():
-        block = votes_block(rows)
-        # A level stays an integer: a whole column with one empty cell would be float ("5.0"),
-        # and whether a chunk has one must not change how the same vote is written.
-        block["expected_level"] = pd.to_numeric(block["expected_level"]).astype("Int64")
-        yield block
+    """The study's votes, oldest first, in blocks of at most ``chunk_rows`` rating ids.
+
+    Each block is read as integer arrays (:mod:`toolkit.store.vote_arrays`) and its text columns
+    are categoricals over the study's items and raters: no Python row or string per vote.
+    """
+    from toolkit.store.snapshot import items_frame, votes_from_arrays
+
+    connection = session.connection()
+    items = items_frame(session, study)
+    raters = pd.Series(
+        dict(session.execute(select(Rater.id, Rater.name).where(Rater.study_id == study.id)).all()), dtype=object
+    )
+    low, high = session.execute(
+        select(func.min(Rating.id), func.max(Rating.id)).where(Rating.study_id == study.id)
+    ).one()
+    zoned = connection.dialect.name == "postgresql"
+    step = max(1, chunk_rows)
+    for start in range(int(low or 0), int(high or -1) + 1, step):
+        ids = f"id >= {start} AND id < {start + step}"  # integers made here, not user text
+        votes = read_vote_arrays(connection, study.id, ids)
+        if not len(votes):
+            continue
+        times = read_vote_times(connection, study.id, ids)
+        if len(times.answered_us) != len(votes):  # ids are never reused: a block cannot change
+            raise StoreError(f"votes of study {study.name!r} changed while they were exported; try again")
+        yield votes_from_arrays(items, raters, votes, times, zoned)
 
 
 def _has_carriage_return(session: Session, study: Study) -> bool:
@@ -113,6 +132,8 @@ def _parquet_block(block: pd.DataFrame) -> pd.DataFrame:
     # One schema for every row group: types fixed here, not inferred per block (a block whose
     # shown_at is all empty would otherwise come out as a null column).
     out = block.copy()
+    for column in TEXT_COLUMNS:
+        out[column] = out[column].astype(object)  # plain strings, as the schema says
     for column in ("shown_at", "answered_at"):
         out[column] = pd.to_datetime(out[column], utc=True)  # the store writes UTC; SQLite returns it naive
     out["tolerance"] = pd.to_numeric(out["tolerance"]).astype("Int64")
