@@ -16,6 +16,8 @@ process's peak resident memory (VmHWM):
 - ``export csv``: ``qalign study export`` of the raw votes
 - ``item_progress``, ``study_summary``, ``rater_stats``, ``studies_overview``: the admin
   app's library functions, timed inside their process (start-up and connection not counted)
+- ``snapshot+mle_co``: ``read_snapshot`` and the ``mle_co`` fit alone (no screening, agreement or
+  reliability), timed the same way
 
     python bench/study_scale.py                                           # 50 M votes, a while
     python bench/study_scale.py --items 2000 --votes-per-item 20 --raters 200   # a quick run
@@ -135,8 +137,19 @@ from toolkit.store import Store, get_study
 from toolkit.store.overview import studies_overview
 from toolkit.store.progress import item_progress, rater_stats, study_summary
 name = sys.argv[1]
-calls = {{"item_progress": item_progress, "study_summary": study_summary, "rater_stats": rater_stats}}
 store = Store({url!r})
+if name == "snapshot+mle_co":  # the study read and the subject model, without screening or agreement
+    from toolkit.analysis import fit_subject_model, prepare_votes
+    from toolkit.store import read_snapshot
+    with store.session() as session:
+        start = time.perf_counter()
+        snapshot = read_snapshot(session, get_study(session, "scale"))
+        read = time.perf_counter() - start
+        votes = prepare_votes(snapshot.votes, content_col="content_group", items=snapshot.test_items["item"])
+        out = fit_subject_model(votes, "mle_co").items
+        print(f"{{time.perf_counter() - start:.3f}} s in the calls (read {{read:.1f}} s), {{len(out)}} items")
+    sys.exit(0)
+calls = {{"item_progress": item_progress, "study_summary": study_summary, "rater_stats": rater_stats}}
 with store.session() as session:
     study = get_study(session, "scale")
     start = time.perf_counter()
@@ -190,7 +203,7 @@ def bench_backend(label: str, url: str, votes: Path, work: Path, n_items: int) -
             seconds, peak, last = float("nan"), float("nan"), str(failed).splitlines()[-1]
         print(f"  {label:10} {name:17} {seconds:8.1f} s {peak:8.0f} MiB   {last[:70]}", flush=True)
         rows.append((label, name, seconds, peak))
-    for name in ("studies_overview", "study_summary", "item_progress", "rater_stats"):
+    for name in ("studies_overview", "study_summary", "item_progress", "rater_stats", "snapshot+mle_co"):
         try:
             seconds, peak, last = run_library(name, url)
         except SystemExit as failed:
