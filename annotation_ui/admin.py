@@ -101,19 +101,32 @@ def study_page(store: Store, name: str) -> None:
                 draw(store, name)
 
 
+# The full width for the admin's many-column tables, also on the reruns where the entry page's
+# centred layout reaches the browser after this page's own setting (seen on long first runs).
+WIDE_STYLE = (
+    "<style>[data-testid='stMainBlockContainer'] "
+    "{ max-width: none !important; padding-left: 5rem; padding-right: 5rem; }</style>"
+)
+
+
 def render() -> None:
+    # Wide: the overview and the rater table have many columns (the app's default is centred).
+    st.set_page_config(page_title="Study administration", layout="wide")
+    st.html(WIDE_STYLE)
     store = get_store()
     access = sign_in(store)
     if access is None:
         st.stop()
         return
-    st.title("Study administration")
-    if not access.all_studies:
-        st.sidebar.caption("Signed in with a study's own secret: only that study is shown.")
-    if st.sidebar.button("Sign out", key="admin_sign_out"):
+    # No sidebar: it would take a fifth of the width from the tables for one button.
+    title, out = st.columns([6, 1], vertical_alignment="bottom")
+    title.title("Study administration")
+    if out.button("Sign out", key="admin_sign_out", width="stretch"):
         for key in (ADMIN_KEY, ADMIN_BY_KEY, STUDY_KEY):
             st.session_state.pop(key, None)
         st.rerun()
+    if not access.all_studies:
+        st.caption("Signed in with a study's own secret: only that study is shown.")
     show_reissued()
     notice = st.session_state.pop(NOTICE_KEY, None)
     if notice:

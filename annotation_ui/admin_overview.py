@@ -32,14 +32,14 @@ BOARD_COLUMNS = (
 
 
 def board_frame(rows: Sequence[StudyBoardRow]) -> pd.DataFrame:
-    """The overview table: one row per study, ``BOARD_COLUMNS``."""
+    """The overview table: one row per study, ``BOARD_COLUMNS`` (``progress`` in per cent)."""
     frame = pd.DataFrame(
         [
             (
                 r.study,
                 r.task,
                 f"{r.complete_items:,} / {r.test_items:,}",
-                r.target_fraction,
+                round(100.0 * r.target_fraction, 1),
                 r.votes,
                 r.valid_votes,
                 r.votes_last_hour,
@@ -88,15 +88,22 @@ def overview_tab(store: Store, names: Collection[str] | None) -> None:
         column_config={
             "complete": st.column_config.TextColumn("items complete", help="test items at their vote target"),
             "progress": st.column_config.ProgressColumn(
-                "target reached", min_value=0.0, max_value=1.0, format="percent", help="valid votes / wanted votes"
+                "target reached", min_value=0.0, max_value=100.0, format="%.0f%%", help="valid votes / wanted votes"
             ),
-            "valid_votes": st.column_config.NumberColumn("valid votes", help="excluded raters' votes left out"),
-            "votes_last_hour": st.column_config.NumberColumn("votes/hour", help="votes in the last hour"),
+            "votes": st.column_config.NumberColumn("votes", format="localized"),
+            "valid_votes": st.column_config.NumberColumn(
+                "valid votes", format="localized", help="excluded raters' votes left out"
+            ),
+            "votes_last_hour": st.column_config.NumberColumn(
+                "votes/hour", format="localized", help="votes in the last hour"
+            ),
             "raters_active": st.column_config.NumberColumn("active", help="raters who voted in the last hour"),
             "flagged_raters": st.column_config.NumberColumn(
                 "flagged", help="raters the study's exclusion rules flagged (see the study's Raters tab)"
             ),
-            "last_vote_at": st.column_config.DatetimeColumn("last vote (UTC)", format="YYYY-MM-DD HH:mm"),
+            "last_vote_at": st.column_config.DatetimeColumn(
+                "last vote (UTC)", format="YYYY-MM-DD HH:mm", width="medium"
+            ),
         },
     )
     st.caption("Select a row (or a study in the picker above) to open its progress, raters, results and exports.")

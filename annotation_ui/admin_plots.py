@@ -28,9 +28,13 @@ LABEL_CHARS = 36
 LEVEL_EDGES = np.linspace(1.0, 5.0, 6)
 
 
+# Worst level (1) to best (5): red through amber to green, each dark enough to read on white
+# (a diverging map's pale middle vanishes there).
+LEVEL_COLOURS = np.array(["#c0392b", "#e67e22", "#d4ac0d", "#7cb342", "#1e8449"])
+
+
 def _colours(n: int) -> np.ndarray:
-    # Red for the worst level through green for the best, as the level buttons read.
-    return matplotlib.colormaps["RdYlGn"](np.linspace(0.1, 0.9, n))
+    return LEVEL_COLOURS[np.linspace(0, len(LEVEL_COLOURS) - 1, n).round().astype(int)]
 
 
 def short_name(name: str, width: int = LABEL_CHARS) -> str:
@@ -80,7 +84,13 @@ def ranked_items(table: pd.DataFrame, n: int, worst: bool) -> Figure:
     ax.errorbar(mos, y, xerr=[low, high], fmt="o", markersize=4, capsize=2, color=colour, ecolor="0.45")
     ax.set_yticks(y, [f"{short_name(str(i))}  (n={int(k)})" for i, k in zip(ordered["item"], ordered["n"])], fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlim(0.9, 5.1)
+    # Fitted to the items shown (at least one scale unit wide), so the intervals can be told apart.
+    ends = np.concatenate([mos - low, mos + high])
+    left, right = float(np.nanmin(ends)), float(np.nanmax(ends))
+    if right - left < 1.0:
+        middle = (left + right) / 2
+        left, right = middle - 0.5, middle + 0.5
+    ax.set_xlim(max(0.9, left - 0.1), min(5.1, right + 0.1))
     ax.set_xlabel("MOS with 95% CI", fontsize=8)
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", color="0.9")

@@ -27,13 +27,53 @@ FLAG_COLOUR = "background-color: #fde2e1"  # a light red: reads as a warning, ke
 KEPT_COLOUR = "background-color: #fff4ce"  # a light amber: flagged, but the administrator keeps them
 ADMIN_BY_KEY = "admin_by"  # who overrides: set at sign-in ("global admin" or "study admin")
 
-STATS_HELP = (
-    "rule_flags: the study's exclusion rules (they exclude the rater unless overridden). "
-    "screening_flags: the analysis' screening of the valid votes (advisory). "
-    "gold_accuracy: share of check items answered within tolerance. fast_share: votes under 1 s. "
-    "longest_run: identical votes in a row. min_session_sd: 0 means a whole session answered with one level. "
-    "Every vote of a rater counts here, excluded or not."
+# What the administrator reads first, then the figures behind the flags; the set-up columns last.
+COLUMN_ORDER = (
+    "rater",
+    "flagged",
+    "excluded",
+    "votes",
+    "rule_flags",
+    "screening_flags",
+    "override",
+    "gold_accuracy",
+    "fast_share",
+    "median_response_s",
+    "longest_run",
+    "vote_sd",
+    "min_session_sd",
+    "sessions",
+    "gold_votes",
+    "last_vote_at",
+    "revoked",
+    "self_registered",
+    "trained_at",
+    "created_at",
 )
+
+
+def _column_config() -> dict[str, object]:
+    number = st.column_config.NumberColumn
+    return {
+        "rule_flags": st.column_config.TextColumn(
+            "rule flags", width="medium", help="the study's exclusion rules: they exclude the rater unless overridden"
+        ),
+        "screening_flags": st.column_config.TextColumn(
+            "screening flags", width="medium", help="the analysis' screening of the valid votes (advisory)"
+        ),
+        "override": st.column_config.TextColumn("override", width="small", help="the administrator's decision"),
+        "votes": number("votes", format="localized", help="every vote, excluded or not"),
+        "gold_accuracy": number("gold acc.", format="percent", help="check items answered within tolerance"),
+        "fast_share": number("fast", format="percent", help="votes given in under 1 s"),
+        "median_response_s": number("median s", format="%.1f", help="median response time, seconds"),
+        "longest_run": number("longest run", help="identical votes in a row"),
+        "vote_sd": number("vote sd", format="%.2f"),
+        "min_session_sd": number("min session sd", format="%.2f", help="0: a whole session answered with one level"),
+        "last_vote_at": st.column_config.DatetimeColumn("last vote (UTC)", format="YYYY-MM-DD HH:mm"),
+        "trained_at": st.column_config.DatetimeColumn("trained (UTC)", format="YYYY-MM-DD HH:mm"),
+        "created_at": st.column_config.DatetimeColumn("joined (UTC)", format="YYYY-MM-DD HH:mm"),
+    }
+
 
 DECISIONS: dict[str, Decision | None] = {
     "Keep (count their votes)": "keep",
@@ -101,8 +141,7 @@ def flagged_summary(table: pd.DataFrame) -> None:
 
 def override_form(store: Store, name: str, table: pd.DataFrame) -> None:
     """Keep or exclude a rater whatever the rules say, with a reason (stored with who and when)."""
-    st.subheader("Override an exclusion")
-    with st.form("override"):
+    with st.expander("Override an exclusion: keep or exclude a rater whatever the rules say"), st.form("override"):
         cols = st.columns([2, 2])
         # Flagged raters first: the table's order.
         who = cast(str, cols[0].selectbox("Rater", table["rater"].tolist(), key="override_rater"))
@@ -139,8 +178,13 @@ def raters_tab(store: Store, name: str) -> None:
         flags = list_flags(session, get_study(session, name))
     table = flag_table(stats, screening, flags)
     flagged_summary(table)
-    st.caption(STATS_HELP)
-    st.dataframe(table.style.apply(_highlight, axis=1), hide_index=True)
+    st.dataframe(
+        table.style.apply(_highlight, axis=1),
+        hide_index=True,
+        column_order=[c for c in COLUMN_ORDER if c in table.columns],
+        column_config=_column_config(),  # type: ignore[arg-type]
+    )
+    st.caption("Every vote of a rater counts in this table, excluded or not. Hover a column name for its meaning.")
     override_form(store, name, table)
 
     model_qa_section(store, name, stamp)

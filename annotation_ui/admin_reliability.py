@@ -27,9 +27,9 @@ def reliability_rows(fit: SubjectFit) -> list[tuple[str, float, float, float, st
                 "Split-half SRCC",
                 agreement.srcc,
                 *agreement.srcc_ci,
-                f"rank agreement of two halves of the votes, Spearman-Brown corrected ({agreement.n_items:,} items)",
+                "agreement of two halves of the votes (Spearman-Brown)",
             ),
-            ("Split-half PLCC", agreement.plcc, *agreement.plcc_ci, "the same, linear correlation"),
+            ("Split-half PLCC", agreement.plcc, *agreement.plcc_ci, "the same, linear"),
         ]
     reliability = fit.reliability
     if reliability is not None and reliability.alpha is not None:
@@ -39,29 +39,44 @@ def reliability_rows(fit: SubjectFit) -> list[tuple[str, float, float, float, st
                 f"Krippendorff's alpha ({alpha.metric})",
                 alpha.alpha,
                 *alpha.ci,
-                "chance-corrected agreement of single votes",
+                "chance-corrected agreement of votes",
             )
         )
     if reliability is not None and reliability.icc is not None:
         icc = reliability.icc
         rows += [
-            ("ICC(2,k)", icc.icc, *icc.ci, f"reliability of the mean of k = {icc.k:.1f} votes (absolute agreement)"),
+            ("ICC(2,k)", icc.icc, *icc.ci, f"reliability of the mean of k = {icc.k:.1f} votes"),
             ("ICC(2,1)", icc.icc_single, *icc.icc_single_ci, "reliability of one vote"),
         ]
     return rows
 
 
+def reliability_frame(rows: list[tuple[str, float, float, float, str]]) -> pd.DataFrame:
+    """The table as shown: ``measure, estimate, 95% CI, meaning`` (the interval as one text)."""
+    return pd.DataFrame(
+        [(m, e, f"{low:.3f} – {high:.3f}" if pd.notna(low) else "", what) for m, e, low, high, what in rows],
+        columns=["measure", "estimate", "95% CI", "meaning"],
+    )
+
+
 def reliability_section(store: Store, name: str, stamp: str, fit: SubjectFit) -> None:
     rows = reliability_rows(fit)
-    st.subheader("Reliability")
+    st.markdown("**Reliability of the labels** (95% bootstrap intervals)")
     if not rows:
         st.caption("Reliability unavailable: " + (fit.error or "too few items with two or more votes"))
         return
     st.dataframe(
-        pd.DataFrame(rows, columns=list(RELIABILITY_COLUMNS)),
+        reliability_frame(rows),
         hide_index=True,
-        column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in ("estimate", "ci_low", "ci_high")},
+        column_config={"estimate": st.column_config.NumberColumn("estimate", format="%.3f")},
     )
+    details = []
+    if fit.agreement is not None:
+        details.append(f"split-half over {fit.agreement.n_items:,} items with two or more votes")
+    if fit.reliability is not None and fit.reliability.icc is not None:
+        details.append(f"ICC by {fit.reliability.icc.method}, absolute agreement")
+    if details:
+        st.caption("; ".join(details) + ".")
     for note in fit.notes:
         if any(word in note for word in ("agreement", "alpha", "ICC")):
             st.caption(note)

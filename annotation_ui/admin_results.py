@@ -83,9 +83,10 @@ def _show(fig: plt.Figure) -> None:
 
 def results_tab(store: Store, name: str) -> None:
     stamp = admin_data.version_stamp(store, name)
+    controls = st.columns([1, 1, 2])
     model = cast(
         str,
-        st.selectbox(
+        controls[0].selectbox(
             "Labels from",
             SUBJECT_MODELS,
             index=SUBJECT_MODELS.index("mos"),
@@ -93,6 +94,11 @@ def results_tab(store: Store, name: str) -> None:
             help="mos: plain mean of the votes. The subject models (P.910 Annex E MLE, BT.500, P.913) "
             "remove rater bias and inconsistency.",
         ),
+    )
+    n = int(
+        controls[1].number_input(
+            "Items in each ranked plot", min_value=5, max_value=MAX_RANKED, value=15, key="results_n"
+        )
     )
     labels = admin_data.labels(store, store.url, name, stamp, model)
     if isinstance(labels, str):  # a subject model that cannot score this study (yet): say why
@@ -112,11 +118,12 @@ def results_tab(store: Store, name: str) -> None:
     cols[3].metric("Median 95% CI width", f"{(table['ci_high'] - table['ci_low']).median():.2f}")
 
     fit = admin_data.subject_fit(store, store.url, name, stamp, model)
-    reliability_section(store, name, stamp, fit)
-
     level_labels = admin_data.snapshot(store, store.url, name, stamp).level_labels
-    _show(mos_histogram(table["mos"].to_numpy(dtype=float), level_labels))
-    n = int(st.number_input("Items in each ranked plot", min_value=5, max_value=MAX_RANKED, value=15, key="results_n"))
+    left, right = st.columns(2)
+    with left:
+        _show(mos_histogram(table["mos"].to_numpy(dtype=float), level_labels))
+    with right:
+        reliability_section(store, name, stamp, fit)
     sides = st.columns(2)
     for side, worst in zip(sides, (True, False)):
         with side:
