@@ -325,3 +325,71 @@ def test_a_backbone_module_not_installed_is_one_line(monkeypatch: pytest.MonkeyP
     family = replace(get_family("paligemma"), backbone="toolkit.models.nowhere.Backbone")
     with pytest.raises(InputError, match=r"^the paligemma backbone toolkit.models.nowhere.Backbone is not installed$"):
         backbone_class(family)
+
+
+# ------------------------------------------------------------------ native video (Qwen2-VL, Qwen2.5-VL)
+
+NATIVE_VIDEO = ["qwen2_vl", "qwen2_5_vl"]
+
+
+@pytest.mark.parametrize("name", NATIVE_VIDEO)
+def test_native_video_of_two_equal_frames_is_that_frame(name: str, family_model: Callable[[str], Path]) -> None:
+    # A temporal patch pairs two frames where an image patch holds two copies of one: the same input.
+    native = load_backbone(family_model(name), native_video=True)
+    assert "<|video_pad|>" in native.scoring_prompt("quality", "video", 3)
+    (img,) = _images(1, seed=6)
+    frames = load_backbone(family_model(name))
+    torch.testing.assert_close(
+        _logits(native, [[img, img]], "video"), _logits(frames, [[img]], "video"), atol=1e-6, rtol=0
+    )
+
+
+@pytest.mark.parametrize("name", NATIVE_VIDEO)
+def test_native_videos_batch_and_keep_their_order(name: str, family_model: Callable[[str], Path]) -> None:
+    native = load_backbone(family_model(name), native_video=True)
+    imgs = _images(4, seed=7)
+    visuals = [imgs[:3], [imgs[3]], imgs]  # 3 frames (the last repeated to pair it), 1, 4
+    together = _logits(native, visuals, "video")
+    alone = torch.cat([_logits(native, [v], "video") for v in visuals])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+    assert (_logits(native, [imgs[:3][::-1]], "video") - alone[0]).abs().max() > 1e-6
+    batch = native.scoring_batch(visuals, "quality", "video")
+    assert batch["video_grid_thw"][:, 0].tolist() == [2, 1, 2] and "pixel_values" not in batch
+    # Still images are unaffected by the switch.
+    frames = load_backbone(family_model(name))
+    torch.testing.assert_close(_logits(native, [[imgs[0]]]), _logits(frames, [[imgs[0]]]), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", NATIVE_VIDEO)
+def test_native_video_training_batch_matches_scoring(name: str, family_model: Callable[[str], Path]) -> None:
+    from toolkit.models.base import TrainingExample
+
+    native = load_backbone(family_model(name), native_video=True)
+    imgs = _images(4, seed=8)
+    examples = [
+        TrainingExample(
+            frames=imgs[:3],
+            question="How would you rate the quality of this video?",
+            answer="The quality of the video is good.",
+            kind="video",
+        ),
+        TrainingExample(
+            frames=[imgs[3]],
+            question="How would you rate the quality of this image?\n<|image|>",
+            answer="The quality of the image is bad.",
+        ),
+    ]
+    batch = native.training_batch(examples)
+    supervised = [native.tokenizer.decode(row[row != -100]) for row in batch["labels"]]
+    assert supervised == [ex.answer + "<|im_end|>" for ex in examples]
+    with torch.no_grad():
+        logits = native.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    level, found = native.answer_level_logits(batch, logits)
+    assert found.all()
+    scoring = torch.cat([_logits(native, [imgs[:3]], "video"), _logits(native, [[imgs[3]]])])
+    torch.testing.assert_close(level, scoring, atol=1e-5, rtol=0)
+
+
+def test_native_video_elsewhere_is_refused_in_one_line(family_model: Callable[[str], Path]) -> None:
+    with pytest.raises(InputError, match=r"^smolvlm models read videos as frames here .*leave native video off$"):
+        load_backbone(family_model("smolvlm"), native_video=True)

@@ -51,7 +51,7 @@ class Family:
     attention: str = ATTENTION  # regex of the token-mixing projections of one decoder layer
     mlp: str = MLP
     backbone: str = GENERIC_BACKBONE  # dotted path of the backbone class, imported when used
-    native_video: bool = False  # the processor has a video input of its own (``videos=``)
+    native_video: bool = False  # the family reads videos as videos (``videos=``); the backbone may not yet
     lora_recipe: str = "hf-lora"
     full_recipe: str = "hf-full"
     # Bare parameters outside those modules (PEFT trains modules, not parameters): full
@@ -102,6 +102,7 @@ FAMILIES: tuple[Family, ...] = (
         projector=("visual.merger",),
         language_model=_QWEN_LM,
         native_video=True,
+        backbone="toolkit.models.qwen_video.QwenVLBackbone",
         lora_recipe="qwen-vl-lora",
         full_recipe="qwen-vl-full",
     ),
@@ -112,6 +113,7 @@ FAMILIES: tuple[Family, ...] = (
         projector=("visual.merger",),
         language_model=_QWEN_LM,
         native_video=True,
+        backbone="toolkit.models.qwen_video.QwenVLBackbone",
         lora_recipe="qwen-vl-lora",
         full_recipe="qwen-vl-full",
     ),

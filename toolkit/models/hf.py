@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from toolkit.errors import InputError, ToolkitError
 from toolkit.models.base import QAlignBackbone, TrainingExample, Visual
@@ -76,6 +76,11 @@ def gather_answer_level_logits(
 class HFVisionLanguageBackbone(QAlignBackbone):
     """Q-Align scoring and training batches for an ``AutoModelForImageTextToText`` model."""
 
+    supports_native_video: ClassVar[bool] = False
+    """Whether this class can give a video to the model as a video (else always as frames)."""
+    native_video: bool = False
+    """Videos as videos (where supported) instead of as their frames, in scoring and training alike."""
+
     def __init__(self, model: torch.nn.Module, processor: Any) -> None:
         self.model = model
         self.processor = processor
@@ -101,12 +106,15 @@ class HFVisionLanguageBackbone(QAlignBackbone):
     def _render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = False) -> str:
         return self.processor.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
 
-    @staticmethod
-    def _user_turn(question: str, n_images: int) -> dict[str, Any]:
-        # Question first, then the image(s), as in the Q-Align scoring prompt; a video's frames
-        # are consecutive images in the one user turn.
+    def _visual_content(self, n_frames: int, kind: InputKind) -> list[dict[str, Any]]:
+        """Chat-template content items for one visual: a video's frames are consecutive images
+        (a backbone that feeds videos to the model as videos overrides this and :meth:`_model_inputs`)."""
+        return [{"type": "image"} for _ in range(n_frames)]
+
+    def _user_turn(self, question: str, n_images: int, kind: InputKind = "image") -> dict[str, Any]:
+        # Question first, then the image(s), as in the Q-Align scoring prompt.
         content: list[dict[str, Any]] = [{"type": "text", "text": question}]
-        content += [{"type": "image"} for _ in range(n_images)]
+        content += self._visual_content(n_images, kind)
         return {"role": "user", "content": content}
 
     def scoring_prompt(self, task: Task, kind: InputKind, n_images: int = 1) -> str:
@@ -114,7 +122,7 @@ class HFVisionLanguageBackbone(QAlignBackbone):
         key = (task, kind, n_images)
         if key not in self._prompt_cache:
             prefix = answer_stem(task, kind)
-            user = self._user_turn(scoring_question(task, kind), n_images)
+            user = self._user_turn(scoring_question(task, kind), n_images, kind)
             full = self._render([user, {"role": "assistant", "content": [{"type": "text", "text": prefix}]}])
             cut = full.rfind(prefix)
             if cut >= 0:
@@ -149,9 +157,20 @@ class HFVisionLanguageBackbone(QAlignBackbone):
                 raise InputError(f"visual {i} has no frames")
             texts.append(self.scoring_prompt(task, kind, len(frames)))
             images.append(frames)
+        return self._model_inputs(texts, images, [kind] * len(texts), "left")
+
+    def _model_inputs(
+        self, texts: list[str], visuals: list[list[Any]], kinds: Sequence[InputKind], padding_side: str
+    ) -> dict[str, Any]:
+        """Model inputs of rendered ``texts`` (placeholders unexpanded) and their frames, padded on one side."""
         # The chat template already wrote any BOS: the processor must not add another.
         batch = self.processor(
-            text=texts, images=images, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt"
+            text=texts,
+            images=visuals,
+            padding=True,
+            padding_side=padding_side,
+            add_special_tokens=False,
+            return_tensors="pt",
         )
         return dict(batch)
 
@@ -182,7 +201,7 @@ class HFVisionLanguageBackbone(QAlignBackbone):
         for i, ex in enumerate(examples):
             if not ex.frames:
                 raise InputError(f"training example {i} ({ex.meta.get('id', 'no id')}) has no frames")
-            user = self._user_turn(strip_image_placeholders(ex.question), len(ex.frames))
+            user = self._user_turn(strip_image_placeholders(ex.question), len(ex.frames), ex.kind)
             answer = ex.answer.strip()
             full = self._render([user, {"role": "assistant", "content": [{"type": "text", "text": answer}]}]).rstrip()
             start = full.rfind(answer)
@@ -192,16 +211,7 @@ class HFVisionLanguageBackbone(QAlignBackbone):
             images.append(list(ex.frames))
             prompt_lens.append(self._prompt_token_count(full, start))
 
-        batch = dict(
-            self.processor(
-                text=texts,
-                images=images,
-                padding=True,
-                padding_side="right",
-                add_special_tokens=False,
-                return_tensors="pt",
-            )
-        )
+        batch = self._model_inputs(texts, images, [ex.kind for ex in examples], "right")
         ids, mask = batch["input_ids"], batch["attention_mask"]
         lengths = mask.sum(dim=1)
         # Image placeholders are expanded by the processor; they all lie in the prompt, so the

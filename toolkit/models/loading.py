@@ -115,22 +115,34 @@ def load_backbone(
     dtype: str | torch.dtype = "float32",
     device: str | torch.device = "cpu",
     merge: bool = False,
+    native_video: bool = False,
 ) -> QAlignBackbone:
     """Load a Q-Align backbone, in evaluation mode, on ``device``.
 
     ``adapter`` is a PEFT LoRA folder (as ``qalign train --mode lora`` writes) applied on top of
     the base model; ``merge=True`` folds it into the weights (faster inference, no PEFT wrapper).
+    ``native_video``: videos go to the model as videos where its backbone can do that (Qwen2-VL,
+    Qwen2.5-VL), not as their frames; other models refuse it. Score with the mode the model was
+    fine-tuned with.
     """
     path = resolve_model_path(model)
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
 
-    if model_type(path) == ONEALIGN_MODEL_TYPE:
+    kind = model_type(path)
+    if kind == ONEALIGN_MODEL_TYPE:
         from toolkit.models.onealign import load_onealign_backbone
 
         backbone: QAlignBackbone = load_onealign_backbone(path, torch_dtype, dev)
     else:
         backbone = _load_hf(path, torch_dtype, dev)
+    if native_video:
+        if not getattr(backbone, "supports_native_video", False):
+            raise InputError(
+                f"{kind} models read videos as frames here (native video input: Qwen2-VL, Qwen2.5-VL); "
+                "leave native video off"
+            )
+        backbone.native_video = True  # type: ignore[attr-defined]  # a backbone that supports it has it
 
     if adapter is not None:
         backbone.model = _apply_adapter(backbone.model, Path(adapter).expanduser(), merge)

@@ -1,0 +1,110 @@
+"""Qwen2-VL and Qwen2.5-VL reading a video as a video, without torchvision.
+
+By default a video is scored (and trained) as its frames, one image each, which every family
+reads. Qwen2-VL and Qwen2.5-VL were also trained on videos proper: consecutive frames paired
+into temporal patches of two, one visual sequence with 3-D positions whose time axis advances
+per pair. transformers builds those inputs with its video processor, which needs torchvision;
+this backbone builds the same layout from the image processor instead: every frame is resized
+and normalised exactly as an image, and the two copies of one frame that an image patch holds
+are replaced by two consecutive frames. A video of two equal frames is therefore the same input
+as that frame as an image, which the tests check through the model.
+
+The frames are taken to be :data:`VIDEO_FPS` apart in time (Qwen's own sampling rate); it only
+sets Qwen2.5-VL's temporal position step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from toolkit.errors import InputError
+from toolkit.models.hf import HFVisionLanguageBackbone
+from toolkit.qalign import InputKind
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image
+
+VIDEO_FPS = 2.0
+"""Frames per second assumed for the frames of a video (qwen-vl-utils' default sampling rate)."""
+
+
+class QwenVLBackbone(HFVisionLanguageBackbone):
+    """Qwen2-VL / Qwen2.5-VL; with ``native_video`` on, videos go to the model as videos."""
+
+    supports_native_video = True
+
+    def _visual_content(self, n_frames: int, kind: InputKind) -> list[dict[str, Any]]:
+        if self.native_video and kind == "video":
+            return [{"type": "video"}]
+        return super()._visual_content(n_frames, kind)
+
+    def _model_inputs(
+        self, texts: list[str], visuals: list[list[Any]], kinds: Sequence[InputKind], padding_side: str
+    ) -> dict[str, Any]:
+        if not (self.native_video and "video" in kinds):
+            return super()._model_inputs(texts, visuals, kinds, padding_side)
+        import numpy as np
+        import torch
+
+        processor, merge = self.processor, self.processor.image_processor.merge_size**2
+        images, image_grids, videos, video_grids = [], [], [], []
+        expanded = []
+        for text, frames, kind in zip(texts, visuals, kinds):
+            if kind == "video":
+                patches, grid = self._video_patches(frames)
+                videos.append(patches)
+                video_grids.append(grid)
+                text = _expand(text, processor.video_token, [int(np.prod(grid)) // merge])
+            else:
+                out = processor.image_processor(images=list(frames), return_tensors="np")
+                images.append(out["pixel_values"])
+                image_grids.extend(out["image_grid_thw"])
+                text = _expand(text, processor.image_token, [int(np.prod(g)) // merge for g in out["image_grid_thw"]])
+            expanded.append(text)
+        encoded = processor.tokenizer(
+            expanded, padding=True, padding_side=padding_side, add_special_tokens=False, return_tensors="pt"
+        )
+        batch: dict[str, Any] = dict(encoded)
+        batch["mm_token_type_ids"] = torch.tensor(processor.create_mm_token_type_ids(encoded["input_ids"].tolist()))
+        if images:
+            batch["pixel_values"] = torch.from_numpy(np.concatenate(images))
+            batch["image_grid_thw"] = torch.tensor(np.array(image_grids), dtype=torch.long)
+        batch["pixel_values_videos"] = torch.from_numpy(np.concatenate(videos))
+        batch["video_grid_thw"] = torch.tensor(video_grids, dtype=torch.long)
+        if getattr(self.model.config, "model_type", None) == "qwen2_5_vl":
+            step = self.processor.image_processor.temporal_patch_size / VIDEO_FPS
+            batch["second_per_grid_ts"] = torch.full((len(videos),), step)
+        return batch
+
+    def _video_patches(self, frames: Sequence[Image.Image]) -> tuple[np.ndarray, list[int]]:
+        """Flat patches (T * H * W, C * t * p * p) and the (T, H, W) grid of one video."""
+        from PIL import Image
+
+        ip = self.processor.image_processor
+        t, p = ip.temporal_patch_size, ip.patch_size
+        frames = list(frames)
+        if not frames:
+            raise InputError("a video has no frames")
+        # A last incomplete pair repeats the last frame, as transformers' video processor does;
+        # all frames take the first one's size, so they share one grid.
+        frames += [frames[-1]] * (-len(frames) % t)
+        size = frames[0].size
+        frames = [f if f.size == size else f.resize(size, Image.Resampling.BICUBIC) for f in frames]
+        out = ip(images=frames, return_tensors="np")
+        _, grid_h, grid_w = (int(v) for v in out["image_grid_thw"][0])
+        n, cells = len(frames), grid_h * grid_w
+        # Image patches hold t copies of their frame: keep one, then stack t consecutive frames
+        # in its place (patch order and feature order (C, t, p, p) are the image processor's).
+        single = out["pixel_values"].reshape(n, cells, -1, t, p, p)[:, :, :, 0]
+        pairs = single.reshape(n // t, t, cells, -1, p, p).transpose(0, 2, 3, 1, 4, 5)
+        return pairs.reshape((n // t) * cells, -1), [n // t, grid_h, grid_w]
+
+
+def _expand(text: str, token: str, counts: Sequence[int]) -> str:
+    """``text`` with its i-th ``token`` repeated ``counts[i]`` times (one placeholder per visual)."""
+    parts = text.split(token)
+    if len(parts) != len(counts) + 1:
+        raise InputError(f"the prompt has {len(parts) - 1} {token} placeholders for {len(counts)} visuals")
+    return parts[0] + "".join(token * n + part for n, part in zip(counts, parts[1:]))
