@@ -224,3 +224,14 @@ def test_parts_made_by_another_task_are_refused_before_the_model_loads(scorer: S
     refuse_early(out, "tiny", None, "quality", False)  # the same run: resumed
     with pytest.raises(InputError, match="made differently, cannot resume: task"):
         refuse_early(out, "tiny", None, "aesthetics", False)
+
+
+def test_a_main_process_that_cannot_see_the_other_parts_says_so(scorer: Scorer, tmp_path: Path) -> None:
+    make_images(tmp_path / "imgs", 4)
+    out = tmp_path / "scores.csv"
+    # The main process of two, whose partner wrote its part elsewhere (another node's own disk).
+    with pytest.raises(InputError, match=r"2 input\(s\) have no row in .*scores\.csv \(first: .*img2\.jpg\)"):
+        scorer.score([tmp_path / "imgs"], out=out, processes=ProcessGroup(rank=0, world=2))
+    assert len(read_results(out)) == 2  # what it could see is merged, nothing lost
+    scorer.score([tmp_path / "imgs"], out=out, processes=ProcessGroup(rank=1, world=2), merge=False)
+    assert merge_scores([tmp_path / "imgs"], out, model="tiny").complete

@@ -240,12 +240,23 @@ class Scorer:
             return _with_notes(result, run.notes, frames, group)
         group.barrier()  # every part is complete before the main process merges
         frames = run.frames
+        missing: list[str] = []
         if group.is_main:
-            result = _in_order(output.merge(order, with_gt), order)
+            merged = output.merge(order, with_gt)
+            present = set(merged["path"])
+            missing = [key for key in order if key not in present]
+            result = _in_order(merged, [key for key in order if key in present])
             frames = output.frame_counts()  # this run's processes and the rows resumed from
         else:
             result = rows
         group.barrier()  # nobody leaves (and, say, reads the output) before the merge is done
+        if missing:
+            # Parts the main process cannot see: written on another node's own disk.
+            raise InputError(
+                f"{len(missing)} input(s) have no row in {output.path} (first: {missing[0]}): the parts of the"
+                " other processes are not beside it; put --out on a file system every node shares, or copy"
+                " their parts beside it and run again with --merge-only"
+            )
         wanted = set(result["path"])
         return _with_notes(result, run.notes, {p: c for p, c in frames.items() if p in wanted}, group)
 
