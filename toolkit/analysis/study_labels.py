@@ -29,12 +29,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
+from toolkit.analysis.mos import level_counts
 from toolkit.analysis.names import SUBJECT_MODELS, ModelName, is_model_name
 from toolkit.analysis.pipeline import clean_labels
 from toolkit.errors import InputError
-from toolkit.levels import LevelScale, MosRule, vote_stats
+from toolkit.levels import LevelScale, MosRule
 from toolkit.qalign import COUNT_COLUMNS
 from toolkit.store.snapshot import StudySnapshot
 
@@ -66,8 +68,17 @@ class StudyLabels:
 
 
 def _vote_counts(votes: pd.DataFrame) -> pd.DataFrame:
-    """``n`` and the vote counts per item, ``COUNT_COLUMNS`` order (excellent first)."""
-    return vote_stats(votes, item="item", vote="vote")[["n", *COUNT_COLUMNS]]
+    """``n`` and the vote counts per item, ``COUNT_COLUMNS`` order (excellent first), indexed by item.
+
+    Counted with one ``np.bincount`` over item codes (the snapshot's votes are valid levels).
+    """
+    codes, items = pd.factorize(votes["item"], sort=True)
+    counts = level_counts(codes, votes["vote"].to_numpy(), len(items))
+    out = pd.DataFrame(
+        counts, columns=list(COUNT_COLUMNS), index=pd.Index(np.asarray(items, dtype=object), name="item")
+    )
+    out.insert(0, "n", counts.sum(axis=1).astype(int))
+    return out
 
 
 def _scores(votes: pd.DataFrame, model: ModelName) -> pd.DataFrame:
