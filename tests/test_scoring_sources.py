@@ -157,6 +157,28 @@ def test_an_unreadable_shard_is_one_error_row_and_the_run_goes_on(scorer: Scorer
     assert errors[2].startswith(f"{tmp_path / 'd.tar'}: unreadable at its start (ReadError")
 
 
+def test_decoding_workers_share_a_shard_in_disjoint_parts(tmp_path: Path) -> None:
+    import datasets
+
+    images = make_images(tmp_path / "imgs", 5)
+    many = [images[i % 5] for i in range(150)]  # 150 rows: three blocks of 64 rows in an Arrow file
+    pq.write_table(pa.table({"image": [p.read_bytes() for p in many]}), tmp_path / "t.parquet", row_group_size=20)
+    datasets.Dataset.from_dict({"image": [p.read_bytes() for p in many]}).save_to_disk(str(tmp_path / "ds"))
+    with tarfile.open(tmp_path / "t.tar", "w") as tar:
+        for i, p in enumerate(many[:40]):
+            add_member(tar, f"{i:04d}{p.suffix}", p.read_bytes())
+    arrow = next((tmp_path / "ds").glob("*.arrow"))
+    for source in [
+        ShardSource(str(tmp_path / "t.tar"), "tar"),
+        ShardSource(str(tmp_path / "t.parquet"), "parquet"),
+        ShardSource(str(arrow), "arrow"),
+    ]:
+        whole = [(it.path, it.data) for it in source.items()]
+        assert [k for k, _ in whole] == source.keys() and all(d for _, d in whole)
+        parts = [[(it.path, it.data) for it in source.items(part=k, parts=3)] for k in range(3)]
+        assert all(parts) and sorted(sum(parts, [])) == sorted(whole), source.format  # each sample once
+
+
 def test_samples_are_grouped_by_key_and_ids_stay_text(tmp_path: Path) -> None:
     (img,) = make_images(tmp_path / "imgs", 1)
     with tarfile.open(tmp_path / "k.tar", "w") as tar:

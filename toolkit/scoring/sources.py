@@ -96,9 +96,17 @@ class ShardSource:
         past the data of an uncompressed tar), the id column only of a table."""
         return [item.path for item in self._samples(read_images=False)]
 
-    def items(self, skip: Container[str] = frozenset()) -> Iterator[ScoreInput]:
-        """The samples in order with their image bytes, those whose key is in ``skip`` unread."""
-        return (item for item in self._samples(read_images=True, skip=skip) if item.path not in skip)
+    def items(self, skip: Container[str] = frozenset(), part: int = 0, parts: int = 1) -> Iterator[ScoreInput]:
+        """The samples in order with their image bytes, those whose key is in ``skip`` unread.
+
+        With ``parts``, only part ``part`` of them: the samples ``i`` of a tar with
+        ``i % parts == part``, likewise the row groups of a Parquet file and the blocks of 64 rows
+        of an Arrow file. Several decoding workers thus share one shard, each reading the data
+        of its own samples only (every worker reads the tar headers). A repeated id is then
+        passed over only within a part; the merge keeps one row of it.
+        """
+        samples = self._samples(read_images=True, skip=skip, part=part, parts=parts)
+        return (item for item in samples if item.path not in skip)
 
     def check(self) -> None:
         """Raise :class:`InputError` when a table has no usable image or id column, so a wrong
@@ -111,26 +119,30 @@ class ShardSource:
                 return
             self._columns(schema)
 
-    def _samples(self, read_images: bool, skip: Container[str] = frozenset()) -> Iterator[ScoreInput]:
+    def _samples(
+        self, read_images: bool, skip: Container[str] = frozenset(), part: int = 0, parts: int = 1
+    ) -> Iterator[ScoreInput]:
         reader = self._tar_samples if self.format == "tar" else self._table_samples
-        count = 0
+        count = [0]  # samples gone past, in every part: where a damage was met
         try:
-            for item in reader(read_images, skip):
-                count += 1
-                yield item
+            yield from reader(read_images, skip, part, parts, count)
         except InputError as exc:
             # A table without the columns the first one had: one row says so, the run goes on.
-            yield ScoreInput(self.path, "image", error=str(exc))
+            if part == 0:  # every part meets it; one row is enough
+                yield ScoreInput(self.path, "image", error=str(exc))
         except (OSError, EOFError, ValueError, tarfile.TarError) as exc:
             # A shard cut short or damaged: the samples before the damage stay scored, the shard
             # gets one row saying where reading stopped (retried, like any error row, on resume).
-            where = f"after {count} sample(s)" if count else "at its start"
-            reason = f"{self.path}: unreadable {where} ({type(exc).__name__}: {_one_line(exc)})"
-            yield ScoreInput(self.path, "image", error=reason)
+            if part == 0:
+                where = f"after {count[0]} sample(s)" if count[0] else "at its start"
+                reason = f"{self.path}: unreadable {where} ({type(exc).__name__}: {_one_line(exc)})"
+                yield ScoreInput(self.path, "image", error=reason)
 
     # ------------------------------------------------------------------ WebDataset tar
 
-    def _tar_samples(self, read_images: bool, skip: Container[str]) -> Iterator[ScoreInput]:
+    def _tar_samples(
+        self, read_images: bool, skip: Container[str], part: int, parts: int, count: list[int]
+    ) -> Iterator[ScoreInput]:
         seen: set[str] = set()
         with tarfile.open(self.path, mode="r:*") as tar:
             for member in tar:
@@ -138,6 +150,9 @@ class ShardSource:
                 if not member.isfile() or key is None or key in seen or ext not in _IMAGE_EXTS:
                     continue
                 seen.add(key)
+                count[0] += 1
+                if (count[0] - 1) % parts != part:
+                    continue  # another part's sample: its data is never read here
                 path = f"{self.path}/{key}"
                 if not read_images or path in skip:
                     yield ScoreInput(path, "image")
@@ -170,14 +185,16 @@ class ShardSource:
             raise InputError(f"{self.path}: no id column {self.id_column!r} (columns: {', '.join(names)})")
         return self.image_column, self.id_column
 
-    def _table_samples(self, read_images: bool, skip: Container[str]) -> Iterator[ScoreInput]:
-        schema, batches = _open_table(Path(self.path), self.format)
+    def _table_samples(
+        self, read_images: bool, skip: Container[str], part: int, parts: int, count: list[int]
+    ) -> Iterator[ScoreInput]:
+        schema, blocks = _open_table(Path(self.path), self.format)
         image_column, id_column = self._columns(schema)
         columns = [id_column] if id_column else []
-        row = 0
         seen: set[str] = set()
         base = Path(self.path).parent
-        for batch in batches([*columns, image_column] if read_images else columns):
+        for row, batch in blocks([*columns, image_column] if read_images else columns, part, parts):
+            count[0] = row
             ids = batch.column(id_column).to_pylist() if id_column else range(row, row + batch.num_rows)
             cells = batch.column(image_column) if read_images else None
             for i, raw in enumerate(ids):
@@ -196,25 +213,35 @@ class ShardSource:
                     yield ScoreInput(path, "image")
                 else:
                     yield _cell_input(path, cells[i].as_py(), base)
-            row += batch.num_rows
 
 
-def _open_table(path: Path, fmt: ShardFormat) -> tuple[pa.Schema, Callable[[list[str]], Iterator[pa.RecordBatch]]]:
-    """The schema of a table file and a function streaming record batches of some columns."""
+Blocks = Callable[[list[str], int, int], Iterator[tuple[int, "pa.RecordBatch"]]]
+"""``blocks(columns, part, parts)``: (first row number, record batch) of some columns, for the
+blocks ``b`` of the file with ``b % parts == part`` (row groups of Parquet, 64 rows of Arrow)."""
+
+
+def _open_table(path: Path, fmt: ShardFormat) -> tuple[pa.Schema, Blocks]:
+    """The schema of a table file and a function streaming its record batches."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     if fmt == "parquet":
         pf = pq.ParquetFile(path)
 
-        def parquet_batches(columns: list[str]) -> Iterator[pa.RecordBatch]:
-            if not columns:  # row numbers only: the metadata knows how many
-                for g in range(pf.num_row_groups):
-                    yield pa.record_batch({"n": pa.nulls(pf.metadata.row_group(g).num_rows)})
-                return
-            yield from pf.iter_batches(batch_size=_ROWS_PER_READ, columns=columns)
+        def parquet_blocks(columns: list[str], part: int, parts: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+            row = 0
+            for g in range(pf.num_row_groups):
+                rows = pf.metadata.row_group(g).num_rows
+                if g % parts == part and not columns:  # row numbers only: the metadata knows how many
+                    yield row, pa.record_batch({"n": pa.nulls(rows)})
+                elif g % parts == part:
+                    start = row
+                    for batch in pf.iter_batches(batch_size=_ROWS_PER_READ, row_groups=[g], columns=columns):
+                        yield start, batch
+                        start += batch.num_rows
+                row += rows
 
-        return pf.schema_arrow, parquet_batches
+        return pf.schema_arrow, parquet_blocks
 
     # A datasets folder writes the Arrow streaming format; a plain .arrow file may be either form.
     source = pa.memory_map(str(path), "r")  # pages are read as rows are used, never the whole file
@@ -227,16 +254,21 @@ def _open_table(path: Path, fmt: ShardFormat) -> tuple[pa.Schema, Callable[[list
         first = pa.ipc.open_file(source)
         schema = first.schema
 
-    def arrow_batches(columns: list[str]) -> Iterator[pa.RecordBatch]:
+    def arrow_blocks(columns: list[str], part: int, parts: int) -> Iterator[tuple[int, pa.RecordBatch]]:
         batches = (
             (first.get_batch(i) for i in range(first.num_record_batches)) if hasattr(first, "get_batch") else first
         )
+        row = block = 0
         for batch in batches:
-            picked = batch.select(columns) if columns else pa.record_batch({"n": pa.nulls(batch.num_rows)})
-            for start in range(0, picked.num_rows, _ROWS_PER_READ):
-                yield picked.slice(start, _ROWS_PER_READ)
+            for start in range(0, batch.num_rows, _ROWS_PER_READ):
+                size = min(_ROWS_PER_READ, batch.num_rows - start)
+                if block % parts == part:
+                    picked = batch.slice(start, size)
+                    yield row, picked.select(columns) if columns else pa.record_batch({"n": pa.nulls(size)})
+                block += 1
+                row += size
 
-    return schema, arrow_batches
+    return schema, arrow_blocks
 
 
 def _image_cell_kind(dtype: pa.DataType) -> str | None:
@@ -329,9 +361,11 @@ Piece = list[ScoreInput] | ShardSource
 class SampleStream(IterableDataset):
     """The inputs of one process as a stream of ``(input, decoded)``.
 
-    With DataLoader workers, worker ``w`` of ``n`` reads pieces ``w, w + n, ...``, so each shard is
-    read by one worker from start to end. File blocks are one batch long, and the DataLoader takes
-    batches from the workers in turn, so files come out in their order.
+    With DataLoader workers, worker ``w`` of ``n`` takes the file blocks ``w, w + n, ...`` (one batch
+    long: the DataLoader takes batches from the workers in turn, so files come out in their order)
+    and one part of every shard (:meth:`ShardSource.items`), so that a process given fewer shards
+    than it has workers still keeps them all decoding. The parts of shard ``k`` start at worker
+    ``k % n``, which spreads small shards (one row group, say) over the workers as well.
     """
 
     def __init__(self, pieces: Sequence[Piece], skip: Container[str], max_frames: int | None) -> None:
@@ -341,10 +375,14 @@ class SampleStream(IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[ScoreInput, Decoded]]:
         worker = get_worker_info()
+        me, workers = (worker.id, worker.num_workers) if worker is not None else (0, 1)
         for n, piece in enumerate(self.pieces):
-            if worker is not None and n % worker.num_workers != worker.id:
+            if isinstance(piece, ShardSource):
+                items = piece.items(self.skip, (me - n) % workers, workers)
+            elif n % workers == me:
+                items = iter(piece)
+            else:
                 continue
-            items = piece.items(self.skip) if isinstance(piece, ShardSource) else iter(piece)
             for item in items:
                 yield item, decode_item(item, self.max_frames)
 
