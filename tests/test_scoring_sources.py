@@ -213,6 +213,19 @@ def test_a_dataset_of_image_files_and_a_table_of_paths_read_the_files(scorer: Sc
     assert np.abs(from_ds[list(PROB_COLUMNS)].to_numpy() - by_path[list(PROB_COLUMNS)].to_numpy()[:3]).max() < 1e-6
 
 
+def test_a_dataset_dict_folder_is_every_split(tmp_path: Path) -> None:
+    import datasets
+
+    images = make_images(tmp_path / "imgs", 3)
+    split = {"image": [p.read_bytes() for p in images], "name": [p.stem for p in images]}
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict(split), "test": datasets.Dataset.from_dict(split).select([2])}
+    ).save_to_disk(str(tmp_path / "dd"))
+    plan = plan_inputs([tmp_path / "dd"], id_column="name")
+    assert [Path(s.path).parent.name for s in plan.shards] == ["train", "test"]
+    assert [k.rpartition("#")[2] for k in plan.keys()] == ["img0", "img1", "img2", "img2"]
+
+
 def test_a_wrong_column_is_refused_in_one_line_before_scoring(tmp_path: Path) -> None:
     (img,) = make_images(tmp_path / "imgs", 1)
     pq.write_table(pa.table({"jpg": [img.read_bytes()], "n": [1]}), tmp_path / "x.parquet")
