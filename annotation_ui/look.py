@@ -39,6 +39,15 @@ header[data-testid="stHeader"], [data-testid="stToolbar"], [data-testid="stDecor
   padding: 2.5rem 1.5rem 3rem;
   gap: 1rem;
 }}
+.st-key-{TEXT_BOX} [data-testid="stCode"] pre {{
+  background: #d9d9d9;
+  color: #000000;
+  font-size: 1.4rem;
+}}
+/* While a run replaces one screen by another, never show two rating screens at once. */
+.st-key-rating_screen[data-stale="true"] {{
+  display: none !important;
+}}
 /* Buttons of the text pages in the screen's neutral greys, none coloured. */
 .st-key-{TEXT_BOX} [data-testid^="stBaseButton"] {{
   background: #8c8c8c;

@@ -196,17 +196,14 @@ def screen_data(at) -> dict | None:
     return json.loads(element.proto.json) if element is not None else None
 
 
-def screen_event(at, name: str, **values):
-    """Send the event ``name`` from the rating screen, as the browser does after a click or key,
-    and run the page. The event carries the key of the stimulus on screen unless ``key`` is given."""
+def component_event(at, element, name: str, payload: dict):
+    """Send the event ``name`` with ``payload`` from a custom component, as the browser does, and
+    run the page (the trigger travels like Streamlit's own: a JSON trigger value of the element)."""
     import json
 
     from streamlit.proto.WidgetStates_pb2 import WidgetState
     from streamlit.runtime.state.session_state import STREAMLIT_INTERNAL_KEY_PREFIX
 
-    element = screen_element(at)
-    assert element is not None, "the page shows no rating screen"
-    payload = {"key": json.loads(element.proto.json)["key"], **values}
     states = at._tree.get_widget_states()
     states.widgets.append(
         WidgetState(
@@ -215,6 +212,23 @@ def screen_event(at, name: str, **values):
         )
     )
     return at._run(states)
+
+
+def screen_event(at, name: str, **values):
+    """Send the event ``name`` from the rating screen, as the browser does after a click or key,
+    and run the page. The event carries the key of the stimulus on screen unless ``key`` is given."""
+    import json
+
+    element = screen_element(at)
+    assert element is not None, "the page shows no rating screen"
+    return component_event(at, element, name, {"key": json.loads(element.proto.json)["key"], **values})
+
+
+def send_measurement(at, width: int = 1366, height: int = 768, dpr: float = 1.0, zoom: float = 1.0):
+    """The screen check's measurement of the browser window, as the page sends it."""
+    found = [e for e in at.get("bidi_component") if e.proto.id.endswith("-page_tool")]
+    assert found, "the page shows no screen check"
+    return component_event(at, found[-1], "measured", dict(width=width, height=height, dpr=dpr, zoom=zoom))
 
 
 def send_vote(at, level: int, scale: float = 1.0, **values):

@@ -219,18 +219,24 @@ def shoot(page, name: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     raw = folder / f"{name}.raw.png"
     page.screenshot(path=str(raw))
-    Image.open(raw).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(
-        folder / f"{name}.png", optimize=True
-    )
+    # A 256-colour palette fitted to the shot, then dithered onto it: gradients stay smooth.
+    image = Image.open(raw).convert("RGB")
+    palette = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+    image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(folder / f"{name}.png", optimize=True)
     raw.unlink()
 
 
 # --------------------------------------------------------------------------- the rating screen, measured
 
+# The shadow root of the rating screen on display (a stale copy may linger while a run replaces it).
+LIVE_ROOT = (
+    "[...document.querySelectorAll('*')].filter(e => e.shadowRoot && e.shadowRoot.querySelector('.qa-screen')"
+    " && !e.closest('[data-stale=\"true\"]')).map(e => e.shadowRoot).pop()"
+)
+
 SCREEN_JS = """() => {
-  const host = [...document.querySelectorAll('*')].find(e => e.shadowRoot && e.shadowRoot.querySelector('.qa-screen'));
-  if (!host) return null;
-  const root = host.shadowRoot;
+  const root = LIVE_ROOT;
+  if (!root) return null;
   const media = root.querySelector('.qa-stimulus');
   const rect = (e) => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
   const style = (e) => { const s = getComputedStyle(e);
@@ -252,24 +258,28 @@ SCREEN_JS = """() => {
     stage: getComputedStyle(root.querySelector('.qa-stage')).backgroundColor,
     app: getComputedStyle(document.querySelector('.stApp')).backgroundColor,
     progress: root.querySelector('.qa-progress-text').textContent,
+    overlay: root.querySelector('.qa-overlay').hidden ? '' : root.querySelector('.qa-overlay').textContent,
     hint: root.querySelector('.qa-hint').hidden ? '' : root.querySelector('.qa-hint').textContent,
     viewport: [window.innerWidth, window.innerHeight],
     scrollHeight: document.documentElement.scrollHeight,
   };
-}"""
+}""".replace("LIVE_ROOT", LIVE_ROOT)
 
 
 def screen(page, settle_ms: int = 300) -> dict:
-    """The measured rating screen once a stimulus has loaded and been sized."""
-    page.wait_for_function(
-        "() => { const h = [...document.querySelectorAll('*')].find(e => e.shadowRoot && "
-        "e.shadowRoot.querySelector('.qa-stimulus')); if (!h) return false; "
-        "const m = h.shadowRoot.querySelector('.qa-stimulus'); "
-        "return (m.naturalWidth || m.videoWidth) > 0 && m.style.width !== ''; }",
-        timeout=60_000,
-    )
-    page.wait_for_timeout(settle_ms)
-    return page.evaluate(SCREEN_JS)
+    """The measured rating screen once a stimulus has loaded and been sized (measured again when a
+    run replaced the screen meanwhile)."""
+    for _ in range(5):
+        page.wait_for_function(
+            f"() => {{ const r = {LIVE_ROOT}; const m = r && r.querySelector('.qa-stimulus'); "
+            "return !!m && (m.naturalWidth || m.videoWidth) > 0 && m.style.width !== ''; }",
+            timeout=60_000,
+        )
+        page.wait_for_timeout(settle_ms)
+        measured = page.evaluate(SCREEN_JS)
+        if measured and measured["natural"] and measured["natural"][0]:
+            return measured
+    raise AssertionError("the rating screen never settled")
 
 
 def level_button(page, level: int):
@@ -435,20 +445,18 @@ def test_video_plays_once_without_seeking_and_opens_the_vote_when_ended(app, bro
     # Scrubbing to the end is undone, and does not open the vote.
     jumped = page.evaluate(
         """async () => {
-          const h = [...document.querySelectorAll('*')].find(e => e.shadowRoot && e.shadowRoot.querySelector('video'));
-          const v = h.shadowRoot.querySelector('video');
+          const v = (LIVE_ROOT).querySelector('video');
           await new Promise(r => { if (!v.paused) r(); else v.addEventListener('playing', r, { once: true }); });
           v.currentTime = v.duration - 0.05;
           await new Promise(r => setTimeout(r, 250));
           return [v.currentTime, v.duration, v.ended];
-        }"""
+        }""".replace("LIVE_ROOT", LIVE_ROOT)
     )
     assert jumped[0] < jumped[1] * 0.7 and jumped[2] is False
     assert not level_button(page, 4).is_enabled()
     shoot(page, "06-video-playing")
     page.wait_for_function(
-        "() => { const h = [...document.querySelectorAll('*')].find(e => e.shadowRoot && "
-        "e.shadowRoot.querySelector('video')); return h && h.shadowRoot.querySelector('video').ended; }",
+        f"() => {{ const r = {LIVE_ROOT}; const v = r && r.querySelector('video'); return !!v && v.ended; }}",
         timeout=30_000,
     )
     level_button(page, 4).wait_for()
@@ -470,3 +478,117 @@ def test_unknown_token_shows_nothing(app, browser):
     page.get_by_text("Unknown or revoked token.").wait_for(timeout=30_000)
     assert level_button(page, 5).count() == 0
     assert votes(server["store"]) == []
+
+
+def crowd_study(store: Store, media: Path) -> None:
+    """A crowd study in the P.808 order: instructions, consent, a screen check (window at least
+    1200x700 at 100 % zoom), a two-question quiz, a trap after every two votes, a completion code."""
+    from toolkit.store.protocol import add_trap
+    from toolkit.store.study_settings import configure_protocol, set_study_texts
+
+    media.mkdir(parents=True, exist_ok=True)
+    for k in range(3):
+        write_photo(media / f"photo_{k}.jpg", (1024, 768), seed=k)
+    for k in range(2):
+        write_photo(media / f"gold_{k}.jpg", (1024, 768), seed=20 + k)
+    (media / "manifest.csv").write_text(
+        "path,role,expected_level,tolerance\nphoto_0.jpg,test,,\nphoto_1.jpg,test,,\nphoto_2.jpg,test,,\n"
+        "gold_0.jpg,gold,5,1\ngold_1.jpg,gold,5,1\n"
+    )
+    with store.session() as s:
+        study, _ = setup_study(
+            s, StudySetup(name="crowd", media_root=media, manifest=media / "manifest.csv", gold_every=0)
+        )
+        set_study_texts(
+            s,
+            study,
+            instructions="You will see photos one at a time. Judge the **quality** of each: sharpness, noise, "
+            "compression artefacts. Ignore what the photo shows.",
+            consent="Your answers are stored with a pseudonymous id and used for research only. "
+            "You may stop at any time.",
+        )
+        configure_protocol(
+            s,
+            study,
+            crowd_platforms=("prolific",),
+            completion_code="C0MPL3TE",
+            min_viewport_width=1200,
+            min_viewport_height=700,
+            max_zoom_deviation=0.05,
+            quiz_items=2,
+            quiz_pass=1,
+            trap_every=2,
+        )
+        add_trap(s, study, "photo_0.jpg", 2)
+
+
+def test_prolific_worker_goes_from_instructions_to_the_completion_redirect(app, browser):
+    server = app(crowd_study)
+    base, store = server["base"], server["store"]
+    link = f"{base}/?PROLIFIC_PID=5f0c1a2b3c4d&STUDY_ID=st-1&SESSION_ID=se-1&study=crowd"
+
+    # Another worker in a window too small for the study: told why, nothing else offered.
+    small = browser.new_page(viewport={"width": 1024, "height": 600})
+    small.goto(link.replace("5f0c1a2b3c4d", "60aa0bb1cc2d"))
+    small.get_by_role("button", name="I have read the instructions").click()
+    small.get_by_role("button", name="I agree").click()
+    small.get_by_text(re.compile("The check did not pass")).wait_for(timeout=60_000)
+    assert "1024x600" in small.get_by_text(re.compile("The check did not pass")).inner_text()
+    shoot(small, "12-screen-check-failed")
+    small.context.close()
+
+    page = browser.new_page(viewport=LAPTOP)
+    landed: list[str] = []
+    page.route(
+        "https://app.prolific.com/**", lambda route: (landed.append(route.request.url), route.fulfill(body="ok"))
+    )
+    page.goto(link)
+    page.get_by_role("heading", name="Instructions").wait_for(timeout=60_000)
+    page.wait_for_function("() => !window.location.search.includes('PROLIFIC_PID')", timeout=30_000)
+    shoot(page, "10-instructions")
+    page.get_by_role("button", name="I have read the instructions").click()
+    page.get_by_role("heading", name="Consent").wait_for(timeout=60_000)
+    shoot(page, "11-consent")
+    page.get_by_role("button", name="I agree").click()
+    # The screen check passes by itself (1366x768 at 100 %); then how to answer, then the quiz.
+    page.get_by_role("button", name="Start the qualification").wait_for(timeout=60_000)
+    shoot(page, "13-before-qualification")
+    page.get_by_role("button", name="Start the qualification").click()
+    page.get_by_text("Qualification: question 1 of 2.").wait_for(timeout=60_000)
+    screen(page)
+    shoot(page, "14-qualification")
+    for answered in range(2):
+        page.get_by_text(f"Qualification: question {answered + 1} of 2.").wait_for(timeout=60_000)
+        screen(page)
+        level_button(page, 5).click()
+    # Rating: three photos with the trap after the second.
+    answers = 0
+    while answers < 4:
+        measured = screen(page)
+        if measured["overlay"]:
+            assert "Poor" in measured["overlay"]
+            shoot(page, "15-trap")
+            level_button(page, 2).click()
+        else:
+            level_button(page, 4).click()
+        answers += 1
+        page.wait_for_function(
+            f"(n) => {{ const r = {LIVE_ROOT}; "
+            "return !r || r.querySelector('.qa-progress-text').textContent.startsWith(n + ' of'); }",
+            arg=answers,
+            timeout=60_000,
+        )
+        assert measured["progress"] == f"{answers - 1} of 4 done"
+    page.get_by_role("heading", name="Thank you!").wait_for(timeout=60_000)
+    page.get_by_text("C0MPL3TE").wait_for(timeout=30_000)
+    page.get_by_role("link", name="Return to Prolific").wait_for(timeout=30_000)
+    shoot(page, "16-completion")
+    page.wait_for_url(re.compile(r"^https://app\.prolific\.com/submissions/complete\?cc=C0MPL3TE$"), timeout=30_000)
+    assert landed == ["https://app.prolific.com/submissions/complete?cc=C0MPL3TE"]
+    assert sorted(v[2] for v in votes(store)) == [4, 4, 4]
+    with store.session() as s:
+        from toolkit.store.schema import Rater
+
+        rater = s.scalar(select(Rater).where(Rater.external_id == "5f0c1a2b3c4d"))
+        assert (rater.platform, rater.external_id, rater.external_session) == ("prolific", "5f0c1a2b3c4d", "se-1")
+        assert rater.completed_at is not None

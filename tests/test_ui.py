@@ -14,7 +14,7 @@ from toolkit.store.admin_secret import set_admin_secret
 from toolkit.store.raters import set_rater_access
 from toolkit.store.schema import Assignment, Item, Rater, Rating, utcnow
 
-from fixtures_ui import make_study, screen_data, screen_event, send_vote, sqlite_url
+from fixtures_ui import make_study, screen_data, screen_event, send_measurement, send_vote, sqlite_url
 
 ROOT = Path(__file__).resolve().parents[1] / "annotation_ui"
 RATE = str(ROOT / "views" / "rate.py")
@@ -173,7 +173,7 @@ def test_gold_feedback_one_progress_count_and_session_break(store, tmp_path):
     assert screen_data(at)["progress"]["text"] == "3 of 5 done"
     send_vote(at, 4)
     send_vote(at, 4)
-    assert "nothing left for you to rate" in texts(at) and "5 of 5 done" in texts(at)
+    assert "nothing left for you to rate" in texts(at) and len(ratings(store)) == 5
 
 
 def test_video_vote_counts_only_once_the_clip_has_played(store, tmp_path):
@@ -465,3 +465,146 @@ def test_invite_link_token_leaves_the_address_bar_and_the_session_keeps_it(store
     send_vote(at, 4)  # later runs of the same session: still signed in
     assert "token" not in at.query_params and len(vote_levels(at)) == 5
     assert [r.level for r in ratings(store)] == [4]
+
+
+# --------------------------------------------------------------------------- the study's steps (P.808 order)
+
+
+def protocol_study(store, media, **protocol):
+    """A study with instructions, consent, a screen requirement, a two-question quiz, a trap and a
+    completion code (Prolific workers admitted)."""
+    from toolkit.store.protocol import add_trap
+    from toolkit.store.study_settings import configure_protocol, set_study_texts
+
+    make_study(store, media, n_test=4, n_gold=2, gold_every=0)
+    settings = dict(
+        min_viewport_width=1200,
+        min_viewport_height=700,
+        quiz_items=2,
+        quiz_pass=1,
+        trap_every=2,
+        completion_code="C0MPL3TE",
+        crowd_platforms=("prolific", "mturk"),
+    )
+    settings.update(protocol)
+    with store.session() as s:
+        study = get_study(s, "pilot")
+        set_study_texts(s, study, instructions="Rate **sharpness** only.", consent="Your votes are kept *anonymous*.")
+        configure_protocol(s, study, **settings)
+        add_trap(s, study, "test_00.png", 2)
+
+
+def test_instructions_consent_screen_check_quiz_traps_then_completion(store, tmp_path):
+    from toolkit.store.schema import TrapAnswer
+
+    protocol_study(store, tmp_path / "media")
+    at = rate_page(invite(store, trained=False))
+    assert at.title[0].value == "Instructions" and "**sharpness**" in texts(at)
+    assert "Each image is shown on a grey background at its true size" in texts(at)
+    at.button(key="instructions_done").click().run()
+    assert at.title[0].value == "Consent" and "*anonymous*" in texts(at)
+    at.button(key="consent_yes").click().run()
+    assert at.title[0].value == "Screen check"
+    send_measurement(at, width=1024, height=600)  # too small: the rater is told why
+    assert "did not pass" in texts(at) and "1024x600" in texts(at)
+    send_measurement(at, width=1366, height=768)
+    assert "Your screen suits this study" in texts(at)
+    at.button(key="train_done").click().run()  # no training examples: how to answer, then the quiz
+    data = screen_data(at)
+    assert data["caption"] == "Qualification: question 1 of 2."
+    send_vote(at, 5)  # gold items expect Excellent (5), tolerance 1
+    assert "Right" in screen_message(at)
+    send_vote(at, 5)
+    assert ratings(store) == []  # quiz answers are not votes
+    assert "passed the qualification" in screen_message(at)
+    # Rating: after two test votes the trap, which tells the rater what to press; it is no vote.
+    levels = []
+    while (data := screen_data(at)) is not None:
+        if data["trap"]:
+            assert "Poor" in data["trap"]
+            send_vote(at, 2)
+        else:
+            levels.append(4)
+            send_vote(at, 4)
+    assert [r.level for r in ratings(store)] == levels and len(levels) == 4
+    with store.session() as s:
+        assert [(a.level, a.passed) for a in s.scalars(select(TrapAnswer))] == [(2, True)]
+    assert at.title[0].value == "Thank you!" and at.code[0].value == "C0MPL3TE"
+
+
+def test_a_failed_quiz_ends_the_study_for_the_rater(store, tmp_path):
+    protocol_study(store, tmp_path / "media", quiz_pass=2, min_viewport_width=0, min_viewport_height=0)
+    with store.session() as s:
+        from toolkit.store.study_settings import set_study_texts
+
+        set_study_texts(s, get_study(s, "pilot"), instructions="", consent="")
+    at = rate_page(invite(store))
+    send_vote(at, 1)
+    send_vote(at, 1)
+    assert "not passed" in " ".join(e.value for e in at.error) and screen_data(at) is None
+    assert ratings(store) == []
+
+
+def test_declining_consent_records_nothing_and_signs_out(store, tmp_path):
+    protocol_study(store, tmp_path / "media")
+    at = rate_page(invite(store))
+    at.button(key="instructions_done").click().run()
+    at.button(key="consent_no").click().run()
+    assert "did not agree" in texts(at) and [b.label for b in at.button] == ["Join"]
+    with store.session() as s:
+        assert s.scalar(select(Rater.consent_given_at)) is None
+
+
+def prolific_page(params):
+    at = AppTest.from_file(RATE, default_timeout=60)
+    for name, value in params.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+def test_prolific_link_creates_then_resumes_the_rater_and_leaves_the_address_bar(store, tmp_path):
+    protocol_study(store, tmp_path / "media")
+    link = {"PROLIFIC_PID": "5f0c1a2b3c", "STUDY_ID": "s-1", "SESSION_ID": "x-9", "study": "pilot"}
+    at = prolific_page(link)
+    assert not at.exception and at.title[0].value == "Instructions"
+    assert not set(link) & set(at.query_params)  # the worker's ids leave the address bar
+    at.button(key="instructions_done").click().run()
+    again = prolific_page(link)  # the link opened again (another tab, later): the same rater
+    assert again.title[0].value == "Consent"
+    with store.session() as s:
+        raters = s.execute(select(Rater.platform, Rater.external_id, Rater.external_session)).all()
+    assert raters == [("prolific", "5f0c1a2b3c", "x-9")]
+
+
+def test_mturk_preview_shows_the_task_and_records_nothing(store, tmp_path):
+    protocol_study(store, tmp_path / "media")
+    at = prolific_page({"workerId": "A1", "assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "hitId": "H1"})
+    assert "preview" in texts(at) and screen_data(at) is None
+    with store.session() as s:
+        assert s.scalar(select(Rater)) is None
+
+
+def test_a_crowd_link_to_a_study_without_that_platform_is_refused_in_one_line(store, tmp_path):
+    protocol_study(store, tmp_path / "media", crowd_platforms=("mturk",))
+    at = prolific_page({"PROLIFIC_PID": "abc", "STUDY_ID": "s", "SESSION_ID": "t"})
+    assert not at.exception
+    assert [e.value for e in at.error] == ["this prolific link does not lead to one study that takes prolific workers"]
+
+
+def test_mturk_worker_finishes_with_the_submit_form_back_to_mturk(store, tmp_path):
+    import json
+
+    make_study(store, tmp_path / "media", n_test=2)
+    from toolkit.store.study_settings import configure_protocol
+
+    with store.session() as s:
+        configure_protocol(s, get_study(s, "pilot"), crowd_platforms=("mturk",), completion_code="MT-OK")
+    at = prolific_page({"workerId": "A2XYZ", "assignmentId": "3ABC", "hitId": "H7", "turkSubmitTo": "https://x"})
+    at.button(key="train_done").click().run()
+    send_vote(at, 3)
+    send_vote(at, 4)
+    assert at.title[0].value == "Thank you!" and at.code[0].value == "MT-OK"
+    [tool] = [e for e in at.get("bidi_component") if e.proto.id.endswith("-page_tool")]
+    form = json.loads(tool.proto.json)
+    assert form["tool"] == "post" and form["url"].endswith("/mturk/externalSubmit")
+    assert form["fields"] == {"assignmentId": "3ABC", "completionCode": "MT-OK"}

@@ -349,7 +349,7 @@ function update(ui, d, send) {
   ui.progressText.textContent = d.progress ? d.progress.text : "";
   ui.fill.style.width = d.progress ? Math.round(d.progress.fraction * 100) + "%" : "0";
   ui.progress.hidden = !d.progress;
-  ui.undo.hidden = d.mode !== "rate";
+  ui.undo.hidden = d.mode !== "rate" || !d.offer_undo;
   ui.next.hidden = d.mode !== "train";
   ui.next.textContent = d.next_label || "Next example";
   ui.who.textContent = d.who || "";

@@ -41,6 +41,7 @@ class Screen:
     progress: dict[str, Any] | None = None  # {"text": str, "fraction": float}
     message: dict[str, str] | None = None  # {"kind": "success"|"warning"|"error"|"info", "text": str}
     can_undo: bool = False
+    offer_undo: bool = True  # the undo button at all (not in the qualification quiz)
     who: str = ""
     replay: str = "once"  # none | once | free: how often a video may be played again
     audio: str = "muted"  # muted | sound
