@@ -1,9 +1,10 @@
 """Several app processes (replicas) serving one study from one database act as one.
 
 Each rater is served by two processes at once (two tabs on two replicas), every vote is sent
-twice, and the items have room for fewer votes than the raters would give: at the end no item is
-past its target (each is exactly at it), every vote a process stored is in the database once, and
-no process saw an error. Run on PostgreSQL (skipped without a server) and on SQLite.
+twice, the processes start together, and the items have room for fewer votes than the raters would
+give: at the end no item is past its target (each is exactly at it), every vote a process stored is
+in the database once, and no process saw an error. Run on PostgreSQL (skipped without a server) and
+on SQLite. Without the item locks of ``toolkit.store.assignment`` one of the two fails in most runs.
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ from toolkit.store import Store, add_rater, get_study
 from fixtures_ui import fresh_pg_url, make_study, sqlite_url
 
 N_PROCESSES = 3
-N_RATERS = 6
-N_ITEMS = 8
-TARGET = 3  # room for 24 votes; the raters would give 48
+N_RATERS = 9
+N_ITEMS = 5
+TARGET = 3  # room for 15 votes; the raters would give 45
 
 
-def replica(url: str, tokens: list[str], seed: int, results) -> None:  # runs in a child process
+def replica(url: str, tokens: list[str], seed: int, start, results) -> None:  # runs in a child process
     from toolkit.store import Store, rater_for_token
     from toolkit.store.assignment import next_step, submit_vote
 
     store = Store(url)
+    start.wait(timeout=120)  # every replica is up: now they race
     rng = random.Random(seed)
     created: list[tuple[str, int, int]] = []
     repeats = refused = 0
@@ -76,8 +78,10 @@ def hammer(url: str, media) -> None:
     # Rater k is served by processes k and k+1: two replicas answer the same rater at once.
     shares = [[t for k, t in enumerate(tokens) if p in (k % N_PROCESSES, (k + 1) % N_PROCESSES)] for p in range(3)]
     context = multiprocessing.get_context("spawn")  # fresh interpreters, like separate servers
-    results = context.Queue()
-    processes = [context.Process(target=replica, args=(url, share, seed, results)) for seed, share in enumerate(shares)]
+    results, start = context.Queue(), context.Barrier(N_PROCESSES)
+    processes = [
+        context.Process(target=replica, args=(url, share, seed, start, results)) for seed, share in enumerate(shares)
+    ]
     for p in processes:
         p.start()
     outcomes = [results.get(timeout=300) for _ in processes]
