@@ -327,12 +327,12 @@ def test_a_backbone_module_not_installed_is_one_line(monkeypatch: pytest.MonkeyP
         backbone_class(family)
 
 
-# ------------------------------------------------------------------ native video (Qwen2-VL, Qwen2.5-VL)
+# ------------------------------------------------------------------ native video (the Qwen-VL models)
 
-NATIVE_VIDEO = ["qwen2_vl", "qwen2_5_vl"]
+NATIVE_VIDEO = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_5"]
 
 
-@pytest.mark.parametrize("name", NATIVE_VIDEO)
+@pytest.mark.parametrize("name", ["qwen2_vl", "qwen2_5_vl"])  # Qwen3 writes the frame times besides
 def test_native_video_of_two_equal_frames_is_that_frame(name: str, family_model: Callable[[str], Path]) -> None:
     # A temporal patch pairs two frames where an image patch holds two copies of one: the same input.
     native = load_backbone(family_model(name), native_video=True)
@@ -355,6 +355,13 @@ def test_native_videos_batch_and_keep_their_order(name: str, family_model: Calla
     assert (_logits(native, [imgs[:3][::-1]], "video") - alone[0]).abs().max() > 1e-6
     batch = native.scoring_batch(visuals, "quality", "video")
     assert batch["video_grid_thw"][:, 0].tolist() == [2, 1, 2] and "pixel_values" not in batch
+    if name in ("qwen3_vl", "qwen3_5"):  # each frame pair's mean time before its tokens, at 2 frames a second
+        text = native.tokenizer.decode(batch["input_ids"][2])
+        assert [m for m in re.findall(r"<[\d.]+ seconds>", text)] == ["<0.2 seconds>", "<1.2 seconds>"]
+        assert re.findall(r"<[\d.]+ seconds>", native.tokenizer.decode(batch["input_ids"][0])) == [
+            "<0.2 seconds>",
+            "<1.0 seconds>",  # the third frame, paired with itself
+        ]
     # Still images are unaffected by the switch.
     frames = load_backbone(family_model(name))
     torch.testing.assert_close(_logits(native, [[imgs[0]]]), _logits(frames, [[imgs[0]]]), atol=0, rtol=0)
@@ -391,5 +398,5 @@ def test_native_video_training_batch_matches_scoring(name: str, family_model: Ca
 
 
 def test_native_video_elsewhere_is_refused_in_one_line(family_model: Callable[[str], Path]) -> None:
-    with pytest.raises(InputError, match=r"^smolvlm models read videos as frames here .*leave native video off$"):
+    with pytest.raises(InputError, match=r"^smolvlm models read videos as frames here .* leave native video off$"):
         load_backbone(family_model("smolvlm"), native_video=True)

@@ -81,6 +81,7 @@ FAMILIES: tuple[Family, ...] = (
         # Three of every four layers are Gated DeltaNet (linear attention): both token mixers.
         attention=r"(?:self_attn\.(q_proj|k_proj|v_proj|o_proj)|linear_attn\.(in_proj_qkv|in_proj_z|out_proj))",
         native_video=True,
+        backbone="toolkit.models.qwen_video.QwenVLBackbone",
         lora_recipe="qwen-vl-lora",
         full_recipe="qwen-vl-full",
     ),
@@ -92,6 +93,7 @@ FAMILIES: tuple[Family, ...] = (
         projector=("visual.merger", "visual.deepstack_merger_list"),
         language_model=_QWEN_LM,
         native_video=True,
+        backbone="toolkit.models.qwen_video.QwenVLBackbone",
         lora_recipe="qwen-vl-lora",
         full_recipe="qwen-vl-full",
     ),

@@ -121,8 +121,8 @@ def load_backbone(
 
     ``adapter`` is a PEFT LoRA folder (as ``qalign train --mode lora`` writes) applied on top of
     the base model; ``merge=True`` folds it into the weights (faster inference, no PEFT wrapper).
-    ``native_video``: videos go to the model as videos where its backbone can do that (Qwen2-VL,
-    Qwen2.5-VL), not as their frames; other models refuse it. Score with the mode the model was
+    ``native_video``: videos go to the model as videos where its backbone can do that (the Qwen-VL
+    models), not as their frames; other models refuse it. Score with the mode the model was
     fine-tuned with.
     """
     path = resolve_model_path(model)
@@ -139,8 +139,8 @@ def load_backbone(
     if native_video:
         if not getattr(backbone, "supports_native_video", False):
             raise InputError(
-                f"{kind} models read videos as frames here (native video input: Qwen2-VL, Qwen2.5-VL); "
-                "leave native video off"
+                f"{kind} models read videos as frames here (native video input: Qwen2-VL, Qwen2.5-VL, "
+                "Qwen3-VL, Qwen3.5); leave native video off"
             )
         backbone.native_video = True  # type: ignore[attr-defined]  # a backbone that supports it has it
 

@@ -1,16 +1,18 @@
-"""Qwen2-VL and Qwen2.5-VL reading a video as a video, without torchvision.
+"""Qwen2-VL, Qwen2.5-VL, Qwen3-VL and Qwen3.5 reading a video as a video, without torchvision.
 
 By default a video is scored (and trained) as its frames, one image each, which every family
-reads. Qwen2-VL and Qwen2.5-VL were also trained on videos proper: consecutive frames paired
+reads. The Qwen-VL models were also trained on videos proper: consecutive frames paired
 into temporal patches of two, one visual sequence with 3-D positions whose time axis advances
 per pair. transformers builds those inputs with its video processor, which needs torchvision;
 this backbone builds the same layout from the image processor instead: every frame is resized
 and normalised exactly as an image, and the two copies of one frame that an image patch holds
 are replaced by two consecutive frames. A video of two equal frames is therefore the same input
-as that frame as an image, which the tests check through the model.
+as that frame as an image, which the tests check through the model (Qwen2-VL, Qwen2.5-VL; Qwen3-VL
+and Qwen3.5 also write each frame pair's time, "<0.5 seconds>", before its tokens, as
+transformers' Qwen3-VL processor does).
 
-The frames are taken to be :data:`VIDEO_FPS` apart in time (Qwen's own sampling rate); it only
-sets Qwen2.5-VL's temporal position step.
+The frames are taken to be 1 / :data:`VIDEO_FPS` seconds apart (Qwen's own sampling rate); it sets
+Qwen2.5-VL's temporal position step and the times Qwen3-VL reads.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ VIDEO_FPS = 2.0
 
 
 class QwenVLBackbone(HFVisionLanguageBackbone):
-    """Qwen2-VL / Qwen2.5-VL; with ``native_video`` on, videos go to the model as videos."""
+    """Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5; with ``native_video`` on, videos go to the model as videos."""
 
     supports_native_video = True
 
@@ -56,7 +58,10 @@ class QwenVLBackbone(HFVisionLanguageBackbone):
                 patches, grid = self._video_patches(frames)
                 videos.append(patches)
                 video_grids.append(grid)
-                text = _expand(text, processor.video_token, [int(np.prod(grid)) // merge])
+                if self._timestamped:
+                    text = self._with_timestamps(text, len(frames), grid, merge)
+                else:
+                    text = _expand(text, processor.video_token, [int(np.prod(grid)) // merge])
             else:
                 out = processor.image_processor(images=list(frames), return_tensors="np")
                 images.append(out["pixel_values"])
@@ -77,6 +82,27 @@ class QwenVLBackbone(HFVisionLanguageBackbone):
             step = self.processor.image_processor.temporal_patch_size / VIDEO_FPS
             batch["second_per_grid_ts"] = torch.full((len(videos),), step)
         return batch
+
+    @property
+    def _timestamped(self) -> bool:
+        # Qwen3-VL and Qwen3.5 write each frame pair's time before its tokens.
+        return getattr(self.model.config, "model_type", None) in ("qwen3_vl", "qwen3_5")
+
+    def _with_timestamps(self, text: str, n_frames: int, grid: list[int], merge: int) -> str:
+        """The video placeholder of ``text`` replaced as transformers' Qwen3-VL processor does it: per
+        frame pair "<t seconds>", then its tokens between vision start and end, t the mean time of the pair."""
+        p = self.processor
+        t = p.image_processor.temporal_patch_size
+        indices = list(range(n_frames)) + [n_frames - 1] * (-n_frames % t)  # a short last pair repeats its frame
+        times = [(indices[i] + indices[i + t - 1]) / 2 / VIDEO_FPS for i in range(0, len(indices), t)]
+        per_pair = grid[1] * grid[2] // merge
+        tokens = "".join(
+            f"<{s:.1f} seconds>" + p.vision_start_token + p.video_token * per_pair + p.vision_end_token for s in times
+        )
+        head, sep, tail = text.partition(p.video_token)
+        if not sep or p.video_token in tail:
+            raise InputError(f"the prompt needs exactly one {p.video_token} placeholder per video")
+        return head + tokens + tail
 
     def _video_patches(self, frames: Sequence[Image.Image]) -> tuple[np.ndarray, list[int]]:
         """Flat patches (T * H * W, C * t * p * p) and the (T, H, W) grid of one video."""
