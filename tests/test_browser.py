@@ -389,6 +389,15 @@ def test_stimulus_at_true_size_with_the_whole_scale_in_view(app, browser):
     server = app(lambda store, media: lab_study(store, media))
     store = server["store"]
     token = invite(store, "lab")
+    # On a screen with two device pixels per CSS pixel, one image pixel per device pixel is half
+    # the CSS size; the factor stays 1.
+    retina = browser.new_page(viewport=LAPTOP, device_scale_factor=2)
+    retina.goto(f"{server['base']}/?token={token}")
+    measured = screen(retina)
+    assert measured["client"] == [measured["natural"][0] // 2, measured["natural"][1] // 2]
+    assert measured["scale"] == 1
+    retina.context.close()
+
     page = browser.new_page(viewport=LAPTOP, device_scale_factor=1)
     page.goto(f"{server['base']}/?token={token}")
     seen = []
