@@ -40,11 +40,43 @@ from toolkit.store.progress import rater_stats
 SPLIT_HALF_SPLITS = 200
 
 
-def version_stamp(store: Store, name: str) -> str:
-    """A short digest of the study's current version: equal stamps, equal cached figures."""
+@dataclass(frozen=True)
+class Version:
+    """A study's version as the page keys its caches: a short digest, and the vote count."""
+
+    stamp: str
+    votes: int
+
+
+def current_version(store: Store, name: str) -> Version:
     with store.session() as session:
         version = study_version(session, get_study(session, name))
-    return hashlib.sha256(repr(version).encode()).hexdigest()[:16]
+    return Version(hashlib.sha256(repr(version).encode()).hexdigest()[:16], version.votes)
+
+
+def version_stamp(store: Store, name: str) -> str:
+    """A short digest of the study's current version: equal stamps, equal cached figures."""
+    return current_version(store, name).stamp
+
+
+PINNED_KEY = "admin_pinned"  # {study: Version} the Results tab shows in this browser session
+
+
+def pinned_version(store: Store, name: str) -> tuple[Version, Version]:
+    """The version the Results tab shows (the one current when the administrator first opened it,
+    or last asked to update) and the current one.
+
+    In a study taking a vote a second, keying Results on the live version would refit the
+    subject model on almost every click; the administrator updates the figures when they choose.
+    """
+    current = current_version(store, name)
+    pinned: dict[str, Version] = st.session_state.setdefault(PINNED_KEY, {})
+    return pinned.setdefault(name, current), current
+
+
+def unpin(name: str) -> None:
+    """The next run of the Results tab shows the study's current version."""
+    st.session_state.setdefault(PINNED_KEY, {}).pop(name, None)
 
 
 # A few studies' snapshots at most: they are the largest objects here, and shared read-only.

@@ -396,7 +396,14 @@ def test_results_refit_only_when_votes_arrive(store, tmp_path, monkeypatch):
     assert not at.exception and calls == {"labels": 1, "fit": 1}  # clicks reuse the fit
     vote(store, "pilot", items[20:21], ["r1"])
     at.run()
-    assert calls == {"labels": 2, "fit": 2}  # a new vote: fitted again, once
+    # A new vote: the figures stay those of the fit (no refit per click while votes stream in)
+    # and say so, until the administrator updates them: then fitted again, once.
+    assert calls == {"labels": 1, "fit": 1}
+    assert "The study has changed since these figures were made (1 new vote(s))." in texts(at)
+    at.button(key="results_refresh").click().run()
+    assert calls == {"labels": 2, "fit": 2} and "has changed" not in texts(at)
+    at.run()
+    assert calls == {"labels": 2, "fit": 2}
     at.selectbox(key="results_model").set_value("p913").run()
     assert calls == {"labels": 3, "fit": 3} and not at.exception
     assert "Raters in the p913 fit" in [h.value for h in at.subheader]
