@@ -264,3 +264,30 @@ def test_undo_after_a_trap_was_served_shows_the_item_again(store, tmp_path):
         assert again.item.role == "test" and again.item.item_id == first.item.item_id
         submit_vote(s, rater, again.item.item_id, 4)
         assert next_step(s, rater).item.role == "trap"  # the trap comes back once the vote is in
+
+
+def test_a_study_is_set_up_with_its_protocol_in_one_transaction(store, tmp_path):
+    from toolkit.store.setup import StudySetup, setup_study
+
+    make_study(store, tmp_path / "media", n_test=2)  # writes the images and the manifest
+    media = tmp_path / "media"
+    with store.session() as s:
+        study, _ = setup_study(
+            s,
+            StudySetup(
+                name="crowd",
+                media_root=media,
+                manifest=media / "manifest.csv",
+                instructions="Look at each image.",
+                consent="I agree.",
+                protocol={"trap_every": 5, "crowd_platforms": ("prolific",), "completion_code": "XYZ"},
+            ),
+        )
+        assert study.instructions == "Look at each image." and study.consent_text == "I agree."
+        assert study_protocol(study).completion_code == "XYZ"
+    with pytest.raises(InputError, match="trap_every"):
+        with store.session() as s:
+            setup_study(s, StudySetup(name="bad", media_root=media, protocol={"trap_every": -2}))
+    with store.session() as s:
+        with pytest.raises(StoreError):
+            get_study(s, "bad")  # nothing of it was kept

@@ -4,9 +4,10 @@ transaction, the bundled sample study, and bringing a database to the app's sche
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,7 @@ from toolkit.store.studies import (
     read_item_manifest,
     scan_media,
 )
+from toolkit.store.study_settings import configure_protocol, set_study_texts
 
 DEFAULT_LEVEL_LABELS: tuple[str, ...] = ("Excellent", "Good", "Fair", "Poor", "Bad")
 SAMPLE_STUDY_NAME = "sample-study"
@@ -81,6 +83,9 @@ class StudySetup:
     allow_self_register: bool = False
     gold_every: int = 10
     grouping: ContentGrouping | None = None  # content groups from folders or file names; default: one per file
+    instructions: str | None = None  # Markdown shown before anything else
+    consent: str | None = None  # Markdown the rater agrees to
+    protocol: Mapping[str, Any] | None = None  # ``StudyProtocol`` settings (screen check, quiz, traps, crowd, ...)
 
 
 def setup_study(session: Session, setup: StudySetup) -> tuple[Study, AddItemsResult]:
@@ -102,6 +107,9 @@ def setup_study(session: Session, setup: StudySetup) -> tuple[Study, AddItemsRes
     )
     result = add_items(session, study, specs, setup.grouping)
     configure_study(session, study, labels=setup.labels, gold_every=setup.gold_every)
+    set_study_texts(session, study, instructions=setup.instructions, consent=setup.consent)
+    if setup.protocol:
+        configure_protocol(session, study, **dict(setup.protocol))
     return study, result
 
 
