@@ -31,8 +31,16 @@ def _table_bytes(frame: pd.DataFrame, suffix: str) -> bytes:
         return write_table(frame, Path(tmp) / f"table{suffix}").read_bytes()
 
 
-def _raw_votes_bytes(store: Store, name: str, suffix: str) -> bytes | None:
-    with tempfile.TemporaryDirectory() as tmp, store.session() as session:
+# Both files are made on every run that shows the tab (a download button needs its bytes), so
+# they are cached per study version and format: a click costs a copy, not an export.
+@st.cache_data(max_entries=8, show_spinner="Preparing the aggregates...")
+def _aggregates_bytes(_store: Store, url: str, name: str, stamp: str, suffix: str) -> bytes:
+    return _table_bytes(item_aggregates(admin_data.snapshot(_store, url, name, stamp)), suffix)
+
+
+@st.cache_data(max_entries=8, show_spinner="Preparing the raw votes...")
+def _raw_votes_bytes(_store: Store, url: str, name: str, stamp: str, suffix: str) -> bytes | None:
+    with tempfile.TemporaryDirectory() as tmp, _store.session() as session:
         try:
             path = export_study(session, get_study(session, name), Path(tmp) / f"votes{suffix}")
         except ToolkitError:
@@ -44,7 +52,8 @@ def export_tab(store: Store, name: str) -> None:
     fmt = cast(str, st.radio("Format", list(EXPORT_FORMATS), horizontal=True, key="export_format"))
     suffix = EXPORT_FORMATS[fmt]
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-    raw = _raw_votes_bytes(store, name, suffix)
+    stamp = admin_data.version_stamp(store, name)
+    raw = _raw_votes_bytes(store, store.url, name, stamp, suffix)
     if raw is None:
         st.caption("No raw votes to export yet.")
     else:
@@ -55,11 +64,9 @@ def export_tab(store: Store, name: str) -> None:
             mime=MIME[suffix],
             key="download-0",
         )
-    stamp = admin_data.version_stamp(store, name)
-    aggregates = item_aggregates(admin_data.snapshot(store, store.url, name, stamp))
     st.download_button(
         f"Download per-item aggregates ({fmt})",
-        data=_table_bytes(aggregates, suffix),
+        data=_aggregates_bytes(store, store.url, name, stamp, suffix),
         file_name=f"{safe}-mos{suffix}",
         mime=MIME[suffix],
         key="download-1",
