@@ -291,3 +291,38 @@ def test_a_study_is_set_up_with_its_protocol_in_one_transaction(store, tmp_path)
     with store.session() as s:
         with pytest.raises(StoreError):
             get_study(s, "bad")  # nothing of it was kept
+
+
+def test_migration_0004_keeps_every_rating_both_ways(tmp_path):
+    # Rebuilding the raters or studies table on SQLite would cascade to the ratings (foreign keys on).
+    from sqlalchemy import create_engine, text
+
+    from toolkit.store.migrate import downgrade, upgrade
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    upgrade(url, "0003")
+    engine = create_engine(url)
+    rows = [
+        "INSERT INTO studies (id, name, task, question, media_root, target_votes, items_per_session, "
+        "allow_self_register, created_at, gold_every) "
+        "VALUES (1, 's', 'quality', 'q', '/m', 15, 50, 0, '2026-01-01', 10)",
+        "INSERT INTO items (id, study_id, path, kind, sha256, content_group, role, tolerance, created_at, priority) "
+        "VALUES (1, 1, 'a.png', 'image', '0', 'a', 'test', 1, '2026-01-01', 0)",
+        "INSERT INTO raters (id, study_id, name, token_hash, revoked, created_at, excluded, self_registered) "
+        "VALUES (1, 1, 'r', 'h', 0, '2026-01-01', 1, 0)",
+        "INSERT INTO ratings (study_id, item_id, rater_id, level, answered_at) VALUES (1, 1, 1, 3, '2026-01-01')",
+    ]
+    with engine.begin() as conn:
+        for row in rows:
+            conn.execute(text(row))
+
+    def counts() -> list[int]:
+        with engine.connect() as conn:
+            tables = ("studies", "items", "raters", "ratings")
+            return [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables]
+
+    assert upgrade(url) == "0004" and counts() == [1, 1, 1, 1]
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT excluded, excluded_by_rules FROM raters")).one() == (1, 0)
+    assert downgrade(url, "0003") == "0003" and counts() == [1, 1, 1, 1]
+    engine.dispose()
