@@ -99,7 +99,7 @@ def test_joining_is_refused_where_the_study_does_not_allow_it(crowd_store):
 def test_simultaneous_joins_make_one_rater(crowd_store):
     url = crowd_store.url
     start = threading.Barrier(8)
-    tokens: list[str] = []
+    tokens: list[str | None] = []
     errors: list[str] = []
 
     def join() -> None:
