@@ -261,13 +261,18 @@ def _unacked(log: RaterLog) -> int:
 # --------------------------------------------------------------------------- replicas
 
 
-def start_replicas(url: str, ports: list[int], logs: Path, xsrf: bool = True) -> list[subprocess.Popen[bytes]]:
+def start_replicas(
+    url: str, ports: list[int], logs: Path, xsrf: bool = True, post_script_gc: bool = True
+) -> list[subprocess.Popen[bytes]]:
     """``qalign ui`` on each port (it becomes the Streamlit server: its pid is the server's)."""
     qalign = Path(sys.executable).with_name("qalign")
     command = [str(qalign)] if qalign.exists() else [sys.executable, "-m", "toolkit.cli"]
     env = dict(os.environ, QALIGN_DB_URL=url, QALIGN_ADMIN_SECRET=ADMIN_SECRET)
     if not xsrf:
         env["STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION"] = "false"
+    if not post_script_gc:
+        # Streamlit runs a full gc.collect(2) after every script run (every vote) unless told not to.
+        env["STREAMLIT_RUNNER_POST_SCRIPT_GC"] = "false"
     processes = []
     for port in ports:
         log = open(logs / f"replica-{port}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -651,7 +656,7 @@ def run_config(server: str, replicas: int, raters: int, media: Path, work: Path,
     names = [rater_name(k, args.join) for k in range(raters)]
     ports = free_port_block(args.port, replicas)
     load_before = os.getloadavg()
-    processes = start_replicas(url, ports, work, xsrf=not args.no_xsrf)
+    processes = start_replicas(url, ports, work, xsrf=not args.no_xsrf, post_script_gc=not args.no_post_script_gc)
     try:
         logs, seconds, (app_cpu, pg_cpu), client_cpu, lags = asyncio.run(
             drive(url, ports, [p.pid for p in processes], queries, names, args)
@@ -723,6 +728,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8601, help="first replica's port")
     parser.add_argument("--connect-concurrency", type=int, default=8, help="raters opening the page at once")
     parser.add_argument("--no-xsrf", action="store_true", help="start the servers with enableXsrfProtection=false")
+    parser.add_argument(
+        "--no-post-script-gc",
+        action="store_true",
+        help="start the servers with runner.postScriptGC=false (no full garbage collection after every run)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the last configuration's database")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON")
@@ -739,7 +749,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"annotation_e2e: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
         f"streamlit {streamlit.__version__}, "
-        f"XSRF protection {'off' if args.no_xsrf else 'on'}, {w}x{h} JPEG stimuli "
+        f"XSRF protection {'off' if args.no_xsrf else 'on'}, "
+        f"runner.postScriptGC {'false' if args.no_post_script_gc else 'true (default)'}, {w}x{h} JPEG stimuli "
         f"(~{statistics.mean(p.stat().st_size for p in sorted(media.glob('*.jpg'))[:20]) / 1024:.0f} kB), "
         f"think time exp. mean {args.think:g} s, {args.duration:g} s per configuration, "
         f"{args.browsers} Chromium rater(s)",
