@@ -4,6 +4,7 @@ recent activity and flagged raters; choosing a row opens that study."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import datetime, timezone
 
 import pandas as pd
 import streamlit as st
@@ -64,10 +65,20 @@ def _open_selected() -> None:
         st.session_state[STUDY_KEY] = order[rows[0]]
 
 
+BOARD_TTL_S = 30
+
+
+@st.cache_data(ttl=BOARD_TTL_S, max_entries=16, show_spinner="Counting the votes...")
+def board(_store: Store, url: str, names: tuple[str, ...] | None) -> tuple[list[StudyBoardRow], datetime]:
+    """:func:`study_board` and when it was read. Cached for ``BOARD_TTL_S``: on a store of two
+    million votes the counts take seconds (they scan every vote), and every click reruns the page."""
+    with _store.session() as session:
+        return study_board(session, names=names), datetime.now(timezone.utc)
+
+
 def overview_tab(store: Store, names: Collection[str] | None) -> None:
     """The studies in ``names`` (None: all of them)."""
-    with store.session() as session:
-        rows = study_board(session, names=names)
+    rows, read_at = board(store, store.url, None if names is None else tuple(names))
     if not rows:
         st.info("No study yet: create one under New study.")
         return
@@ -106,4 +117,11 @@ def overview_tab(store: Store, names: Collection[str] | None) -> None:
             ),
         },
     )
-    st.caption("Select a row (or a study in the picker above) to open its progress, raters, results and exports.")
+    note, refresh = st.columns([5, 1], vertical_alignment="center")
+    note.caption(
+        f"Counts as of {read_at:%H:%M:%S} UTC (read again every {BOARD_TTL_S} s). Select a row, or a study in the "
+        "picker above, to open its progress, raters, results and exports."
+    )
+    if refresh.button("Refresh", key="overview_refresh", width="stretch"):
+        board.clear()
+        st.rerun()

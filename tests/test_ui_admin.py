@@ -183,6 +183,13 @@ def test_the_admin_lands_on_the_overview_of_every_study(store, tmp_path):
     assert rows.loc["large", "raters_active"] == 2 and rows.loc["pilot", "votes"] == 0
     assert rows.loc["large", "progress"] == pytest.approx(100 * 20 / 80)
     assert at.selectbox(key="admin_study").value == ""  # the overview, until a study is chosen
+    # The counts are read again after a while or on Refresh, not on every click.
+    vote(store, "large", [f"img_{k:05d}.jpg" for k in range(10, 12)], ["r1", "r2"])
+    at.run()
+    assert at.dataframe[0].value.set_index("study").loc["large", "votes"] == 20
+    at.button(key="overview_refresh").click().run()
+    rows = at.dataframe[0].value.set_index("study")
+    assert rows.loc["large", "votes"] == 24 and rows.loc["large", "complete"] == "12 / 40"
     open_study(at, "large")
     assert [t.label for t in at.tabs] == ["Progress", "Raters", "Results", "Export", "Tokens"]
     assert not at.exception
