@@ -107,12 +107,11 @@ def consent_page(store: Store, ctx: RaterContext) -> None:
         st.title("Consent")
         _note()
         st.markdown(ctx.consent or "")
-        left, right = st.columns(2)
-        if left.button("I agree", key="consent_yes"):
+        if st.button("I agree", key="consent_yes"):
             with store.session() as session:
                 give_consent(session, rater_for_token(session, ctx.token))
             st.rerun()
-        if right.button("I do not agree", key="consent_no"):
+        if st.button("I do not agree", key="consent_no"):
             sign_out()
             flash("info", "You did not agree, so you take no part in this study. You may close this page.")
             st.rerun()

@@ -219,10 +219,12 @@ def shoot(page, name: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     raw = folder / f"{name}.raw.png"
     page.screenshot(path=str(raw))
-    # A 256-colour palette fitted to the shot, then dithered onto it: gradients stay smooth.
     image = Image.open(raw).convert("RGB")
-    palette = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
-    image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(folder / f"{name}.png", optimize=True)
+    if image.getcolors(256) is not None:  # a text page: its few colours exactly
+        image.convert("P", palette=Image.Palette.ADAPTIVE, colors=256).save(folder / f"{name}.png", optimize=True)
+    else:  # a photo on screen: a palette fitted to the shot, dithered onto it (gradients stay smooth)
+        palette = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+        image.quantize(palette=palette, dither=Image.Dither.FLOYDSTEINBERG).save(folder / f"{name}.png", optimize=True)
     raw.unlink()
 
 
@@ -557,6 +559,8 @@ def test_prolific_worker_goes_from_instructions_to_the_completion_redirect(app, 
     shoot(page, "10-instructions")
     page.get_by_role("button", name="I have read the instructions").click()
     page.get_by_role("heading", name="Consent").wait_for(timeout=60_000)
+    page.get_by_role("button", name="I do not agree").wait_for(timeout=30_000)
+    page.wait_for_timeout(500)
     shoot(page, "11-consent")
     page.get_by_role("button", name="I agree").click()
     # The screen check passes by itself (1366x768 at 100 %); then how to answer, then the quiz.
