@@ -605,3 +605,23 @@ def test_prolific_worker_goes_from_instructions_to_the_completion_redirect(app, 
         rater = s.scalar(select(Rater).where(Rater.external_id == "5f0c1a2b3c4d"))
         assert (rater.platform, rater.external_id, rater.external_session) == ("prolific", "5f0c1a2b3c4d", "se-1")
         assert rater.completed_at is not None
+
+
+def test_a_study_that_refuses_scaling_asks_for_a_larger_window(app, browser):
+    def large_only(store: Store, media: Path) -> None:
+        from toolkit.store.study_settings import configure_protocol
+
+        media.mkdir(parents=True, exist_ok=True)
+        write_photo(media / "large.jpg", (1600, 1200), seed=9)
+        with store.session() as s:
+            study, _ = setup_study(s, StudySetup(name="strict", media_root=media, gold_every=0))
+            configure_protocol(s, study, oversize="refuse")
+
+    server = app(large_only)
+    page = browser.new_page(viewport=LAPTOP)
+    page.goto(f"{server['base']}/?token={invite(server['store'], 'strict')}")
+    measured = screen(page)
+    assert measured["natural"] == [1600, 1200]
+    assert "too small to show the image at its true size" in measured["hint"]
+    assert all(b["disabled"] for b in measured["buttons"])
+    assert page.evaluate(f"() => getComputedStyle(({LIVE_ROOT}).querySelector('.qa-frame')).visibility") == "hidden"

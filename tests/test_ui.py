@@ -608,3 +608,13 @@ def test_mturk_worker_finishes_with_the_submit_form_back_to_mturk(store, tmp_pat
     form = json.loads(tool.proto.json)
     assert form["tool"] == "post" and form["url"].endswith("/mturk/externalSubmit")
     assert form["fields"] == {"assignmentId": "3ABC", "completionCode": "MT-OK"}
+
+
+def test_the_screen_follows_the_study_presentation_settings(store, tmp_path):
+    from toolkit.store.study_settings import configure_protocol
+
+    make_study(store, tmp_path / "media", n_test=2)
+    with store.session() as s:
+        configure_protocol(s, get_study(s, "pilot"), video_replay="none", audio="sound", oversize="refuse")
+    data = screen_data(rate_page(invite(store)))
+    assert (data["replay"], data["audio"], data["oversize"]) == ("none", "sound", "refuse")
