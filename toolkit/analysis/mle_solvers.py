@@ -47,6 +47,32 @@ class MleState:
     converged: bool
 
 
+def _items_by_pairs(
+    X: np.ndarray, e: np.ndarray, pair: np.ndarray, n_items: int, n_pairs: int
+) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """Items x pairs CSR matrices of vote counts and vote sums, sharing indices and row pointers.
+
+    The same matrices ``csr_matrix((data, (e, pair)))`` builds (duplicates summed, indices
+    sorted), without its coordinate copies.
+    """
+    key = e.astype(np.int64) * np.int64(n_pairs) + pair
+    order = np.argsort(key, kind="stable")  # stable: duplicates add up in vote order, as scipy does
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    counts = np.diff(np.r_[starts, key.size]).astype(X.dtype)
+    sums = np.add.reduceat(X[order], starts) if key.size else np.zeros(0, dtype=X.dtype)
+    entries = key[starts]
+    del key, order
+    index_type = np.int32 if max(n_items, n_pairs, entries.size) < 2**31 else np.int64
+    indices = (entries % n_pairs).astype(index_type)
+    indptr = np.r_[0, np.cumsum(np.bincount(entries // n_pairs, minlength=n_items))].astype(index_type)
+    shape = (n_items, n_pairs)
+    return (
+        sparse.csr_matrix((counts, indices, indptr), shape=shape),
+        sparse.csr_matrix((sums, indices, indptr), shape=shape),
+    )
+
+
 class Design:
     """The votes arranged for the iterations: per-vote codes and per-pair sparse sums.
 
@@ -64,12 +90,12 @@ class Design:
         self.pair_content = pair_key % n_contents
         n_pairs = pair_key.size
         self.n_pairs = n_pairs
-        shape = (n_items, n_pairs)
         # Items x pairs: vote counts and vote sums (duplicates add up, so repeated votes work).
-        self.count_ep = sparse.csr_matrix((np.ones_like(X), (e, self.pair)), shape=shape)
-        self.sum_ep = sparse.csr_matrix((X, (e, self.pair)), shape=shape)
-        self.count_pe = self.count_ep.T.tocsr()
-        self.sum_pe = self.sum_ep.T.tocsr()
+        # Both share one sparsity structure, built once; the pairs x items products use the
+        # transposes as views (no copy): 20 bytes a vote instead of 48.
+        self.count_ep, self.sum_ep = _items_by_pairs(X, e, self.pair, n_items, n_pairs)
+        self.count_pe = self.count_ep.T
+        self.sum_pe = self.sum_ep.T
         self.n_p = np.bincount(self.pair, minlength=n_pairs).astype(float)
         self.sx_p = np.bincount(self.pair, weights=X, minlength=n_pairs)
         self.sxx_p = np.bincount(self.pair, weights=X * X, minlength=n_pairs)
