@@ -59,24 +59,37 @@ def version_stamp(store: Store, name: str) -> str:
     return current_version(store, name).stamp
 
 
-PINNED_KEY = "admin_pinned"  # {study: Version} the Results tab shows in this browser session
+PINNED_KEY = "admin_pinned"  # {(study, view): Version} a tab shows in this browser session
 
 
-def pinned_version(store: Store, name: str) -> tuple[Version, Version]:
-    """The version the Results tab shows (the one current when the administrator first opened it,
+def pinned_version(store: Store, name: str, view: str) -> tuple[Version, Version]:
+    """The version ``view`` (a tab) shows (the one current when the administrator first opened it,
     or last asked to update) and the current one.
 
-    In a study taking a vote a second, keying Results on the live version would refit the
-    subject model on almost every click; the administrator updates the figures when they choose.
+    In a study taking a vote a second, keying a tab on the live version would refit the subject
+    model or re-read every vote on almost every click; the administrator updates when they choose.
     """
     current = current_version(store, name)
-    pinned: dict[str, Version] = st.session_state.setdefault(PINNED_KEY, {})
-    return pinned.setdefault(name, current), current
+    pinned: dict[tuple[str, str], Version] = st.session_state.setdefault(PINNED_KEY, {})
+    return pinned.setdefault((name, view), current), current
 
 
-def unpin(name: str) -> None:
-    """The next run of the Results tab shows the study's current version."""
-    st.session_state.setdefault(PINNED_KEY, {}).pop(name, None)
+def unpin(name: str, view: str) -> None:
+    """The next run of ``view`` shows the study's current version."""
+    st.session_state.setdefault(PINNED_KEY, {}).pop((name, view), None)
+
+
+def staleness_note(name: str, view: str, shown: Version, current: Version) -> None:
+    """Say that the study changed since ``shown``, with a button that updates ``view``."""
+    if shown == current:
+        return
+    new = current.votes - shown.votes
+    change = f"{new:,} new vote(s)" if new > 0 else "votes or raters changed"
+    cols = st.columns([4, 1], vertical_alignment="center")
+    cols[0].info(f"The study has changed since these figures were made ({change}).")
+    if cols[1].button("Update the figures", key=f"{view}_refresh", width="stretch"):
+        unpin(name, view)
+        st.rerun()
 
 
 # A few studies' snapshots at most: they are the largest objects here, and shared read-only.

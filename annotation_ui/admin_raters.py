@@ -163,11 +163,16 @@ def override_form(store: Store, name: str, table: pd.DataFrame) -> None:
     except ToolkitError as exc:
         st.error(str(exc))
         return
+    admin_data.unpin(name, "raters")  # the decision changes who is excluded: show it at once
     st.rerun()  # the table above was drawn before the decision
 
 
 def raters_tab(store: Store, name: str) -> None:
-    stamp = admin_data.version_stamp(store, name)
+    # The figures of every vote stay those first shown until the administrator updates them (as on
+    # Results); the rules' flags and overrides below are read live.
+    shown, current = admin_data.pinned_version(store, name, "raters")
+    stamp = shown.stamp
+    admin_data.staleness_note(name, "raters", shown, current)
     stats = admin_data.raters(store, store.url, name, stamp)
     if stats.empty:
         st.info("No raters yet.")

@@ -98,22 +98,10 @@ def figure_png(
     return out.getvalue()
 
 
-def _staleness(name: str, shown: admin_data.Version, current: admin_data.Version) -> None:
-    if shown == current:
-        return
-    new = current.votes - shown.votes
-    change = f"{new:,} new vote(s)" if new > 0 else "votes or raters changed"
-    cols = st.columns([4, 1], vertical_alignment="center")
-    cols[0].info(f"The study has changed since these figures were made ({change}).")
-    if cols[1].button("Update the figures", key="results_refresh", width="stretch"):
-        admin_data.unpin(name)
-        st.rerun()
-
-
 def results_tab(store: Store, name: str) -> None:
-    shown, current = admin_data.pinned_version(store, name)
+    shown, current = admin_data.pinned_version(store, name, "results")
     stamp = shown.stamp
-    _staleness(name, shown, current)
+    admin_data.staleness_note(name, "results", shown, current)
     controls = st.columns([1, 1, 2])
     model = cast(
         str,

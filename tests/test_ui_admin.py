@@ -249,6 +249,14 @@ def test_raters_tab_puts_flagged_raters_first_with_their_reasons(store, tmp_path
     last = len(table.columns) - 1
     assert "#fde2e1" in styles and f"_row0_col{last} " in styles and "_row1_" not in styles
     assert "Screening" in [h.value for h in at.subheader]
+    # New votes: the figures stay, with a note, until the administrator updates them.
+    vote(store, "pilot", ["img_00000.jpg"], ["eve"])
+    at.run()
+    assert "The study has changed since these figures were made (1 new vote(s))." in texts(at)
+    assert "eve" not in next(d.value for d in at.dataframe if "screening_flags" in d.value.columns)["rater"].tolist()
+    at.button(key="raters_refresh").click().run()
+    assert "eve" in next(d.value for d in at.dataframe if "screening_flags" in d.value.columns)["rater"].tolist()
+    assert "has changed" not in texts(at)
 
 
 def straightliner_study(store, root, n_items=30):
