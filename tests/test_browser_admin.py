@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import insert, select, update
 
-from toolkit.store import Store, get_study, import_votes
+from toolkit.store import Store, get_study, import_votes, load_snapshot
 from toolkit.store.exclusion import run_exclusion
 from toolkit.store.schema import Item, Rating, utcnow
 from toolkit.store.setup import prepare_database
@@ -147,7 +147,7 @@ def server(tmp_path):
                 log.flush()
                 pytest.fail("qalign ui did not start:\n" + (tmp_path / "server.log").read_text())
             time.sleep(0.5)
-        yield base
+        yield {"base": base, "url": url}
     finally:
         # The whole process group: nothing of the server may outlive the test.
         os.killpg(process.pid, signal.SIGTERM)
@@ -189,7 +189,7 @@ def test_overview_results_and_raters_in_a_browser(server, browser, tmp_path):
     shots = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport=VIEWPORT)
-    page.goto(server + "/admin")
+    page.goto(server["base"] + "/admin")
     page.get_by_label(re.compile("^Admin secret")).fill(SECRET)
     page.get_by_role("button", name="Sign in").click()
     page.get_by_text("Flagged raters").wait_for(timeout=60_000)
@@ -217,5 +217,19 @@ def test_overview_results_and_raters_in_a_browser(server, browser, tmp_path):
 
     open_tab(page, "Raters")
     page.get_by_text(re.compile(r"rater\(s\) flagged")).wait_for(timeout=60_000)
+    wait_idle(page)
     assert page.get_by_text("rater_07").count() >= 1
     page.screenshot(path=shots / "admin-raters.png")
+
+    # A model's scores of the items (the valid-vote MOS plus noise), uploaded for the rater QA.
+    votes = load_snapshot("koniq-pilot", server["url"]).votes
+    mos = votes.groupby("item")["vote"].mean()
+    noise = np.random.default_rng(5).normal(0.0, 0.3, len(mos))
+    scores = tmp_path / "scores.csv"
+    pd.DataFrame({"path": mos.index, "score": mos.to_numpy() + noise}).to_csv(scores, index=False)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(scores))
+    page.get_by_text("Items matched").wait_for(timeout=120_000)
+    wait_idle(page)
+    page.get_by_text("Raters against a model").scroll_into_view_if_needed()
+    wait_idle(page)
+    page.screenshot(path=shots / "admin-raters-model.png")
