@@ -160,3 +160,83 @@ def test_a_column_of_blank_ids_is_named(url, tmp_path):
             import_votes(s, get_study(s, "pilot"), table, source="votes.csv")
     assert _counts(store) == (0, 0)
     store.dispose()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_a_vote_file_streamed_in_chunks_imports_once(url, tmp_path, suffix):
+    from toolkit.store.vote_import import import_vote_file
+
+    path = write_table(_table(["a", "007", "NA"]), tmp_path / f"votes{suffix}")
+    store = Store(url)
+    make_study(store, tmp_path / "media")
+    with store.session() as s:
+        assert import_vote_file(s, get_study(s, "pilot"), path, chunk_rows=4) == (18, 0)
+    with store.session() as s:  # a re-import adds nothing and counts every vote as stored
+        assert import_vote_file(s, get_study(s, "pilot"), path, chunk_rows=5) == (0, 18)
+    assert _stored(store) == set(map(tuple, _table(["a", "007", "NA"]).itertuples(index=False)))
+    with store.session() as s:  # votes stored in table order: the file's rows, oldest first
+        stored = votes_frame(s, get_study(s, "pilot"))
+    assert stored["rater"].tolist() == _table(["a", "007", "NA"])["rater"].tolist()
+    store.dispose()
+
+
+def test_a_vote_file_names_the_line_of_a_blank_id_in_a_late_chunk(url, tmp_path):
+    from toolkit.store.vote_import import import_vote_file
+
+    path = tmp_path / "votes.csv"
+    lines = ["item,rater,vote"] + [f"{item},a,3" for item in ITEMS] + [f"{ITEMS[0]},,4"]
+    path.write_text("\n".join(lines) + "\n")
+    store = Store(url)
+    make_study(store, tmp_path / "media")
+    with pytest.raises(InputError, match=r"votes.csv line 8: column 'rater' is empty"):
+        with store.session() as s:
+            import_vote_file(s, get_study(s, "pilot"), path, chunk_rows=2)
+    path.write_text("item,rater\n" + "\n".join(f"{item},a" for item in ITEMS) + "\n")
+    with pytest.raises(InputError, match=r"missing column\(s\) vote"):
+        with store.session() as s:
+            import_vote_file(s, get_study(s, "pilot"), path, chunk_rows=2)
+    assert _counts(store) == (0, 0)
+    store.dispose()
+
+
+def test_a_contradiction_with_a_stored_vote_names_the_file_row(url, tmp_path):
+    from toolkit.store.vote_import import import_vote_file
+
+    store = Store(url)
+    make_study(store, tmp_path / "media")
+    with store.session() as s:
+        import_votes(s, get_study(s, "pilot"), _table(["a"]))
+    changed = _table(["b", "a"], level=lambda i, r: 1 + (i + 1) % 5)  # b is new, a's votes differ from the stored
+    path = write_table(changed, tmp_path / "votes.csv")
+    with pytest.raises(InputError, match=r"row 6: rater 'a' already has vote 1 on 'test_00.png', the table says 2"):
+        with store.session() as s:
+            import_vote_file(s, get_study(s, "pilot"), path, chunk_rows=3)
+    assert _counts(store) == (6, 1)  # b and b's votes were not kept
+    store.dispose()
+
+
+def test_the_snapshot_reads_the_stored_votes_as_the_joined_query_does(url, tmp_path):
+    from toolkit.store import read_snapshot
+
+    store = _study_with_votes(url, tmp_path)
+    with store.session() as s:
+        study = get_study(s, "pilot")
+        rater = s.scalars(select(Rater).where(Rater.name == "-5")).one()
+        rater.excluded = True  # screened out: not in the snapshot's valid votes
+        s.flush()
+        joined = votes_frame(s, study)
+        votes = read_snapshot(s, study).votes
+    store.dispose()
+    expected = joined[joined["rater"] != "-5"].reset_index(drop=True)
+    assert list(votes.columns) == list(expected.columns)
+    for column in ("item", "rater", "kind", "content_group", "role", "sha256", "vote", "tolerance"):
+        assert votes[column].astype(object).tolist() == expected[column].astype(object).tolist(), column
+    got_level = pd.to_numeric(votes["expected_level"].astype(object)).fillna(0).tolist()
+    assert got_level == pd.to_numeric(expected["expected_level"]).fillna(0).tolist()
+    for column in ("shown_at", "answered_at"):
+        got = pd.to_datetime(votes[column], utc=True)
+        want = pd.to_datetime(expected[column], utc=True)
+        assert got.isna().tolist() == want.isna().tolist()
+        assert (got[got.notna()] == want[want.notna()]).all(), column
+    assert votes["response_ms"].fillna(-1).tolist() == pd.to_numeric(expected["response_ms"]).fillna(-1).tolist()
+    assert votes["response_ms"].notna().sum() == 2  # the two timed gold votes
