@@ -233,6 +233,25 @@ def test_a_study_secret_opens_that_study_only(store, tmp_path):
     assert [t.label for t in at.tabs] == ["Overview", "New study"]
 
 
+def test_progress_tab_counts_and_names_missing_files(store, tmp_path):
+    media = tmp_path / "media"
+    make_study(store, media, n_test=4, target_votes=2)
+    with store.session() as s:
+        import_votes(
+            s, get_study(s, "pilot"), pd.DataFrame({"item": ["test_00.png"] * 2, "rater": ["a", "b"], "vote": [4, 5]})
+        )
+    (media / "test_03.png").unlink()
+    at = open_study(admin_page(), "pilot", "Progress")
+    at.button(key="check_media").click().run()
+    assert not at.exception and "1 missing, 0 back on disk." in texts(at)
+    at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {"Items": "4", "Raters": "2", "Votes": "2", "Target reached": "25%"}
+    assert any("missing on disk" in w.value for w in at.warning)
+    missing = next(d.value for d in at.dataframe if list(d.value.columns) == ["item", "role", "kind"])
+    assert missing["item"].tolist() == ["test_03.png"]
+
+
 # --------------------------------------------------------------------------- raters
 
 
