@@ -350,7 +350,9 @@ def rating_body() -> None:
             st.button("Start the next session", key="next_session", on_click=_new_session, args=(store, ctx.token))
         return
     item = step.item
-    key = f"{item.role}{item.assignment_id}-i{item.item_id}"
+    # A new key whenever the server shows the item anew (after an undo, too): the screen then draws
+    # it from the start, as the server's clock for the viewing time does.
+    key = f"{item.role}{item.assignment_id}-{int(item.shown_at.timestamp() * 1000)}-i{item.item_id}"
     st.session_state[SERVED_KEY] = Served(key, item.item_id, item.kind, item.role, item.file, item.shown_at)
     screen = Screen(
         key=key,

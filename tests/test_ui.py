@@ -112,12 +112,16 @@ def test_join_training_then_rate_with_the_screen_and_undo(store, tmp_path):
     assert data["mode"] == "rate" and data["labels"] == ["Excellent", "Good", "Fair", "Poor", "Bad"]
     assert data["question"] == "How would you rate the quality of this image?"
     assert data["progress"]["text"] == "0 of 3 done" and not data["can_undo"]
+    first = data["key"]
     send_vote(at, 2)
     assert [(r.name, r.level) for r in ratings(store)] == [("alice", 2)]
     assert screen_data(at)["progress"]["text"] == "1 of 3 done" and screen_data(at)["can_undo"]
     screen_event(at, "undo")
     assert ratings(store) == []
     assert "taken back" in screen_message(at)
+    # The same item again, shown anew: a new screen key, so a video plays again from its start.
+    again = screen_data(at)["key"]
+    assert again != first and again.rsplit("-i", 1)[1] == first.rsplit("-i", 1)[1]
     send_vote(at, 4)
     assert [r.level for r in ratings(store)] == [4]
 
