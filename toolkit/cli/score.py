@@ -45,6 +45,13 @@ def score_command(
     adapter: Optional[Path] = typer.Option(None, "--adapter", help="LoRA adapter folder to apply on top of --model."),
     task: Task = typer.Option("quality", "--task", help="What to rate."),
     video: bool = typer.Option(False, "--video", help="Inputs are videos: video files, or folders of frame images."),
+    video_as_frames: bool = typer.Option(
+        False,
+        "--video-as-frames",
+        help="Give videos to the model as their frames, one image each, even where it reads videos natively "
+        "(Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5 do by default; other models always read frames). "
+        "Score as the model was trained: add it for a model fine-tuned with --video-as-frames.",
+    ),
     dtype: str = typer.Option(
         "float32", "--dtype", help="float32, bfloat16, float16 or auto (bfloat16 where the GPU has it)."
     ),
@@ -88,13 +95,14 @@ def score_command(
     Writes one CSV row per input: the 1-5 score, the five level probabilities, their entropy,
     and the reason when an input could not be read (the run goes on without it). Beside the CSV,
     OUT.qalign.json records the model, adapter, task and settings (a rerun resumes only when they
-    match) and, for videos, OUT.frames.csv how many of the sampled frames each one decoded.
+    match) and, for videos, whether they went to the model as videos ("native") or as frames;
+    OUT.frames.csv says how many of the sampled frames each one decoded.
     Exits with 1 when no input could be scored.
     """
     if merge_only:
         from toolkit.scoring.shards import merge_scores
 
-        report = merge_scores(inputs, out, model, adapter, task, video, image_column, id_column)
+        report = merge_scores(inputs, out, model, adapter, task, video, image_column, id_column, video_as_frames)
         _print_merge(report)
         return
     from toolkit.scoring import score_images
@@ -115,6 +123,7 @@ def score_command(
         image_column=image_column,
         id_column=id_column,
         merge=merge,
+        video_as_frames=video_as_frames,
     )
     if df.attrs.get("part"):
         _print_part(df)
@@ -131,6 +140,8 @@ def score_command(
     summary = f"{int(scored.sum())} of {len(df)} input(s) scored"
     if scored.any():
         summary += f", mean {task} score {df.loc[scored, 'score'].mean():.3f}"
+    if video:
+        summary += f", videos {_VIDEO_INPUT.get(df.attrs.get('video_input'), 'as frames')}"
     console.print(f"{summary} -> [bold]{escape(str(out))}[/]")
     short = {p: c for p, c in df.attrs.get("frames", {}).items() if c[0] < c[1]}
     if short:
@@ -152,6 +163,9 @@ def score_command(
         # Every row is an error row: a wrong path or model would otherwise look like success.
         err_console.print(f"error: none of the {len(df)} input(s) could be scored", style="red", highlight=False)
         raise typer.Exit(1)
+
+
+_VIDEO_INPUT = {"native": "read natively", "frames": "as frames"}
 
 
 def _print_part(df: pd.DataFrame) -> None:

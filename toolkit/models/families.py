@@ -5,7 +5,7 @@ Each entry says where a family's parts live in its transformers model (module pa
 adapters, which backbone class wraps it and whether the family reads videos natively. The
 training recipes resolve their ``@vision``, ``@projector`` and ``@lm-*`` placeholders through
 this table, so one recipe name fits every family. Adding a family is one entry here plus its
-tiny build in the tests.
+tiny build in :mod:`toolkit.models.tiny_families`.
 
 The processor helpers here load a family's processor without torchvision: transformers builds a
 video processor for every family that has one, and video processors need torchvision even when

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from toolkit.errors import InputError
 from toolkit.models.base import QAlignBackbone
@@ -20,6 +20,8 @@ from toolkit.qalign import ONEALIGN_MODEL_TYPE
 
 if TYPE_CHECKING:
     import torch
+
+    from toolkit.models.families import Family
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -59,6 +61,11 @@ def resolve_dtype(dtype: str | torch.dtype = "float32", device: str | torch.devi
             return torch.bfloat16
         return torch.float32
     return getattr(torch, name)
+
+
+VideoInput = Literal["native", "frames"]
+"""How a model is given a video: as a video (``native``: temporal patches, video tokens) or as
+its frames, one image each (``frames``, which every model reads)."""
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -149,6 +156,41 @@ def load_backbone(
         backbone.model.to(dev)
     backbone.model.eval()
     return backbone
+
+
+def native_video_available(model: str | Path) -> bool:
+    """Whether ``model`` can be given videos as videos, told from its ``config.json`` without the
+    weights: its family reads videos natively (the family table's flag) and the toolkit's backbone
+    of that family builds such inputs (today the Qwen-VL models; other families read frames)."""
+    from toolkit.models.families import family_of
+
+    return _native_video_family(family_of(model_type(resolve_model_path(model))))
+
+
+def _native_video_family(family: Family | None) -> bool:
+    from toolkit.models.families import backbone_class
+
+    return family is not None and family.native_video and bool(backbone_class(family).supports_native_video)
+
+
+def video_input_of(backbone: QAlignBackbone) -> VideoInput:
+    """How ``backbone`` gives videos to its model now."""
+    return "native" if getattr(backbone, "native_video", False) else "frames"
+
+
+def set_video_input(backbone: QAlignBackbone, as_frames: bool = False) -> VideoInput:
+    """Give videos to ``backbone``'s model as videos wherever it can read them so, or as frames
+    with ``as_frames`` (or when it cannot); returns the mode set. Scoring should use the mode the
+    model was fine-tuned with."""
+    from toolkit.models.families import family_of
+
+    config = getattr(backbone.model, "config", None)
+    family = family_of(getattr(config, "model_type", None))
+    native = not as_frames and _native_video_family(family) and getattr(backbone, "supports_native_video", False)
+    if native or getattr(backbone, "native_video", False):
+        backbone.native_video = native  # type: ignore[attr-defined]  # a backbone that supports it has it
+        getattr(backbone, "_prompt_cache", {}).clear()  # prompts written for the other mode
+    return video_input_of(backbone)
 
 
 def _load_hf(path: Path, torch_dtype: torch.dtype, dev: torch.device) -> QAlignBackbone:

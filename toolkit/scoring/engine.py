@@ -48,6 +48,8 @@ from toolkit.scoring.sources import ItemVisuals, Piece, SampleStream, StreamBatc
 if TYPE_CHECKING:
     import torch
 
+    from toolkit.models.loading import VideoInput
+
 log = logging.getLogger(__name__)
 
 
@@ -114,15 +116,19 @@ class Scorer:
         adapter: str | None = None,
         dtype: str = "float32",
         device: str = "cpu",
+        video_as_frames: bool = False,
         **kwargs: object,
     ) -> Scorer:
-        """Load ``model`` (a folder, a hub id or ``"tiny"``) with an optional adapter."""
-        from toolkit.models.loading import load_backbone
+        """Load ``model`` (a folder, a hub id or ``"tiny"``) with an optional adapter. Videos go to
+        the model as videos where its family reads them so (the Qwen-VL models), else, or with
+        ``video_as_frames``, as their frames; score with the mode the model was fine-tuned with."""
+        from toolkit.models.loading import load_backbone, set_video_input
 
         # The place among the processes from the environment alone: joining a process group is
         # the scoring run's business (a run that never merges joins none).
         group = current_processes(collective=False)
         backbone = load_backbone(model, adapter, dtype, resolve_device(device, group))
+        set_video_input(backbone, as_frames=video_as_frames)
         kwargs.setdefault("identity", ModelIdentity.of_files(model, adapter, backbone))
         return cls(backbone, **kwargs)  # type: ignore[arg-type]
 
@@ -144,7 +150,15 @@ class Scorer:
             question=scoring_question(task, kind),
             max_frames=max_frames if video else None,
             toolkit_version=__version__,
+            video_input=self.video_input if video else None,
         )
+
+    @property
+    def video_input(self) -> VideoInput:
+        """How this scorer gives videos to the model: ``"native"`` (as videos) or ``"frames"``."""
+        from toolkit.models.loading import video_input_of
+
+        return video_input_of(self.backbone)
 
     # ------------------------------------------------------------------ in memory
 
@@ -194,7 +208,8 @@ class Scorer:
         its own rows once its part is complete, and :func:`toolkit.scoring.shards.merge_scores`
         joins the parts later. ``df.attrs["notes"]`` maps paths to remarks such as a video
         subsampled to ``max_frames`` (this process's inputs); ``df.attrs["main_process"]`` says
-        whether the table is the whole result, ``df.attrs["part"]`` names the part otherwise.
+        whether the table is the whole result, ``df.attrs["part"]`` names the part otherwise;
+        ``df.attrs["video_input"]`` says how videos were given (``native`` or ``frames``).
         Shards are read as streams (see :mod:`toolkit.scoring.sources`; ``image_column`` and
         ``id_column`` name the columns of table shards).
         """
@@ -206,6 +221,7 @@ class Scorer:
         workers = self.num_workers if num_workers is None else _non_negative("num_workers", num_workers)
         cap = self.max_frames if max_frames is None else _positive("max_frames", max_frames)
         show = self.progress if progress is None else progress
+        mode = self.video_input if video else None
         with_gt = any(it.gt_score is not None for it in plan.files)
         # Split the full input list, not what is left of it: the shares then never depend on
         # when each process happened to read the files another one is already appending to.
@@ -229,7 +245,7 @@ class Scorer:
 
         if not merge:  # several processes, none waiting for the others: this one's share only
             part = None if out is None else str(part_path(Path(out), group.rank, group.world))
-            return _with_notes(rows, run.notes, run.frames, group, whole=False, part=part)
+            return _with_notes(rows, run.notes, run.frames, group, mode, whole=False, part=part)
         # Every key in input order: the main process lists the shards of the other processes too.
         order = mine if group.world == 1 else (plan.keys() if group.is_main else [])
         if output is None:
@@ -237,7 +253,7 @@ class Scorer:
             frame_parts = group.gather_objects(run.frames)
             result = _in_order(merge_results(parts, order), order) if group.is_main else rows
             frames = {p: c for f in frame_parts for p, c in f.items()} if group.is_main else run.frames
-            return _with_notes(result, run.notes, frames, group)
+            return _with_notes(result, run.notes, frames, group, mode)
         group.barrier()  # every part is complete before the main process merges
         frames = run.frames
         missing: list[str] = []
@@ -258,7 +274,7 @@ class Scorer:
                 " their parts beside it and run again with --merge-only"
             )
         wanted = set(result["path"])
-        return _with_notes(result, run.notes, {p: c for p, c in frames.items() if p in wanted}, group)
+        return _with_notes(result, run.notes, {p: c for p, c in frames.items() if p in wanted}, group, mode)
 
     def _run(self, run: _ScoreRun) -> pd.DataFrame:
         from torch.utils.data import DataLoader
@@ -467,6 +483,7 @@ def _with_notes(
     notes: dict[str, str],
     frames: FrameCounts,
     group: ProcessGroup,
+    video_input: VideoInput | None,
     whole: bool | None = None,
     part: str | None = None,
 ) -> pd.DataFrame:
@@ -479,6 +496,7 @@ def _with_notes(
     df.attrs["main_process"] = group.is_main if whole is None else whole  # False: one process's share
     df.attrs["part"] = part  # where that share was written, when no process merged the parts
     df.attrs["rank"] = (group.rank, group.world)
+    df.attrs["video_input"] = video_input  # videos given as videos ("native") or as frames; None: images
     return df
 
 
@@ -515,6 +533,7 @@ def score_images(
     image_column: str = "image",
     id_column: str | None = None,
     merge: bool = True,
+    video_as_frames: bool = False,
 ) -> pd.DataFrame:
     """Score images (or videos, with ``video=True``) with a Q-Align model, pyiqa style.
 
@@ -524,16 +543,20 @@ def score_images(
     manifest has it). ``out`` makes the run resumable, ``merge=False`` leaves the parts of several
     processes for a later merge (see :meth:`Scorer.score`).
     ``num_workers=None`` picks the decoding workers for the device (:func:`auto_num_workers`).
+    Videos go to the model as videos where it reads them so (the Qwen-VL models), else, or with
+    ``video_as_frames``, as frames (see :meth:`Scorer.from_pretrained`).
     """
     check_task(task)
     # Read the inputs before loading the model, so a bad manifest fails in a second, not a minute.
     plan_inputs(inputs, video, image_column, id_column)
-    refuse_early(out, model, adapter, task, video)  # likewise an output made by another model or task
+    # Likewise an output made by another model or task, or with videos given the other way.
+    refuse_early(out, model, adapter, task, video, video_as_frames)
     scorer = Scorer.from_pretrained(
         model,
         adapter,
         dtype,
         device,
+        video_as_frames=video_as_frames,
         batch_size=batch_size,
         num_workers=num_workers,
         max_frames=max_frames,

@@ -139,6 +139,8 @@ class Provenance:
     question: str  # the prompt's question
     max_frames: int | None
     toolkit_version: str
+    # Videos given to the model as videos ("native") or as their frames ("frames"); None for images.
+    video_input: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"format": 1, **asdict(self), "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
@@ -151,10 +153,17 @@ class Provenance:
 def _differences(now: dict[str, Any], recorded: dict[str, Any]) -> list[str]:
     out = []
     for name, value in now.items():
-        was = recorded.get(name, "<not recorded>")
+        was = recorded.get(name, _older_default(name, recorded))
         if was != value:
             out.append(f"{name} (was {_show(was)}, now {_show(value)})")
     return out
+
+
+def _older_default(name: str, recorded: dict[str, Any]) -> Any:
+    """What a record written before ``name`` was recorded meant by leaving it out."""
+    if name == "video_input":  # every video was read as frames then
+        return "frames" if recorded.get("input_kind") == "video" else None
+    return "<not recorded>"
 
 
 def _show(value: Any) -> str:
@@ -195,6 +204,7 @@ def refuse_early(
     adapter: str | os.PathLike[str] | None,
     task: str,
     video: bool,
+    video_as_frames: bool = False,
 ) -> None:
     """Before the weights are loaded (a minute for OneAlign): refuse an output whose record already
     differs in what is known without them. The full check (:func:`check_resumable`, with the
@@ -212,19 +222,23 @@ def refuse_early(
     recorded = read_record(out) if has_rows or existing_parts(out) else None
     if recorded is None:
         return
-    diffs = _differences(_known_without_weights(model, adapter, task, video), recorded)
+    diffs = _differences(_known_without_weights(model, adapter, task, video, video_as_frames), recorded)
     if diffs:
         raise InputError(f"{out} was made differently, cannot resume: {'; '.join(diffs)}; {_resume_hint(out)}")
 
 
 def _known_without_weights(
-    model: str | os.PathLike[str], adapter: str | os.PathLike[str] | None, task: str, video: bool
+    model: str | os.PathLike[str],
+    adapter: str | os.PathLike[str] | None,
+    task: str,
+    video: bool,
+    video_as_frames: bool | None,
 ) -> dict[str, Any]:
     from toolkit import __version__
     from toolkit.qalign import scoring_question
 
     kind = "video" if video else "image"
-    return {
+    known: dict[str, Any] = {
         "model": model_name(model),
         "adapter": None if adapter is None else str(Path(adapter).expanduser().resolve()),
         "task": task,
@@ -232,6 +246,23 @@ def _known_without_weights(
         "question": scoring_question(task, kind),  # type: ignore[arg-type]
         "toolkit_version": __version__,
     }
+    mode = _video_input(model, video_as_frames) if video and video_as_frames is not None else None
+    if mode is not None:
+        known["video_input"] = mode
+    return known
+
+
+def _video_input(model: str | os.PathLike[str], as_frames: bool) -> str | None:
+    """The ``video_input`` of a video run, from the model's config alone (as the scorer sets it);
+    None when the model cannot be read here (the full check once it is loaded decides)."""
+    if as_frames:
+        return "frames"
+    from toolkit.models.loading import native_video_available
+
+    try:
+        return "native" if native_video_available(model if isinstance(model, str) else Path(model)) else "frames"
+    except InputError:
+        return None
 
 
 def check_merge(
@@ -240,10 +271,12 @@ def check_merge(
     adapter: str | os.PathLike[str] | None,
     task: str,
     video: bool,
+    video_as_frames: bool | None = None,
 ) -> None:
     """Before the parts of a run are joined into ``out`` (without loading the model): they share
     the record beside ``out``, which must exist and, when ``model`` is given, agree with what the
-    merge command says (model, adapter, task, input kind), so parts of another run never join."""
+    merge command says (model, adapter, task, input kind; with ``video_as_frames``, how videos were
+    given), so parts of another run never join."""
     out = Path(out)
     recorded = read_record(out)
     if recorded is None:
@@ -253,7 +286,7 @@ def check_merge(
         )
     if model is None:
         return
-    diffs = _differences(_known_without_weights(model, adapter, task, video), recorded)
+    diffs = _differences(_known_without_weights(model, adapter, task, video, video_as_frames), recorded)
     if diffs:
         raise InputError(f"{out}: its parts were made differently, not merged: {'; '.join(diffs)}")
 

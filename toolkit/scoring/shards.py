@@ -51,18 +51,20 @@ def merge_scores(
     video: bool = False,
     image_column: str = "image",
     id_column: str | None = None,
+    video_as_frames: bool | None = None,
 ) -> MergeReport:
     """Join ``out`` and the parts beside it into ``out``; ``inputs`` and the columns as the run had.
 
     The record beside ``out`` must exist and, with ``model``, name the same model, adapter, task
-    and input kind. The parts are removed only when every input has a row, so a merge made while
-    some process is missing can be made again once it has run; rows are chosen as a resumed run
-    chooses them (a score beats an error, a later row an earlier one).
+    and input kind (with ``video_as_frames``, also how videos were given). The parts are removed
+    only when every input has a row, so a merge made while some process is missing can be made
+    again once it has run; rows are chosen as a resumed run chooses them (a score beats an error,
+    a later row an earlier one).
     """
     output = ResultFile(out)
     if not existing_parts(output.path) and not output.path.is_file():
         raise InputError(f"{output.path}: nothing to merge (neither the file nor parts beside it exist)")
-    check_merge(output.path, model, adapter, task, video)
+    check_merge(output.path, model, adapter, task, video, video_as_frames)
     order = plan_inputs(inputs, video, image_column, id_column).keys()
     table = output.merge(order, with_gt=False, remove_parts=False)  # gt_score stays where a part has it
     parts: list[Path] = table.attrs["parts"]

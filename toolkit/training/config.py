@@ -157,6 +157,12 @@ class TrainConfig:
     gradient_checkpointing: bool = setting(False, "Recompute activations in the backward pass (less memory, slower).")
     device: str = setting("auto", "auto (default), cpu, cuda or mps.")
     max_frames: int | None = setting(None, "Frames decoded per video file at most (default: no cap).", min=1)
+    video_as_frames: bool = setting(
+        False,
+        "Give videos to the model as their frames, one image each, even where it reads videos natively "
+        "(Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5 do by default; other models always read frames). "
+        "Score the result the same way (qalign score --video-as-frames).",
+    )
     log_every: int = setting(1, "Optimizer steps between progress reports (default 1).", min=1)
     num_workers: int = setting(0, "DataLoader processes preparing batches (default 0; 4-8 keep a GPU busy).", min=0)
     # Small models on a busy machine train several times faster with 1 thread than with many;

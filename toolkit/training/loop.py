@@ -208,7 +208,7 @@ def _setup(
     import torch
     from accelerate.utils import GradientAccumulationPlugin, set_seed
 
-    from toolkit.models.loading import resolve_device, resolve_model_path
+    from toolkit.models.loading import resolve_device, resolve_model_path, set_video_input
     from toolkit.models.tiny import is_untrained_tiny_model
 
     config.validate()
@@ -235,6 +235,7 @@ def _setup(
         )
     backbone = loaded if loaded is not None else _load_backbone(base_path, accelerator)
     check_recipe_fits(config.recipe, model_type_of(backbone.model))
+    set_video_input(backbone, as_frames=config.video_as_frames)  # native where the model reads videos so
     backbone.model = prepare_trainable(backbone.model, config)
     halved = _hold_frozen_weights_in_16bit(backbone.model, accelerator, config.mode)
     try:
@@ -406,7 +407,7 @@ def _finish(run: _Run) -> TrainResult:
         resume_skipped=[s.to_dict() for s in run.skipped],
         draws=list(state.draws),
     )
-    _write_model(run, run.out_dir, _record(config, run.base_path, result.to_dict()), whole=False)
+    _write_model(run, run.out_dir, _record(run, result.to_dict()), whole=False)
     return result
 
 
@@ -536,19 +537,23 @@ def _keep_if_best(run: _Run, result: HeldOutResult) -> None:
         return
     _, metric, value = verdict
     state.best = {"step": result.step, "metric": metric, "value": value}
-    record = _record(config, run.base_path, {"step": result.step, "heldout": result.to_dict(), "best": state.best})
+    record = _record(run, {"step": result.step, "heldout": result.to_dict(), "best": state.best})
     _write_model(run, run.out_dir / BEST_DIR, record, whole=True)
 
 
-def _record(config: TrainConfig, base_path: Path, result: dict[str, Any]) -> dict[str, Any]:
+def _record(run: _Run, result: dict[str, Any]) -> dict[str, Any]:
     import transformers
 
+    from toolkit.models.loading import video_input_of
+
     return {
-        "base_model": str(config.model),
-        "base_model_path": str(base_path.resolve()),
-        "config": config.to_dict(),
+        "base_model": str(run.config.model),
+        "base_model_path": str(run.base_path.resolve()),
+        "config": run.config.to_dict(),
         "result": result,
         "transformers": transformers.__version__,
+        # How videos went to the model ("native" or "frames"): score them the same way.
+        "video_input": video_input_of(run.backbone),
     }
 
 

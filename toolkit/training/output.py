@@ -201,7 +201,11 @@ def model_card(record: dict[str, Any], data_sizes: Sequence[int] | None = None) 
     lines += _card_data(config, result, data_sizes)
     lines += _card_recipe(config, result, mode)
     lines += _card_metrics(config, result)
-    lines += _card_usage(base, folder, mode, config.get("loss"))
+    # Frames need saying only where the model would read videos natively (--video-as-frames given).
+    video = (
+        record.get("video_input") if config.get("video_as_frames") or record.get("video_input") == "native" else None
+    )
+    lines += _card_usage(base, folder, mode, config.get("loss"), video)
     lines += ["", f"The complete settings and results are in `{RECORD_NAME}`."]
     return "\n".join(lines) + "\n"
 
@@ -396,7 +400,7 @@ def _card_metrics(config: dict[str, Any], result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _card_usage(base: str, folder: str, mode: str, loss: str | None) -> list[str]:
+def _card_usage(base: str, folder: str, mode: str, loss: str | None, video_input: str | None = None) -> list[str]:
     lines = ["", "## Use", "", "```bash"]
     if mode == "lora":
         lines += [
@@ -413,6 +417,14 @@ def _card_usage(base: str, folder: str, mode: str, loss: str | None) -> list[str
         "Add `--video` for videos and `--task aesthetics` for aesthetics; each row of the CSV holds the "
         "1-5 score and the five level probabilities.",
     ]
+    if video_input == "native":
+        lines += ["", "It was trained on videos given as videos (native video input), which `--video` does by default."]
+    elif video_input == "frames":
+        lines += [
+            "",
+            "It was trained on videos given as their frames: score videos with `--video --video-as-frames` "
+            "(the default for models that read videos natively is to give them as videos).",
+        ]
     if loss == "score":
         lines += [
             "",
