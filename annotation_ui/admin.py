@@ -19,6 +19,7 @@ from typing import cast
 
 import streamlit as st
 
+from annotation_ui.admin_data import PINNED_KEY
 from annotation_ui.admin_export import export_tab
 from annotation_ui.admin_overview import OVERVIEW, STUDY_KEY, overview_tab
 from annotation_ui.admin_progress import progress_tab
@@ -122,7 +123,7 @@ def render() -> None:
     title, out = st.columns([6, 1], vertical_alignment="bottom")
     title.title("Study administration")
     if out.button("Sign out", key="admin_sign_out", width="stretch"):
-        for key in (ADMIN_KEY, ADMIN_BY_KEY, STUDY_KEY):
+        for key in (ADMIN_KEY, ADMIN_BY_KEY, STUDY_KEY, PINNED_KEY):
             st.session_state.pop(key, None)
         st.rerun()
     if not access.all_studies:
