@@ -393,11 +393,14 @@ def test_stimulus_at_true_size_with_the_whole_scale_in_view(app, browser):
     token = invite(store, "lab")
     # On a screen with two device pixels per CSS pixel, one image pixel per device pixel is half
     # the CSS size; the factor stays 1.
-    retina = browser.new_page(viewport=LAPTOP, device_scale_factor=2)
+    # The browser asks for a dark theme here: the screen looks the same (grey surround, dark text).
+    retina = browser.new_page(viewport=LAPTOP, device_scale_factor=2, color_scheme="dark")
     retina.goto(f"{server['base']}/?token={token}")
     measured = screen(retina)
     assert measured["client"] == [measured["natural"][0] // 2, measured["natural"][1] // 2]
     assert measured["scale"] == 1
+    assert measured["stage"] == measured["app"] == "rgb(128, 128, 128)"
+    assert measured["buttons"][0]["style"].split("|")[:2] == ["rgb(140, 140, 140)", "rgb(17, 17, 17)"]
     retina.context.close()
 
     page = browser.new_page(viewport=LAPTOP, device_scale_factor=1)
