@@ -17,7 +17,7 @@ st.set_option("client.showErrorDetails", "none")
 # No settings menu (and so no theme switch) for raters; the theme itself is fixed by the server's
 # configuration (`--theme.base light` from qalign ui, .streamlit/config.toml for `streamlit run`).
 st.set_option("client.toolbarMode", "minimal")
-st.set_page_config(page_title="Rating study", layout="centered")
+st.set_page_config(page_title="Rating study", layout="wide")  # both pages use the whole width
 navigation = st.navigation(
     [
         st.Page(HERE / "views" / "rate.py", title="Rate", default=True),  # served at / (invite links: /?token=...)
