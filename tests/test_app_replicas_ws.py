@@ -27,7 +27,7 @@ from fixtures_ui import make_study, pg_test_url
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 e2e = pytest.importorskip("annotation_e2e")
-from st_ws_client import AppSession  # noqa: E402
+from st_ws_client import AppSession, Screen  # noqa: E402
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -37,15 +37,19 @@ TARGET = 2  # room for 12 votes; three raters would give 18
 VOTE = {"scale": 1.0, "viewport": [1366, 768], "dpr": 1, "zoom": 1, "played": False}
 
 
-async def rate_until_done(port: int, token: str, log, twice: bool) -> None:
-    """Vote on every stimulus shown until the page has none left, as a rater's browser would."""
+async def open_page(port: int, token: str, log) -> tuple[AppSession, Screen]:
+    """The rater opens their invite link: the first stimulus, served by the same replica."""
     session = AppSession("127.0.0.1", port, timeout=60)
+    run = await session.open(f"token={token}")
+    assert run.screen is not None, f"{log.name} sees no rating screen: {run.texts}"
+    await session.fetch(str(run.screen.data["src"]))
+    return session, run.screen
+
+
+async def rate_until_done(session: AppSession, screen: Screen | None, log, twice: bool) -> None:
+    """Vote on every stimulus shown until the page has none left, as a rater's browser would."""
+    level = 1
     try:
-        run = await session.open(f"token={token}")
-        screen = run.screen
-        assert screen is not None, f"{log.name} sees no rating screen: {run.texts}"
-        await session.fetch(str(screen.data["src"]))  # the stimulus is served by the same replica
-        level = 1
         while screen is not None:
             level = level % 5 + 1
             run = await session.send_event(screen, "vote", {"level": level, **VOTE})
@@ -61,10 +65,12 @@ async def rate_until_done(port: int, token: str, log, twice: bool) -> None:
 
 
 async def rate_all(ports: list[int], tokens: list[str], logs) -> None:
+    # Every page first, then the votes: a rater whose page opened late would find nothing left.
+    pages = await asyncio.gather(*(open_page(ports[log.replica], token, log) for token, log in zip(tokens, logs)))
     await asyncio.gather(
         *(
-            rate_until_done(ports[log.replica], token, log, twice=k == 0)
-            for k, (token, log) in enumerate(zip(tokens, logs))
+            rate_until_done(session, screen, log, twice=k == 0)
+            for k, ((session, screen), log) in enumerate(zip(pages, logs))
         )
     )
 
