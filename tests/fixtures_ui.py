@@ -124,7 +124,7 @@ def simulate_raters(url: str, media: Path, n_raters: int = 24, votes_each: int =
                 with store.session() as s:
                     step = next_step(s, rater_for_token(s, token))
                 pair.wait()  # both tabs have the page; now both click
-                if step.status != "rate":
+                if step.status != "rate" or step.item is None:
                     continue
                 level = 1 + (k + level_offset) % 5
                 with store.session() as s:
