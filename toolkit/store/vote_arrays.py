@@ -77,24 +77,38 @@ def _fetch(connection: Connection, sql: str, params: tuple[Any, ...], dtype: Any
     return np.concatenate(parts)
 
 
-def read_vote_arrays(connection: Connection, study_id: int, where: str = "") -> VoteArrays:
-    """The study's votes (``where``: an extra SQL condition on ``ratings``), oldest first."""
+PACKED_ID_BITS = _ID_BITS
+"""Ids below ``2**PACKED_ID_BITS`` fit :func:`read_packed_votes`' layout."""
+
+
+def read_packed_votes(connection: Connection, study_id: int, where: str = "") -> np.ndarray | None:
+    """The study's votes, oldest first, as ``item_id << 33 | rater_id << 3 | level`` (int64, 8 bytes
+    a vote); None when an id is too large for that layout (then use :func:`read_vote_arrays`)."""
     p = _placeholder(connection)
     top = connection.execute(
         select(func.max(Rating.item_id), func.max(Rating.rater_id)).where(Rating.study_id == study_id)
     ).one()
+    if max(top[0] or 0, top[1] or 0) >= 2**_ID_BITS:
+        return None
     condition = f"study_id = {p}" + (f" AND {where}" if where else "")
-    if max(top[0] or 0, top[1] or 0) < 2**_ID_BITS:
-        pg = connection.dialect.name == "postgresql"
-        item, rater = ("CAST(item_id AS BIGINT)", "CAST(rater_id AS BIGINT)") if pg else ("item_id", "rater_id")
-        packed = _fetch(
-            connection,
-            f"SELECT ({item} << 33) | ({rater} << 3) | level FROM ratings WHERE {condition} ORDER BY id",
-            (study_id,),
-            np.int64,
-            1,
-        )
+    pg = connection.dialect.name == "postgresql"
+    item, rater = ("CAST(item_id AS BIGINT)", "CAST(rater_id AS BIGINT)") if pg else ("item_id", "rater_id")
+    return _fetch(
+        connection,
+        f"SELECT ({item} << 33) | ({rater} << 3) | level FROM ratings WHERE {condition} ORDER BY id",
+        (study_id,),
+        np.int64,
+        1,
+    )
+
+
+def read_vote_arrays(connection: Connection, study_id: int, where: str = "") -> VoteArrays:
+    """The study's votes (``where``: an extra SQL condition on ``ratings``), oldest first."""
+    packed = read_packed_votes(connection, study_id, where)
+    if packed is not None:
         return VoteArrays(packed >> 33, (packed >> 3) & (2**_ID_BITS - 1), (packed & 7).astype(np.int8))
+    p = _placeholder(connection)
+    condition = f"study_id = {p}" + (f" AND {where}" if where else "")
     rows = _fetch(
         connection,
         f"SELECT item_id, rater_id, level FROM ratings WHERE {condition} ORDER BY id",

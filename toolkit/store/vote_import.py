@@ -35,7 +35,7 @@ from toolkit.errors import InputError, StoreError
 from toolkit.io import ID_COLUMNS, id_text, long_first_record, read_table, table_format, text_ids
 from toolkit.store.schema import Item, Rater, Rating, Study, utcnow
 from toolkit.store.studies import hash_token
-from toolkit.store.vote_arrays import read_vote_arrays
+from toolkit.store.vote_arrays import PACKED_ID_BITS, read_packed_votes, read_vote_arrays
 
 IMPORT_CHUNK_ROWS = 100_000
 """Votes read, checked and inserted per batch."""
@@ -300,14 +300,40 @@ def _clash(source: str, row: int, key: int, stored: int, given: int, coded: _Cod
 # --------------------------------------------------------------------------- storing
 
 
-def _stored_votes(connection: Connection, study: Study) -> tuple[np.ndarray, np.ndarray]:
-    """The study's stored votes as sorted packed keys and their levels (9 bytes a vote)."""
-    votes = read_vote_arrays(connection, study.id)
-    key = pack_keys(votes.item_id, votes.rater_id)
-    level = votes.level
-    del votes
-    order = np.argsort(key, kind="stable")
-    return key[order], level[order]
+class _StoredVotes:
+    """The study's stored votes, sorted for lookups by packed (item id, rater id) key.
+
+    Kept as one sorted int64 a vote (``item << 33 | rater << 3 | level``, sorted in place) when
+    the ids allow it, else as sorted keys and levels (9 bytes a vote plus a sort's index).
+    """
+
+    def __init__(self, connection: Connection, study: Study) -> None:
+        self.packed = read_packed_votes(connection, study.id)
+        if self.packed is not None:
+            self.packed.sort()
+            return
+        votes = read_vote_arrays(connection, study.id)
+        key = pack_keys(votes.item_id, votes.rater_id)
+        order = np.argsort(key, kind="stable")
+        self.keys, self.levels = key[order], votes.level[order]
+
+    def lookup(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For keys of :func:`pack_keys`: whether each is stored, and the stored level (where it is)."""
+        if self.packed is not None:
+            item_ids, rater_ids = _unpack(key)
+            fits = (item_ids < 2**PACKED_ID_BITS) & (rater_ids < 2**PACKED_ID_BITS)
+            probe = (item_ids << 33) | (rater_ids << 3)
+            stored = self.packed
+        else:
+            fits = np.ones(key.size, dtype=bool)
+            probe, stored = key, self.keys
+        if stored.size == 0:
+            return np.zeros(key.size, dtype=bool), np.zeros(key.size, dtype=np.int8)
+        at = np.minimum(np.searchsorted(stored, probe), stored.size - 1)
+        if self.packed is not None:
+            found = fits & ((stored[at] >> 3) == (probe >> 3))
+            return found, (stored[at] & 7).astype(np.int8)
+        return fits & (stored[at] == probe), self.levels[at]
 
 
 def _insert_rows(connection: Connection, study_id: int, keys: np.ndarray, levels: np.ndarray, at: datetime) -> None:
@@ -348,19 +374,17 @@ def _store_in_chunks(
         # A larger page cache (256 MiB) for this connection: the rater indexes take inserts at
         # thousands of places at once, which the default 2 MiB cache reads back from the file.
         connection.exec_driver_sql("PRAGMA cache_size = -262144")
-    stored_keys, stored_levels = _stored_votes(connection, study)
+    stored = _StoredVotes(connection, study)
     now = utcnow()
     added = skipped = 0
     for start in range(0, len(keys), max(1, chunk_rows)):
         key = keys[start : start + chunk_rows]
         level = levels[start : start + chunk_rows]
-        at = np.searchsorted(stored_keys, key)
-        found = at < len(stored_keys)
-        found[found] = stored_keys[at[found]] == key[found]
-        clash = found & (stored_levels[np.minimum(at, len(stored_keys) - 1)] != level) if found.any() else found
+        found, stored_level = stored.lookup(key)
+        clash = found & (stored_level != level)
         if clash.any():
             i = int(np.flatnonzero(clash)[0])
-            raise _clash(source, start + i, int(key[i]), int(stored_levels[at[i]]), int(level[i]), coded)
+            raise _clash(source, start + i, int(key[i]), int(stored_level[i]), int(level[i]), coded)
         skipped += int(found.sum())
         new = ~found
         if new.any():
