@@ -36,12 +36,12 @@ from pathlib import Path
 from typing import Any, Literal, cast, overload
 
 import numpy as np
-from sqlalchemy import CursorResult, and_, delete, func, select, update
+from sqlalchemy import CursorResult, and_, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
 from toolkit.store.raters import create_rater, insert_or_skip
-from toolkit.store.ratings import record_rating
+from toolkit.store.ratings import _insert_ignoring_duplicate
 from toolkit.store.schema import (
     Assignment,
     Item,
@@ -95,6 +95,7 @@ class RaterProgress:
     remaining: int  # test items this rater may still be served
     session_votes: int
     session_size: int
+    traps_answered: int = 0  # trapping questions answered (counted only where the study has traps)
 
     @property
     def fraction(self) -> float:
@@ -166,6 +167,16 @@ def _check_admitted(session: Session, rater: Rater, now: datetime) -> None:
         raise StoreError(refusal)
 
 
+# The statements run on every vote are built once, with bound parameters: building a statement and its
+# cache key costs more Python time than SQLite takes to run it.
+_SQLITE_LOCK = (
+    update(Study)
+    .where(Study.id == bindparam("study_id"))
+    .values(id=Study.id)
+    .execution_options(synchronize_session=False)
+)
+_SQLITE_LOCKED = "qalign_sqlite_write_lock"
+
 ADVISORY_LOCK_CLASS = 0x51A1
 """First key of the PostgreSQL advisory locks that serialise the raters of one item (second key: its id)."""
 
@@ -192,17 +203,18 @@ def lock_item(session: Session, study_id: int, item_id: int, wait: bool = True) 
             return True
         return bool(session.scalar(select(func.pg_try_advisory_xact_lock(ADVISORY_LOCK_CLASS, item_id))))
     if dialect == "sqlite":
-        session.execute(
-            update(Study).where(Study.id == study_id).values(id=Study.id).execution_options(synchronize_session=False)
-        )
+        # One write takes the database lock until the transaction ends: later calls need no statement.
+        transaction = session.get_transaction()
+        if transaction is None or session.info.get(_SQLITE_LOCKED) is not transaction:
+            session.execute(_SQLITE_LOCK, {"study_id": study_id})
+            session.info[_SQLITE_LOCKED] = session.get_transaction()
     return True
 
 
 def _study_of(session: Session, rater: Rater) -> Study:
-    study = session.get(Study, rater.study_id)
-    if study is None:  # the foreign key (ON DELETE CASCADE) keeps this from happening
-        raise StoreError(f"rater {rater.name!r} belongs to no study")
-    return study
+    from toolkit.store.protocol import rater_study
+
+    return rater_study(session, rater)
 
 
 def order_keys(rater: Rater, item_ids: np.ndarray) -> np.ndarray:
@@ -287,15 +299,57 @@ def start_new_session(session: Session, rater: Rater, now: datetime | None = Non
 # --------------------------------------------------------------------------- choosing items
 
 
+_RATED_BY_ROLE = (
+    select(Item.role, func.count())
+    .select_from(Rating)
+    .join(Item, Rating.item_id == Item.id)
+    .where(Rating.rater_id == bindparam("rater_id"))
+    .group_by(Item.role)
+)
+
+
 def _rated_by_role(session: Session, rater: Rater) -> dict[str, int]:
-    rows = session.execute(
-        select(Item.role, func.count())
-        .select_from(Rating)
-        .join(Item, Rating.item_id == Item.id)
-        .where(Rating.rater_id == rater.id)
-        .group_by(Item.role)
-    ).all()
+    rows = session.execute(_RATED_BY_ROLE, {"rater_id": rater.id}).all()
     return {role: int(n) for role, n in rows}
+
+
+def _candidates_statement() -> Any:
+    valid_votes = (
+        select(Rating.item_id.label("item_id"), func.count().label("n"))
+        .join(Rater, Rating.rater_id == Rater.id)
+        .where(Rating.study_id == bindparam("study_id"), Rater.excluded.is_(False))
+        .group_by(Rating.item_id)
+        .subquery()
+    )
+    on_screen = (
+        select(Assignment.item_id.label("item_id"), func.count().label("n"))
+        .join(Item, Assignment.item_id == Item.id)
+        .where(
+            Item.study_id == bindparam("study_id"),
+            Assignment.rater_id != bindparam("rater_id"),
+            Assignment.shown_at > bindparam("cutoff"),
+        )
+        .group_by(Assignment.item_id)
+        .subquery()
+    )
+    mine = select(Rating.item_id).where(Rating.rater_id == bindparam("rater_id"))
+    # An item on another rater's screen holds one of its remaining votes: serving it to more raters
+    # than it has room for would take it past its target.
+    return (
+        select(Item.id, func.coalesce(valid_votes.c.n, 0), func.coalesce(on_screen.c.n, 0), Item.priority)
+        .outerjoin(valid_votes, valid_votes.c.item_id == Item.id)
+        .outerjoin(on_screen, on_screen.c.item_id == Item.id)
+        .where(
+            Item.study_id == bindparam("study_id"),
+            Item.role == "test",
+            Item.missing_since.is_(None),
+            Item.id.not_in(mine),
+            func.coalesce(valid_votes.c.n, 0) + func.coalesce(on_screen.c.n, 0) < bindparam("target"),
+        )
+    )
+
+
+_TEST_CANDIDATES = _candidates_statement()
 
 
 def _test_candidates(
@@ -303,38 +357,11 @@ def _test_candidates(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ids, current load and priority of the test items this rater may get: not yet rated by
     them, not flagged missing, below the target. Load = valid votes + 0.5 per item on another screen."""
-    valid_votes = (
-        select(Rating.item_id.label("item_id"), func.count().label("n"))
-        .join(Rater, Rating.rater_id == Rater.id)
-        .where(Rating.study_id == study.id, Rater.excluded.is_(False))
-        .group_by(Rating.item_id)
-        .subquery()
-    )
-    on_screen = (
-        select(Assignment.item_id.label("item_id"), func.count().label("n"))
-        .join(Item, Assignment.item_id == Item.id)
-        .where(Item.study_id == study.id, Assignment.rater_id != rater.id, Assignment.shown_at > now - RESERVATION)
-        .group_by(Assignment.item_id)
-        .subquery()
-    )
-    mine = select(Rating.item_id).where(Rating.rater_id == rater.id)
-    # An item on another rater's screen holds one of its remaining votes: serving it to more raters
-    # than it has room for would take it past its target.
-    rows = session.execute(
-        select(Item.id, func.coalesce(valid_votes.c.n, 0), func.coalesce(on_screen.c.n, 0), Item.priority)
-        .outerjoin(valid_votes, valid_votes.c.item_id == Item.id)
-        .outerjoin(on_screen, on_screen.c.item_id == Item.id)
-        .where(
-            Item.study_id == study.id,
-            Item.role == "test",
-            Item.missing_since.is_(None),
-            Item.id.not_in(mine),
-            func.coalesce(valid_votes.c.n, 0) + func.coalesce(on_screen.c.n, 0) < study.target_votes,
-        )
-    ).all()
+    params = {"study_id": study.id, "rater_id": rater.id, "cutoff": now - RESERVATION, "target": study.target_votes}
+    rows = session.execute(_TEST_CANDIDATES, params).all()
     if not rows:
         return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)
-    table = np.asarray(rows, dtype=float)
+    table = np.array([tuple(row) for row in rows], dtype=float)  # plain tuples: numpy probes a Row slowly
     load = table[:, 1] + 0.5 * np.minimum(table[:, 2], np.maximum(study.target_votes - table[:, 1], 0))
     return table[:, 0].astype(np.int64), load, table[:, 3]
 
@@ -385,14 +412,32 @@ def _present(study: Study, item: Item) -> Path | None:
     return _present_path(study, item.path)
 
 
+_VALID_VOTES_OF_OTHERS = (
+    select(func.count())
+    .select_from(Rating)
+    .join(Rater, Rating.rater_id == Rater.id)
+    .where(Rating.item_id == bindparam("item_id"), Rating.rater_id != bindparam("rater_id"), Rater.excluded.is_(False))
+    .scalar_subquery()
+)
+_SHOWN_TO_OTHERS = (
+    select(func.count())
+    .select_from(Assignment)
+    .where(
+        Assignment.item_id == bindparam("item_id"),
+        Assignment.rater_id != bindparam("rater_id"),
+        Assignment.shown_at > bindparam("cutoff"),
+    )
+    .scalar_subquery()
+)
+
+
 def _has_room(session: Session, rater: Rater, study: Study, item_id: int, now: datetime) -> bool:
     """Whether the item's valid votes and the other raters it is on screen for leave room for one more."""
-    shown = session.scalar(
-        select(func.count())
-        .select_from(Assignment)
-        .where(Assignment.item_id == item_id, Assignment.rater_id != rater.id, Assignment.shown_at > now - RESERVATION)
+    taken = session.scalar(
+        select(_VALID_VOTES_OF_OTHERS + _SHOWN_TO_OTHERS),
+        {"item_id": item_id, "rater_id": rater.id, "cutoff": now - RESERVATION},
     )
-    return _valid_votes_of_others(session, rater, item_id) + int(shown or 0) < study.target_votes
+    return int(taken or 0) < study.target_votes
 
 
 def _choose(
@@ -448,6 +493,13 @@ def _served(assignment: Assignment, item: Item, file: Path) -> ServedItem:
     )
 
 
+_ASSIGNMENT_OF = select(Assignment).where(Assignment.rater_id == bindparam("rater_id"))
+_RATING_OF = select(Rating).where(Rating.rater_id == bindparam("rater_id"), Rating.item_id == bindparam("item_id"))
+_UNASSIGN = delete(Assignment).where(
+    Assignment.rater_id == bindparam("rater_id"), Assignment.item_id == bindparam("item_id")
+)
+
+
 def _insert_unique(session: Session, table: type[Assignment] | type[TrapAssignment], values: dict[str, Any]) -> None:
     dialect = session.get_bind().dialect.name
     # Two tabs of one rater asking at once: one row wins, both show it.
@@ -475,14 +527,21 @@ def progress(
     sitting: RatingSession | None = None,
     rated: dict[str, int] | None = None,
     candidates: tuple[np.ndarray, ...] | None = None,
+    traps_answered: int | None = None,
 ) -> RaterProgress:
-    """The rater's progress; ``rated`` and ``candidates`` when the caller has them already."""
+    """The rater's progress; ``rated``, ``candidates`` and ``traps_answered`` when the caller has them already.
+
+    Trap answers are counted only where the study has traps (``trap_every`` > 0), else 0.
+    """
     now = _now(now)
     study = _study_of(session, rater)
+    protocol = study_protocol(study)
+    if traps_answered is None:
+        traps_answered = _trap_answers(session, rater) if protocol.trap_every > 0 else 0
     rated = rated if rated is not None else _rated_by_role(session, rater)
     ids = (candidates if candidates is not None else _test_candidates(session, rater, study, now))[0]
     remaining = len(ids)
-    cap = study_protocol(study).max_items_per_rater
+    cap = protocol.max_items_per_rater
     if cap is not None:
         remaining = max(0, min(remaining, cap - rated.get("test", 0)))
     return RaterProgress(
@@ -491,6 +550,7 @@ def progress(
         remaining=remaining,
         session_votes=sitting.n_votes if sitting is not None else 0,
         session_size=study.items_per_session,
+        traps_answered=traps_answered,
     )
 
 
@@ -572,15 +632,16 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
 
     rated = _rated_by_role(session, rater)
     candidates = _test_candidates(session, rater, study, now)
+    traps_answered = _trap_answers(session, rater) if protocol.trap_every > 0 else 0
 
     def report() -> RaterProgress:
-        return progress(session, rater, now, sitting, rated=rated, candidates=candidates)
+        return progress(session, rater, now, sitting, rated=rated, candidates=candidates, traps_answered=traps_answered)
 
     trap = _pending_trap(session, rater, study) if protocol.trap_every > 0 else None
     if trap is not None:
         return NextStep("rate", trap, report())
 
-    pending = session.scalar(select(Assignment).where(Assignment.rater_id == rater.id))
+    pending = session.scalar(_ASSIGNMENT_OF, {"rater_id": rater.id})
     if pending is not None:
         item = session.get(Item, pending.item_id)
         file = _present(study, item) if item is not None else None
@@ -606,7 +667,7 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
     if sitting.n_votes >= study.items_per_session:
         return NextStep("session_done", None, report(), skipped)
 
-    if len(candidates[0]) and _trap_due(protocol, rated, _trap_answers(session, rater)):
+    if len(candidates[0]) and _trap_due(protocol, rated, traps_answered):
         served_trap = _serve_trap(session, rater, study, sitting, now)
         if served_trap is not None:
             return NextStep("rate", served_trap, report(), skipped)
@@ -626,7 +687,7 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
     item, file = chosen
     _insert_assignment(session, dict(rater_id=rater.id, item_id=item.id, session_id=sitting.id, shown_at=now))
     session.flush()
-    assignment = session.scalar(select(Assignment).where(Assignment.rater_id == rater.id))
+    assignment = session.scalar(_ASSIGNMENT_OF, {"rater_id": rater.id})
     if assignment is None:  # the row just inserted (or the other tab's) was removed concurrently
         raise StoreError(f"the item shown to rater {rater.name!r} changed meanwhile; reload the page")
     if assignment.item_id != item.id:  # lost a race against the rater's other tab: show its item
@@ -650,15 +711,7 @@ def _feedback(item: Item, level: int) -> GoldFeedback | None:
 
 
 def _valid_votes_of_others(session: Session, rater: Rater, item_id: int) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(Rating)
-            .join(Rater, Rating.rater_id == Rater.id)
-            .where(Rating.item_id == item_id, Rating.rater_id != rater.id, Rater.excluded.is_(False))
-        )
-        or 0
-    )
+    return int(session.scalar(select(_VALID_VOTES_OF_OTHERS), {"item_id": item_id, "rater_id": rater.id}) or 0)
 
 
 def _check_scale(scale_factor: float | None) -> float | None:
@@ -699,8 +752,8 @@ def submit_vote(
     lock_item(session, study.id, item_id)
     # Read the assignment before the vote: a concurrent click that commits in between then
     # shows up as a stored vote (its commit removes the assignment and adds the vote at once).
-    pending = session.scalar(select(Assignment).where(Assignment.rater_id == rater.id))
-    stored = session.scalar(select(Rating).where(Rating.rater_id == rater.id, Rating.item_id == item_id))
+    pending = session.scalar(_ASSIGNMENT_OF, {"rater_id": rater.id})
+    stored = session.scalar(_RATING_OF, {"rater_id": rater.id, "item_id": item_id})
     if stored is not None:  # double click, retried request, second tab
         return SubmitResult(created=False, level=stored.level, item_path=item.path, gold=_feedback(item, stored.level))
     if pending is None or pending.item_id != item_id:
@@ -711,35 +764,45 @@ def submit_vote(
         and _valid_votes_of_others(session, rater, item_id) >= study.target_votes
     ):
         # The reservation ran out and other raters filled the item: a vote more would pass its target.
-        session.execute(delete(Assignment).where(Assignment.rater_id == rater.id, Assignment.item_id == item_id))
+        session.execute(_UNASSIGN, {"rater_id": rater.id, "item_id": item_id})
         session.flush()
         return SubmitResult(created=False, level=level, item_path=item.path, accepted=False)
-    result = record_rating(session, rater, item, level, shown_at=_aware(pending.shown_at), answered_at=now)
-    if result.created:
+    shown_at = _aware(pending.shown_at)
+    # One INSERT with every field (the sitting, the scale) and no read-back: the vote's level is the one given.
+    created = _insert_ignoring_duplicate(
+        session,
+        dict(
+            study_id=item.study_id,
+            item_id=item.id,
+            rater_id=rater.id,
+            level=int(level),
+            shown_at=shown_at,
+            answered_at=now,
+            response_ms=(_aware(now) - shown_at).total_seconds() * 1000.0,
+            session_id=pending.session_id,
+            scale_factor=scale,
+        ),
+    )
+    stored_level = int(level)
+    if not created:  # the rater's other tab voted in the same moment: its vote stands
+        first = session.scalar(_RATING_OF, {"rater_id": rater.id, "item_id": item_id})
+        assert first is not None  # the unique key the insert conflicted with
+        stored_level = first.level
+    elif pending.session_id is not None:
         session.execute(
-            update(Rating)
-            .where(Rating.id == result.rating.id)
-            .values(session_id=pending.session_id, scale_factor=scale)
-            .execution_options(synchronize_session=False)
+            update(RatingSession)
+            .where(RatingSession.id == pending.session_id)
+            .values(n_votes=RatingSession.n_votes + 1, last_seen_at=now)
         )
-        if pending.session_id is not None:
-            session.execute(
-                update(RatingSession)
-                .where(RatingSession.id == pending.session_id)
-                .values(n_votes=RatingSession.n_votes + 1, last_seen_at=now)
-            )
     # Keyed by rater and item, not by id alone: SQLite reuses the id of a deleted last row, so a
     # late duplicate submission must not remove an assignment that now belongs to someone else.
-    session.execute(delete(Assignment).where(Assignment.rater_id == rater.id, Assignment.item_id == item_id))
+    session.execute(_UNASSIGN, {"rater_id": rater.id, "item_id": item_id})
     session.flush()
-    if result.created and study_protocol(study).has_exclusion_rules:
+    if created and study_protocol(study).has_exclusion_rules:
         from toolkit.store.exclusion import run_exclusion
 
         run_exclusion(session, study, rater=rater, now=now)
-    stored_level = result.rating.level
-    return SubmitResult(
-        created=result.created, level=stored_level, item_path=item.path, gold=_feedback(item, stored_level)
-    )
+    return SubmitResult(created=created, level=stored_level, item_path=item.path, gold=_feedback(item, stored_level))
 
 
 def submit_trap(session: Session, rater: Rater, trap_id: int, level: int, now: datetime | None = None) -> TrapResult:

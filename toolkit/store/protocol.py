@@ -39,11 +39,28 @@ class EnvironmentResult:
     reason: str | None  # shown to the rater when the check fails
 
 
-def _study(session: Session, rater: Rater) -> Study:
+_STUDY_OF_TRANSACTION = "qalign_rater_study"
+
+
+def rater_study(session: Session, rater: Rater) -> Study:
+    """The rater's study, read once per transaction.
+
+    The session's identity map holds objects weakly: a study nobody keeps a reference to is read
+    again by the next ``session.get``. A vote asks for it several times (admission, the vote, the
+    next item), so the transaction keeps it.
+    """
+    transaction = session.get_transaction()
+    kept = session.info.get(_STUDY_OF_TRANSACTION)
+    if kept is not None and transaction is not None and kept[0] is transaction and kept[1].id == rater.study_id:
+        return kept[1]
     study = session.get(Study, rater.study_id)
     if study is None:  # the foreign key (ON DELETE CASCADE) keeps this from happening
         raise StoreError(f"rater {rater.name!r} belongs to no study")
+    session.info[_STUDY_OF_TRANSACTION] = (session.get_transaction(), study)
     return study
+
+
+_study = rater_study
 
 
 def _latest_check(session: Session, rater: Rater) -> EnvironmentCheck | None:
