@@ -203,18 +203,22 @@ def normalize_pixels(pixels: torch.Tensor, settings: ImageSettings) -> torch.Ten
         raise InputError(f"normalize_pixels takes uint8 pixels, got {pixels.dtype}")
     if pixels.ndim < 3 or pixels.shape[-3] != 3:
         raise InputError(f"pixels must be (..., 3, H, W), got shape {tuple(pixels.shape)}")
-    flat, offsets = _device_table(settings, pixels.device)
-    return flat[pixels.long() + offsets]
+    table = _device_table(settings, pixels.device)
+    index = pixels.long()
+    out = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device)
+    # One flat lookup per channel: ``torch.take`` is a plain gather, several times faster on a CPU
+    # than advanced indexing into one (3 * 256) table with per-channel offsets.
+    for c in range(3):
+        out[..., c, :, :] = torch.take(table[c], index[..., c, :, :])
+    return out
 
 
 @lru_cache(maxsize=16)
-def _device_table(settings: ImageSettings, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The lookup table on ``device``, flat, and the offset of each channel's row in it (a pixel
-    of channel c and level v reads entry 256 * c + v); made once per device, not per image."""
+def _device_table(settings: ImageSettings, device: torch.device) -> torch.Tensor:
+    """The (3, 256) lookup table on ``device``, made once per device, not per image."""
     import torch
 
-    flat = torch.from_numpy(_pixel_table(settings)).reshape(-1).to(device)
-    return flat, torch.arange(3, device=device).mul_(256).view(3, 1, 1)
+    return torch.from_numpy(_pixel_table(settings)).to(device)
 
 
 @lru_cache(maxsize=8)
