@@ -80,6 +80,14 @@ def test_mturk_preview_records_nothing_and_submission_posts_the_assignment(crowd
         done = completion(s, rater_for_token(s, token))
         assert done.form_action == "https://workersandbox.mturk.com/mturk/externalSubmit"
         assert done.form_fields == {"assignmentId": "3XYZ", "completionCode": "C0DE42"}
+        # The HIT's own turkSubmitTo (production here) wins over the study's setting ...
+        production = completion(
+            s, rater_for_token(s, token), params={**MTURK, "turkSubmitTo": "https://www.mturk.com/"}
+        )
+        assert production.form_action == "https://www.mturk.com/mturk/externalSubmit"
+        # ... unless it names another host: a forged link cannot send the completion code elsewhere.
+        forged = completion(s, rater_for_token(s, token), params={**MTURK, "turkSubmitTo": "https://evil.example"})
+        assert forged.form_action == "https://workersandbox.mturk.com/mturk/externalSubmit"
 
 
 def test_joining_is_refused_where_the_study_does_not_allow_it(crowd_store):

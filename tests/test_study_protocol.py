@@ -66,6 +66,21 @@ def test_settings_default_to_todays_behaviour_and_are_checked(store, tmp_path):
         assert study_protocol(study).trap_every == 4  # a refused change leaves the settings as they were
 
 
+def test_video_replay_defaults_to_once_and_studies_configured_before_keep_free(store, tmp_path):
+    make_study(store, tmp_path / "media", n_test=2)
+    with store.session() as s:
+        study = get_study(s, "pilot")
+        assert study_protocol(study).video_replay == "once"  # P.910: shown once, one replay offered
+        # Settings stored while "free" was the default left it out: such a study keeps "free".
+        study.protocol = '{"trap_every": 4}'
+        assert study_protocol(study).video_replay == "free"
+        # Changing another setting keeps it, now written out.
+        assert configure_protocol(s, study, audio="sound").video_replay == "free"
+        assert '"video_replay": "free"' in study.protocol
+        configure_protocol(s, study, video_replay="once")
+        assert '"video_replay": "once"' in study.protocol and study_protocol(study).video_replay == "once"
+
+
 def test_flow_goes_instructions_consent_screen_quiz_rating_completion(store, tmp_path):
     make_study(store, tmp_path / "media", n_test=2, n_gold=3, target_votes=1)
     token = _rater(store)
@@ -165,6 +180,7 @@ def test_traps_are_interleaved_recorded_and_never_votes(store, tmp_path):
         while (step := next_step(s, rater)).status == "rate":
             # A reload shows the same screen, trap or item.
             assert next_step(s, rater).item.item_id == step.item.item_id
+            assert step.progress.traps_answered == served.count("trap")  # for the app's "N of M done"
             served.append(step.item.role)
             if step.item.role == "trap":
                 level = step.item.trap.instructed_level if len(served) < 4 else 1

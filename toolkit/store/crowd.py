@@ -35,6 +35,9 @@ from toolkit.store.study_settings import study_protocol
 CROWD_KEY_SETTING = "crowd_token_key"
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete?cc={code}"
+MTURK_SUBMIT_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
+"""Where a link's ``turkSubmitTo`` may send the finished work (production or the sandbox); any other
+value is ignored, so a forged link cannot carry a worker's completion code elsewhere."""
 # Platform ids are short opaque strings; anything else in a URL is refused rather than stored.
 _ID = re.compile(r"^[A-Za-z0-9_\-.:]{1,200}$")
 
@@ -149,9 +152,23 @@ def _create(session: Session, study: Study, platform: str, external_id: str, tok
     return found
 
 
-def completion(session: Session, rater: Rater, now: datetime | None = None) -> Completion:
+def mturk_submit_url(params: Mapping[str, str] | None, fallback: str) -> str:
+    """MTurk's submit form for the HIT the link came from: ``turkSubmitTo`` + ``/mturk/externalSubmit``
+    (the sandbox or production, as the HIT), else ``fallback`` (the study's ``mturk_submit_url``)."""
+    submit_to = str((params or {}).get("turkSubmitTo") or "").strip().rstrip("/")
+    if submit_to in MTURK_SUBMIT_HOSTS:
+        return f"{submit_to}/mturk/externalSubmit"
+    return fallback
+
+
+def completion(
+    session: Session, rater: Rater, now: datetime | None = None, params: Mapping[str, str] | None = None
+) -> Completion:
     """What to show (or where to send) a rater who finished: the study's completion code, Prolific's
-    completion URL, or MTurk's submit form. Refused before the rater reached the end."""
+    completion URL, or MTurk's submit form. Refused before the rater reached the end.
+
+    ``params``: the page's query parameters; an MTurk link's ``turkSubmitTo`` picks the form's address.
+    """
     from toolkit.store.protocol import rater_flow
 
     if rater_flow(session, rater, now).step != "completion":
@@ -167,5 +184,10 @@ def completion(session: Session, rater: Rater, now: datetime | None = None) -> C
         fields = {"assignmentId": rater.external_session or ""}
         if code:
             fields["completionCode"] = code
-        return Completion(platform="mturk", code=code, form_action=protocol.mturk_submit_url, form_fields=fields)
+        return Completion(
+            platform="mturk",
+            code=code,
+            form_action=mturk_submit_url(params, protocol.mturk_submit_url),
+            form_fields=fields,
+        )
     return Completion(platform=None, code=code)

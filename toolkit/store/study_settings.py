@@ -43,7 +43,9 @@ class StudyProtocol:
     max_zoom_deviation: float | None = None  # |zoom - 1| allowed; None: zoom not checked
     stimulus_width: int = 0  # the largest stimulus in pixels (``measure_stimuli``); checked when oversize = refuse
     stimulus_height: int = 0
-    video_replay: ReplayPolicy = "free"  # none: plays once, no controls; once: one replay; free: player controls
+    # P.910 ACR: a clip is shown once; "once" offers one replay from the start, "none" none, "free" a replay
+    # button that stays offered (never player controls or seeking).
+    video_replay: ReplayPolicy = "once"
     audio: AudioPolicy = "muted"
     # Qualification quiz on gold items.
     quiz_items: int = 0  # 0: no quiz
@@ -164,6 +166,11 @@ def check_protocol(protocol: StudyProtocol) -> StudyProtocol:
     return replace(protocol, **changes)
 
 
+LEGACY_VIDEO_REPLAY: ReplayPolicy = "free"
+"""The replay policy of studies whose stored settings predate the "once" default: those settings left out
+``video_replay`` because it equalled the default of then, "free"."""
+
+
 def study_protocol(study: Study) -> StudyProtocol:
     """The study's settings, defaults where none is stored."""
     if not study.protocol:
@@ -173,6 +180,8 @@ def study_protocol(study: Study) -> StudyProtocol:
     except ValueError:
         raise StoreError(f"study {study.name!r}: its stored settings are not JSON; set them again") from None
     known = {k: v for k, v in stored.items() if k in _FIELDS}  # keys of a later version are ignored
+    # A study configured before the default became "once" keeps the replay its raters had.
+    known.setdefault("video_replay", LEGACY_VIDEO_REPLAY)
     if "crowd_platforms" in known:
         known["crowd_platforms"] = tuple(known["crowd_platforms"])
     return StudyProtocol(**known)
@@ -186,9 +195,10 @@ def configure_protocol(session: Session, study: Study, **changes: Any) -> StudyP
     if isinstance(changes.get("crowd_platforms"), str):
         changes["crowd_platforms"] = tuple(p for p in changes["crowd_platforms"].split(",") if p.strip())
     protocol = check_protocol(replace(study_protocol(study), **changes))
-    # Only what differs from the defaults is stored, so that a later change of a default reaches it.
+    # Only what differs from the defaults is stored, so that a later change of a default reaches it;
+    # the replay policy is always stored (its absence means a study configured before "once" was the default).
     defaults = asdict(StudyProtocol())
-    stored = {k: v for k, v in asdict(protocol).items() if v != defaults[k]}
+    stored = {k: v for k, v in asdict(protocol).items() if v != defaults[k] or k == "video_replay"}
     study.protocol = json.dumps(stored, sort_keys=True) if stored else None
     session.flush()
     return protocol
