@@ -168,7 +168,7 @@ def ablate(family: str, lr: float, demo: DemoConfig, out: Path, threads: int) ->
     print(f"qalign ablate on {family}: {time.perf_counter() - start:.0f} s")
     report = (out / "report" / "report.md").read_text()
     table = [line for line in report.splitlines() if line.startswith("|")]
-    print("\n".join(table[: max(len(table), 0)]))
+    print("\n".join(table))
 
 
 def main() -> None:
