@@ -104,6 +104,12 @@ def _wrap(owner: Any, attr: str, label: str, saved: list) -> None:
 _MISSING = object()
 
 
+def _wrap_module(module: Any, label: str, saved: list) -> None:
+    # A compiled module is labelled around its compiled call: replacing its ``forward`` would
+    # fail the compiled graph's guards and compile it again.
+    _wrap(module, "_compiled_call_impl" if module._compiled_call_impl is not None else "forward", label, saved)
+
+
 @contextmanager
 def stage_ranges(backbone) -> Iterator[None]:
     """Label the stages of a scoring run with profiler ranges (undone on exit)."""
@@ -121,14 +127,14 @@ def stage_ranges(backbone) -> Iterator[None]:
         from toolkit.models.onealign import modeling
 
         _wrap(backbone.processor, "normalize", "normalise + to device", saved)
-        _wrap(inner.vision_model, "forward", "vision tower", saved)
-        _wrap(inner.visual_abstractor, "forward", "abstractor / projector", saved)
+        _wrap_module(inner.vision_model, "vision tower", saved)
+        _wrap_module(inner.visual_abstractor, "abstractor / projector", saved)
         _wrap(modeling, "merge_visual_tokens", "visual token merge", saved)
         _wrap(inner, "forward", "LLM + head", saved)
         _wrap(backbone.model.lm_head, "forward", "LLM + head", saved)
     else:  # LLaVA-style: the language model's forward covers the decoder, the head is outside it
-        _wrap(inner.vision_tower, "forward", "vision tower", saved)
-        _wrap(inner.multi_modal_projector, "forward", "abstractor / projector", saved)
+        _wrap_module(inner.vision_tower, "vision tower", saved)
+        _wrap_module(inner.multi_modal_projector, "abstractor / projector", saved)
         _wrap(inner.language_model, "forward", "LLM + head", saved)
         _wrap(backbone.model.lm_head, "forward", "LLM + head", saved)
     try:
@@ -149,6 +155,17 @@ def first_batch_seconds(backbone, paths: list[Path], args: argparse.Namespace) -
     Scorer(backbone, batch_size=args.batch_size, num_workers=args.num_workers, progress=False).score(
         paths[: args.batch_size]
     )
+    sync(args.device)
+    return time.perf_counter() - t
+
+
+def timed_run(backbone, paths: list[Path], args: argparse.Namespace) -> float:
+    """Seconds of one scoring run of every file, without the profiler."""
+    from toolkit.scoring import Scorer
+
+    scorer = Scorer(backbone, batch_size=args.batch_size, num_workers=args.num_workers, progress=False)
+    t = time.perf_counter()
+    scorer.score(paths)
     sync(args.device)
     return time.perf_counter() - t
 
@@ -212,6 +229,11 @@ def main() -> None:
     ap.add_argument("--attention", default=None, help="sdpa or eager (default: as loaded)")
     ap.add_argument("--compile", default="off", help="torch.compile mode of the image path (off, auto, default, ...)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--model-batch-sizes",
+        default="",
+        help="also time the model alone on preprocessed 448 px pixels at these batch sizes (as score_throughput.py)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -242,7 +264,14 @@ def main() -> None:
                 f"first batch of {args.batch_size} {first:.2f} s after that",
                 flush=True,
             )
-            first_batch_seconds(backbone, paths, args)  # the profiled run sees warm caches only
+            sizes = [int(b) for b in args.model_batch_sizes.split(",") if b]
+            if sizes:
+                from score_throughput import model_alone, model_batches
+
+                rates = model_alone(backbone, model_batches(backbone, sizes, "quality"), 5)
+                print(f"{name}: model alone " + ", ".join(f"batch {b} {r:.1f} img/s" for b, r in rates.items()))
+            plain = timed_run(backbone, paths, args)  # also warms the caches before the profiled run
+            print(f"{name}: {len(paths) / plain:.1f} img/s without the profiler ({plain:.2f} s)", flush=True)
             wall, per_stage = profile_run(backbone, paths, Path(tmp) / f"scores{i}.csv", args)
             print_table(name, wall, per_stage, len(paths))
             print(f"load average {os.getloadavg()[0]:.1f}", flush=True)

@@ -37,37 +37,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def make_clips(
-    folder: Path, n: int, width: int, height: int, seconds: int, fps: int, preset: str, seed: int = 0
+    folder: Path, n: int, width: int, height: int, seconds: int, fps: int, preset: str, processes: int = 1
 ) -> list[Path]:
     """H.264 MP4 clips of moving gradients plus noise (so the encoder has real work and decoding
-    costs what it does on camera footage). Existing files of the same name are reused."""
+    costs what it does on camera footage), ``processes`` at a time. Existing files are reused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"clip{i:04d}_{width}x{height}_{seconds}s.mp4" for i in range(n)]
+    jobs = [(p, i, width, height, seconds, fps, preset) for i, p in enumerate(paths) if not p.is_file()]
+    if processes > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(max_workers=processes) as pool:
+            list(pool.map(_make_clip, *zip(*jobs)))
+    else:
+        for job in jobs:
+            _make_clip(*job)
+    return paths
+
+
+def _make_clip(path: Path, i: int, width: int, height: int, seconds: int, fps: int, preset: str) -> None:
     import av
 
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(i)
     noise = rng.normal(0, 12, (height, width, 3)).astype(np.float32)
     xs, ys = np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
-    paths = []
-    for i in range(n):
-        path = folder / f"clip{i:04d}_{width}x{height}_{seconds}s.mp4"
-        paths.append(path)
-        if path.is_file():
-            continue
-        tmp = path.with_suffix(".part.mp4")
-        with av.open(str(tmp), "w") as container:
-            stream = container.add_stream("libx264", rate=fps, options={"preset": preset, "crf": "23"})
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            for t in range(seconds * fps):
-                phase = (t + 7 * i) / fps
-                base = np.sin(xs / (30 + i) + phase)[None, :] * 50 + np.cos(ys / (25 + i) - phase)[:, None] * 50 + 128
-                shift = (t * 3) % width
-                frame = np.clip(base[..., None] + np.roll(noise, shift, axis=1), 0, 255).astype(np.uint8)
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
+    tmp = path.with_suffix(".part.mp4")
+    with av.open(str(tmp), "w") as container:
+        stream = container.add_stream("libx264", rate=fps, options={"preset": preset, "crf": "23"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for t in range(seconds * fps):
+            phase = (t + 7 * i) / fps
+            base = np.sin(xs / (30 + i) + phase)[None, :] * 50 + np.cos(ys / (25 + i) - phase)[:, None] * 50 + 128
+            shift = (t * 3) % width
+            frame = np.clip(base[..., None] + np.roll(noise, shift, axis=1), 0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
-        tmp.rename(path)
-    return paths
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.rename(path)
 
 
 def decode_in_worker(paths: list[str], prepare: bool) -> tuple[float, int]:
@@ -159,6 +164,7 @@ def main() -> None:
     ap.add_argument("--fps", type=int, default=25)
     ap.add_argument("--size", default="960x540", help="WIDTHxHEIGHT of the clips")
     ap.add_argument("--preset", default="veryfast", help="libx264 preset of the generated clips")
+    ap.add_argument("--gen-processes", type=int, default=1, help="processes encoding the clips")
     ap.add_argument("--clips", default=None, help="folder to keep the generated clips in (reused when present)")
     ap.add_argument("--batch-size", type=int, default=4, help="videos per forward")
     ap.add_argument("--num-workers", type=int, default=2)
@@ -180,7 +186,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.clips) if args.clips else Path(tmp)
         t = time.perf_counter()
-        paths = make_clips(folder, args.videos, width, height, args.seconds, args.fps, args.preset)
+        paths = make_clips(folder, args.videos, width, height, args.seconds, args.fps, args.preset, args.gen_processes)
         size_mb = sum(p.stat().st_size for p in paths) / len(paths) / 1e6
         print(
             f"{len(paths)} clips {width}x{height}, {args.seconds} s at {args.fps} fps, H.264 {args.preset} "
