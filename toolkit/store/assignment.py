@@ -500,24 +500,42 @@ _UNASSIGN = delete(Assignment).where(
 )
 
 
-def _insert_unique(session: Session, table: type[Assignment] | type[TrapAssignment], values: dict[str, Any]) -> None:
+def _served_now(assignment_id: int, item: Item, file: Path, now: datetime) -> ServedItem:
+    return ServedItem(
+        assignment_id=assignment_id,
+        item_id=item.id,
+        path=item.path,
+        kind=item.kind,
+        role=item.role,
+        shown_at=_aware(now),
+        file=file,
+    )
+
+
+def _insert_unique(
+    session: Session, table: type[Assignment] | type[TrapAssignment], values: dict[str, Any]
+) -> int | None:
+    """Insert the rater's row unless they have one; the new row's id, or None when theirs was there."""
     dialect = session.get_bind().dialect.name
     # Two tabs of one rater asking at once: one row wins, both show it.
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        session.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=["rater_id"]))
-    elif dialect == "postgresql":
+        stmt = sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=["rater_id"])
+        return session.scalar(stmt.returning(table.id))
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 
-        session.execute(postgresql_insert(table).values(**values).on_conflict_do_nothing(index_elements=["rater_id"]))
-    else:
-        session.add(table(**values))
-        session.flush()
+        pg_stmt = postgresql_insert(table).values(**values).on_conflict_do_nothing(index_elements=["rater_id"])
+        return session.scalar(pg_stmt.returning(table.id))
+    row = table(**values)
+    session.add(row)
+    session.flush()
+    return row.id
 
 
-def _insert_assignment(session: Session, values: dict[str, Any]) -> None:
-    _insert_unique(session, Assignment, values)
+def _insert_assignment(session: Session, values: dict[str, Any]) -> int | None:
+    return _insert_unique(session, Assignment, values)
 
 
 def progress(
@@ -685,8 +703,13 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
         _finish(session, rater, now)
         return NextStep("finished", None, report(), skipped)
     item, file = chosen
-    _insert_assignment(session, dict(rater_id=rater.id, item_id=item.id, session_id=sitting.id, shown_at=now))
-    session.flush()
+    inserted = _insert_assignment(
+        session, dict(rater_id=rater.id, item_id=item.id, session_id=sitting.id, shown_at=now)
+    )
+    if skipped:  # items just flagged missing leave the rater's remaining count
+        candidates = _test_candidates(session, rater, study, now)
+    if inserted is not None:  # the row is as written: no need to read it back
+        return NextStep("rate", _served_now(inserted, item, file, now), report(), skipped)
     assignment = session.scalar(_ASSIGNMENT_OF, {"rater_id": rater.id})
     if assignment is None:  # the row just inserted (or the other tab's) was removed concurrently
         raise StoreError(f"the item shown to rater {rater.name!r} changed meanwhile; reload the page")
@@ -696,8 +719,6 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
             raise StoreError(f"the item shown to rater {rater.name!r} changed meanwhile; reload the page")
         item = shown
         file = _present(study, item) or file
-    if skipped:  # items just flagged missing leave the rater's remaining count
-        candidates = _test_candidates(session, rater, study, now)
     return NextStep("rate", _served(assignment, item, file), report(), skipped)
 
 
