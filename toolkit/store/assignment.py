@@ -262,14 +262,24 @@ def mark_trained(session: Session, rater: Rater, now: datetime | None = None) ->
 # --------------------------------------------------------------------------- sittings
 
 
+_OPEN_SITTING = (
+    select(RatingSession)
+    .where(RatingSession.rater_id == bindparam("rater_id"), RatingSession.ended_at.is_(None))
+    .order_by(RatingSession.id.desc())
+)
+_LAST_ROLE_IN_SITTING = (
+    select(Item.role)
+    .join(Rating, Rating.item_id == Item.id)
+    .where(Rating.rater_id == bindparam("rater_id"), Rating.session_id == bindparam("session_id"))
+    .order_by(Rating.answered_at.desc(), Rating.id.desc())
+    .limit(1)
+)
+
+
 def open_session(session: Session, rater: Rater, now: datetime | None = None) -> RatingSession:
     """The rater's current sitting; a new one when there is none or the last went idle."""
     now = _now(now)
-    current = session.scalar(
-        select(RatingSession)
-        .where(RatingSession.rater_id == rater.id, RatingSession.ended_at.is_(None))
-        .order_by(RatingSession.id.desc())
-    )
+    current = session.scalar(_OPEN_SITTING, {"rater_id": rater.id})
     if current is not None and _aware(current.last_seen_at) > now - SESSION_IDLE:
         return current
     if current is not None:
@@ -927,18 +937,8 @@ def undo_last_vote(session: Session, rater: Rater, now: datetime | None = None) 
 
 def can_undo(session: Session, rater: Rater, now: datetime | None = None) -> bool:
     """Whether :func:`undo_last_vote` would take a vote back (read-only)."""
-    current = session.scalar(
-        select(RatingSession)
-        .where(RatingSession.rater_id == rater.id, RatingSession.ended_at.is_(None))
-        .order_by(RatingSession.id.desc())
-    )
+    current = session.scalar(_OPEN_SITTING, {"rater_id": rater.id})
     if current is None or _aware(current.last_seen_at) <= _now(now) - SESSION_IDLE:
         return False
-    role = session.scalar(
-        select(Item.role)
-        .join(Rating, Rating.item_id == Item.id)
-        .where(Rating.rater_id == rater.id, Rating.session_id == current.id)
-        .order_by(Rating.answered_at.desc(), Rating.id.desc())
-        .limit(1)
-    )
+    role = session.scalar(_LAST_ROLE_IN_SITTING, {"rater_id": rater.id, "session_id": current.id})
     return role is not None and role != "gold"
