@@ -22,6 +22,7 @@ from toolkit.store.study_settings import study_protocol
 
 # The query parameters crowd platforms add to the study link (and ``study``, which names the study
 # when several take workers from one platform); all leave the address bar once read.
+MTURK_SUBMIT_KEY = "mturk_submit_to"
 CROWD_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID", "workerId", "assignmentId", "hitId", "turkSubmitTo", "study")
 
 
@@ -57,6 +58,9 @@ def crowd_token(store: Store) -> str | None:
         flash("error", str(exc))
         return None
     st.session_state.pop(PREVIEW_KEY, None)
+    if "turkSubmitTo" in params:
+        # The HIT's own submit address, needed at the end, after the parameters left the address bar.
+        st.session_state[MTURK_SUBMIT_KEY] = params["turkSubmitTo"]
     if joined.token:
         sign_in(joined.token)
     return joined.token
@@ -157,7 +161,9 @@ def environment_page(ctx: RaterContext, reason: str | None) -> None:
 
 def completion_page(store: Store, ctx: RaterContext) -> None:
     with store.session() as session:
-        done = completion(session, rater_for_token(session, ctx.token))
+        submit_to = st.session_state.get(MTURK_SUBMIT_KEY)
+        params = {"turkSubmitTo": submit_to} if submit_to else None
+        done = completion(session, rater_for_token(session, ctx.token), params=params)
     with look.text_page():
         st.title("Thank you!")
         _note()

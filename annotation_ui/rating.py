@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import cast
 
 import streamlit as st
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from annotation_ui import look
@@ -49,7 +48,7 @@ from toolkit.store.assignment import (
     undo_last_vote,
 )
 from toolkit.store.qualification import next_quiz_item, submit_quiz_answer
-from toolkit.store.schema import Rater, Study, TrapAnswer
+from toolkit.store.schema import Rater, Study
 from toolkit.store.studies import resolve_in_root
 
 # A vote on a video counts only once the clip can have played in full since it was shown; the page
@@ -277,13 +276,8 @@ def _choose_next(session: Session, rater: Rater) -> None:
 
 
 def _step(session: Session, rater: Rater) -> tuple[NextStep, bool, int]:
-    ctx = context()
-    traps = 0
-    if ctx is not None and ctx.trap_every > 0:
-        traps = int(
-            session.scalar(select(func.count()).select_from(TrapAnswer).where(TrapAnswer.rater_id == rater.id)) or 0
-        )
-    return next_step(session, rater), can_undo(session, rater), traps
+    step = next_step(session, rater)
+    return step, can_undo(session, rater), step.progress.traps_answered
 
 
 def _on_undo() -> None:

@@ -615,14 +615,16 @@ def test_mturk_worker_finishes_with_the_submit_form_back_to_mturk(store, tmp_pat
 
     with store.session() as s:
         configure_protocol(s, get_study(s, "pilot"), crowd_platforms=("mturk",), completion_code="MT-OK")
-    at = prolific_page({"workerId": "A2XYZ", "assignmentId": "3ABC", "hitId": "H7", "turkSubmitTo": "https://x"})
+    link = {"workerId": "A2XYZ", "assignmentId": "3ABC", "hitId": "H7"}
+    at = prolific_page({**link, "turkSubmitTo": "https://workersandbox.mturk.com"})
     at.button(key="train_done").click().run()
     send_vote(at, 3)
     send_vote(at, 4)
     assert at.title[0].value == "Thank you!" and at.code[0].value == "MT-OK"
     [tool] = [e for e in at.get("bidi_component") if e.proto.id.endswith("-page_tool")]
     form = json.loads(tool.proto.json)
-    assert form["tool"] == "post" and form["url"].endswith("/mturk/externalSubmit")
+    # The HIT's own submit address (here MTurk's sandbox), kept after the parameters left the address bar.
+    assert form["tool"] == "post" and form["url"] == "https://workersandbox.mturk.com/mturk/externalSubmit"
     assert form["fields"] == {"assignmentId": "3ABC", "completionCode": "MT-OK"}
 
 
