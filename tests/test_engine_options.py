@@ -148,3 +148,39 @@ def test_gpu_compiled_image_path_with_cuda_graphs() -> None:
         uncompile(bb)
         torch._dynamo.reset()
     torch.testing.assert_close(after, before, atol=1e-4, rtol=0)  # TF32 and generated kernels round differently
+
+
+def test_score_cli_takes_the_speed_switches(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``qalign score --attention/--compile`` reach the backbone, say what they did, and keep the scores."""
+    from typer.testing import CliRunner
+
+    import toolkit.scoring.compile as speed
+    from toolkit.cli import app
+    from toolkit.scoring.results import read_results
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, im in enumerate(_visuals(3)):
+        im[0].save(folder / f"img{i}.png")
+    runner = CliRunner()
+    base = ["score", "--model", str(FIXTURE), "--device", "cpu", "--batch-size", "2", "--no-progress"]
+    plain = runner.invoke(app, [*base, "--out", str(tmp_path / "plain.csv"), str(folder)])
+    assert plain.exit_code == 0, plain.output
+    assert "speed switches" not in plain.output
+
+    # Trace-only compile: the CLI's switch runs the same path as the inductor one, in seconds on a CPU.
+    real = speed.apply_speed_options
+    monkeypatch.setattr(speed, "apply_speed_options", lambda *a, **k: real(*a, **{**k, "backend": TRACE_ONLY}))
+    fast = runner.invoke(
+        app, [*base, "--attention", "eager", "--compile", "default", "--out", str(tmp_path / "fast.csv"), str(folder)]
+    )
+    assert fast.exit_code == 0, fast.output
+    assert "speed switches: attention eager; compile default; compiled" in fast.output
+    a, b = read_results(tmp_path / "plain.csv"), read_results(tmp_path / "fast.csv")
+    assert list(a["path"]) == list(b["path"])
+    np.testing.assert_allclose(a[list(PROB_COLUMNS)].to_numpy(), b[list(PROB_COLUMNS)].to_numpy(), atol=ATOL)
+
+    bad = runner.invoke(app, [*base, "--compile", "fastest", "--out", str(tmp_path / "bad.csv"), str(folder)])
+    # Refused before the model loads (the CLI's main() turns the InputError into one line).
+    assert isinstance(bad.exception, InputError) and "unknown compile mode 'fastest'" in str(bad.exception)
+    assert not (tmp_path / "bad.csv").exists()

@@ -57,6 +57,18 @@ def score_command(
     ),
     out: Path = typer.Option(..., "--out", help="Output CSV; if it exists, inputs already scored there are skipped."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Inputs per forward pass."),
+    attention: Optional[str] = typer.Option(
+        None,
+        "--attention",
+        help="Attention kernels: sdpa, eager, flash_attention_2, flash_attention_3 or flex_attention "
+        "(default: the model's own choice, SDPA where it supports it). Scores stay within float rounding.",
+    ),
+    compile_mode: str = typer.Option(
+        "off",
+        "--compile",
+        help="torch.compile the fixed-shape image path: off, auto (CUDA graphs on a GPU), default, reduce-overhead, "
+        "max-autotune or max-autotune-no-cudagraphs. Compiling takes seconds to minutes before the first batch.",
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
     num_workers: Optional[int] = typer.Option(
         None,
@@ -124,7 +136,11 @@ def score_command(
         id_column=id_column,
         merge=merge,
         video_as_frames=video_as_frames,
+        attention=attention,
+        compile_mode=compile_mode,
     )
+    if df.attrs.get("speed"):
+        console.print(f"speed switches: {df.attrs['speed']}")
     if df.attrs.get("part"):
         _print_part(df)
         return

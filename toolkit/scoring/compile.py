@@ -46,6 +46,14 @@ COMPILE_MODES: tuple[str, ...] = (
 ATTENTION_CHOICES: tuple[str, ...] = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 
+def check_speed_names(attention: str | None, compile_mode: str) -> None:
+    """Refuse an unknown attention or compile mode in one line (before any model is loaded)."""
+    if attention is not None and attention not in ATTENTION_CHOICES:
+        raise InputError(f"unknown attention {attention!r}; use one of {', '.join(ATTENTION_CHOICES)}")
+    if compile_mode not in COMPILE_MODES:
+        raise InputError(f"unknown compile mode {compile_mode!r}; use one of {', '.join(COMPILE_MODES)}")
+
+
 @dataclass
 class SpeedReport:
     """What :func:`apply_speed_options` did to a backbone."""
@@ -267,6 +275,7 @@ def load_fast_backbone(
 __all__ = [
     "ATTENTION_CHOICES",
     "COMPILE_MODES",
+    "check_speed_names",
     "CompileMode",
     "SpeedReport",
     "apply_speed_options",

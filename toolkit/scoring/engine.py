@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     import torch
 
     from toolkit.models.loading import VideoInput
+    from toolkit.scoring.compile import SpeedReport
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,8 @@ class Scorer:
         self.progress = progress
         # What an output file records about the weights; from_pretrained knows the files.
         self.identity = identity or ModelIdentity.of_backbone(backbone)
+        # What the speed switches did (from_pretrained with attention/compile_mode), else None.
+        self.speed: SpeedReport | None = None
 
     @classmethod
     def from_pretrained(
@@ -117,20 +120,37 @@ class Scorer:
         dtype: str = "float32",
         device: str = "cpu",
         video_as_frames: bool = False,
+        attention: str | None = None,
+        compile_mode: str = "off",
         **kwargs: object,
     ) -> Scorer:
         """Load ``model`` (a folder, a hub id or ``"tiny"``) with an optional adapter. Videos go to
         the model as videos where its family reads them so (the Qwen-VL models), else, or with
-        ``video_as_frames``, as their frames; score with the mode the model was fine-tuned with."""
+        ``video_as_frames``, as their frames; score with the mode the model was fine-tuned with.
+
+        ``attention`` and ``compile_mode`` are the speed switches of
+        :func:`toolkit.scoring.compile.apply_speed_options` (the numbers stay within float rounding);
+        a compiled image path is warmed up at the batch size before the first batch."""
         from toolkit.models.loading import load_backbone, set_video_input
+        from toolkit.scoring.compile import apply_speed_options, check_speed_names
+
+        check_speed_names(attention, compile_mode)
 
         # The place among the processes from the environment alone: joining a process group is
         # the scoring run's business (a run that never merges joins none).
         group = current_processes(collective=False)
         backbone = load_backbone(model, adapter, dtype, resolve_device(device, group))
         set_video_input(backbone, as_frames=video_as_frames)
+        speed = None
+        if attention is not None or compile_mode != "off":
+            batch = kwargs.get("batch_size")
+            speed = apply_speed_options(
+                backbone, attention, compile_mode, warmup=batch if isinstance(batch, int) else None
+            )
         kwargs.setdefault("identity", ModelIdentity.of_files(model, adapter, backbone))
-        return cls(backbone, **kwargs)  # type: ignore[arg-type]
+        scorer = cls(backbone, **kwargs)  # type: ignore[arg-type]
+        scorer.speed = speed
+        return scorer
 
     def provenance(self, task: Task, video: bool, max_frames: int | None) -> Provenance:
         """What decides the numbers of a run with these settings (recorded beside an output)."""
@@ -534,6 +554,8 @@ def score_images(
     id_column: str | None = None,
     merge: bool = True,
     video_as_frames: bool = False,
+    attention: str | None = None,
+    compile_mode: str = "off",
 ) -> pd.DataFrame:
     """Score images (or videos, with ``video=True``) with a Q-Align model, pyiqa style.
 
@@ -544,9 +566,14 @@ def score_images(
     processes for a later merge (see :meth:`Scorer.score`).
     ``num_workers=None`` picks the decoding workers for the device (:func:`auto_num_workers`).
     Videos go to the model as videos where it reads them so (the Qwen-VL models), else, or with
-    ``video_as_frames``, as frames (see :meth:`Scorer.from_pretrained`).
+    ``video_as_frames``, as frames (see :meth:`Scorer.from_pretrained`). ``attention`` and
+    ``compile_mode``: the speed switches (:mod:`toolkit.scoring.compile`); the run's ``attrs["speed"]``
+    says what they did.
     """
+    from toolkit.scoring.compile import check_speed_names
+
     check_task(task)
+    check_speed_names(attention, compile_mode)
     # Read the inputs before loading the model, so a bad manifest fails in a second, not a minute.
     plan_inputs(inputs, video, image_column, id_column)
     # Likewise an output made by another model or task, or with videos given the other way.
@@ -557,11 +584,16 @@ def score_images(
         dtype,
         device,
         video_as_frames=video_as_frames,
+        attention=attention,
+        compile_mode=compile_mode,
         batch_size=batch_size,
         num_workers=num_workers,
         max_frames=max_frames,
         progress=progress,
     )
-    return scorer.score(
+    df = scorer.score(
         inputs, task=task, video=video, out=out, image_column=image_column, id_column=id_column, merge=merge
     )
+    if scorer.speed is not None:
+        df.attrs["speed"] = scorer.speed.summary()
+    return df
