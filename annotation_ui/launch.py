@@ -11,7 +11,7 @@ APP = Path(__file__).resolve().parent / "app.py"
 
 
 def streamlit_command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
-    return [
+    command = [
         sys.executable,
         "-m",
         "streamlit",
@@ -37,12 +37,13 @@ def streamlit_command(port: int = 8501, host: str = "127.0.0.1") -> list[str]:
         # Visitors see a generic message for an unexpected error; the details go to the console.
         "--client.showErrorDetails",
         "none",
+    ]
+    if "STREAMLIT_RUNNER_POST_SCRIPT_GC" not in os.environ:  # a deployment's own choice wins
         # Streamlit's full garbage collection after every script run was 85-90 % of a vote's server
         # CPU (120-140 ms against 21-35 ms without it, bench/annotation_e2e.py); Python's own
         # generational collector still runs.
-        "--runner.postScriptGC",
-        "false",
-    ]
+        command += ["--runner.postScriptGC", "false"]
+    return command
 
 
 def run_app(db_url: str, port: int = 8501, host: str = "127.0.0.1", sample: bool = True) -> int:

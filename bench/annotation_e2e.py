@@ -262,7 +262,7 @@ def _unacked(log: RaterLog) -> int:
 
 
 def start_replicas(
-    url: str, ports: list[int], logs: Path, xsrf: bool = True, post_script_gc: bool = True
+    url: str, ports: list[int], logs: Path, xsrf: bool = True, post_script_gc: bool = False
 ) -> list[subprocess.Popen[bytes]]:
     """``qalign ui`` on each port (it becomes the Streamlit server: its pid is the server's)."""
     qalign = Path(sys.executable).with_name("qalign")
@@ -270,9 +270,10 @@ def start_replicas(
     env = dict(os.environ, QALIGN_DB_URL=url, QALIGN_ADMIN_SECRET=ADMIN_SECRET)
     if not xsrf:
         env["STREAMLIT_SERVER_ENABLE_XSRF_PROTECTION"] = "false"
-    if not post_script_gc:
-        # Streamlit runs a full gc.collect(2) after every script run (every vote) unless told not to.
-        env["STREAMLIT_RUNNER_POST_SCRIPT_GC"] = "false"
+    if post_script_gc:
+        # qalign ui turns Streamlit's full gc.collect(2) after every run (every vote) off unless the
+        # environment says otherwise: back on, for comparison with Streamlit's default.
+        env["STREAMLIT_RUNNER_POST_SCRIPT_GC"] = "true"
     processes = []
     for port in ports:
         log = open(logs / f"replica-{port}.log", "wb")  # noqa: SIM115 - closed with the process
@@ -656,7 +657,7 @@ def run_config(server: str, replicas: int, raters: int, media: Path, work: Path,
     names = [rater_name(k, args.join) for k in range(raters)]
     ports = free_port_block(args.port, replicas)
     load_before = os.getloadavg()
-    processes = start_replicas(url, ports, work, xsrf=not args.no_xsrf, post_script_gc=not args.no_post_script_gc)
+    processes = start_replicas(url, ports, work, xsrf=not args.no_xsrf, post_script_gc=args.post_script_gc)
     try:
         logs, seconds, (app_cpu, pg_cpu), client_cpu, lags = asyncio.run(
             drive(url, ports, [p.pid for p in processes], queries, names, args)
@@ -729,9 +730,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connect-concurrency", type=int, default=8, help="raters opening the page at once")
     parser.add_argument("--no-xsrf", action="store_true", help="start the servers with enableXsrfProtection=false")
     parser.add_argument(
-        "--no-post-script-gc",
+        "--post-script-gc",
         action="store_true",
-        help="start the servers with runner.postScriptGC=false (no full garbage collection after every run)",
+        help="start the servers with Streamlit's default runner.postScriptGC=true (a full garbage collection after "
+        "every run; qalign ui turns it off)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the last configuration's database")
     parser.add_argument("--seed", type=int, default=0)
@@ -750,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
         f"annotation_e2e: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
         f"streamlit {streamlit.__version__}, "
         f"XSRF protection {'off' if args.no_xsrf else 'on'}, "
-        f"runner.postScriptGC {'false' if args.no_post_script_gc else 'true (default)'}, {w}x{h} JPEG stimuli "
+        f"runner.postScriptGC {'true' if args.post_script_gc else 'false (as qalign ui runs)'}, {w}x{h} JPEG stimuli "
         f"(~{statistics.mean(p.stat().st_size for p in sorted(media.glob('*.jpg'))[:20]) / 1024:.0f} kB), "
         f"think time exp. mean {args.think:g} s, {args.duration:g} s per configuration, "
         f"{args.browsers} Chromium rater(s)",

@@ -93,7 +93,7 @@ def test_two_replicas_serve_one_study_over_websockets(tmp_path):
         tokens = [token for _, token in raters]
     logs = [e2e.RaterLog(f"r{k}", replica=k % 2, browser=False) for k in range(3)]
     ports = e2e.free_port_block(8751, 2)
-    processes = e2e.start_replicas(url, ports, tmp_path, post_script_gc=False)  # as deployed (docs/deployment.md)
+    processes = e2e.start_replicas(url, ports, tmp_path)  # as qalign ui runs (docs/deployment.md)
     try:
         asyncio.run(rate_all(ports, tokens, logs))
     except BaseException:

@@ -447,16 +447,25 @@ def test_the_app_is_served_without_error_details():
     assert command[command.index("--client.showErrorDetails") + 1] == "none"
 
 
-def test_the_app_runs_without_a_full_collection_after_every_run():
+def test_the_app_runs_without_a_full_collection_after_every_run(monkeypatch):
     """Streamlit's post-run gc.collect() was most of a vote's server CPU; both ways of starting the app turn it off."""
     import tomllib
 
     from annotation_ui.launch import streamlit_command
 
+    monkeypatch.delenv("STREAMLIT_RUNNER_POST_SCRIPT_GC", raising=False)
+
     command = streamlit_command()
     assert command[command.index("--runner.postScriptGC") + 1] == "false"
     config = tomllib.loads((ROOT.parent / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_a_deployments_own_collection_setting_wins(monkeypatch):
+    from annotation_ui.launch import streamlit_command
+
+    monkeypatch.setenv("STREAMLIT_RUNNER_POST_SCRIPT_GC", "true")
+    assert "--runner.postScriptGC" not in streamlit_command()
 
 
 def test_the_app_offers_raters_no_theme_or_menu():
