@@ -54,6 +54,24 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
+ADMIN_SECRET = "test-admin-secret"
+
+
+def app_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Store:
+    """A fresh SQLite study store that the app (AppTest) opens, without the sample study, with
+    ``ADMIN_SECRET`` as its admin secret (the caller disposes of it)."""
+    from toolkit.store.admin_secret import set_admin_secret
+
+    url = sqlite_url(tmp_path)
+    monkeypatch.setenv("QALIGN_DB_URL", url)
+    monkeypatch.setenv("QALIGN_UI_SAMPLE", "0")
+    monkeypatch.delenv("QALIGN_ADMIN_SECRET", raising=False)
+    store = Store(url)
+    with store.session() as session:
+        set_admin_secret(session, ADMIN_SECRET)
+    return store
+
+
 def write_images(folder: Path, names: list[str], size: int = 16) -> None:
     """Small valid images, each with its own flat colour (so their hashes differ)."""
     folder.mkdir(parents=True, exist_ok=True)

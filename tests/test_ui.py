@@ -10,27 +10,28 @@ from sqlalchemy import select, update
 from streamlit.testing.v1 import AppTest
 
 from toolkit.store import Store, add_rater, get_study, rater_for_token
-from toolkit.store.admin_secret import set_admin_secret
 from toolkit.store.raters import set_rater_access
 from toolkit.store.schema import Assignment, Item, Rater, Rating, utcnow
 
-from fixtures_ui import make_study, screen_data, screen_event, send_measurement, send_vote, sqlite_url
+from fixtures_ui import (
+    ADMIN_SECRET,
+    app_store,
+    make_study,
+    screen_data,
+    screen_event,
+    send_measurement,
+    send_vote,
+)
 
 ROOT = Path(__file__).resolve().parents[1] / "annotation_ui"
 RATE = str(ROOT / "views" / "rate.py")
 ADMIN = str(ROOT / "views" / "admin.py")
-SECRET = "test-admin-secret"
+SECRET = ADMIN_SECRET
 
 
 @pytest.fixture()
 def store(tmp_path, monkeypatch):
-    url = sqlite_url(tmp_path)
-    monkeypatch.setenv("QALIGN_DB_URL", url)
-    monkeypatch.setenv("QALIGN_UI_SAMPLE", "0")
-    monkeypatch.delenv("QALIGN_ADMIN_SECRET", raising=False)
-    s = Store(url)
-    with s.session() as session:
-        set_admin_secret(session, SECRET)
+    s = app_store(tmp_path, monkeypatch)
     yield s
     s.dispose()
 

@@ -17,29 +17,22 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from annotation_ui.text import plain
-from toolkit.store import Store, get_study, import_votes
-from toolkit.store.admin_secret import set_admin_secret
+from toolkit.store import get_study, import_votes
 from toolkit.store.admin_views import study_board, study_version
 from toolkit.store.raters import set_rater_excluded
 from toolkit.store.schema import Item, Rater, Rating, utcnow
 from toolkit.store.studies import create_study
 
-from fixtures_ui import make_study, sqlite_url
+from fixtures_ui import ADMIN_SECRET, app_store, make_study
 
 ROOT = Path(__file__).resolve().parents[1] / "annotation_ui"
 ADMIN = str(ROOT / "views" / "admin.py")
-SECRET = "test-admin-secret"
+SECRET = ADMIN_SECRET
 
 
 @pytest.fixture()
 def store(tmp_path, monkeypatch):
-    url = sqlite_url(tmp_path)
-    monkeypatch.setenv("QALIGN_DB_URL", url)
-    monkeypatch.setenv("QALIGN_UI_SAMPLE", "0")
-    monkeypatch.delenv("QALIGN_ADMIN_SECRET", raising=False)
-    s = Store(url)
-    with s.session() as session:
-        set_admin_secret(session, SECRET)
+    s = app_store(tmp_path, monkeypatch)
     yield s
     s.dispose()
 
