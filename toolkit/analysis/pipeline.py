@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, TypedDict
 import numpy as np
 import pandas as pd
 
-from toolkit.analysis.agreement import SplitHalfResult, split_half_agreement
+from toolkit.analysis.agreement import SPLIT_HALF_MAX_VOTES, SplitHalfResult, split_half_agreement
 from toolkit.analysis.mle import Solver
 from toolkit.analysis.model_agreement import ModelAgreement
 from toolkit.analysis.mos import CiMethod, item_statistics
-from toolkit.analysis.reliability import Reliability, measure_reliability
+from toolkit.analysis.reliability import RELIABILITY_BOOT_MAX_VOTES, Reliability, measure_reliability
 from toolkit.analysis.result import SubjectModelResult
 from toolkit.analysis.screening import ScreeningConfig, ScreeningReport, screen_raters, study_rows
 from toolkit.analysis.subject_models import ModelName, fit_subject_model
@@ -54,6 +54,10 @@ class AnalysisOptions:
     seed: int = 0
     reliability: bool = True  # Krippendorff's alpha and ICC(2,k) on the votes split-half uses
     reliability_boot: int = 1000  # bootstrap replicates of their intervals; 0: point estimates only
+    # Above these many votes split-half and the reliability bootstrap use a random subsample of the
+    # items, and the notes say so (see toolkit.analysis.agreement and toolkit.analysis.reliability).
+    agreement_max_votes: int = SPLIT_HALF_MAX_VOTES
+    reliability_max_boot_votes: int = RELIABILITY_BOOT_MAX_VOTES
 
 
 class CleanOptions(TypedDict, total=False):
@@ -225,12 +229,22 @@ def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, s
     agreement = None
     if opt.agreement_splits > 0:
         try:
-            agreement = split_half_agreement(kept, n_splits=opt.agreement_splits, seed=opt.seed)
+            agreement = split_half_agreement(
+                kept, n_splits=opt.agreement_splits, seed=opt.seed, max_votes=opt.agreement_max_votes
+            )
+            if agreement.subsampled:
+                notes.append(
+                    f"split-half agreement measured on a random {agreement.n_items:,} of the "
+                    f"{agreement.n_items_eligible:,} items with 2 or more votes "
+                    f"(above {opt.agreement_max_votes:,} votes)"
+                )
         except InputError as exc:
             notes.append(f"split-half agreement not computed: {exc}")
     reliability = None
     if opt.reliability:
-        reliability = measure_reliability(kept, n_boot=opt.reliability_boot, seed=opt.seed)
+        reliability = measure_reliability(
+            kept, n_boot=opt.reliability_boot, seed=opt.seed, max_boot_votes=opt.reliability_max_boot_votes
+        )
         notes.extend(reliability.notes)
     study_votes = votes
     if not excluded.empty:  # the raters left out of the fit still get their QA row

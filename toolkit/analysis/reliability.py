@@ -38,12 +38,20 @@ ICC, of per-rater totals, which are linear in how often each item is drawn. A ba
 replicates is therefore one matrix product of the (replicates x items) draw counts with the
 per-item (or sparse item x rater) sums: the cost grows with replicates x votes, not with
 replicates x items squared, and no replicate refits anything.
+
+**At scale** the point estimates always use every vote (their cost is a few passes over the
+votes). The bootstrap costs replicates x votes, so above ``RELIABILITY_BOOT_MAX_VOTES`` votes it
+runs on a seeded random subsample of ``m`` of the ``n`` items (about that many votes) and the
+interval is the m-out-of-n bootstrap one (Bickel, Goetze & van Zwet 1997): the subsample's
+percentile deviations from its own estimate, shrunk by ``sqrt(m / n)`` and laid around the
+estimate from all items. The results say so (``boot_items`` below ``n_items``; a note).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal, get_args
 
 import numpy as np
@@ -56,6 +64,9 @@ AlphaMetric = Literal["nominal", "ordinal", "interval"]
 
 MAX_ALPHA_VALUES = 50
 """Alpha's coincidence matrix has one row per distinct vote value: more than this is not a rating scale."""
+
+RELIABILITY_BOOT_MAX_VOTES = 500_000
+"""Votes above which the bootstrap intervals come from a random subsample of the items (see above)."""
 
 _DRAWS_PER_CHUNK = 4_000_000  # replicate x item draw counts held at once (32 MB of float64)
 
@@ -71,6 +82,11 @@ class AlphaResult:
     n_votes: int  # votes on those items
     n_boot: int
     confidence: float
+    boot_items: int = 0  # items the bootstrap resampled: n_items, fewer when subsampled, 0 without
+
+    @property
+    def boot_subsampled(self) -> bool:
+        return 0 < self.boot_items < self.n_items
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,11 @@ class IccResult:
     n_votes: int
     n_boot: int
     confidence: float
+    boot_items: int = 0  # items the bootstrap resampled: n_items, fewer when subsampled, 0 without
+
+    @property
+    def boot_subsampled(self) -> bool:
+        return 0 < self.boot_items < self.n_items
 
     @property
     def method(self) -> str:
@@ -143,6 +164,26 @@ def _interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
     return (float(low), float(high))
 
 
+def _boot_subsample(sizes: np.ndarray, max_votes: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of a seeded random subsample of the items (``sizes``: votes per item)
+    holding about ``max_votes`` votes; None when all of them hold no more."""
+    total = int(sizes.sum())
+    if total <= max_votes:
+        return None
+    keep = max(2, int(sizes.size * max_votes / total))
+    chosen = np.random.default_rng([seed, 2]).choice(sizes.size, size=keep, replace=False)
+    return np.sort(chosen)
+
+
+def _scaled_interval(
+    boot: np.ndarray, confidence: float, point: float, sub_point: float, m: int, n: int
+) -> tuple[float, float]:
+    """The m-out-of-n interval: the subsample's percentile deviations, times sqrt(m / n), around ``point``."""
+    low, high = _interval(boot, confidence)
+    factor = np.sqrt(m / n)
+    return (float(point + factor * (low - sub_point)), float(point + factor * (high - sub_point)))
+
+
 # --- Krippendorff's alpha -------------------------------------------------------------------------
 
 
@@ -171,10 +212,27 @@ def _alpha_from_coincidences(o: np.ndarray, values: np.ndarray, metric: AlphaMet
         return np.where(expected > 0, 1.0 - observed / expected, np.nan)
 
 
+def _value_codes(vote: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(vote, return_inverse=True)``; for whole numbers in a short range (a rating
+    scale) by counting instead of sorting, which at tens of millions of votes is seconds less."""
+    if vote.size:
+        low, high = float(vote.min()), float(vote.max())
+        if np.isfinite(low) and high - low <= 2 * MAX_ALPHA_VALUES:
+            shifted = vote - low
+            whole = shifted.astype(np.int64)
+            if np.array_equal(whole, shifted):
+                present = np.flatnonzero(np.bincount(whole))
+                lookup = np.zeros(int(present[-1]) + 1, dtype=np.int64)
+                lookup[present] = np.arange(present.size)
+                return present + low, lookup[whole]
+    values, code = np.unique(vote, return_inverse=True)
+    return values, code
+
+
 def _alpha_shares(votes: Votes) -> tuple[np.ndarray, np.ndarray, int]:
     """The distinct vote values, each pairable item's coincidences ``(c c^T - diag c) / (m - 1)``
     flattened to (items, V*V) (their sum is the coincidence matrix), and the pairable votes."""
-    values, code = np.unique(votes.vote, return_inverse=True)
+    values, code = _value_codes(votes.vote)
     if values.size > MAX_ALPHA_VALUES:
         raise InputError(f"Krippendorff's alpha needs a rating scale; the votes take {values.size} distinct values")
     size = values.size
@@ -189,7 +247,12 @@ def _alpha_shares(votes: Votes) -> tuple[np.ndarray, np.ndarray, int]:
 
 
 def krippendorff_alpha(
-    votes: Votes, metric: AlphaMetric = "ordinal", n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+    votes: Votes,
+    metric: AlphaMetric = "ordinal",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    max_boot_votes: int = RELIABILITY_BOOT_MAX_VOTES,
 ) -> AlphaResult:
     """Krippendorff's alpha of ``votes`` with a percentile bootstrap interval over items.
 
@@ -201,32 +264,44 @@ def krippendorff_alpha(
     _check_metric(metric)
     values, share, n_votes = _alpha_shares(votes)
     size = values.size
+    per_item = votes.item_counts()
+    sizes = per_item[per_item >= 2]  # votes of the pairable items, in the rows' order
     point = _alpha_from_coincidences(share.sum(axis=0).reshape(1, size, size), values, metric)[0]
     if not np.isfinite(point):
         raise InputError("Krippendorff's alpha is undefined: every pairable vote has the same value")
-    boot = np.empty(0)
+    ci = (float("nan"), float("nan"))
+    boot_items = 0
     if n_boot:
         rng = np.random.default_rng(seed)
+        chosen = _boot_subsample(sizes, max_boot_votes, seed)
+        sample = share if chosen is None else share[chosen]
         parts = [
-            _alpha_from_coincidences((w @ share).reshape(-1, size, size), values, metric)
-            for w in _draw_counts(rng, len(share), n_boot)
+            _alpha_from_coincidences((w @ sample).reshape(-1, size, size), values, metric)
+            for w in _draw_counts(rng, len(sample), n_boot)
         ]
         boot = np.concatenate(parts)
+        boot_items = len(sample)
+        if chosen is None:
+            ci = _interval(boot, confidence)
+        else:
+            sub_point = _alpha_from_coincidences(sample.sum(axis=0).reshape(1, size, size), values, metric)[0]
+            ci = _scaled_interval(boot, confidence, float(point), float(sub_point), boot_items, len(share))
     return AlphaResult(
         alpha=float(point),
-        ci=_interval(boot, confidence) if n_boot else (float("nan"), float("nan")),
+        ci=ci,
         metric=metric,
         n_items=len(share),
         n_votes=n_votes,
         n_boot=n_boot,
         confidence=confidence,
+        boot_items=boot_items,
     )
 
 
 # --- ICC(2,k) -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Design:
     """The per-item and per-cell sums Henderson's method I is built from."""
 
@@ -234,39 +309,72 @@ class _Design:
     total: np.ndarray  # sum of votes per item
     squares: np.ndarray  # sum of squared votes per item
     k1: np.ndarray  # per item: sum over its raters of n_ij^2 / n_i
-    cells: sparse.csr_matrix  # item x (3 * raters): rater totals | cell counts n_ij | n_ij^2
+    cell_item: np.ndarray  # one entry per (item, rater) cell that holds votes
+    cell_rater: np.ndarray
+    n_ij: np.ndarray  # votes in the cell
+    s_ij: np.ndarray  # their sum
     n_raters: int
+
+    @property
+    def n_cells(self) -> int:
+        return int(self.n_ij.size)
+
+    @cached_property
+    def cells(self) -> sparse.csr_matrix:
+        """item x (3 * raters): rater totals | cell counts n_ij | n_ij^2 (for weighted items)."""
+        r = self.n_raters
+        rows = np.concatenate([self.cell_item] * 3)
+        cols = np.concatenate([self.cell_rater, self.cell_rater + r, self.cell_rater + 2 * r])
+        data = np.concatenate([self.s_ij, self.n_ij, self.n_ij**2])
+        return sparse.csr_matrix((data, (rows, cols)), shape=(len(self.n), 3 * r))
+
+    def per_rater(self, w: np.ndarray | None) -> np.ndarray:
+        """(batch, 3 * raters) rater totals, counts and squared cell counts for item weights ``w``;
+        ``w=None``: every item once (no sparse product)."""
+        if w is None:
+            r = self.n_raters
+            parts = [np.bincount(self.cell_rater, weights=v, minlength=r) for v in (self.s_ij, self.n_ij, self.n_ij**2)]
+            return np.concatenate(parts)[None, :]
+        return np.asarray((self.cells.T @ w.T).T)  # a sparse product
 
 
 def _design(votes: Votes) -> _Design:
     n_items, n_raters = votes.n_items, votes.n_raters
     y = votes.vote.astype(float)
     n = np.bincount(votes.item, minlength=n_items).astype(float)
-    cell, cell_code = np.unique(votes.item * n_raters + votes.rater, return_inverse=True)
-    cell_item, cell_rater = cell // n_raters, cell % n_raters
-    n_ij = np.bincount(cell_code).astype(float)
-    s_ij = np.bincount(cell_code, weights=y)
+    key = votes.item * n_raters + votes.rater
+    ordered = np.sort(key)
+    if not (ordered[1:] == ordered[:-1]).any():  # one vote per cell (the usual case): the votes are the cells
+        cell_item, cell_rater, n_ij, s_ij = votes.item, votes.rater, np.ones(y.size), y
+    else:
+        del ordered
+        cell, cell_code = np.unique(key, return_inverse=True)
+        cell_item, cell_rater = cell // n_raters, cell % n_raters
+        n_ij = np.bincount(cell_code).astype(float)
+        s_ij = np.bincount(cell_code, weights=y)
     with np.errstate(divide="ignore", invalid="ignore"):
         k1 = np.bincount(cell_item, weights=n_ij**2, minlength=n_items) / n
-    rows = np.concatenate([cell_item] * 3)
-    cols = np.concatenate([cell_rater, cell_rater + n_raters, cell_rater + 2 * n_raters])
-    data = np.concatenate([s_ij, n_ij, n_ij**2])
-    cells = sparse.csr_matrix((data, (rows, cols)), shape=(n_items, 3 * n_raters))
     return _Design(
         n=n,
         total=np.bincount(votes.item, weights=y, minlength=n_items),
         squares=np.bincount(votes.item, weights=y * y, minlength=n_items),
         k1=np.nan_to_num(k1),
-        cells=cells,
+        cell_item=cell_item,
+        cell_rater=cell_rater,
+        n_ij=n_ij,
+        s_ij=s_ij,
         n_raters=n_raters,
     )
 
 
-def _henderson(design: _Design, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _henderson(design: _Design, w: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Method I variance components (batch, 3) = (item, rater, error), the system's condition number
     and the harmonic mean of votes per item, for item weights ``w`` (batch, items): the data with
-    item ``i`` present ``w[b, i]`` times."""
+    item ``i`` present ``w[b, i]`` times (``None``: every item once)."""
     n_raters = design.n_raters
+    per_rater = design.per_rater(w)
+    if w is None:
+        w = np.ones((1, len(design.n)))
     n_items = w.sum(axis=1)  # items drawn (each copy counts as an item)
     big_n = w @ design.n
     t0 = w @ design.squares
@@ -275,7 +383,6 @@ def _henderson(design: _Design, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     t_mu = grand**2 / big_n
     k1 = w @ design.k1
     k3 = (w @ design.n**2) / big_n
-    per_rater = np.asarray((design.cells.T @ w.T).T)  # (batch, 3 * raters): a sparse product
     r_total, r_n, r_n2 = per_rater[:, :n_raters], per_rater[:, n_raters : 2 * n_raters], per_rater[:, 2 * n_raters :]
     seen = r_n > 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -321,7 +428,13 @@ def _icc_values(components: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.n
         return s_item / (s_item + noise / k), s_item / (s_item + noise)
 
 
-def icc2k(votes: Votes, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0) -> IccResult:
+def icc2k(
+    votes: Votes,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    max_boot_votes: int = RELIABILITY_BOOT_MAX_VOTES,
+) -> IccResult:
     """ICC(2,k) and ICC(2,1) of ``votes`` (see the module docstring for the incomplete-design estimate).
 
     Votes may be any numbers (bias-removed or z-scored votes too). Raises
@@ -341,7 +454,7 @@ def icc2k(votes: Votes, n_boot: int = 1000, confidence: float = 0.95, seed: int 
             "ICC(2,k) is undefined: no rater rated two items, so rater and error variance cannot be told apart"
         )
     design = _design(votes)
-    comp, cond, k = _henderson(design, np.ones((1, votes.n_items)))
+    comp, cond, k = _henderson(design, None)
     if not np.isfinite(comp).all():
         raise InputError(
             f"ICC(2,k) is undefined for this design: item, rater and error variance cannot be separated "
@@ -350,25 +463,39 @@ def icc2k(votes: Votes, n_boot: int = 1000, confidence: float = 0.95, seed: int 
     icc, single = _icc_values(comp, k)
     if not (np.isfinite(icc[0]) and np.isfinite(single[0])):
         raise InputError("ICC(2,k) is undefined: the votes do not vary")
-    icc_boot = single_boot = np.empty(0)
+    nan_ci = (float("nan"), float("nan"))
+    ci = single_ci = nan_ci
+    boot_items = 0
     if n_boot:
+        chosen = _boot_subsample(n_e, max_boot_votes, seed)
+        sample = design
+        if chosen is not None:  # the bootstrap's own design on the subsample's votes
+            keep = np.zeros(votes.n_items, dtype=bool)
+            keep[chosen] = True
+            sample = _design(_with_votes_only(votes.subset(keep[votes.item])))
+        boot_items = len(sample.n)
         rng = np.random.default_rng(seed)
         icc_parts, single_parts = [], []
         # The per-rater totals of a chunk are (replicates x 3 * raters): bound that too.
-        for w in _draw_counts(rng, votes.n_items, n_boot, width=3 * votes.n_raters):
-            components, _, k_boot = _henderson(design, w)
+        for w in _draw_counts(rng, boot_items, n_boot, width=3 * sample.n_raters):
+            components, _, k_boot = _henderson(sample, w)
             icc_b, single_b = _icc_values(components, k_boot)
             icc_parts.append(icc_b)
             single_parts.append(single_b)
         icc_boot, single_boot = np.concatenate(icc_parts), np.concatenate(single_parts)
-    nan_ci = (float("nan"), float("nan"))
-    n_cells = design.cells[:, votes.n_raters : 2 * votes.n_raters].nnz
-    complete = n_cells == votes.n_items * votes.n_raters == votes.n_votes
+        if chosen is None:
+            ci, single_ci = _interval(icc_boot, confidence), _interval(single_boot, confidence)
+        else:
+            sub_icc, sub_single = _icc_values(*_henderson(sample, None)[::2])
+            scale = (boot_items, votes.n_items)
+            ci = _scaled_interval(icc_boot, confidence, float(icc[0]), float(sub_icc[0]), *scale)
+            single_ci = _scaled_interval(single_boot, confidence, float(single[0]), float(sub_single[0]), *scale)
+    complete = design.n_cells == votes.n_items * votes.n_raters == votes.n_votes
     return IccResult(
         icc=float(icc[0]),
-        ci=_interval(icc_boot, confidence) if n_boot else nan_ci,
+        ci=ci,
         icc_single=float(single[0]),
-        icc_single_ci=_interval(single_boot, confidence) if n_boot else nan_ci,
+        icc_single_ci=single_ci,
         k=float(k[0]),
         var_items=float(comp[0, 0]),
         var_raters=float(comp[0, 1]),
@@ -379,25 +506,44 @@ def icc2k(votes: Votes, n_boot: int = 1000, confidence: float = 0.95, seed: int 
         n_votes=votes.n_votes,
         n_boot=n_boot,
         confidence=confidence,
+        boot_items=boot_items,
+    )
+
+
+def boot_subsample_note(what: str, boot_items: int, n_items: int, max_votes: int = RELIABILITY_BOOT_MAX_VOTES) -> str:
+    """The sentence a result whose bootstrap ran on a subsample of the items carries."""
+    return (
+        f"{what} intervals: bootstrap of a random {boot_items:,} of the {n_items:,} items, widths scaled by "
+        f"sqrt({boot_items:,}/{n_items:,}) (m-out-of-n bootstrap, above {max_votes:,} votes)"
     )
 
 
 def measure_reliability(
-    votes: Votes, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0, metric: AlphaMetric = "ordinal"
+    votes: Votes,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    metric: AlphaMetric = "ordinal",
+    max_boot_votes: int = RELIABILITY_BOOT_MAX_VOTES,
 ) -> Reliability:
     """Krippendorff's alpha and ICC(2,k) of the same votes; a coefficient the votes cannot
-    support is left out with the reason in ``notes`` (bad arguments still raise)."""
+    support is left out with the reason in ``notes`` (bad arguments still raise), and a
+    bootstrap run on a subsample of the items (above ``max_boot_votes`` votes) is named there too."""
     _check_boot(n_boot, confidence)
     _check_metric(metric)
     notes: list[str] = []
     alpha: AlphaResult | None = None
     icc: IccResult | None = None
     try:
-        alpha = krippendorff_alpha(votes, metric=metric, n_boot=n_boot, confidence=confidence, seed=seed)
+        alpha = krippendorff_alpha(votes, metric, n_boot, confidence, seed, max_boot_votes)
+        if alpha.boot_subsampled:
+            notes.append(boot_subsample_note("Krippendorff's alpha", alpha.boot_items, alpha.n_items, max_boot_votes))
     except InputError as exc:
         notes.append(str(exc))  # the message names the coefficient and the reason
     try:
-        icc = icc2k(votes, n_boot=n_boot, confidence=confidence, seed=seed)
+        icc = icc2k(votes, n_boot, confidence, seed, max_boot_votes)
+        if icc.boot_subsampled:
+            notes.append(boot_subsample_note("ICC(2,k) and ICC(2,1)", icc.boot_items, icc.n_items, max_boot_votes))
     except InputError as exc:
         notes.append(str(exc))  # the message names the coefficient and the reason
     return Reliability(alpha, icc, tuple(notes))

@@ -51,12 +51,16 @@ def reliability_lines(alpha: AlphaResult | None, icc: IccResult | None) -> list[
     lines = []
     if alpha is not None:
         boot = f", {alpha.n_boot} bootstrap replicates over items" if alpha.n_boot else ""
+        if alpha.boot_subsampled:
+            boot += f" (a random {alpha.boot_items} of them, m-out-of-n)"
         lines.append(
             f"- Krippendorff's alpha ({alpha.metric}, {alpha.n_items} items with 2+ votes{boot}): "
             f"{alpha.alpha:.3f}{_ci(alpha.ci)}"
         )
     if icc is not None:
         boot = f", {icc.n_boot} bootstrap replicates over items" if icc.n_boot else ""
+        if icc.boot_subsampled:
+            boot += f" (a random {icc.boot_items} of them, m-out-of-n)"
         lines.append(
             f"- ICC(2,k) (two-way random, absolute agreement, k = {icc.k:.1f} votes per item (harmonic mean), "
             f"{icc.n_items} items{boot}): {icc.icc:.3f}{_ci(icc.ci)}; one vote, ICC(2,1): "
@@ -129,6 +133,7 @@ def report_data(analysis: Analysis) -> dict[str, Any]:
             "plcc": ag.plcc,
             "plcc_ci": ag.plcc_ci,
             "n_items": ag.n_items,
+            "n_items_eligible": ag.n_items_eligible,
             "n_splits": ag.n_splits,
         }
     rel = analysis.reliability
@@ -141,6 +146,7 @@ def report_data(analysis: Analysis) -> dict[str, Any]:
             "n_items": a.n_items,
             "n_votes": a.n_votes,
             "n_boot": a.n_boot,
+            "boot_items": a.boot_items,
             "confidence": a.confidence,
         }
     if rel is not None and rel.icc is not None:
@@ -159,6 +165,7 @@ def report_data(analysis: Analysis) -> dict[str, Any]:
             "n_items": i.n_items,
             "n_raters": i.n_raters,
             "n_boot": i.n_boot,
+            "boot_items": i.boot_items,
             "confidence": i.confidence,
         }
     qa = analysis.model_agreement
@@ -260,9 +267,10 @@ def write_report(analysis: Analysis, folder: str | Path, *, overwrite: bool = Fa
         lines.append(f"- Iterations: {res.iterations} ({'converged' if res.converged else 'NOT converged'})")
     if analysis.agreement is not None:
         ag = analysis.agreement
+        sample = f" of {ag.n_items_eligible}, a random subsample" if ag.subsampled else ""
         lines += [
             f"- Split-half agreement (noise ceiling, Spearman-Brown corrected, {ag.n_splits} splits, "
-            f"{ag.n_items} items): SRCC {ag.srcc:.3f} [{ag.srcc_ci[0]:.3f}, {ag.srcc_ci[1]:.3f}], "
+            f"{ag.n_items} items{sample}): SRCC {ag.srcc:.3f} [{ag.srcc_ci[0]:.3f}, {ag.srcc_ci[1]:.3f}], "
             f"PLCC {ag.plcc:.3f} [{ag.plcc_ci[0]:.3f}, {ag.plcc_ci[1]:.3f}]",
         ]
     if analysis.reliability is not None:

@@ -109,7 +109,7 @@ def _loo_correlation(
     item: np.ndarray, rater: np.ndarray, vote: np.ndarray, n_raters: int, min_votes: int
 ) -> np.ndarray:
     """Per rater: Pearson r between their votes and the other raters' mean on the same items."""
-    _, item_code = np.unique(item, return_inverse=True)
+    item_code = pd.factorize(item)[0]  # grouping only: hashing, not sorting
     n_e = np.bincount(item_code)
     total = np.bincount(item_code, weights=vote)
     usable = n_e[item_code] >= 2
@@ -239,9 +239,9 @@ def screen_raters(
 
     # Agreement with the others on the study items.
     test = study_rows(frame, role_col).to_numpy()
-    corr = _loo_correlation(
-        frame[item_col].to_numpy()[test].astype(str), rater[test], vote[test], n_r, cfg.correlation_min_votes
-    )
+    # Item codes, not the item texts: a categorical column (the store's) is coded already.
+    item_code = pd.factorize(frame[item_col].astype(str) if frame[item_col].dtype == object else frame[item_col])[0]
+    corr = _loo_correlation(item_code[test], rater[test], vote[test], n_r, cfg.correlation_min_votes)
     table["correlation"] = corr
     flag(corr < cfg.min_correlation, [f"low agreement: r = {r:.2f} with the other raters' mean" for r in corr])
 
