@@ -1,6 +1,6 @@
 """Every vision-language family of the family table as a Q-Align backbone, on tiny random builds.
 
-Each family is built once per session (``tests/vlm_families.py``) with its real config and
+Each family is built once per session (:mod:`toolkit.models.tiny_families`) with its real config and
 processor classes, then scored (probabilities, batching, video frames), trained with the generic
 and the family's own recipes, reloaded, merged, and checked for which modules each recipe trains.
 """
@@ -16,7 +16,6 @@ import pytest
 import torch
 from PIL import Image
 from typer.testing import CliRunner
-from vlm_families import BUILDERS
 
 from toolkit.cli import app
 from toolkit.errors import InputError
@@ -24,6 +23,7 @@ from toolkit.levels import LEVELS
 from toolkit.models.families import FAMILIES, family_of, get_family, image_only_processor_class
 from toolkit.models.hf import HFVisionLanguageBackbone
 from toolkit.models.loading import load_backbone
+from toolkit.models.tiny_families import BUILDERS
 from toolkit.scoring.engine import Scorer
 from toolkit.training import TrainConfig, train
 from toolkit.training.lora import prepare_trainable
@@ -398,5 +398,5 @@ def test_native_video_training_batch_matches_scoring(name: str, family_model: Ca
 
 
 def test_native_video_elsewhere_is_refused_in_one_line(family_model: Callable[[str], Path]) -> None:
-    with pytest.raises(InputError, match=r"^smolvlm models read videos as frames here .* leave native video off$"):
-        load_backbone(family_model("smolvlm"), native_video=True)
+    with pytest.raises(InputError, match=r"^idefics3 models read videos as frames here .* leave native video off$"):
+        load_backbone(family_model("idefics3"), native_video=True)

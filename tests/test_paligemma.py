@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from paligemma_tiny import build_tiny_paligemma, load_tiny_paligemma
 from PIL import Image
 
 from toolkit.errors import ToolkitError
 from toolkit.models.base import QAlignBackbone, TrainingExample
 from toolkit.models.loading import load_backbone
 from toolkit.models.paligemma import PaliGemmaBackbone
+from toolkit.models.tiny_families import build_tiny_family
 from toolkit.qalign import IGNORE_INDEX, LEVELS, expected_score, level_softmax
 from toolkit.training import TrainConfig, train
 from toolkit.training.predict import predict_scores
@@ -26,9 +27,14 @@ QUESTION = QUESTIONS["quality"]
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("paligemma") / "model"
-    build_tiny_paligemma(folder, seed=1)
-    return folder
+    return build_tiny_family("paligemma", tmp_path_factory.mktemp("paligemma") / "model", seed=1)
+
+
+def load_tiny_paligemma(folder: Path) -> tuple[Any, Any]:
+    """``(model, processor)`` of the tiny build, reloaded with the Auto classes."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    return AutoModelForImageTextToText.from_pretrained(folder).eval(), AutoProcessor.from_pretrained(folder)
 
 
 def _backbone(folder: Path) -> PaliGemmaBackbone:

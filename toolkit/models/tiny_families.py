@@ -9,7 +9,8 @@ Each builder writes a checkpoint folder with the family's real config class (tin
 weights), its real processor class (PIL image processor, no video processor: the image-only
 path the toolkit loads when torchvision is absent), a byte-level BPE tokenizer trained on the
 Q-Align prompts with the family's special tokens (so every level word is one token), and a
-chat template written in the structure of the family's published one. The templates are short
+chat template written in the structure of the family's published one (PaliGemma, prompted
+without a template, has none). The templates are short
 renderings of the same turn layout (role markers, where images go, end-of-turn tokens), not
 copies: they cover the text + image turns Q-Align uses. Tags never trim whitespace (no
 ``{%-``), so every newline written is rendered.
@@ -18,7 +19,7 @@ copies: they cover the text + image turns Q-Align uses. Tags never trim whitespa
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,16 +137,20 @@ def bpe_tokenizer(
     pad: str,
     bos: str | None = None,
     vocab_size: int = 600,
+    unk: str | None = None,
+    extra_corpus: Sequence[str] = (),
 ) -> Any:
-    """A byte-level BPE tokenizer trained on the Q-Align prompts, with ``special`` tokens kept
-    whole and ``named`` ones exposed as attributes (``tokenizer.image_token`` ...)."""
+    """A byte-level BPE tokenizer trained on the Q-Align prompts (and ``extra_corpus``), with
+    ``special`` tokens kept whole and ``named`` ones exposed as attributes (``tokenizer.image_token`` ...).
+    Special tokens take the first ids: ``eos``, ``pad``, ``bos``, ``unk``, then the others."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
+    tok = Tokenizer(models.BPE(unk_token=unk))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    all_special = list(dict.fromkeys([eos, pad, *([bos] if bos else []), *special, *named.values()]))
+    first = [eos, pad, *([bos] if bos else []), *([unk] if unk else [])]
+    all_special = list(dict.fromkeys([*first, *special, *named.values()]))
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=1,
@@ -153,13 +158,14 @@ def bpe_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    corpus = training_corpus() + ["User: Assistant: user assistant system model"]
+    corpus = training_corpus() + ["User: Assistant: user assistant system model", *extra_corpus]
     tok.train_from_iterator(corpus, trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         eos_token=eos,
         pad_token=pad,
         bos_token=bos,
+        unk_token=unk,
         extra_special_tokens=named,
         model_max_length=4096,
     )
@@ -519,6 +525,47 @@ def build_gemma3(out: Path, seed: int = 0) -> Path:
     return _save(out, config, processor, seed, ("model.multi_modal_projector.mm_input_projection_weight",))
 
 
+# ------------------------------------------------------------------ PaliGemma
+
+
+def build_paligemma(out: Path, seed: int = 0) -> Path:
+    """PaliGemma, prompted without a chat template: a SigLIP tower and a Gemma decoder behind
+    ``PaliGemmaForConditionalGeneration``, 16 image tokens per 32-pixel image.
+
+    The tokenizer is laid out like PaliGemma's: ``<bos>``/``<eos>``/``<pad>``/``<unk>`` and an
+    ``<image>`` token, nothing added by the tokenizer itself (the processor writes ``<bos>`` and the
+    suffix's ``<eos>``), and a pair template that gives the second sequence (the suffix) token type 1.
+    """
+    from tokenizers import processors
+    from transformers import PaliGemmaConfig, PaliGemmaProcessor, SiglipImageProcessorPil
+
+    # PaliGemma prompts end in a newline before the answer.
+    prompts = [f"{line}\n" for line in training_corpus() if line.startswith("USER:")]
+    tok = bpe_tokenizer(
+        [], {"image_token": "<image>"}, eos="<eos>", pad="<pad>", bos="<bos>", unk="<unk>", extra_corpus=prompts
+    )
+    # Gemma's template with add_bos/add_eos off: nothing added, the suffix is token type 1.
+    tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single="$A:0", pair="$A:0 $B:1", special_tokens=[]
+    )
+    image_processor = SiglipImageProcessorPil(
+        size={"height": 32, "width": 32}, image_mean=[0.5] * 3, image_std=[0.5] * 3, image_seq_length=16
+    )
+    # The processor adds PaliGemma's <loc>/<seg> tokens to the tokenizer: size the vocabulary after it.
+    processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tok)
+    text = {**_text(tok), "head_dim": 16, "num_key_value_heads": 1, "intermediate_size": 256}
+    vision = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4}
+    config = PaliGemmaConfig(
+        vision_config={**vision, "image_size": 32, "patch_size": 8, "vision_use_head": False},
+        text_config={**text, "model_type": "gemma"},
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        vocab_size=len(tok),
+        projection_dim=64,
+        hidden_size=64,
+    )
+    return _save(out, config, processor, seed)
+
+
 BUILDERS: dict[str, Callable[..., Path]] = {
     "qwen3_5": build_qwen3_5,
     "qwen3_vl": build_qwen3_vl,
@@ -529,6 +576,7 @@ BUILDERS: dict[str, Callable[..., Path]] = {
     "internvl": build_internvl,
     "llava_onevision": build_llava_onevision,
     "gemma3": build_gemma3,
+    "paligemma": build_paligemma,
 }
 """Family name (as in :data:`toolkit.models.families.FAMILIES`) -> tiny builder."""
 
