@@ -51,7 +51,7 @@ class Family:
     attention: str = ATTENTION  # regex of the token-mixing projections of one decoder layer
     mlp: str = MLP
     backbone: str = GENERIC_BACKBONE  # dotted path of the backbone class, imported when used
-    native_video: bool = False  # the family reads videos as videos (``videos=``); the backbone may not yet
+    native_video: bool = False  # the family reads videos as videos; its backbone class builds those inputs
     lora_recipe: str = "hf-lora"
     full_recipe: str = "hf-full"
     # Bare parameters outside those modules (PEFT trains modules, not parameters): full
@@ -126,6 +126,7 @@ FAMILIES: tuple[Family, ...] = (
         projector=("connector",),
         language_model="text_model",
         native_video=True,
+        backbone="toolkit.models.family_video.SmolVLMBackbone",
         lora_recipe="smolvlm-lora",
         full_recipe="smolvlm-full",
     ),
@@ -145,6 +146,7 @@ FAMILIES: tuple[Family, ...] = (
         projector=("multi_modal_projector",),
         language_model="language_model",
         native_video=True,
+        backbone="toolkit.models.family_video.InternVLBackbone",
         lora_recipe="internvl-lora",
         full_recipe="internvl-full",
     ),
@@ -156,6 +158,7 @@ FAMILIES: tuple[Family, ...] = (
         loose_parameters=("image_newline",),  # the learned row separator of the anyres grid
         language_model="language_model",
         native_video=True,
+        backbone="toolkit.models.family_video.LlavaOnevisionBackbone",
         lora_recipe="llava-ov-lora",
         full_recipe="llava-ov-full",
     ),

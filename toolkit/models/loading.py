@@ -129,8 +129,8 @@ def load_backbone(
     ``adapter`` is a PEFT LoRA folder (as ``qalign train --mode lora`` writes) applied on top of
     the base model; ``merge=True`` folds it into the weights (faster inference, no PEFT wrapper).
     ``native_video``: videos go to the model as videos where its backbone can do that (the Qwen-VL
-    models), not as their frames; other models refuse it. Score with the mode the model was
-    fine-tuned with.
+    models, SmolVLM2, InternVL, LLaVA-OneVision), not as their frames; other models refuse it.
+    Score with the mode the model was fine-tuned with.
     """
     path = resolve_model_path(model)
     dev = resolve_device(device)
@@ -147,7 +147,7 @@ def load_backbone(
         if not getattr(backbone, "supports_native_video", False):
             raise InputError(
                 f"{kind} models read videos as frames here (native video input: Qwen2-VL, Qwen2.5-VL, "
-                "Qwen3-VL, Qwen3.5); leave native video off"
+                "Qwen3-VL, Qwen3.5, SmolVLM2, InternVL, LLaVA-OneVision); leave native video off"
             )
         backbone.native_video = True  # type: ignore[attr-defined]  # a backbone that supports it has it
 
@@ -161,7 +161,8 @@ def load_backbone(
 def native_video_available(model: str | Path) -> bool:
     """Whether ``model`` can be given videos as videos, told from its ``config.json`` without the
     weights: its family reads videos natively (the family table's flag) and the toolkit's backbone
-    of that family builds such inputs (today the Qwen-VL models; other families read frames)."""
+    of that family builds such inputs (the Qwen-VL models, SmolVLM2, InternVL, LLaVA-OneVision;
+    other families read frames)."""
     from toolkit.models.families import family_of
 
     return _native_video_family(family_of(model_type(resolve_model_path(model))))

@@ -125,8 +125,9 @@ class Scorer:
         **kwargs: object,
     ) -> Scorer:
         """Load ``model`` (a folder, a hub id or ``"tiny"``) with an optional adapter. Videos go to
-        the model as videos where its family reads them so (the Qwen-VL models), else, or with
-        ``video_as_frames``, as their frames; score with the mode the model was fine-tuned with.
+        the model as videos where its family reads them so (the Qwen-VL models, SmolVLM2, InternVL,
+        LLaVA-OneVision), else, or with ``video_as_frames``, as their frames; score with the mode the
+        model was fine-tuned with.
 
         ``attention`` and ``compile_mode`` are the speed switches of
         :func:`toolkit.scoring.compile.apply_speed_options` (the numbers stay within float rounding);
@@ -565,10 +566,10 @@ def score_images(
     manifest has it). ``out`` makes the run resumable, ``merge=False`` leaves the parts of several
     processes for a later merge (see :meth:`Scorer.score`).
     ``num_workers=None`` picks the decoding workers for the device (:func:`auto_num_workers`).
-    Videos go to the model as videos where it reads them so (the Qwen-VL models), else, or with
-    ``video_as_frames``, as frames (see :meth:`Scorer.from_pretrained`). ``attention`` and
-    ``compile_mode``: the speed switches (:mod:`toolkit.scoring.compile`); the run's ``attrs["speed"]``
-    says what they did.
+    Videos go to the model as videos where it reads them so (the Qwen-VL models, SmolVLM2, InternVL,
+    LLaVA-OneVision), else, or with ``video_as_frames``, as frames (see :meth:`Scorer.from_pretrained`).
+    ``attention`` and ``compile_mode``: the speed switches (:mod:`toolkit.scoring.compile`); the run's
+    ``attrs["speed"]`` says what they did.
     """
     from toolkit.scoring.compile import check_speed_names
 

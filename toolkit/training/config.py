@@ -160,7 +160,8 @@ class TrainConfig:
     video_as_frames: bool = setting(
         False,
         "Give videos to the model as their frames, one image each, even where it reads videos natively "
-        "(Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5 do by default; other models always read frames). "
+        "(Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5, SmolVLM2, InternVL, LLaVA-OneVision do by default; "
+        "other models always read frames). "
         "Score the result the same way (qalign score --video-as-frames).",
     )
     log_every: int = setting(1, "Optimizer steps between progress reports (default 1).", min=1)
