@@ -269,3 +269,24 @@ def test_lora_on_videos_natively_then_scoring(
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     base = Scorer.from_pretrained(str(family_model(name)), progress=False).score([clips], video=True)
     assert np.abs(base[list(PROB_COLUMNS)].to_numpy() - probs).max() > 1e-4  # it learned
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_qalign_score_records_how_videos_were_given(
+    name: str, family_model: Callable[[str], Path], clips: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+    from toolkit.scoring.provenance import read_record as read_score_record
+
+    for extra, mode, summary in (
+        ([], "native", "videos read natively"),
+        (["--video-as-frames"], "frames", "as frames"),
+    ):
+        out = tmp_path / f"{mode}.csv"
+        args = ["score", "--device", "cpu", "--no-progress", "--video", "--model", str(family_model(name))]
+        result = CliRunner().invoke(app, [*args, *extra, "--out", str(out), str(clips)])
+        assert result.exit_code == 0, result.output
+        assert summary in " ".join(result.output.split())
+        assert read_score_record(out)["video_input"] == mode  # type: ignore[index]
