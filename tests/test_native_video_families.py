@@ -178,6 +178,24 @@ def test_native_videos_score_batch_and_keep_their_order(name: str, family_model:
     torch.testing.assert_close(_logits(native, [[imgs[0]]], "image"), _logits(frames, [[imgs[0]]], "image"))
 
 
+@pytest.mark.parametrize("name", [*FAMILIES, "qwen2_5_vl", "qwen3_vl"])
+def test_native_batches_build_without_the_model(name: str, family_model: Callable[[str], Path]) -> None:
+    from toolkit.scoring.decode import detach_preprocessing
+
+    # Scoring workers build batches with a copy of the backbone that has no model.
+    native = load_backbone(family_model(name), native_video=True)
+    worker = detach_preprocessing(native)
+    assert worker is not None and worker.model is None
+    visuals = [_frames(3, seed=6), _frames(2, seed=7)]
+    built, expected = (
+        worker.scoring_batch(visuals, "quality", "video"),
+        native.scoring_batch(visuals, "quality", "video"),
+    )
+    assert built.keys() == expected.keys()
+    for key, value in expected.items():
+        torch.testing.assert_close(built[key], value, atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("name", FAMILIES)
 def test_generated_clips_score_natively(name: str, family_model: Callable[[str], Path], clips: Path) -> None:
     native = Scorer.from_pretrained(str(family_model(name)), batch_size=2, progress=False)

@@ -58,6 +58,12 @@ class FamilyVideoBackbone(HFVisionLanguageBackbone):
 
     supports_native_video = True
 
+    def __init__(self, model: torch.nn.Module, processor: Any) -> None:
+        super().__init__(model, processor)
+        # Read now: scoring workers build batches with a copy of the backbone that has no model.
+        folder = getattr(getattr(model, "config", None), "_name_or_path", "") or ""
+        self._video_settings = _read_video_settings(Path(str(folder))) if folder else {}
+
     @property
     def video_placeholder(self) -> str:
         """What the chat template writes for a video."""
@@ -105,11 +111,7 @@ class FamilyVideoBackbone(HFVisionLanguageBackbone):
     def video_settings(self) -> dict[str, Any]:
         """The checkpoint's video processor configuration (``processor_config.json``'s
         ``video_processor``, else ``video_preprocessor_config.json``); empty when it has none."""
-        cached: dict[str, Any] | None = getattr(self, "_video_settings", None)
-        if cached is None:
-            cached = _read_video_settings(Path(str(getattr(self.model.config, "_name_or_path", "") or "")))
-            self._video_settings = cached
-        return cached
+        return self._video_settings
 
     def _setting(self, name: str) -> Any:
         """A video processor setting, falling back to the image processor's."""

@@ -26,6 +26,7 @@ from toolkit.qalign import InputKind
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
     from PIL import Image
 
 VIDEO_FPS = 2.0
@@ -36,6 +37,11 @@ class QwenVLBackbone(HFVisionLanguageBackbone):
     """Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5; with ``native_video`` on, videos go to the model as videos."""
 
     supports_native_video = True
+
+    def __init__(self, model: torch.nn.Module, processor: Any) -> None:
+        super().__init__(model, processor)
+        # Kept apart from the model: scoring workers build batches with a copy that has none.
+        self._model_type = getattr(getattr(model, "config", None), "model_type", None)
 
     def _visual_content(self, n_frames: int, kind: InputKind) -> list[dict[str, Any]]:
         if self.native_video and kind == "video":
@@ -78,7 +84,7 @@ class QwenVLBackbone(HFVisionLanguageBackbone):
             batch["image_grid_thw"] = torch.tensor(np.array(image_grids), dtype=torch.long)
         batch["pixel_values_videos"] = torch.from_numpy(np.concatenate(videos))
         batch["video_grid_thw"] = torch.tensor(video_grids, dtype=torch.long)
-        if getattr(self.model.config, "model_type", None) == "qwen2_5_vl":
+        if self._model_type == "qwen2_5_vl":
             step = self.processor.image_processor.temporal_patch_size / VIDEO_FPS
             batch["second_per_grid_ts"] = torch.full((len(videos),), step)
         return batch
@@ -86,7 +92,7 @@ class QwenVLBackbone(HFVisionLanguageBackbone):
     @property
     def _timestamped(self) -> bool:
         # Qwen3-VL and Qwen3.5 write each frame pair's time before its tokens.
-        return getattr(self.model.config, "model_type", None) in ("qwen3_vl", "qwen3_5")
+        return self._model_type in ("qwen3_vl", "qwen3_5")
 
     def _with_timestamps(self, text: str, n_frames: int, grid: list[int], merge: int) -> str:
         """The video placeholder of ``text`` replaced as transformers' Qwen3-VL processor does it: per
