@@ -84,9 +84,10 @@ def convert_study(
     one), ``video`` to whether the study's test items are videos.
     """
     from toolkit.convert.pipeline import SUMMARY_FILE, write_training_data
-    from toolkit.store.snapshot import StudySnapshot, load_snapshot
+    from toolkit.store.snapshot import LABEL_VOTE_COLUMNS, StudySnapshot, load_snapshot
 
-    snapshot = study if isinstance(study, StudySnapshot) else load_snapshot(study, db_url)
+    # Labels need no vote times: the lean read skips their second pass over the votes.
+    snapshot = study if isinstance(study, StudySnapshot) else load_snapshot(study, db_url, LABEL_VOTE_COLUMNS)
     table, labels = study_training_table(snapshot, subject_model, soft)
     study_task: Task
     if task is None:

@@ -107,7 +107,7 @@ def export_study_dataset(
     from toolkit.convert.card import card_metadata, render_card, write_card
     from toolkit.convert.hf import export_parquet, save_dataset
     from toolkit.convert.study import study_training_table
-    from toolkit.store.snapshot import StudySnapshot, load_snapshot
+    from toolkit.store.snapshot import LABEL_VOTE_COLUMNS, StudySnapshot, load_snapshot
 
     formats = list(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
@@ -117,7 +117,8 @@ def export_study_dataset(
     fractions = parse_fractions(split) if split else None
     out = claim_output_dir(out, overwrite=overwrite)
 
-    snapshot = study if isinstance(study, StudySnapshot) else load_snapshot(study, db_url)
+    # Labels need no vote times: the lean read skips their second pass over the votes.
+    snapshot = study if isinstance(study, StudySnapshot) else load_snapshot(study, db_url, LABEL_VOTE_COLUMNS)
     claim_output_dir(out, overwrite=overwrite, inputs=(snapshot.media_root,))
     full_table, study_labels = study_training_table(snapshot, subject_model, soft="histogram")
     labels = study_labels.table

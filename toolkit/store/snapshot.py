@@ -9,6 +9,7 @@ votes by accident and all of them see the same items in the same order.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -53,7 +54,7 @@ class StudySnapshot:
     gold_every: int
     created_at: str  # YYYY-MM-DD
     items: pd.DataFrame  # ``ITEM_COLUMNS``, one row per item, in the order the items were added
-    votes: pd.DataFrame  # ``VOTE_COLUMNS``; votes of excluded raters are not here
+    votes: pd.DataFrame  # ``VOTE_COLUMNS`` (those read); votes of excluded raters are not here
     excluded_raters: tuple[str, ...]  # names of the raters screened out, sorted
     excluded_votes: int  # how many stored votes those raters gave (not in ``votes``)
     raters_registered: int
@@ -104,43 +105,83 @@ def _moments(micros: np.ndarray, zoned: bool) -> pd.Series:
     return stamps.astype("datetime64[us, UTC]" if zoned else "datetime64[us]")
 
 
+TIME_COLUMNS: tuple[str, ...] = ("shown_at", "answered_at", "response_ms")
+"""The vote columns read by a second pass over the votes (:func:`read_vote_times`)."""
+
+LABEL_VOTE_COLUMNS: tuple[str, ...] = ("item", "rater", "vote", "content_group", "role")
+"""The vote columns labels, training data and dataset cards are made from (no times)."""
+
+
+def _check_columns(columns: Sequence[str]) -> list[str]:
+    unknown = [c for c in columns if c not in VOTE_COLUMNS]
+    if unknown:
+        raise StoreError(f"unknown vote column(s) {', '.join(map(repr, unknown))}; use {', '.join(VOTE_COLUMNS)}")
+    return [c for c in VOTE_COLUMNS if c in columns]  # the frame keeps VOTE_COLUMNS' order
+
+
 def votes_from_arrays(
-    items: pd.DataFrame, raters: pd.Series, votes: VoteArrays, times: VoteTimes, zoned: bool
+    items: pd.DataFrame,
+    raters: pd.Series,
+    votes: VoteArrays,
+    times: VoteTimes | None,
+    zoned: bool,
+    columns: Sequence[str] = VOTE_COLUMNS,
 ) -> pd.DataFrame:
-    """``VOTE_COLUMNS`` from coded votes: the item and rater columns (and the item's own columns)
-    are categoricals over the study's items and raters, so a vote costs a few bytes, not a string."""
+    """``VOTE_COLUMNS`` (or those of them in ``columns``) from coded votes: the item and rater
+    columns (and the item's own columns) are categoricals over the study's items and raters, so
+    a vote costs a few bytes, not a string. ``times`` may be None when no time column is asked for."""
+    wanted = _check_columns(columns)
     item_ids = items["item_id"].to_numpy()
     order = np.argsort(item_ids)
     position = order[np.searchsorted(item_ids, votes.item_id, sorter=order)]
-    rater_ids = raters.index.to_numpy()
-    rater_order = np.argsort(rater_ids)
-    rater_position = rater_order[np.searchsorted(rater_ids, votes.rater_id, sorter=rater_order)]
 
     def per_item(column: str) -> pd.Categorical:
         codes, uniques = pd.factorize(items[column].astype(str))
         return pd.Categorical.from_codes(codes[position], categories=pd.Index(uniques, dtype=object))
 
-    frame = pd.DataFrame(
-        {
-            "item": pd.Categorical.from_codes(position, categories=pd.Index(items["item"].astype(str), dtype=object)),
-            "rater": pd.Categorical.from_codes(rater_position, categories=pd.Index(raters.astype(str), dtype=object)),
-            "vote": votes.level.astype(np.int64),
-            "kind": per_item("kind"),
-            "content_group": per_item("content_group"),
-            "role": per_item("role"),
-            "expected_level": items["expected_level"].array.take(position),
-            "tolerance": items["tolerance"].to_numpy()[position],
-            "sha256": per_item("sha256"),
-            "shown_at": _moments(times.shown_us, zoned),
-            "answered_at": _moments(times.answered_us, zoned),
-            "response_ms": times.response_ms,
-        }
-    )
-    return frame[VOTE_COLUMNS]
+    def item() -> pd.Categorical:
+        return pd.Categorical.from_codes(position, categories=pd.Index(items["item"].astype(str), dtype=object))
+
+    def rater() -> pd.Categorical:
+        rater_ids = raters.index.to_numpy()
+        rater_order = np.argsort(rater_ids)
+        rater_position = rater_order[np.searchsorted(rater_ids, votes.rater_id, sorter=rater_order)]
+        return pd.Categorical.from_codes(rater_position, categories=pd.Index(raters.astype(str), dtype=object))
+
+    def time(column: str) -> pd.Series | np.ndarray:
+        if times is None:
+            raise StoreError(f"vote column {column!r} asked for without the vote times")
+        if column == "response_ms":
+            return times.response_ms
+        return _moments(times.shown_us if column == "shown_at" else times.answered_us, zoned)
+
+    makers: dict[str, Callable[[], Any]] = {
+        "item": item,
+        "rater": rater,
+        "vote": lambda: votes.level.astype(np.int64),
+        "kind": lambda: per_item("kind"),
+        "content_group": lambda: per_item("content_group"),
+        "role": lambda: per_item("role"),
+        "expected_level": lambda: items["expected_level"].array.take(position),
+        "tolerance": lambda: items["tolerance"].to_numpy()[position],
+        "sha256": lambda: per_item("sha256"),
+        "shown_at": lambda: time("shown_at"),
+        "answered_at": lambda: time("answered_at"),
+        "response_ms": lambda: time("response_ms"),
+    }
+    return pd.DataFrame({column: makers[column]() for column in wanted})
 
 
-def read_snapshot(session: Session, study: Study) -> StudySnapshot:
-    """Read ``study`` in ``session``: items, valid votes, excluded raters and the set-up."""
+def read_snapshot(session: Session, study: Study, columns: Sequence[str] = VOTE_COLUMNS) -> StudySnapshot:
+    """Read ``study`` in ``session``: items, valid votes, excluded raters and the set-up.
+
+    ``columns``: the vote columns to build (``VOTE_COLUMNS`` by default, in that order). A
+    caller that needs fewer says so: the time columns cost a second pass over the votes and
+    16-24 bytes a vote, the item's own columns a few bytes each (``LABEL_VOTE_COLUMNS`` is what
+    labels and training data need).
+    """
+    wanted = _check_columns(columns)
+    with_times = any(c in TIME_COLUMNS for c in wanted)
     items = items_frame(session, study)
     raters = pd.Series(
         dict(session.execute(select(Rater.id, Rater.name).where(Rater.study_id == study.id)).all()), dtype=object
@@ -167,15 +208,15 @@ def read_snapshot(session: Session, study: Study) -> StudySnapshot:
         else ""
     )
     coded = read_vote_arrays(connection, study.id, valid)
-    times = read_vote_times(connection, study.id, valid)
+    times = read_vote_times(connection, study.id, valid) if with_times else None
     for _ in range(3):  # a vote stored between the two reads (no snapshot isolation): read again
-        if len(times.answered_us) == len(coded):
+        if times is None or len(times.answered_us) == len(coded):
             break
         coded = read_vote_arrays(connection, study.id, valid)
         times = read_vote_times(connection, study.id, valid)
     else:
         raise StoreError(f"votes of study {study.name!r} kept changing while it was read; try again")
-    votes = votes_from_arrays(items, raters, coded, times, zoned=connection.dialect.name == "postgresql")
+    votes = votes_from_arrays(items, raters, coded, times, connection.dialect.name == "postgresql", wanted)
     del coded, times
 
     kinds = set(items.loc[items["role"] == "test", "kind"])
@@ -197,7 +238,7 @@ def read_snapshot(session: Session, study: Study) -> StudySnapshot:
     )
 
 
-def load_snapshot(name: str, db_url: str | None = None) -> StudySnapshot:
+def load_snapshot(name: str, db_url: str | None = None, columns: Sequence[str] = VOTE_COLUMNS) -> StudySnapshot:
     """:func:`read_snapshot` of the study called ``name`` in the database at ``db_url``."""
     from toolkit.store.engine import Store
     from toolkit.store.studies import get_study
@@ -205,6 +246,6 @@ def load_snapshot(name: str, db_url: str | None = None) -> StudySnapshot:
     store = Store(db_url)
     try:
         with store.session() as session:
-            return read_snapshot(session, get_study(session, name))
+            return read_snapshot(session, get_study(session, name), columns)
     finally:
         store.dispose()
