@@ -355,12 +355,12 @@ def test_native_videos_batch_and_keep_their_order(name: str, family_model: Calla
     assert (_logits(native, [imgs[:3][::-1]], "video") - alone[0]).abs().max() > 1e-6
     batch = native.scoring_batch(visuals, "quality", "video")
     assert batch["video_grid_thw"][:, 0].tolist() == [2, 1, 2] and "pixel_values" not in batch
-    if name in ("qwen3_vl", "qwen3_5"):  # each frame pair's mean time before its tokens, at 2 frames a second
+    if name in ("qwen3_vl", "qwen3_5"):  # each frame pair's mean time before its tokens, at 1 frame a second
         text = native.tokenizer.decode(batch["input_ids"][2])
-        assert [m for m in re.findall(r"<[\d.]+ seconds>", text)] == ["<0.2 seconds>", "<1.2 seconds>"]
+        assert [m for m in re.findall(r"<[\d.]+ seconds>", text)] == ["<0.5 seconds>", "<2.5 seconds>"]
         assert re.findall(r"<[\d.]+ seconds>", native.tokenizer.decode(batch["input_ids"][0])) == [
-            "<0.2 seconds>",
-            "<1.0 seconds>",  # the third frame, paired with itself
+            "<0.5 seconds>",
+            "<2.0 seconds>",  # the third frame, paired with itself
         ]
     # Still images are unaffected by the switch.
     frames = load_backbone(family_model(name))

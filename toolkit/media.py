@@ -150,6 +150,11 @@ class VideoFrames:
         )
 
 
+SAMPLED_FPS = 1.0
+"""Frames per second the reference rule takes from a video: a model told the frames' times
+(Qwen-VL's temporal positions, Qwen3-VL's and SmolVLM2's timestamps) is told this rate."""
+
+
 def reference_indices(total_frames: int, fps: float) -> list[int]:
     """The reference rule: one frame per second from frame 0, ``int(fps * i)`` for
     ``i in range(int(total_frames / fps))``; clips shorter than one second give frame 0."""

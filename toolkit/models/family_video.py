@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import InputError, ToolkitError
+from toolkit.media import SAMPLED_FPS
 from toolkit.models.hf import HFVisionLanguageBackbone
 from toolkit.qalign import InputKind
 
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-FRAME_SECONDS = 1.0
+FRAME_SECONDS = 1.0 / SAMPLED_FPS
 """Seconds between two frames of a video (the toolkit's one-frame-per-second sampling)."""
 
 

@@ -11,8 +11,9 @@ as that frame as an image, which the tests check through the model (Qwen2-VL, Qw
 and Qwen3.5 also write each frame pair's time, "<0.5 seconds>", before its tokens, as
 transformers' Qwen3-VL processor does).
 
-The frames are taken to be 1 / :data:`VIDEO_FPS` seconds apart (Qwen's own sampling rate); it sets
-Qwen2.5-VL's temporal position step and the times Qwen3-VL reads.
+The frames are taken to be 1 / :data:`VIDEO_FPS` seconds apart, the rate at which the toolkit
+samples them (:data:`toolkit.media.SAMPLED_FPS`); it sets Qwen2.5-VL's temporal position step
+and the times Qwen3-VL reads.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import InputError
+from toolkit.media import SAMPLED_FPS
 from toolkit.models.hf import HFVisionLanguageBackbone
 from toolkit.qalign import InputKind
 
@@ -29,8 +31,8 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-VIDEO_FPS = 2.0
-"""Frames per second assumed for the frames of a video (qwen-vl-utils' default sampling rate)."""
+VIDEO_FPS = SAMPLED_FPS
+"""Frames per second of the frames a video is given as (the toolkit's sampling rate)."""
 
 
 class QwenVLBackbone(HFVisionLanguageBackbone):
