@@ -18,7 +18,7 @@ from typing import Any, cast
 import numpy as np
 from sqlalchemy import Connection, func, select
 
-from toolkit.store.schema import Rating
+from toolkit.store.schema import Item, Rater
 
 FETCH_ROWS = 200_000
 """Rows fetched from the driver per batch."""
@@ -85,10 +85,14 @@ def read_packed_votes(connection: Connection, study_id: int, where: str = "") ->
     """The study's votes, oldest first, as ``item_id << 33 | rater_id << 3 | level`` (int64, 8 bytes
     a vote); None when an id is too large for that layout (then use :func:`read_vote_arrays`)."""
     p = _placeholder(connection)
-    top = connection.execute(
-        select(func.max(Rating.item_id), func.max(Rating.rater_id)).where(Rating.study_id == study_id)
-    ).one()
-    if max(top[0] or 0, top[1] or 0) >= 2**_ID_BITS:
+    # A vote's item and rater ids are at most the largest ids of those tables: two primary-key
+    # look-ups, where the votes' own maximum would read every vote of the study (once per block
+    # for a blockwise caller).
+    top = max(
+        connection.execute(select(func.max(Item.id))).scalar() or 0,
+        connection.execute(select(func.max(Rater.id))).scalar() or 0,
+    )
+    if top >= 2**_ID_BITS:
         return None
     condition = f"study_id = {p}" + (f" AND {where}" if where else "")
     pg = connection.dialect.name == "postgresql"

@@ -91,10 +91,17 @@ def _csv_times(block: pd.DataFrame) -> pd.DataFrame:
         zoned = getattr(moments.dt, "tz", None) is not None
         naive = moments.dt.tz_convert("UTC").dt.tz_localize(None) if zoned else moments
         stamps = naive.to_numpy(dtype="datetime64[us]")
-        text = np.char.replace(np.datetime_as_string(stamps, unit="us"), "T", " ")
+        present = naive.notna().to_numpy()
+        # Each distinct time is spelled once (an import stamps all its votes alike) and the column
+        # is a categorical of those spellings: the CSV writer's formula rule then runs per spelling.
+        distinct, code = np.unique(stamps[present], return_inverse=True)
+        text = np.char.replace(np.datetime_as_string(distinct, unit="us"), "T", " ")
         if zoned:
             text = np.char.add(text, "+00:00")
-        out[column] = pd.Series(text, index=out.index, dtype=object).where(naive.notna().to_numpy(), None)
+        codes = np.full(len(out), -1, dtype=np.int64)
+        codes[present] = code
+        categories = pd.Index(text.astype(object), dtype=object)
+        out[column] = pd.Series(pd.Categorical.from_codes(codes, categories=categories), index=out.index)
     return out
 
 
