@@ -337,7 +337,7 @@ def test_migration_0004_keeps_every_rating_both_ways(tmp_path):
             tables = ("studies", "items", "raters", "ratings")
             return [conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables]
 
-    assert upgrade(url) == "0004" and counts() == [1, 1, 1, 1]
+    assert upgrade(url, "0004") == "0004" and counts() == [1, 1, 1, 1]
     with engine.connect() as conn:
         assert conn.execute(text("SELECT excluded, excluded_by_rules FROM raters")).one() == (1, 0)
     assert downgrade(url, "0003") == "0003" and counts() == [1, 1, 1, 1]

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from toolkit.errors import InputError, StoreError
 from toolkit.store.schema import Item, Rater, Rating, Study, utcnow
 from toolkit.store.studies import hash_token
+from toolkit.store.bulk_load import BULK_IMPORT_ROWS
 from toolkit.store.vote_import import IMPORT_CHUNK_ROWS, import_vote_chunks
 
 if TYPE_CHECKING:
@@ -174,6 +175,7 @@ def import_votes(
     vote: str = "vote",
     source: str = "votes table",
     chunk_rows: int = IMPORT_CHUNK_ROWS,
+    bulk_rows: int = BULK_IMPORT_ROWS,
 ) -> tuple[int, int]:
     """Import external votes (item path, rater name, vote); raters are created as needed.
 
@@ -181,9 +183,11 @@ def import_votes(
     table, or a vote that contradicts one already stored fails the whole import with the row named.
     Votes identical to stored ones are skipped, so re-running an import counts nothing twice.
     The caller's session is one transaction; nothing is committed here. Rows are compared and
-    inserted ``chunk_rows`` at a time, so memory stays flat for tables of millions of votes.
-    Returns (added, skipped).
+    inserted ``chunk_rows`` at a time, so memory stays flat for tables of millions of votes; from
+    ``bulk_rows`` new votes on, set-based (:mod:`toolkit.store.bulk_load`). Returns (added, skipped).
     """
     rows = max(1, chunk_rows)
     chunks = (votes.iloc[start : start + rows] for start in range(0, max(1, len(votes)), rows))
-    return import_vote_chunks(session, study, chunks, item, rater, vote, source=source, chunk_rows=rows)
+    return import_vote_chunks(
+        session, study, chunks, item, rater, vote, source=source, chunk_rows=rows, bulk_rows=bulk_rows
+    )

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -85,6 +86,9 @@ class Item(Base):
     missing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # Added in revision 0003: raters are served higher-priority items first (``qalign suggest --push``).
     priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Added in revision 0005: the item's votes (excluded raters' too), kept by triggers on ratings;
+    # read it fresh from the database (an Item loaded before a vote still holds the old count).
+    n_votes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     study: Mapped[Study] = relationship(back_populates="items")
 
@@ -136,20 +140,26 @@ class Rating(Base):
     __table_args__ = (
         UniqueConstraint("rater_id", "item_id", name="uq_ratings_rater_item"),
         CheckConstraint("level BETWEEN 1 AND 5", name="ck_ratings_level"),
+        # Revision 0005: votes given in a sitting only; imported votes have none.
+        Index(
+            "ix_ratings_session_id",
+            "session_id",
+            sqlite_where=text("session_id IS NOT NULL"),
+            postgresql_where=text("session_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), index=True)
-    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"), index=True)
+    # Found through uq_ratings_rater_item, whose first column it is (no index of its own since 0005).
+    rater_id: Mapped[int] = mapped_column(ForeignKey("raters.id", ondelete="CASCADE"))
     level: Mapped[int] = mapped_column(Integer)
     shown_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     response_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     # Added in revision 0002: the rating session the vote was given in (straightlining is per session).
-    session_id: Mapped[int | None] = mapped_column(
-        ForeignKey("rating_sessions.id", ondelete="SET NULL"), nullable=True, index=True
-    )
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("rating_sessions.id", ondelete="SET NULL"), nullable=True)
     # Added in revision 0004: display pixels per stimulus pixel when the stimulus was shown scaled
     # (1.0 or NULL: shown at native resolution, P.910).
     scale_factor: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -12,6 +12,10 @@ votes and inserted:
 - SQLite: the stored votes are read once as sorted keys, each chunk is compared against them in
   numpy and its new votes inserted in one ``executemany``.
 
+From :data:`~toolkit.store.bulk_load.BULK_IMPORT_ROWS` new votes on, the per-row work of the
+insert (counting trigger, plain indexes on SQLite, foreign-key triggers on PostgreSQL) is set
+aside and done set-based instead (:mod:`toolkit.store.bulk_load`).
+
 Everything happens in the caller's session, one transaction: an error anywhere leaves the study
 as it was, and a re-import adds nothing and counts every vote as already stored.
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
@@ -33,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
 from toolkit.io import ID_COLUMNS, id_text, long_first_record, read_table, table_format, text_ids
+from toolkit.store.bulk_load import BULK_IMPORT_ROWS, add_item_counts, postgresql_bulk_insert, sqlite_bulk_insert
 from toolkit.store.schema import Item, Rater, Rating, Study, utcnow
 from toolkit.store.studies import hash_token
 from toolkit.store.vote_arrays import PACKED_ID_BITS, read_packed_votes, read_vote_arrays
@@ -363,8 +369,9 @@ def _store_in_chunks(
     chunk_rows: int,
     coded: _CodedVotes,
     source: str,
+    bulk_rows: int,
 ) -> tuple[int, int]:
-    """Compare with the stored votes in numpy, insert the new ones chunk by chunk.
+    """Compare with the stored votes in numpy, then insert the new ones chunk by chunk.
 
     Plain inserts, not ON CONFLICT DO NOTHING: a vote the app stored since the comparison fails
     the whole import (unique constraint) instead of being counted as imported.
@@ -375,22 +382,36 @@ def _store_in_chunks(
         # thousands of places at once, which the default 2 MiB cache reads back from the file.
         connection.exec_driver_sql("PRAGMA cache_size = -262144")
     stored = _StoredVotes(connection, study)
-    now = utcnow()
-    added = skipped = 0
-    for start in range(0, len(keys), max(1, chunk_rows)):
-        key = keys[start : start + chunk_rows]
-        level = levels[start : start + chunk_rows]
+    new = np.empty(len(keys), dtype=bool)
+    step = max(1, chunk_rows)
+    for start in range(0, len(keys), step):
+        key, level = keys[start : start + step], levels[start : start + step]
         found, stored_level = stored.lookup(key)
         clash = found & (stored_level != level)
         if clash.any():
             i = int(np.flatnonzero(clash)[0])
             raise _clash(source, start + i, int(key[i]), int(stored_level[i]), int(level[i]), coded)
-        skipped += int(found.sum())
-        new = ~found
-        if new.any():
-            _insert_rows(connection, study.id, key[new], level[new], now)
-            added += int(new.sum())
-    return added, skipped
+        new[start : start + step] = ~found
+    del stored
+    added = int(new.sum())
+    now = utcnow()
+    with (
+        sqlite_bulk_insert(connection, added, bulk_rows) if connection.dialect.name == "sqlite" else _per_row() as bulk
+    ):
+        for start in range(0, len(keys), step):
+            chosen = new[start : start + step]
+            if chosen.any():
+                _insert_rows(
+                    connection, study.id, keys[start : start + step][chosen], levels[start : start + step][chosen], now
+                )
+        if bulk:
+            add_item_counts(connection, _unpack(keys[new])[0])
+    return added, len(keys) - added
+
+
+@contextmanager
+def _per_row() -> Iterator[bool]:
+    yield False
 
 
 def _copy_staging(driver: Any, keys: np.ndarray, levels: np.ndarray, chunk_rows: int) -> None:
@@ -421,9 +442,17 @@ def _store_postgresql(
     chunk_rows: int,
     coded: _CodedVotes,
     source: str,
+    bulk_rows: int,
 ) -> tuple[int, int]:
     """Stage by COPY, then compare and insert set-based in the server."""
     connection = session.connection()
+    bulk = len(keys) >= bulk_rows
+    if bulk:
+        # Nobody else adds votes from here to the commit (the app's votes wait; reading goes on), so
+        # what the comparison finds stored is what the insert must skip.
+        connection.exec_driver_sql("LOCK TABLE ratings IN SHARE ROW EXCLUSIVE MODE")
+    # Sorting and grouping millions of staged rows in memory instead of in temporary files.
+    connection.exec_driver_sql("SET LOCAL work_mem = '256MB'")
     connection.exec_driver_sql(
         f"CREATE TEMPORARY TABLE {_STAGING} (row bigint, item_id integer, rater_id integer, level smallint) "
         "ON COMMIT DROP"
@@ -447,22 +476,45 @@ def _store_postgresql(
     expected = len(keys) - int(stored)
     if expected == 0:
         return 0, int(stored)
-    # Plain insert of what was not stored at the comparison: a vote the app stores meanwhile fails
-    # the import (unique constraint) or, if already committed, shows as a count that differs.
-    added = connection.execute(
-        text(
-            "INSERT INTO ratings (study_id, item_id, rater_id, level, answered_at) "
-            f"SELECT :study, s.item_id, s.rater_id, s.level, :at FROM {_STAGING} s "
-            "WHERE NOT EXISTS (SELECT 1 FROM ratings r WHERE r.rater_id = s.rater_id AND r.item_id = s.item_id) "
-            "ORDER BY s.row"
-        ),
-        {"study": study.id, "at": utcnow()},
-    ).rowcount
+    if bulk and expected >= bulk_rows:
+        if stored:
+            connection.exec_driver_sql(
+                f"DELETE FROM {_STAGING} s USING ratings r WHERE r.rater_id = s.rater_id AND r.item_id = s.item_id"
+            )
+        with postgresql_bulk_insert(connection) as set_aside:
+            added = _insert_staged(connection, study, check_stored=False)
+            if set_aside:
+                connection.exec_driver_sql(
+                    "UPDATE items i SET n_votes = i.n_votes + d.n "
+                    f"FROM (SELECT item_id, count(*) AS n FROM {_STAGING} GROUP BY item_id) d WHERE i.id = d.item_id"
+                )
+    else:
+        added = _insert_staged(connection, study, check_stored=True)
     if added != expected:
         raise StoreError(
             f"{source}: votes of study {study.name!r} changed during the import; nothing imported, run it again"
         )
     return added, int(stored)
+
+
+def _insert_staged(connection: Connection, study: Study, check_stored: bool) -> int:
+    """The staged votes into ratings in table order; with ``check_stored``, those not stored now.
+
+    A plain insert of what was not stored at the comparison: a vote the app stores meanwhile fails
+    the import (unique constraint) or, if already committed, shows as a count that differs.
+    """
+    skip = (
+        "WHERE NOT EXISTS (SELECT 1 FROM ratings r WHERE r.rater_id = s.rater_id AND r.item_id = s.item_id) "
+        if check_stored
+        else ""
+    )
+    return connection.execute(
+        text(
+            "INSERT INTO ratings (study_id, item_id, rater_id, level, answered_at) "
+            f"SELECT :study, s.item_id, s.rater_id, s.level, :at FROM {_STAGING} s {skip}ORDER BY s.row"
+        ),
+        {"study": study.id, "at": utcnow()},
+    ).rowcount
 
 
 def import_vote_chunks(
@@ -474,10 +526,12 @@ def import_vote_chunks(
     vote: str = "vote",
     source: str = "votes table",
     chunk_rows: int = IMPORT_CHUNK_ROWS,
+    bulk_rows: int = BULK_IMPORT_ROWS,
 ) -> tuple[int, int]:
     """Import a vote table given as consecutive chunks; see :func:`toolkit.store.import_votes`.
 
-    Returns (added, skipped). Nothing is committed here.
+    Returns (added, skipped). Nothing is committed here. From ``bulk_rows`` new votes on, the
+    import takes the bulk way (:mod:`toolkit.store.bulk_load`).
     """
     coded = _code_table(session, study, chunks, item, rater, vote, source)
     keys, levels = coded.arrays()
@@ -486,9 +540,9 @@ def import_vote_chunks(
     _check_no_repeats(keys, coded, source)
     connection = session.connection()
     if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
-        added, skipped = _store_postgresql(session, study, keys, levels, chunk_rows, coded, source)
+        added, skipped = _store_postgresql(session, study, keys, levels, chunk_rows, coded, source, bulk_rows)
     else:
-        added, skipped = _store_in_chunks(session, study, keys, levels, chunk_rows, coded, source)
+        added, skipped = _store_in_chunks(session, study, keys, levels, chunk_rows, coded, source, bulk_rows)
     session.flush()
     return added, skipped
 
@@ -501,7 +555,10 @@ def import_vote_file(
     rater: str = "rater",
     vote: str = "vote",
     chunk_rows: int = IMPORT_CHUNK_ROWS,
+    bulk_rows: int = BULK_IMPORT_ROWS,
 ) -> tuple[int, int]:
     """Import the vote table at ``path`` (CSV, Parquet, JSON), streamed ``chunk_rows`` rows at a time."""
     chunks = read_vote_chunks(path, item, rater, vote, chunk_rows)
-    return import_vote_chunks(session, study, chunks, item, rater, vote, source=str(path), chunk_rows=chunk_rows)
+    return import_vote_chunks(
+        session, study, chunks, item, rater, vote, source=str(path), chunk_rows=chunk_rows, bulk_rows=bulk_rows
+    )

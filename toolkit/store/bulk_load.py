@@ -1,0 +1,120 @@
+"""Inserting millions of votes at once: what a bulk import sets aside while it inserts, and puts back.
+
+A vote inserted on its own pays for every index of ``ratings``, its foreign-key checks and the
+trigger that counts it on its item (``items.n_votes``, revision 0005). For an import of tens of
+millions of votes that per-row work is most of the time (PostgreSQL: the foreign-key triggers
+alone are three quarters of it). So, inside the import's own transaction:
+
+- both back-ends: the counting trigger is set aside and the items' counters are raised by one
+  grouped update of the votes actually inserted;
+- SQLite, when the new votes are a large share of the table: the plain (non-unique) indexes of
+  ``ratings`` are dropped and built again afterwards, from their own stored definitions; building
+  an index from sorted rows is several times cheaper than growing it row by row. The unique
+  (rater, item) constraint stays: it is what makes a vote count once;
+- PostgreSQL: the foreign keys of ``ratings`` are dropped and added back, then validated in one
+  set-based pass (a join per key instead of a trigger per row). This takes the ratings table for
+  the import's transaction: the annotation app waits until the import commits. Where the user
+  may not alter the table (not its owner), the import runs the per-row way.
+
+Everything is put back before the transaction commits, and a failure rolls back the set-aside
+along with the votes: the schema is the same afterwards, whatever happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError
+
+COUNT_TRIGGERS = ("tr_ratings_count_insert", "tr_ratings_count_delete", "tr_ratings_count_move")
+"""The triggers of revision 0005 that keep ``items.n_votes``; only the insert trigger fires on an import."""
+_INSERT_TRIGGER = COUNT_TRIGGERS[0]
+
+BULK_IMPORT_ROWS = 200_000
+"""New votes from which an import sets the per-row work aside (below it, plain inserts are quicker)."""
+
+
+def add_item_counts(connection: Connection, item_ids: np.ndarray) -> None:
+    """Raise ``items.n_votes`` by the number of times each item id occurs in ``item_ids``."""
+    ids, counts = np.unique(item_ids, return_counts=True)
+    if ids.size:
+        connection.execute(
+            text("UPDATE items SET n_votes = n_votes + :n WHERE id = :id"),
+            [{"n": n, "id": i} for i, n in zip(ids.tolist(), counts.tolist())],
+        )
+
+
+def _sqlite_objects(connection: Connection, plain_indexes: bool) -> list[tuple[str, str, str]]:
+    """(type, name, sql) of the count trigger and, with ``plain_indexes``, the non-unique indexes of ratings."""
+    rows = connection.exec_driver_sql(
+        "SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'ratings' AND sql IS NOT NULL "
+        "AND type IN ('trigger', 'index') ORDER BY type, name"
+    ).all()
+    keep = []
+    for type_, name, sql in rows:
+        if type_ == "trigger" and name == _INSERT_TRIGGER:
+            keep.append((type_, name, sql))
+        elif type_ == "index" and plain_indexes and sql.lstrip().upper().startswith("CREATE INDEX"):
+            keep.append((type_, name, sql))
+    return keep
+
+
+@contextmanager
+def sqlite_bulk_insert(connection: Connection, new_rows: int, bulk_rows: int = BULK_IMPORT_ROWS) -> Iterator[bool]:
+    """For ``new_rows`` of at least ``bulk_rows``: inside, the insert trigger is off (yields True:
+    the caller raises the counters with :func:`add_item_counts`) and, when the new votes are at
+    least half as many as the stored ones, the plain indexes are gone. Else yields False."""
+    if new_rows < bulk_rows or not _has_count_trigger(connection):  # before revision 0005: nothing to set aside
+        yield False
+        return
+    stored = connection.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM ratings").scalar_one()
+    plain_indexes = new_rows >= stored // 2
+    saved = _sqlite_objects(connection, plain_indexes)
+    for type_, name, _ in saved:
+        connection.exec_driver_sql(f'DROP {type_.upper()} "{name}"')
+    yield True
+    # Indexes first, then the trigger: rebuilding an index fires no trigger.
+    for _, _, sql in sorted(saved, key=lambda row: row[0] != "index"):
+        connection.exec_driver_sql(sql)
+
+
+def _has_count_trigger(connection: Connection) -> bool:
+    if connection.dialect.name == "postgresql":
+        query = "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ratings'::regclass AND tgname = :name"
+    else:
+        query = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = :name"
+    return bool(connection.execute(text(query), {"name": _INSERT_TRIGGER}).scalar_one())
+
+
+@contextmanager
+def postgresql_bulk_insert(connection: Connection) -> Iterator[bool]:
+    """Inside: the insert trigger is off and the foreign keys of ratings are gone; yields True, or
+    False (nothing set aside) where the user may not alter the table or the schema predates 0005."""
+    if not _has_count_trigger(connection):
+        yield False
+        return
+    savepoint = connection.begin_nested()
+    try:
+        connection.exec_driver_sql(f"ALTER TABLE ratings DISABLE TRIGGER {_INSERT_TRIGGER}")
+        keys = connection.exec_driver_sql(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = 'ratings'::regclass AND contype = 'f' ORDER BY conname"
+        ).all()
+        for name, _ in keys:
+            connection.exec_driver_sql(f'ALTER TABLE ratings DROP CONSTRAINT "{name}"')
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege: the per-row way
+            raise
+        savepoint.rollback()
+        yield False
+        return
+    savepoint.commit()
+    yield True
+    for name, definition in keys:
+        connection.exec_driver_sql(f'ALTER TABLE ratings ADD CONSTRAINT "{name}" {definition} NOT VALID')
+    for name, _ in keys:
+        connection.exec_driver_sql(f'ALTER TABLE ratings VALIDATE CONSTRAINT "{name}"')
+    connection.exec_driver_sql(f"ALTER TABLE ratings ENABLE TRIGGER {_INSERT_TRIGGER}")
