@@ -136,11 +136,18 @@ def analyze_snapshot(snapshot: StudySnapshot, options: AnalysisOptions | None = 
     return analysis
 
 
+ANALYSIS_VOTE_COLUMNS: tuple[str, ...] = (
+    *("item", "rater", "vote", "content_group", "role", "expected_level", "tolerance"),
+    *("shown_at", "answered_at", "response_ms"),
+)
+"""The vote columns the analysis reads from a study (screening included; not the media kind or hash)."""
+
+
 def analyze_study(study: str, db_url: str | None = None, options: AnalysisOptions | None = None) -> Analysis:
     """:func:`analyze_snapshot` on the study called ``study`` in the database at ``db_url``."""
     from toolkit.store import load_snapshot
 
-    return analyze_snapshot(load_snapshot(study, db_url), options)
+    return analyze_snapshot(load_snapshot(study, db_url, ANALYSIS_VOTE_COLUMNS), options)
 
 
 def _content_column(frame: pd.DataFrame, content_col: str | None) -> str | None:
@@ -189,7 +196,8 @@ def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, s
     notes: list[str] = []
 
     screening = screen_raters(table, opt.screening) if opt.screening is not None else None
-    study = table[study_rows(table).to_numpy()]
+    on_study = study_rows(table).to_numpy()
+    study = table if on_study.all() else table[on_study]  # no copy of a study without gold or training votes
     if study.empty:
         raise InputError(f"{source}: no votes on study items (only gold or training items)")
     study_items = pd.unique(study["item"])
@@ -225,7 +233,8 @@ def analyze_votes(frame: pd.DataFrame, options: AnalysisOptions | None = None, s
             result.raters = pd.concat([result.raters, extra_rows.loc[~extra_rows.index.isin(result.raters.index)]])
             result.raters = result.raters.sort_index()
 
-    kept = votes.subset(~result.raters["rejected"].reindex(votes.raters).fillna(False).to_numpy(bool)[votes.rater])
+    rejected = result.raters["rejected"].reindex(votes.raters).fillna(False).to_numpy(bool)
+    kept = votes.subset(~rejected[votes.rater]) if rejected.any() else votes
     agreement = None
     if opt.agreement_splits > 0:
         try:

@@ -170,7 +170,8 @@ def read_vote_times(connection: Connection, study_id: int, where: str = "") -> V
     summary += f" FROM ratings WHERE {in_block}"
     micros = ", ".join(_micros(connection, c) for c in _TIME_COLUMNS[:2])
     rows_sql = f"SELECT {micros}, response_ms FROM ratings WHERE {in_block} ORDER BY id"
-    parts: list[np.ndarray] = []
+    # One list of parts per column, joined column by column: the transient copy is one column's.
+    parts: list[list[np.ndarray]] = [[] for _ in _TIME_COLUMNS]
     for start in range(int(low), int(high) + 1, TIME_BLOCK_IDS):
         params = (study_id, start, start + TIME_BLOCK_IDS)
         n, *stats = connection.exec_driver_sql(summary, params).one()
@@ -178,9 +179,14 @@ def read_vote_times(connection: Connection, study_id: int, where: str = "") -> V
             continue
         columns = [stats[3 * k : 3 * k + 3] for k in range(len(_TIME_COLUMNS))]
         if all(count == 0 or (count == n and least == most) for count, least, most in columns):
-            values = [_as_micros(least) if count else float("nan") for count, least, _ in columns]
-            parts.append(np.tile(np.array(values, dtype=np.float64), (n, 1)))
+            for k, (count, least, _) in enumerate(columns):
+                parts[k].append(np.full(n, _as_micros(least) if count else np.nan, dtype=np.float64))
         else:
-            parts.append(_fetch(connection, rows_sql, params, np.float64, 3))
-    rows = np.concatenate(parts) if parts else np.empty((0, 3), dtype=np.float64)
-    return VoteTimes(rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy())
+            rows = _fetch(connection, rows_sql, params, np.float64, 3)
+            for k in range(len(_TIME_COLUMNS)):
+                parts[k].append(rows[:, k].copy())
+    joined: list[np.ndarray] = []
+    for column in parts:
+        joined.append(np.concatenate(column) if column else np.empty(0, dtype=np.float64))
+        column.clear()
+    return VoteTimes(joined[0], joined[1], joined[2])
