@@ -49,7 +49,8 @@ def score_command(
         False,
         "--video-as-frames",
         help="Give videos to the model as their frames, one image each, even where it reads videos natively "
-        "(Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5 do by default; other models always read frames). "
+        "(Qwen2-VL, Qwen2.5-VL, Qwen3-VL, Qwen3.5, SmolVLM2, InternVL, LLaVA-OneVision do by default; "
+        "other models always read frames). "
         "Score as the model was trained: add it for a model fine-tuned with --video-as-frames.",
     ),
     dtype: str = typer.Option(
