@@ -111,10 +111,10 @@ def flag_table(stats: pd.DataFrame, screening: pd.DataFrame | None, flags: Seque
             index=decided.index,
             dtype=object,
         )
-    table.insert(1, "rule_flags", table["rater"].map(rules).fillna("").astype(str))
-    table.insert(2, "screening_flags", table["rater"].map(screened).fillna("").astype(str))
+    table.insert(1, "rule_flags", table["rater"].map(rules).astype(object).fillna("").astype(str))
+    table.insert(2, "screening_flags", table["rater"].map(screened).astype(object).fillna("").astype(str))
     table.insert(1, "flagged", (table["rule_flags"] != "") | (table["screening_flags"] != ""))
-    table.insert(4, "override", table["rater"].map(overrides).fillna("").astype(str))
+    table.insert(4, "override", table["rater"].map(overrides).astype(object).fillna("").astype(str))
     order = table.assign(_unflagged=~table["flagged"]).sort_values(["_unflagged", "rater"], kind="stable").index
     return table.loc[order].reset_index(drop=True)
 
