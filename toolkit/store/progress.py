@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
-from toolkit.store.schema import Assignment, Item, Rater, Rating, Study
+from toolkit.store.schema import Assignment, Item, Rater, Rating, RatingSession, Study
 from toolkit.store.vote_arrays import read_vote_arrays, read_vote_times
 
 if TYPE_CHECKING:
@@ -157,11 +157,14 @@ def rater_stats(session: Session, study: Study, min_session_votes: int = 5) -> p
 
     count = np.bincount(rater, minlength=n_raters)
     per["votes"] = count
+    # Sittings with a vote, counted from the sittings (through the votes' session index): a study
+    # whose votes were imported has none, and its millions of votes are not read again.
     sittings = _counts(
         session,
-        select(Rating.rater_id, func.count(func.distinct(Rating.session_id)))
-        .where(Rating.study_id == study.id, Rating.session_id.is_not(None))
-        .group_by(Rating.rater_id),
+        select(RatingSession.rater_id, func.count())
+        .join(Rater, Rater.id == RatingSession.rater_id)
+        .where(Rater.study_id == study.id, exists().where(Rating.session_id == RatingSession.id))
+        .group_by(RatingSession.rater_id),
     )
     per["sessions"] = sittings.reindex(per.index).fillna(0).astype(int)
 
@@ -195,10 +198,14 @@ def rater_stats(session: Session, study: Study, min_session_votes: int = 5) -> p
 def _min_session_sd(session: Session, study: Study, min_session_votes: int) -> pd.Series:
     """Per rater id: the smallest vote SD over sittings of at least ``min_session_votes`` votes
     (training items left out). Only votes given in the app have a sitting."""
+    # The votes of the study's sittings, found through the session index (not by reading every vote).
+    sittings = (
+        select(RatingSession.id).join(Rater, Rater.id == RatingSession.rater_id).where(Rater.study_id == study.id)
+    )
     rows = session.execute(
         select(Rating.rater_id, Rating.session_id, Rating.level)
         .join(Item, Rating.item_id == Item.id)
-        .where(Rating.study_id == study.id, Rating.session_id.is_not(None), Item.role != "training")
+        .where(Rating.session_id.in_(sittings), Item.role != "training")
     ).all()
     frame = pd.DataFrame(rows, columns=["rater_id", "session_id", "vote"])
     by_sitting = frame.groupby(["rater_id", "session_id"])["vote"].agg(["size", "std"])
