@@ -74,10 +74,16 @@ def _vote_counts(votes: pd.DataFrame) -> pd.DataFrame:
 
     Counted with one ``np.bincount`` over item codes (the snapshot's votes are valid levels).
     """
-    codes, items = pd.factorize(votes["item"], sort=True)
+    column = votes["item"]
+    if isinstance(column.dtype, pd.CategoricalDtype):  # the store's: coded already, no factorizing
+        codes, items = column.cat.codes.to_numpy(), np.asarray(column.cat.categories, dtype=object)
+    else:
+        codes, items = pd.factorize(column, sort=True)
     counts = level_counts(codes, votes["vote"].to_numpy(), len(items))
+    voted = counts.sum(axis=1) > 0  # categories nobody voted on are no items of these votes
+    counts = counts[voted]
     out = pd.DataFrame(
-        counts, columns=list(COUNT_COLUMNS), index=pd.Index(np.asarray(items, dtype=object), name="item")
+        counts, columns=list(COUNT_COLUMNS), index=pd.Index(np.asarray(items, dtype=object)[voted], name="item")
     )
     out.insert(0, "n", counts.sum(axis=1).astype(int))
     return out
@@ -152,7 +158,8 @@ def study_label_table(snapshot: StudySnapshot, subject_model: str = "mos") -> St
     """
     model = _check_model(subject_model)
     test = snapshot.test_items
-    votes = snapshot.votes[snapshot.votes["role"] == "test"]
+    on_test = (snapshot.votes["role"] == "test").to_numpy()
+    votes = snapshot.votes if on_test.all() else snapshot.votes[on_test]  # no copy when every vote is on a test item
     notes = _excluded_note(snapshot)
     if votes.empty:
         table = pd.DataFrame({c: pd.Series(dtype=object) for c in LABEL_COLUMNS})

@@ -106,11 +106,28 @@ def read_packed_votes(connection: Connection, study_id: int, where: str = "") ->
     )
 
 
+_UNPACK_ROWS = 1 << 20  # votes unpacked at a time: the temporaries stay a few MB whatever the study's size
+
+
+def _unpack(packed: np.ndarray) -> VoteArrays:
+    """The three arrays of ``item_id << 33 | rater_id << 3 | level`` votes, filled a slice at a time."""
+    item = np.empty(packed.size, dtype=np.int64)
+    rater = np.empty(packed.size, dtype=np.int64)
+    level = np.empty(packed.size, dtype=np.int8)
+    for start in range(0, packed.size, _UNPACK_ROWS):
+        part = packed[start : start + _UNPACK_ROWS]
+        end = start + part.size
+        np.right_shift(part, 33, out=item[start:end])
+        np.bitwise_and(part >> 3, 2**_ID_BITS - 1, out=rater[start:end])
+        level[start:end] = part & 7
+    return VoteArrays(item, rater, level)
+
+
 def read_vote_arrays(connection: Connection, study_id: int, where: str = "") -> VoteArrays:
     """The study's votes (``where``: an extra SQL condition on ``ratings``), oldest first."""
     packed = read_packed_votes(connection, study_id, where)
     if packed is not None:
-        return VoteArrays(packed >> 33, (packed >> 3) & (2**_ID_BITS - 1), (packed & 7).astype(np.int8))
+        return _unpack(packed)
     p = _placeholder(connection)
     condition = f"study_id = {p}" + (f" AND {where}" if where else "")
     rows = _fetch(
