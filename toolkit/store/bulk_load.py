@@ -10,9 +10,11 @@ alone are three quarters of it). So, inside the import's own transaction:
 - SQLite, when the new votes are a large share of the table: the plain (non-unique) indexes of
   ``ratings`` are dropped and built again afterwards, from their own stored definitions; building
   an index from sorted rows is several times cheaper than growing it row by row. The unique
-  (rater, item) constraint stays: it is what makes a vote count once;
+  (rater, item) constraint stays (SQLite cannot drop a table's constraint);
 - PostgreSQL: the foreign keys of ``ratings`` are dropped and added back, then validated in one
-  set-based pass (a join per key instead of a trigger per row). This takes the ratings table for
+  set-based pass (a join per key instead of a trigger per row); when the new votes are a large
+  share of the table, its unique (rater, item) constraint and plain indexes are dropped and built
+  again too (the unique one checks every vote as it is built). This takes the ratings table for
   the import's transaction: the annotation app waits until the import commits. Where the user
   may not alter the table (not its owner), the import runs the per-row way.
 
@@ -70,8 +72,7 @@ def sqlite_bulk_insert(connection: Connection, new_rows: int, bulk_rows: int = B
     if new_rows < bulk_rows or not _has_count_trigger(connection):  # before revision 0005: nothing to set aside
         yield False
         return
-    stored = connection.exec_driver_sql("SELECT coalesce(max(rowid), 0) FROM ratings").scalar_one()
-    plain_indexes = new_rows >= stored // 2
+    plain_indexes = new_rows >= stored_votes(connection) // 2
     saved = _sqlite_objects(connection, plain_indexes)
     for type_, name, _ in saved:
         connection.exec_driver_sql(f'DROP {type_.upper()} "{name}"')
@@ -89,22 +90,53 @@ def _has_count_trigger(connection: Connection) -> bool:
     return bool(connection.execute(text(query), {"name": _INSERT_TRIGGER}).scalar_one())
 
 
+def _postgresql_set_aside(connection: Connection, rebuild: bool) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """Drop what :func:`postgresql_bulk_insert` sets aside; returns the statements that put it back:
+    (unique constraints, plain indexes, foreign keys as (name, definition))."""
+    connection.exec_driver_sql(f"ALTER TABLE ratings DISABLE TRIGGER {_INSERT_TRIGGER}")
+    constraints = connection.exec_driver_sql(
+        "SELECT conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'ratings'::regclass AND contype IN ('f', 'u') ORDER BY contype, conname"
+    ).all()
+    foreign = [(name, definition) for name, kind, definition in constraints if kind == "f"]
+    unique = [
+        f'ALTER TABLE ratings ADD CONSTRAINT "{name}" {definition}'
+        for name, kind, definition in constraints
+        if kind == "u"
+    ]
+    plain = []
+    for name, _ in foreign:
+        connection.exec_driver_sql(f'ALTER TABLE ratings DROP CONSTRAINT "{name}"')
+    if rebuild:
+        # The indexes no constraint owns (the primary key's and the unique constraint's are owned).
+        plain = list(
+            connection.exec_driver_sql(
+                "SELECT i.indexname, i.indexdef FROM pg_indexes i JOIN pg_class c ON c.relname = i.indexname "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = i.schemaname "
+                "WHERE i.tablename = 'ratings' AND i.schemaname = current_schema() "
+                "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid) ORDER BY i.indexname"
+            ).all()
+        )
+        for name, kind, _ in constraints:
+            if kind == "u":
+                connection.exec_driver_sql(f'ALTER TABLE ratings DROP CONSTRAINT "{name}"')
+        for name, _ in plain:
+            connection.exec_driver_sql(f'DROP INDEX "{name}"')
+    return (unique if rebuild else []), [definition for _, definition in plain], foreign
+
+
 @contextmanager
-def postgresql_bulk_insert(connection: Connection) -> Iterator[bool]:
-    """Inside: the insert trigger is off and the foreign keys of ratings are gone; yields True, or
-    False (nothing set aside) where the user may not alter the table or the schema predates 0005."""
+def postgresql_bulk_insert(connection: Connection, rebuild: bool) -> Iterator[bool]:
+    """Inside: the insert trigger is off, the foreign keys of ratings are gone and, with ``rebuild``,
+    its unique constraint and plain indexes too (built again from sorted rows afterwards; the
+    unique one is still checked then, so a vote can never be stored twice). Yields True, or False
+    (nothing set aside) where the user may not alter the table or the schema predates 0005."""
     if not _has_count_trigger(connection):
         yield False
         return
     savepoint = connection.begin_nested()
     try:
-        connection.exec_driver_sql(f"ALTER TABLE ratings DISABLE TRIGGER {_INSERT_TRIGGER}")
-        keys = connection.exec_driver_sql(
-            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = 'ratings'::regclass AND contype = 'f' ORDER BY conname"
-        ).all()
-        for name, _ in keys:
-            connection.exec_driver_sql(f'ALTER TABLE ratings DROP CONSTRAINT "{name}"')
+        unique, plain, foreign = _postgresql_set_aside(connection, rebuild)
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) != "42501":  # insufficient_privilege: the per-row way
             raise
@@ -113,8 +145,17 @@ def postgresql_bulk_insert(connection: Connection) -> Iterator[bool]:
         return
     savepoint.commit()
     yield True
-    for name, definition in keys:
+    if unique or plain:
+        connection.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")
+    for statement in [*unique, *plain]:
+        connection.exec_driver_sql(statement)
+    for name, definition in foreign:
         connection.exec_driver_sql(f'ALTER TABLE ratings ADD CONSTRAINT "{name}" {definition} NOT VALID')
-    for name, _ in keys:
+    for name, _ in foreign:
         connection.exec_driver_sql(f'ALTER TABLE ratings VALIDATE CONSTRAINT "{name}"')
     connection.exec_driver_sql(f"ALTER TABLE ratings ENABLE TRIGGER {_INSERT_TRIGGER}")
+
+
+def stored_votes(connection: Connection) -> int:
+    """Votes in the whole ratings table, from the items' counters (cheap at any size)."""
+    return int(connection.exec_driver_sql("SELECT coalesce(sum(n_votes), 0) FROM items").scalar_one())

@@ -38,7 +38,13 @@ from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
 from toolkit.io import ID_COLUMNS, id_text, long_first_record, read_table, table_format, text_ids
-from toolkit.store.bulk_load import BULK_IMPORT_ROWS, add_item_counts, postgresql_bulk_insert, sqlite_bulk_insert
+from toolkit.store.bulk_load import (
+    BULK_IMPORT_ROWS,
+    add_item_counts,
+    postgresql_bulk_insert,
+    sqlite_bulk_insert,
+    stored_votes,
+)
 from toolkit.store.schema import Item, Rater, Rating, Study, utcnow
 from toolkit.store.studies import hash_token
 from toolkit.store.vote_arrays import PACKED_ID_BITS, read_packed_votes, read_vote_arrays
@@ -481,7 +487,8 @@ def _store_postgresql(
             connection.exec_driver_sql(
                 f"DELETE FROM {_STAGING} s USING ratings r WHERE r.rater_id = s.rater_id AND r.item_id = s.item_id"
             )
-        with postgresql_bulk_insert(connection) as set_aside:
+        rebuild = expected >= stored_votes(connection) // 2
+        with postgresql_bulk_insert(connection, rebuild) as set_aside:
             added = _insert_staged(connection, study, check_stored=False)
             if set_aside:
                 connection.exec_driver_sql(
