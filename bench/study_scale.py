@@ -21,6 +21,7 @@ process's peak resident memory (VmHWM):
 
     python bench/study_scale.py                                           # 50 M votes, a while
     python bench/study_scale.py --items 2000 --votes-per-item 20 --raters 200   # a quick run
+    python bench/study_scale.py --study-db study.db       # the stages after the import, on a study made before
 """
 
 from __future__ import annotations
@@ -181,15 +182,27 @@ def run_library(name: str, url: str) -> tuple[float, float, str]:
     return float(line.split()[0]), peak, line
 
 
-def bench_backend(label: str, url: str, votes: Path, work: Path, n_items: int) -> list[tuple[str, str, float, float]]:
-    start = time.perf_counter()
-    make_study(url, n_items, work / "media")
-    print(f"  {label:10} {'items':17} {time.perf_counter() - start:8.1f} s  (set-up, not a stage)", flush=True)
+def bench_backend(
+    label: str, url: str, votes: Path, work: Path, n_items: int, imported: bool = False
+) -> list[tuple[str, str, float, float]]:
+    """Every stage on the back-end at ``url``; ``imported``: the study is there already (no
+    set-up, no import stages)."""
+    if not imported:
+        start = time.perf_counter()
+        make_study(url, n_items, work / "media")
+        print(f"  {label:10} {'items':17} {time.perf_counter() - start:8.1f} s  (set-up, not a stage)", flush=True)
     out = work / label
     out.mkdir()
+    imports = (
+        []
+        if imported
+        else [
+            ("import", ["study", "import", "scale", str(votes)]),
+            ("re-import", ["study", "import", "scale", str(votes)]),
+        ]
+    )
     stages = [
-        ("import", ["study", "import", "scale", str(votes)]),
-        ("re-import", ["study", "import", "scale", str(votes)]),
+        *imports,
         ("list", ["study", "list"]),
         ("analyze mle_co", ["analyze", "--study", "scale", "--model", "mle_co", "--out", str(out / "scores.csv")]),
         ("convert --study", ["convert", "--study", "scale", "--out", str(out / "convert"), "--format", "json"]),
@@ -226,7 +239,19 @@ def main() -> None:
     )
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only, even with $QALIGN_TEST_PG_URL set.")
     parser.add_argument("--no-sqlite", action="store_true")
+    parser.add_argument(
+        "--study-db",
+        type=Path,
+        default=None,
+        help="A SQLite file holding the study 'scale' already (made by an earlier run or an import of the same"
+        " table): run the stages after the import on it, nothing generated or imported.",
+    )
     options = parser.parse_args()
+    if options.study_db is not None:
+        with tempfile.TemporaryDirectory(prefix="qalign-study-scale-", dir=options.work) as tmp:
+            rows = bench_backend("sqlite", f"sqlite:///{options.study_db.resolve()}", Path(), Path(tmp), 0, True)
+        print_rows(rows)
+        return
 
     with tempfile.TemporaryDirectory(prefix="qalign-study-scale-", dir=options.work) as tmp:
         work = Path(tmp)
@@ -254,6 +279,10 @@ def main() -> None:
                 rows += bench_backend("postgresql", url, votes, work, options.items)
             finally:
                 drop_pg(pg, name)
+    print_rows(rows)
+
+
+def print_rows(rows: list[tuple[str, str, float, float]]) -> None:
     print()
     print(f"{'backend':12}{'stage':18}{'seconds':>10}{'peak MiB':>10}")
     for label, name, seconds, peak in rows:
