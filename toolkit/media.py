@@ -5,20 +5,23 @@ its name, rather than deep inside a model forward. Videos follow the reference s
 frame per second (decord ``VideoReader``, ``int(fps * i)`` for ``i in range(int(n / fps))``),
 with a PyAV fallback and an optional frame cap, because the reference has none and a long clip
 otherwise exhausts memory. A folder of frame images is treated as a video whose frames are the
-files in natural order ("frame2" before "frame10").
+files in natural order ("frame2" before "frame10"). The frames of a video carry when they were
+taken (:class:`TimedFrames`): a capped clip's frames are several seconds apart, and a model told
+the frames' times must be told those.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from toolkit.errors import InputError
+from toolkit.errors import InputError, ToolkitError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -149,10 +152,69 @@ class VideoFrames:
             " (the file ends early: truncated or damaged); scored from those decoded"
         )
 
+    @property
+    def times(self) -> FrameTimes:
+        """When the frames were taken: their index over the file's frame rate. A folder of frames
+        has no rate and a file may state none (every frame is then a candidate): their frames are
+        taken to be :data:`SAMPLED_FPS` apart, the spacing the reference rule gives a video."""
+        fps = self.fps
+        rate = fps if fps is not None and math.isfinite(fps) and fps > 0 else SAMPLED_FPS
+        return FrameTimes.at_rate(self.indices, self.total_frames, rate)
+
+    def timed(self) -> TimedFrames:
+        """The frames, carrying their times (what the scorer and the trainer give a backbone)."""
+        return TimedFrames(self.frames, self.times)
+
 
 SAMPLED_FPS = 1.0
-"""Frames per second the reference rule takes from a video: a model told the frames' times
-(Qwen-VL's temporal positions, Qwen3-VL's and SmolVLM2's timestamps) is told this rate."""
+"""Frames per second the reference rule takes from a video. A model told the frames' times
+(Qwen-VL's temporal positions, Qwen3-VL's and SmolVLM2's timestamps) is told their real times
+(:class:`FrameTimes`), which are this rate's for a clip read whole; frames given without times
+are taken to be this rate's."""
+
+
+@dataclass(frozen=True)
+class FrameTimes:
+    """When the frames of one video were taken: seconds from the clip's start, one per frame,
+    and the clip's length in seconds."""
+
+    seconds: tuple[float, ...]
+    duration: float
+
+    @classmethod
+    def at_rate(cls, indices: Sequence[int], total_frames: int, fps: float) -> FrameTimes:
+        """Frames at positions ``indices`` of a clip of ``total_frames`` frames at ``fps``."""
+        # Rounded to the microsecond: a rate such as 30.000000001 would otherwise put a frame at
+        # 2.9999999999 s, which a model shown whole seconds (SmolVLM2) reads as second 2.
+        return cls(tuple(round(i / fps, 6) for i in indices), round(total_frames / fps, 6))
+
+    @classmethod
+    def sampled(cls, count: int) -> FrameTimes:
+        """``count`` frames :data:`SAMPLED_FPS` apart from the start: what frames given without
+        their times are taken to be (a clip read whole by the reference rule)."""
+        return cls.at_rate(range(count), count, SAMPLED_FPS)
+
+
+class TimedFrames(list["Image.Image"]):
+    """The frames of one video with their :class:`FrameTimes`: a list of images, so usable
+    wherever frames are; a backbone that tells the model when frames were taken reads the times
+    (:func:`frame_times`)."""
+
+    def __init__(self, frames: Iterable[Image.Image], times: FrameTimes) -> None:
+        super().__init__(frames)
+        if len(times.seconds) != len(self):
+            raise ToolkitError(f"{len(times.seconds)} frame times for {len(self)} frames")
+        self.times = times
+
+
+def frame_times(frames: Sequence[Image.Image]) -> FrameTimes:
+    """When the frames of one video were taken: the times they carry (:class:`TimedFrames`), else
+    :data:`SAMPLED_FPS` apart from the start."""
+    if isinstance(frames, TimedFrames):
+        if len(frames.times.seconds) != len(frames):
+            raise ToolkitError(f"{len(frames.times.seconds)} frame times for {len(frames)} frames")
+        return frames.times
+    return FrameTimes.sampled(len(frames))
 
 
 def reference_indices(total_frames: int, fps: float) -> list[int]:

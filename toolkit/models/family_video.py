@@ -14,8 +14,9 @@ from the frames with PIL and numpy, in the video processor's order (resize, resc
 * LLaVA-OneVision: ``pixel_values_videos``, whose features the model pools 2 x 2 per frame and
   closes with its learned newline; the prompt holds that many ``<video>`` tokens.
 
-Frames are taken to be :data:`FRAME_SECONDS` apart (the toolkit samples one frame per second,
-:mod:`toolkit.media`; SmolVLM2 samples at that rate too), which sets the times SmolVLM2 reads.
+SmolVLM2 is told when the frames were taken and how long the video is
+(:class:`toolkit.media.FrameTimes`, carried by the frames the scorer and the trainer read; frames
+without times are one second apart, the toolkit's sampling rate, which SmolVLM2 samples at too).
 The video processor's settings (size, mean, standard deviation, resampling) come from the
 checkpoint's video processor configuration where it has one, else from its image processor, as
 transformers falls back to them.
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import InputError, ToolkitError
-from toolkit.media import SAMPLED_FPS
+from toolkit.media import FrameTimes
 from toolkit.models.hf import HFVisionLanguageBackbone
 from toolkit.qalign import InputKind
 
@@ -40,9 +41,6 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
     from PIL import Image
-
-FRAME_SECONDS = 1.0 / SAMPLED_FPS
-"""Seconds between two frames of a video (the toolkit's one-frame-per-second sampling)."""
 
 
 @dataclass
@@ -76,13 +74,18 @@ class FamilyVideoBackbone(HFVisionLanguageBackbone):
         return super()._visual_content(n_frames, kind)
 
     def _model_inputs(
-        self, texts: list[str], visuals: list[list[Any]], kinds: Sequence[InputKind], padding_side: str
+        self,
+        texts: list[str],
+        visuals: list[list[Any]],
+        kinds: Sequence[InputKind],
+        padding_side: str,
+        times: Sequence[FrameTimes],
     ) -> dict[str, Any]:
         if not (self.native_video and "video" in kinds):
-            return super()._model_inputs(texts, visuals, kinds, padding_side)
+            return super()._model_inputs(texts, visuals, kinds, padding_side, times)
         rows = [
-            self._video_row(text, frames) if kind == "video" else self._image_row(text, frames)
-            for text, frames, kind in zip(texts, visuals, kinds)
+            self._video_row(text, frames, when) if kind == "video" else self._image_row(text, frames)
+            for text, frames, kind, when in zip(texts, visuals, kinds, times, strict=True)
         ]
         return _collate(rows, self.tokenizer.pad_token_id, padding_side)
 
@@ -93,18 +96,19 @@ class FamilyVideoBackbone(HFVisionLanguageBackbone):
         out.pop("attention_mask", None)
         return _Row(ids, out)
 
-    def _video_row(self, text: str, frames: list[Any]) -> _Row:
+    def _video_row(self, text: str, frames: list[Any], times: FrameTimes) -> _Row:
         if not frames:
             raise InputError("a video has no frames")
         head, sep, tail = text.partition(self.video_placeholder)
         if not sep or self.video_placeholder in tail:
             raise InputError(f"the prompt needs exactly one {self.video_placeholder} placeholder per video")
-        expansion, pixels = self._video_inputs(frames)
+        expansion, pixels = self._video_inputs(frames, times)
         ids = self.tokenizer(head + expansion + tail, add_special_tokens=False)["input_ids"]
         return _Row(list(ids), pixels)
 
-    def _video_inputs(self, frames: list[Image.Image]) -> tuple[str, dict[str, torch.Tensor]]:
-        """The text that replaces the video placeholder and the video's pixel tensors."""
+    def _video_inputs(self, frames: list[Image.Image], times: FrameTimes) -> tuple[str, dict[str, torch.Tensor]]:
+        """The text that replaces the video placeholder and the video's pixel tensors (``times``:
+        when the frames were taken, for a family whose layout says so)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ the video processor's settings
@@ -214,7 +218,7 @@ class SmolVLMBackbone(FamilyVideoBackbone):
         )
         return text
 
-    def _video_inputs(self, frames: list[Image.Image]) -> tuple[str, dict[str, torch.Tensor]]:
+    def _video_inputs(self, frames: list[Image.Image], times: FrameTimes) -> tuple[str, dict[str, torch.Tensor]]:
         from num2words import num2words
 
         p, ip = self.processor, self.processor.image_processor
@@ -236,10 +240,10 @@ class SmolVLMBackbone(FamilyVideoBackbone):
         )
         pixels = {k: out[k] for k in ("pixel_values", "pixel_attention_mask") if k in out}
         image = p.fake_image_token + p.global_image_token + p.image_token * p.image_seq_len + p.fake_image_token
-        n = len(frames)
-        text = _SMOLVLM_INTRO.format(count=num2words(n), duration=timedelta(seconds=int(n * FRAME_SECONDS)))
-        for i in range(n):
-            second = int(i * FRAME_SECONDS)
+        # Whole seconds, cut down, of each frame's time and of the video's length, as the processor
+        # writes them from the video's metadata.
+        text = _SMOLVLM_INTRO.format(count=num2words(len(frames)), duration=timedelta(seconds=int(times.duration)))
+        for second in (int(s) for s in times.seconds):
             text += f"\nFrame from {second // 60:02d}:{second % 60:02d}:" + image
         return text + "\n\n", pixels
 
@@ -250,7 +254,7 @@ class SmolVLMBackbone(FamilyVideoBackbone):
 class InternVLBackbone(FamilyVideoBackbone):
     """InternVL; with ``native_video`` on, a video is one tile per frame, "Frame<i>: <img>...</img>"."""
 
-    def _video_inputs(self, frames: list[Image.Image]) -> tuple[str, dict[str, torch.Tensor]]:
+    def _video_inputs(self, frames: list[Image.Image], times: FrameTimes) -> tuple[str, dict[str, torch.Tensor]]:
         import torch
 
         p = self.processor
@@ -275,7 +279,7 @@ class LlavaOnevisionBackbone(FamilyVideoBackbone):
         if inner is not None and hasattr(inner, "get_video_features"):
             inner.register_forward_pre_hook(_videos_of_different_lengths, with_kwargs=True)
 
-    def _video_inputs(self, frames: list[Image.Image]) -> tuple[str, dict[str, torch.Tensor]]:
+    def _video_inputs(self, frames: list[Image.Image], times: FrameTimes) -> tuple[str, dict[str, torch.Tensor]]:
         import torch
 
         side = math.ceil(int(math.sqrt(self.processor.num_image_tokens)) / 2)  # 2 x 2 pooling per frame

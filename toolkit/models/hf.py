@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from toolkit.errors import InputError, ToolkitError
+from toolkit.media import FrameTimes, frame_times
 from toolkit.models.base import QAlignBackbone, TrainingExample, Visual
 from toolkit.qalign import IGNORE_INDEX, IMAGE_TAG, LEVELS, InputKind, Task, answer_stem, scoring_question
 
@@ -150,19 +151,27 @@ class HFVisionLanguageBackbone(QAlignBackbone):
         """Left-padded prompts with their images: the last position of every row is the answer position."""
         if not visuals:
             raise InputError("no images to score")
-        texts, images = [], []
-        for i, frames in enumerate(visuals):
-            frames = list(frames)
+        texts, images, times = [], [], []
+        for i, visual in enumerate(visuals):
+            frames = list(visual)
             if not frames:
                 raise InputError(f"visual {i} has no frames")
             texts.append(self.scoring_prompt(task, kind, len(frames)))
             images.append(frames)
-        return self._model_inputs(texts, images, [kind] * len(texts), "left")
+            times.append(frame_times(visual))
+        return self._model_inputs(texts, images, [kind] * len(texts), "left", times)
 
     def _model_inputs(
-        self, texts: list[str], visuals: list[list[Any]], kinds: Sequence[InputKind], padding_side: str
+        self,
+        texts: list[str],
+        visuals: list[list[Any]],
+        kinds: Sequence[InputKind],
+        padding_side: str,
+        times: Sequence[FrameTimes],
     ) -> dict[str, Any]:
-        """Model inputs of rendered ``texts`` (placeholders unexpanded) and their frames, padded on one side."""
+        """Model inputs of rendered ``texts`` (placeholders unexpanded) and their frames, padded on one
+        side. ``times`` says when each visual's frames were taken; only a backbone that gives videos
+        to the model as videos, telling it those times, reads them."""
         # The chat template already wrote any BOS: the processor must not add another.
         batch = self.processor(
             text=texts,
@@ -197,7 +206,7 @@ class HFVisionLanguageBackbone(QAlignBackbone):
 
         if not examples:
             raise InputError("no training examples in the batch")
-        texts, images, prompt_lens = [], [], []
+        texts, images, times, prompt_lens = [], [], [], []
         for i, ex in enumerate(examples):
             if not ex.frames:
                 raise InputError(f"training example {i} ({ex.meta.get('id', 'no id')}) has no frames")
@@ -209,9 +218,10 @@ class HFVisionLanguageBackbone(QAlignBackbone):
                 raise ToolkitError(f"the chat template does not reproduce the answer text {answer!r}")
             texts.append(full)
             images.append(list(ex.frames))
+            times.append(frame_times(ex.frames))
             prompt_lens.append(self._prompt_token_count(full, start))
 
-        batch = self._model_inputs(texts, images, [ex.kind for ex in examples], "right")
+        batch = self._model_inputs(texts, images, [ex.kind for ex in examples], "right", times)
         ids, mask = batch["input_ids"], batch["attention_mask"]
         lengths = mask.sum(dim=1)
         # Image placeholders are expanded by the processor; they all lie in the prompt, so the

@@ -11,9 +11,11 @@ as that frame as an image, which the tests check through the model (Qwen2-VL, Qw
 and Qwen3.5 also write each frame pair's time, "<0.5 seconds>", before its tokens, as
 transformers' Qwen3-VL processor does).
 
-The frames are taken to be 1 / :data:`VIDEO_FPS` seconds apart, the rate at which the toolkit
-samples them (:data:`toolkit.media.SAMPLED_FPS`); it sets Qwen2.5-VL's temporal position step
-and the times Qwen3-VL reads.
+The model is told when the frames were taken (:class:`toolkit.media.FrameTimes`, carried by
+the frames the scorer and the trainer read; frames without times are one second apart, the
+toolkit's sampling rate): Qwen3-VL and Qwen3.5 read each pair's mean time; Qwen2.5-VL takes
+one temporal position step per video, the mean interval between its pairs (the real spacing
+of a clip capped to a few frames is several seconds).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import InputError
-from toolkit.media import SAMPLED_FPS
+from toolkit.media import SAMPLED_FPS, FrameTimes
 from toolkit.models.hf import HFVisionLanguageBackbone
 from toolkit.qalign import InputKind
 
@@ -30,9 +32,6 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
     from PIL import Image
-
-VIDEO_FPS = SAMPLED_FPS
-"""Frames per second of the frames a video is given as (the toolkit's sampling rate)."""
 
 
 class QwenVLBackbone(HFVisionLanguageBackbone):
@@ -51,23 +50,31 @@ class QwenVLBackbone(HFVisionLanguageBackbone):
         return super()._visual_content(n_frames, kind)
 
     def _model_inputs(
-        self, texts: list[str], visuals: list[list[Any]], kinds: Sequence[InputKind], padding_side: str
+        self,
+        texts: list[str],
+        visuals: list[list[Any]],
+        kinds: Sequence[InputKind],
+        padding_side: str,
+        times: Sequence[FrameTimes],
     ) -> dict[str, Any]:
         if not (self.native_video and "video" in kinds):
-            return super()._model_inputs(texts, visuals, kinds, padding_side)
+            return super()._model_inputs(texts, visuals, kinds, padding_side, times)
         import numpy as np
         import torch
 
         processor, merge = self.processor, self.processor.image_processor.merge_size**2
-        images, image_grids, videos, video_grids = [], [], [], []
+        t = processor.image_processor.temporal_patch_size
+        images, image_grids, videos, video_grids, steps = [], [], [], [], []
         expanded = []
-        for text, frames, kind in zip(texts, visuals, kinds):
+        for text, frames, kind, when in zip(texts, visuals, kinds, times, strict=True):
             if kind == "video":
                 patches, grid = self._video_patches(frames)
                 videos.append(patches)
                 video_grids.append(grid)
+                seconds = _paired(list(when.seconds), t)
+                steps.append(_pair_step(seconds, t))
                 if self._timestamped:
-                    text = self._with_timestamps(text, len(frames), grid, merge)
+                    text = self._with_timestamps(text, seconds, grid, merge)
                 else:
                     text = _expand(text, processor.video_token, [int(np.prod(grid)) // merge])
             else:
@@ -87,8 +94,7 @@ class QwenVLBackbone(HFVisionLanguageBackbone):
         batch["pixel_values_videos"] = torch.from_numpy(np.concatenate(videos))
         batch["video_grid_thw"] = torch.tensor(video_grids, dtype=torch.long)
         if self._model_type == "qwen2_5_vl":
-            step = self.processor.image_processor.temporal_patch_size / VIDEO_FPS
-            batch["second_per_grid_ts"] = torch.full((len(videos),), step)
+            batch["second_per_grid_ts"] = torch.tensor(steps, dtype=torch.float32)
         return batch
 
     @property
@@ -96,13 +102,13 @@ class QwenVLBackbone(HFVisionLanguageBackbone):
         # Qwen3-VL and Qwen3.5 write each frame pair's time before its tokens.
         return self._model_type in ("qwen3_vl", "qwen3_5")
 
-    def _with_timestamps(self, text: str, n_frames: int, grid: list[int], merge: int) -> str:
+    def _with_timestamps(self, text: str, seconds: list[float], grid: list[int], merge: int) -> str:
         """The video placeholder of ``text`` replaced as transformers' Qwen3-VL processor does it: per
-        frame pair "<t seconds>", then its tokens between vision start and end, t the mean time of the pair."""
+        frame pair "<t seconds>", then its tokens between vision start and end, t the mean time of the
+        pair (``seconds``: the frames' times, the last pair completed as :func:`_paired` does)."""
         p = self.processor
         t = p.image_processor.temporal_patch_size
-        indices = list(range(n_frames)) + [n_frames - 1] * (-n_frames % t)  # a short last pair repeats its frame
-        times = [(indices[i] + indices[i + t - 1]) / 2 / VIDEO_FPS for i in range(0, len(indices), t)]
+        times = [(seconds[i] + seconds[i + t - 1]) / 2 for i in range(0, len(seconds), t)]
         per_pair = grid[1] * grid[2] // merge
         tokens = "".join(
             f"<{s:.1f} seconds>" + p.vision_start_token + p.video_token * per_pair + p.vision_end_token for s in times
@@ -134,6 +140,25 @@ class QwenVLBackbone(HFVisionLanguageBackbone):
         single = out["pixel_values"].reshape(n, cells, -1, t, p, p)[:, :, :, 0]
         pairs = single.reshape(n // t, t, cells, -1, p, p).transpose(0, 2, 3, 1, 4, 5)
         return pairs.reshape((n // t) * cells, -1), [n // t, grid_h, grid_w]
+
+
+def _paired(seconds: list[float], t: int) -> list[float]:
+    """Frame times with a short last pair completed by repeating its frame, as its pixels are."""
+    return seconds + seconds[-1:] * (-len(seconds) % t)
+
+
+def _pair_step(seconds: list[float], t: int) -> float:
+    """Qwen2.5-VL's seconds per temporal position of one video (times of whole pairs, :func:`_paired`).
+
+    The model takes one value per video and places pair ``k`` at ``k`` times it, so this is the mean
+    interval between the starts of consecutive pairs (the last start minus the first, over the pairs
+    between). A video of one pair is at position 0 whatever the value: it is ``t`` frames at the
+    toolkit's sampling rate there, as for frames given without times.
+    """
+    pairs = len(seconds) // t
+    if pairs < 2:
+        return t / SAMPLED_FPS
+    return (seconds[(pairs - 1) * t] - seconds[0]) / (pairs - 1)
 
 
 def _expand(text: str, token: str, counts: Sequence[int]) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from torch.utils.data import Dataset, get_worker_info
 
 from toolkit.errors import InputError
-from toolkit.media import cap_indices, load_video_frames, open_image
+from toolkit.media import SAMPLED_FPS, FrameTimes, TimedFrames, cap_indices, load_video_frames, open_image
 from toolkit.models.base import QAlignBackbone, Task
 from toolkit.qalign import INPUT_KINDS, InputKind
 from toolkit.scoring.inputs import ScoreInput
@@ -26,7 +26,7 @@ class Decoded:
     """One input after decoding: frames to score, or the reason it cannot be scored."""
 
     position: int  # index into the list being scored
-    frames: list[Image.Image] | None
+    frames: list[Image.Image] | None  # a video's frames carry their times (TimedFrames)
     error: str | None = None
     note: str | None = None  # e.g. the frame cap subsampled the clip
     frame_counts: tuple[int, int] | None = None  # videos: (frames decoded, frames the sampling asked for)
@@ -49,11 +49,13 @@ def decode_input(item: ScoreInput, max_frames: int | None = None, position: int 
             return Decoded(position, [open_image(item.path)])
         if item.frames is not None:
             kept, note = cap_indices(range(len(item.frames)), max_frames)
-            frames = [open_image(item.frames[i]) for i in kept]
+            # Listed frame files state no rate: taken to be the sampling rate apart, as a folder's.
+            times = FrameTimes.at_rate(kept, len(item.frames), SAMPLED_FPS)
+            frames = TimedFrames((open_image(item.frames[i]) for i in kept), times)
             return Decoded(position, frames, note=note, frame_counts=(len(frames), len(kept)))
         video = load_video_frames(item.path, max_frames=max_frames)
         counts = (video.decoded, video.sampled)
-        return Decoded(position, video.frames, note=video.note, frame_counts=counts, shortfall=video.shortfall)
+        return Decoded(position, video.timed(), note=video.note, frame_counts=counts, shortfall=video.shortfall)
     except InputError as exc:
         return Decoded(position, None, str(exc))
     except Exception as exc:  # a decoder bug or an exotic file: report it on the row, go on

@@ -184,7 +184,10 @@ class Scorer:
     # ------------------------------------------------------------------ in memory
 
     def level_probs(self, visuals: Sequence[Visual], task: Task = "quality", kind: InputKind = "image") -> np.ndarray:
-        """Level distributions (n, 5) of in-memory visuals (each a list of RGB frames), one forward."""
+        """Level distributions (n, 5) of in-memory visuals (each a list of RGB frames), one forward.
+
+        A video's frames say when they were taken as :class:`toolkit.media.TimedFrames` (what the
+        loader gives); plain frames are taken to be one second apart."""
         check_task(task)
         check_kind(kind)
         return self._batch_probs(self.backbone.scoring_batch(visuals, task, kind), len(visuals))

@@ -176,7 +176,9 @@ class TrainingData(Sequence[TrainingExample]):
         if rec.kind == "video":
             from toolkit.media import load_video_frames
 
-            return list(load_video_frames(rec.media, max_frames=self.max_frames).frames)
+            # With their times, as the scorer reads them: a model told when frames were taken
+            # is told the same in training and in scoring.
+            return load_video_frames(rec.media, max_frames=self.max_frames).timed()
         return [open_image(rec.media)]
 
 
@@ -386,5 +388,5 @@ def _dataset_frames(value: Any, rec: _Record, max_frames: int | None, root: Path
         from toolkit.media import load_video_frames
 
         path = Path(value) if root is None else root / value
-        return list(load_video_frames(path, max_frames=max_frames).frames)
+        return load_video_frames(path, max_frames=max_frames).timed()
     raise InputError(f"row {rec.id!r}: cannot read its media ({type(value).__name__})")
