@@ -200,6 +200,16 @@ def test_smolvlm_reads_each_frames_real_time_and_the_videos_length(family_model:
     )
 
 
+@pytest.mark.parametrize("name", ["internvl", "llava_onevision", "qwen2_vl"])
+def test_families_that_take_no_times_are_left_as_they_were(name: str, family_model: Callable[[str], Path]) -> None:
+    native = load_backbone(family_model(name), native_video=True)
+    frames = _frames(4, seed=4)
+    _assert_same_batch(
+        native.scoring_batch([TimedFrames(frames, CAPPED)], "quality", "video"),
+        native.scoring_batch([frames], "quality", "video"),
+    )
+
+
 # ------------------------------------------------------------------ qalign score and training
 
 
