@@ -79,7 +79,11 @@ def score_command(
         "Default: 0 on a CPU, most of the cores (up to 16) on a GPU.",
     ),
     max_frames: Optional[int] = typer.Option(
-        None, "--max-frames", min=1, help="Cap on frames per video (uniform subsample of the 1 fps frames)."
+        None,
+        "--max-frames",
+        min=1,
+        help="Cap on frames per video (uniform subsample of the 1 fps frames; a model that reads "
+        "videos natively is told the frames' real times).",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     image_column: str = typer.Option(
