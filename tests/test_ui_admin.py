@@ -243,6 +243,33 @@ def test_progress_tab_counts_and_names_missing_files(store, tmp_path):
     assert any("missing on disk" in w.value for w in at.warning)
     missing = next(d.value for d in at.dataframe if list(d.value.columns) == ["item", "role", "kind"])
     assert missing["item"].tolist() == ["test_03.png"]
+    table = next(d.value for d in at.dataframe if "valid_votes" in d.value.columns)
+    assert table["item"].tolist()[-1] == "test_00.png" and table["valid_votes"].tolist()[-1] == 2  # fewest first
+    at.text_input(key="progress_search").input("test_00").run()
+    table = next(d.value for d in at.dataframe if "valid_votes" in d.value.columns)
+    assert table["item"].tolist() == ["test_00.png"] and "items 1–1 of 1 matching; 4 in the study." in texts(at)
+
+
+def test_progress_table_pages_searches_and_orders():
+    from annotation_ui.admin_progress import progress_page
+
+    items = pd.DataFrame(
+        {
+            "item_id": range(120),
+            "item": [f"img_{k:03d}.png" for k in range(120)],
+            "valid_votes": [k % 7 for k in range(120)],
+            "votes": [k % 7 for k in range(120)],
+            "on_screen": [int(k == 42) for k in range(120)],
+        }
+    )
+    first, total = progress_page(items, "", "Fewest valid votes first", 1, 50)
+    assert total == 120 and len(first) == 50 and "item_id" not in first.columns
+    assert first["valid_votes"].is_monotonic_increasing and first["item"].iloc[0] == "img_000.png"
+    last, _ = progress_page(items, "", "Fewest valid votes first", 3, 50)
+    assert len(last) == 20 and set(first["item"]).isdisjoint(last["item"])
+    assert progress_page(items, "", "On screen now first", 1, 5)[0]["item"].iloc[0] == "img_042.png"
+    found, n = progress_page(items, "IMG_11", "Item name", 1, 50)
+    assert n == 10 and found["item"].tolist() == [f"img_{k}.png" for k in range(110, 120)]
 
 
 # --------------------------------------------------------------------------- raters
