@@ -39,9 +39,8 @@ BULK_IMPORT_ROWS = 200_000
 """New votes from which an import sets the per-row work aside (below it, plain inserts are quicker)."""
 
 
-def add_item_counts(connection: Connection, item_ids: np.ndarray) -> None:
-    """Raise ``items.n_votes`` by the number of times each item id occurs in ``item_ids``."""
-    ids, counts = np.unique(item_ids, return_counts=True)
+def add_item_counts(connection: Connection, ids: np.ndarray, counts: np.ndarray) -> None:
+    """Raise ``items.n_votes`` of item ``ids[k]`` by ``counts[k]``."""
     if ids.size:
         connection.execute(
             text("UPDATE items SET n_votes = n_votes + :n WHERE id = :id"),

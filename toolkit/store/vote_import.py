@@ -404,14 +404,18 @@ def _store_in_chunks(
     with (
         sqlite_bulk_insert(connection, added, bulk_rows) if connection.dialect.name == "sqlite" else _per_row() as bulk
     ):
+        per_item: list[tuple[np.ndarray, np.ndarray]] = []  # (item ids, votes) of each chunk's new votes
         for start in range(0, len(keys), step):
             chosen = new[start : start + step]
             if chosen.any():
-                _insert_rows(
-                    connection, study.id, keys[start : start + step][chosen], levels[start : start + step][chosen], now
-                )
-        if bulk:
-            add_item_counts(connection, _unpack(keys[new])[0])
+                key = keys[start : start + step][chosen]
+                _insert_rows(connection, study.id, key, levels[start : start + step][chosen], now)
+                per_item.append(np.unique(key >> 32, return_counts=True))
+        if bulk and per_item:
+            # Counted chunk by chunk: the new votes' item ids all at once would be 8 bytes a vote more.
+            ids, inverse = np.unique(np.concatenate([ids for ids, _ in per_item]), return_inverse=True)
+            counts = np.bincount(inverse, weights=np.concatenate([n for _, n in per_item])).astype(np.int64)
+            add_item_counts(connection, ids, counts)
     return added, len(keys) - added
 
 
