@@ -17,9 +17,9 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from toolkit.errors import InputError, StoreError
+from toolkit.store.bulk_load import BULK_IMPORT_ROWS
 from toolkit.store.schema import Item, Rater, Rating, Study, utcnow
 from toolkit.store.studies import hash_token
-from toolkit.store.bulk_load import BULK_IMPORT_ROWS
 from toolkit.store.vote_import import IMPORT_CHUNK_ROWS, import_vote_chunks
 
 if TYPE_CHECKING:
