@@ -413,10 +413,15 @@ def _henderson(design: _Design, w: np.ndarray | None) -> tuple[np.ndarray, np.nd
 def _with_votes_only(votes: Votes) -> Votes:
     """The same votes with the items and raters that have none dropped from the codes (a
     :meth:`Votes.subset` keeps them, and an item without votes has no mean to speak of)."""
-    used_items, item_code = np.unique(votes.item, return_inverse=True)
-    used_raters, rater_code = np.unique(votes.rater, return_inverse=True)
-    if used_items.size == votes.n_items and used_raters.size == votes.n_raters:
+    # Codes of the items and raters that have votes, in code order (what np.unique's inverse
+    # gives), by counting rather than sorting: tens of millions of votes cost seconds less.
+    has_item = np.bincount(votes.item, minlength=votes.n_items) > 0
+    has_rater = np.bincount(votes.rater, minlength=votes.n_raters) > 0
+    if has_item.all() and has_rater.all():
         return votes
+    used_items, used_raters = np.flatnonzero(has_item), np.flatnonzero(has_rater)
+    item_code = (np.cumsum(has_item) - 1)[votes.item]
+    rater_code = (np.cumsum(has_rater) - 1)[votes.rater]
     items = votes.items[used_items]
     return Votes(item_code, rater_code, votes.vote, items, votes.raters[used_raters], np.arange(items.size), items)
 
