@@ -11,6 +11,7 @@ from toolkit.analysis import agreement as agreement_module
 from toolkit.analysis.agreement import _histogram_half
 from toolkit.analysis.reliability import _design, _henderson, icc2k, krippendorff_alpha, measure_reliability
 from toolkit.analysis.report import report_data, write_report
+from toolkit.analysis.screening import _longest_runs
 from toolkit.analysis.simulate import simulate_study
 
 
@@ -95,3 +96,23 @@ def test_the_icc_point_estimate_needs_no_sparse_product(study) -> None:
     weighted = _henderson(design, np.ones((1, votes.n_items)))
     for a, b in zip(lean, weighted):
         assert a == pytest.approx(b, rel=1e-12)
+
+
+def _runs_by_two_key_sort(rater: np.ndarray, vote: np.ndarray, key: np.ndarray, n_raters: int) -> np.ndarray:
+    order = np.lexsort((key, rater))
+    r, v = rater[order], vote[order]
+    start = np.r_[True, (r[1:] != r[:-1]) | (v[1:] != v[:-1])]
+    lengths = np.bincount(np.cumsum(start) - 1)
+    longest = np.zeros(n_raters, dtype=np.int64)
+    np.maximum.at(longest, r[start], lengths)
+    return longest
+
+
+def test_longest_runs_in_answer_order_equal_the_two_key_sort() -> None:
+    rng = np.random.default_rng(3)
+    rater = rng.integers(0, 40, 5000)
+    vote = rng.integers(4, 6, 5000).astype(float)  # two levels: long runs happen
+    for key in (np.sort(rng.integers(0, 300, 5000)), np.zeros(5000, dtype=np.int64), rng.integers(0, 300, 5000)):
+        expected = _runs_by_two_key_sort(rater, vote, key, 40)
+        assert np.array_equal(_longest_runs(rater, vote, key, 40), expected)
+        assert expected.max() >= 5

@@ -94,7 +94,12 @@ def _response_ms(frame: pd.DataFrame, response_col: str, shown_col: str, answere
 
 
 def _longest_runs(rater: np.ndarray, vote: np.ndarray, order_key: np.ndarray, n_raters: int) -> np.ndarray:
-    order = np.lexsort((order_key, rater))
+    if order_key.size < 2 or (order_key[1:] >= order_key[:-1]).all():
+        # Already in answer order (votes read oldest first; an import's share one time): a stable
+        # sort by rater is the same order as the two-key sort; on 16-bit codes numpy sorts by radix.
+        order = np.argsort(rater.astype(np.int16) if n_raters < 2**15 else rater, kind="stable")
+    else:
+        order = np.lexsort((order_key, rater))
     r, v = rater[order], vote[order]
     start = np.ones(r.size, dtype=bool)
     start[1:] = (r[1:] != r[:-1]) | (v[1:] != v[:-1])
