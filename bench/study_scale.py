@@ -183,10 +183,16 @@ def run_library(name: str, url: str) -> tuple[float, float, str]:
 
 
 def bench_backend(
-    label: str, url: str, votes: Path, work: Path, n_items: int, imported: bool = False
+    label: str,
+    url: str,
+    votes: Path,
+    work: Path,
+    n_items: int,
+    imported: bool = False,
+    skip: frozenset[str] = frozenset(),
 ) -> list[tuple[str, str, float, float]]:
-    """Every stage on the back-end at ``url``; ``imported``: the study is there already (no
-    set-up, no import stages)."""
+    """Every stage on the back-end at ``url`` but those in ``skip``; ``imported``: the study is
+    there already (no set-up, no import stages)."""
     if not imported:
         start = time.perf_counter()
         make_study(url, n_items, work / "media")
@@ -211,6 +217,8 @@ def bench_backend(
     ]
     rows: list[tuple[str, str, float, float]] = []
     for name, args in stages:
+        if name in skip:
+            continue
         try:
             seconds, peak, last = run_stage(args, url)
         except SystemExit as failed:  # reported, and the later stages still run
@@ -218,6 +226,8 @@ def bench_backend(
         print(f"  {label:10} {name:17} {seconds:8.1f} s {peak:8.0f} MiB   {last[:70]}", flush=True)
         rows.append((label, name, seconds, peak))
     for name in ("studies_overview", "study_summary", "item_progress", "rater_stats", "snapshot+mle_co"):
+        if name in skip:
+            continue
         try:
             seconds, peak, last = run_library(name, url)
         except SystemExit as failed:
@@ -246,10 +256,17 @@ def main() -> None:
         help="A SQLite file holding the study 'scale' already (made by an earlier run or an import of the same"
         " table): run the stages after the import on it, nothing generated or imported.",
     )
+    parser.add_argument(
+        "--skip",
+        default="",
+        help="Stages to leave out, comma-separated as the table names them (e.g. 'export csv,rater_stats').",
+    )
     options = parser.parse_args()
+    skip = frozenset(name.strip() for name in options.skip.split(",") if name.strip())
     if options.study_db is not None:
         with tempfile.TemporaryDirectory(prefix="qalign-study-scale-", dir=options.work) as tmp:
-            rows = bench_backend("sqlite", f"sqlite:///{options.study_db.resolve()}", Path(), Path(tmp), 0, True)
+            db = f"sqlite:///{options.study_db.resolve()}"
+            rows = bench_backend("sqlite", db, Path(), Path(tmp), 0, True, skip)
         print_rows(rows)
         return
 
@@ -271,12 +288,12 @@ def main() -> None:
         )
         rows = []
         if not options.no_sqlite:
-            rows += bench_backend("sqlite", f"sqlite:///{work / 'study.db'}", votes, work, options.items)
+            rows += bench_backend("sqlite", f"sqlite:///{work / 'study.db'}", votes, work, options.items, skip=skip)
         pg = os.environ.get("QALIGN_TEST_PG_URL")
         if pg and not options.no_postgres:
             url, name = scratch_pg(pg)
             try:
-                rows += bench_backend("postgresql", url, votes, work, options.items)
+                rows += bench_backend("postgresql", url, votes, work, options.items, skip=skip)
             finally:
                 drop_pg(pg, name)
     print_rows(rows)
