@@ -149,7 +149,11 @@ def import_command(
     vote_col: str = typer.Option("vote", "--vote-col", help="Column with the vote, 1 (bad) .. 5 (excellent)."),
     db: Optional[str] = DbOption,
 ) -> None:
-    """Import votes collected elsewhere; all-or-nothing, re-runs count nothing twice."""
+    """Import votes collected elsewhere; all-or-nothing, re-runs count nothing twice.
+
+    From 200,000 new votes on the import is a bulk load (indexes and checks rebuilt set-based);
+    on PostgreSQL the annotation app's votes wait until it commits (docs/deployment.md).
+    """
     from toolkit.store import Store, get_study
     from toolkit.store.vote_import import import_vote_file
 
