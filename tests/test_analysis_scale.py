@@ -8,7 +8,9 @@ import pytest
 
 from toolkit.analysis import AnalysisOptions, analyze_votes, prepare_votes, split_half_agreement
 from toolkit.analysis import agreement as agreement_module
+from toolkit.analysis import mle as mle_module
 from toolkit.analysis.agreement import _histogram_half
+from toolkit.analysis.mle_solvers import solve_fast, solve_sureal
 from toolkit.analysis.reliability import _design, _henderson, icc2k, krippendorff_alpha, measure_reliability
 from toolkit.analysis.report import report_data, write_report
 from toolkit.analysis.screening import _longest_runs
@@ -116,3 +118,16 @@ def test_longest_runs_in_answer_order_equal_the_two_key_sort() -> None:
         expected = _runs_by_two_key_sort(rater, vote, key, 40)
         assert np.array_equal(_longest_runs(rater, vote, key, 40), expected)
         assert expected.max() >= 5
+
+
+@pytest.mark.parametrize("solver", [solve_fast, lambda d: solve_sureal(d, content_ambiguity=False)])
+def test_the_content_oblivious_fit_on_raters_is_the_fit_on_rater_content_pairs(study, solver) -> None:
+    # mle_co's design pairs votes by rater alone; the general design (pairs of rater and content)
+    # must reach the same numbers, only summed in another order.
+    votes = prepare_votes(study.votes)
+    by_rater, by_pair = mle_module._design(votes, content_ambiguity=False), mle_module._design(votes)
+    assert by_rater.n_pairs == votes.n_raters < by_pair.n_pairs
+    lean, full = solver(by_rater), solver(by_pair)
+    assert lean.iterations == full.iterations and lean.converged and full.converged
+    for a, b in ((lean.x, full.x), (lean.b, full.b), (lean.v, full.v)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -39,7 +39,19 @@ from toolkit.errors import InputError
 Solver = Literal["auto", "sureal", "fast"]
 
 
-def _design(votes: Votes) -> Design:
+def _design(votes: Votes, content_ambiguity: bool = True) -> Design:
+    if not content_ambiguity:
+        # Without an ambiguity term a vote's variance is its rater's alone: one content for all
+        # makes the (rater, content) pairs the raters, and every per-pair sum a per-rater sum.
+        return Design(
+            X=votes.vote.astype(float),
+            e=votes.item,
+            s=votes.rater,
+            c=np.zeros(votes.n_votes, dtype=np.int8),
+            n_items=votes.n_items,
+            n_raters=votes.n_raters,
+            n_contents=1,
+        )
     return Design(
         X=votes.vote.astype(float),
         e=votes.item,
@@ -88,7 +100,7 @@ def fit_mle(
     if (~sparse).sum() < 2:
         raise InputError(f"{model}: the MLE needs at least two raters with {min_rater_votes} or more votes")
 
-    d = _design(fitted)
+    d = _design(fitted, content_ambiguity)
     use_fast = solver == "fast" or (solver == "auto" and not content_ambiguity)
     if use_fast:
         state = solve_fast(d, tol=1e-10 if tol is None else tol, max_iter=max_iter)

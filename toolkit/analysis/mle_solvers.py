@@ -84,8 +84,15 @@ class Design:
     ) -> None:
         self.X, self.e, self.s, self.c = X, e, s, c
         self.n_items, self.n_raters, self.n_contents = n_items, n_raters, n_contents
-        pair_key, pair = np.unique(s * np.int64(n_contents) + c, return_inverse=True)
-        self.pair = pair.ravel()
+        if n_contents == 1:
+            # The pairs are the raters that have votes, in code order (what np.unique gives),
+            # found by counting instead of sorting every vote.
+            present = np.bincount(s, minlength=n_raters) > 0
+            pair_key = np.flatnonzero(present)
+            self.pair = (np.cumsum(present) - 1)[s]
+        else:
+            pair_key, pair = np.unique(s * np.int64(n_contents) + c, return_inverse=True)
+            self.pair = pair.ravel()
         self.pair_rater = pair_key // n_contents
         self.pair_content = pair_key % n_contents
         n_pairs = pair_key.size
