@@ -101,8 +101,15 @@ def items_frame(session: Session, study: Study) -> pd.DataFrame:
 
 def _moments(micros: np.ndarray, zoned: bool) -> pd.Series:
     """Microseconds since 1970 as times: UTC-aware from PostgreSQL, naive UTC from SQLite (as stored)."""
-    stamps = pd.to_datetime(pd.Series(micros).round(), unit="us", utc=zoned)
-    return stamps.astype("datetime64[us, UTC]" if zoned else "datetime64[us]")
+    # The microsecond counts are the datetime64[us] values themselves: a view, not a parse.
+    missing = np.isnan(micros)
+    ticks = np.round(micros)
+    ticks[missing] = 0.0
+    stamps = ticks.astype(np.int64)
+    del ticks
+    stamps[missing] = np.iinfo(np.int64).min  # NaT
+    times = pd.Series(stamps.view("datetime64[us]"), copy=False)
+    return times.dt.tz_localize("UTC") if zoned else times
 
 
 TIME_COLUMNS: tuple[str, ...] = ("shown_at", "answered_at", "response_ms")

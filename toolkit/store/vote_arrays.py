@@ -169,6 +169,19 @@ def _as_micros(value: object) -> float:
     return float(cast(float, value))
 
 
+def _id_range(connection: Connection, condition: str, study_id: int) -> tuple[Any, Any]:
+    """The least and largest rating id of the votes ``condition`` selects (None, None: no votes)."""
+    if connection.dialect.name == "sqlite":
+        # SQLite's index on study_id holds the rowid in order: the first and the last entry are two
+        # look-ups, where min(id), max(id) reads every entry of the study's.
+        first = f"SELECT id FROM ratings WHERE {condition} ORDER BY id"
+        low = connection.exec_driver_sql(f"{first} LIMIT 1", (study_id,)).scalar()
+        high = connection.exec_driver_sql(f"{first} DESC LIMIT 1", (study_id,)).scalar()
+        return low, high
+    low, high = connection.exec_driver_sql(f"SELECT min(id), max(id) FROM ratings WHERE {condition}", (study_id,)).one()
+    return low, high
+
+
 def read_vote_times(connection: Connection, study_id: int, where: str = "") -> VoteTimes:
     """The time columns of :func:`read_vote_arrays`' votes, in the same order.
 
@@ -178,7 +191,7 @@ def read_vote_times(connection: Connection, study_id: int, where: str = "") -> V
     """
     p = _placeholder(connection)
     condition = f"study_id = {p}" + (f" AND {where}" if where else "")
-    low, high = connection.exec_driver_sql(f"SELECT min(id), max(id) FROM ratings WHERE {condition}", (study_id,)).one()
+    low, high = _id_range(connection, condition, study_id)
     if low is None:
         empty = np.empty(0, dtype=np.float64)
         return VoteTimes(empty, empty.copy(), empty.copy())
