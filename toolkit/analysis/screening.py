@@ -86,6 +86,8 @@ def _response_ms(frame: pd.DataFrame, response_col: str, shown_col: str, answere
     if response_col in frame.columns and frame[response_col].notna().any():
         return pd.to_numeric(frame[response_col], errors="coerce").to_numpy(dtype=float)
     if shown_col in frame.columns and answered_col in frame.columns:
+        if frame[shown_col].isna().all() or frame[answered_col].isna().all():
+            return None  # no vote has both times (imported votes carry no display time)
         shown = pd.to_datetime(frame[shown_col], errors="coerce", utc=True)
         answered = pd.to_datetime(frame[answered_col], errors="coerce", utc=True)
         ms = (answered - shown).dt.total_seconds().to_numpy(dtype=float) * 1000.0
@@ -200,8 +202,14 @@ def screen_raters(
         [f"straightlining: {m:.0%} of {n} votes on one level" for m, n in zip(modal, n_votes)],
     )
     if answered_col in frame.columns:
-        order_key = pd.to_datetime(frame[answered_col], errors="coerce", utc=True)
-        order_key = order_key.astype("int64").to_numpy() if order_key.notna().all() else np.arange(len(frame))
+        answered = frame[answered_col]
+        if pd.api.types.is_datetime64_any_dtype(answered.dtype):
+            # Already times (the store's): their ticks order them, no parse needed.
+            complete = bool(answered.notna().all())
+            order_key = answered.array.asi8 if complete else np.arange(len(frame))
+        else:
+            answered = pd.to_datetime(answered, errors="coerce", utc=True)
+            order_key = answered.astype("int64").to_numpy() if answered.notna().all() else np.arange(len(frame))
     else:
         order_key = np.arange(len(frame))
     runs = _longest_runs(rater, vote, order_key, n_r)
