@@ -24,7 +24,7 @@ from toolkit.errors import StoreError
 from toolkit.store.ratings import VOTE_COLUMNS
 from toolkit.store.schema import Item, Rater, Rating, Study
 from toolkit.store.setup import level_labels, study_question
-from toolkit.store.vote_arrays import VoteArrays, VoteTimes, read_vote_arrays, read_vote_times
+from toolkit.store.vote_arrays import VoteArrays, VoteTimes, read_vote_arrays, read_vote_times, read_votes_with_times
 
 ITEM_COLUMNS: tuple[str, ...] = (
     "item",
@@ -222,8 +222,14 @@ def read_snapshot(session: Session, study: Study, columns: Sequence[str] = VOTE_
         if excluded
         else ""
     )
-    coded = read_vote_arrays(connection, study.id, valid)
-    times = read_vote_times(connection, study.id, valid) if with_times else None
+    times: VoteTimes | None = None
+    both = read_votes_with_times(connection, study.id, valid) if with_times else None
+    if both is not None:  # one pass over the votes
+        coded, times = both
+    else:
+        coded = read_vote_arrays(connection, study.id, valid)
+        times = read_vote_times(connection, study.id, valid) if with_times else None
+    del both
     for _ in range(3):  # a vote stored between the two reads (no snapshot isolation): read again
         if times is None or len(times.answered_us) == len(coded):
             break

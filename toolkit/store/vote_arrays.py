@@ -220,3 +220,66 @@ def read_vote_times(connection: Connection, study_id: int, where: str = "") -> V
         joined.append(np.concatenate(column) if column else np.empty(0, dtype=np.float64))
         column.clear()
     return VoteTimes(joined[0], joined[1], joined[2])
+
+
+_CHANGED_BIT = 63  # the sign bit of a packed vote, free: ids below 2**30 use bits 3 to 62
+
+
+def read_votes_with_times(
+    connection: Connection, study_id: int, where: str = ""
+) -> tuple[VoteArrays, VoteTimes] | None:
+    """:func:`read_vote_arrays` and :func:`read_vote_times` of the same votes in one pass over them
+    (SQLite, ids below ``2**PACKED_ID_BITS``; None otherwise: then call those two).
+
+    Block by block of ``TIME_BLOCK_IDS`` rating ids: the block's first vote gives its times, and each
+    packed vote carries in its sign bit whether its times differ from those; only a block where one
+    does has its times read vote by vote. Votes and times come from the same query, so they match
+    even while votes are being added.
+    """
+    if connection.dialect.name != "sqlite":
+        return None
+    top = max(
+        connection.execute(select(func.max(Item.id))).scalar() or 0,
+        connection.execute(select(func.max(Rater.id))).scalar() or 0,
+    )
+    if top >= 2**_ID_BITS:
+        return None
+    condition = "study_id = ?" + (f" AND {where}" if where else "")
+    low, high = _id_range(connection, condition, study_id)
+    empty = np.empty(0, dtype=np.float64)
+    if low is None:
+        return VoteArrays(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int8)), VoteTimes(
+            empty, empty.copy(), empty.copy()
+        )
+    in_block = f"{condition} AND id >= ? AND id < ?"
+    first_sql = f"SELECT {', '.join(_TIME_COLUMNS)} FROM ratings WHERE {in_block} ORDER BY id LIMIT 1"
+    changed = " OR ".join(f"{c} IS NOT ?" for c in _TIME_COLUMNS)
+    packed_sql = (
+        f"SELECT (item_id << 33) | (rater_id << 3) | level | (({changed}) << {_CHANGED_BIT}) "
+        f"FROM ratings WHERE {in_block} ORDER BY id"
+    )
+    micros = ", ".join(_micros(connection, c) for c in _TIME_COLUMNS[:2])
+    rows_sql = f"SELECT {micros}, response_ms FROM ratings WHERE {in_block} ORDER BY id"
+    packed_parts: list[np.ndarray] = []
+    parts: list[list[np.ndarray]] = [[] for _ in _TIME_COLUMNS]
+    for start in range(int(low), int(high) + 1, TIME_BLOCK_IDS):
+        block = (study_id, start, start + TIME_BLOCK_IDS)
+        first = connection.exec_driver_sql(first_sql, block).first()
+        if first is None:
+            continue
+        packed = _fetch(connection, packed_sql, (*first, *block), np.int64, 1)
+        if (packed < 0).any():
+            rows = _fetch(connection, rows_sql, block, np.float64, 3)
+            if len(rows) != len(packed):  # a vote stored in between: read the block's votes again with them
+                return None
+            for k in range(len(_TIME_COLUMNS)):
+                parts[k].append(rows[:, k].copy())
+            packed &= np.int64(2**_CHANGED_BIT - 1)
+        else:
+            for k, value in enumerate(first):
+                parts[k].append(np.full(packed.size, _as_micros(value), dtype=np.float64))
+        packed_parts.append(packed)
+    votes = _unpack(np.concatenate(packed_parts) if packed_parts else np.empty(0, np.int64))
+    del packed_parts
+    joined = [np.concatenate(column) if column else empty.copy() for column in parts]
+    return votes, VoteTimes(joined[0], joined[1], joined[2])

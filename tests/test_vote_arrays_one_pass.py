@@ -1,0 +1,76 @@
+"""Votes and their times read in one pass (SQLite) are the votes and times of the two-pass read."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import select, update
+
+from toolkit.store import Store, get_study, import_votes, read_snapshot, record_rating, vote_arrays
+from toolkit.store import snapshot as snapshot_module
+from toolkit.store.schema import Item, Rater
+
+from fixtures_ui import make_study, sqlite_url
+
+
+@pytest.fixture
+def store(tmp_path) -> Store:
+    """Imported votes (one time for all, no display time) between votes given in the app (each its
+    own times), a rater excluded."""
+    store = Store(sqlite_url(tmp_path))
+    make_study(store, tmp_path / "media", n_test=6, n_gold=2)
+    shown = datetime(2026, 1, 2, 3, 4, 5, 250_000, tzinfo=timezone.utc)
+    with store.session() as s:
+        study = get_study(s, "pilot")
+        items = s.scalars(select(Item).where(Item.study_id == study.id).order_by(Item.id)).all()
+        rows = [(item.path, f"r{r}", 1 + (k + r) % 5) for r in range(4) for k, item in enumerate(items)]
+        import_votes(s, study, pd.DataFrame(rows, columns=["item", "rater", "vote"]))
+        for r, name in enumerate(["app1", "app2"]):
+            rater = Rater(study_id=study.id, name=name, token_hash=f"hash-{name}")
+            s.add(rater)
+            s.flush()
+            for k, item in enumerate(items[:5]):
+                moment = shown + timedelta(seconds=7 * k + r)
+                record_rating(s, rater, item, 1 + k % 5, shown_at=moment, answered_at=moment + timedelta(seconds=k))
+        import_votes(s, study, pd.DataFrame([(i.path, "late", 3) for i in items], columns=["item", "rater", "vote"]))
+        s.execute(update(Rater).where(Rater.name == "r1").values(excluded=True))
+    return store
+
+
+def _equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+
+
+@pytest.mark.parametrize("block", [3, 8, 65_536])
+@pytest.mark.parametrize("where", ["", "rater_id NOT IN (SELECT id FROM raters WHERE excluded = 1)"])
+def test_one_pass_reads_the_votes_and_times_of_two(store, monkeypatch, block, where) -> None:
+    monkeypatch.setattr(vote_arrays, "TIME_BLOCK_IDS", block)  # uniform and mixed blocks both
+    with store.session() as s:
+        study_id = get_study(s, "pilot").id
+        connection = s.connection()
+        both = vote_arrays.read_votes_with_times(connection, study_id, where)
+        assert both is not None
+        votes, times = both
+        two = vote_arrays.read_vote_arrays(connection, study_id, where)
+        two_times = vote_arrays.read_vote_times(connection, study_id, where)
+    assert len(votes) == len(two) == 4 * 8 - (8 if where else 0) + 2 * 5 + 8
+    for a, b in zip(
+        (votes.item_id, votes.rater_id, votes.level, times.shown_us, times.answered_us, times.response_ms),
+        (two.item_id, two.rater_id, two.level, two_times.shown_us, two_times.answered_us, two_times.response_ms),
+    ):
+        assert _equal(a, b)
+    assert np.isfinite(times.shown_us).sum() == 10 and np.isfinite(times.response_ms).sum() == 10
+
+
+def test_the_snapshot_is_the_same_read_either_way(store, monkeypatch) -> None:
+    monkeypatch.setattr(vote_arrays, "TIME_BLOCK_IDS", 4)
+    with store.session() as s:
+        one = read_snapshot(s, get_study(s, "pilot")).votes
+    monkeypatch.setattr(snapshot_module, "read_votes_with_times", lambda *args: None)
+    with store.session() as s:
+        two = read_snapshot(s, get_study(s, "pilot")).votes
+    pd.testing.assert_frame_equal(one, two)
+    assert one["response_ms"].notna().sum() == 10 and not (one["rater"] == "r1").any()
