@@ -74,3 +74,12 @@ def test_the_snapshot_is_the_same_read_either_way(store, monkeypatch) -> None:
         two = read_snapshot(s, get_study(s, "pilot")).votes
     pd.testing.assert_frame_equal(one, two)
     assert one["response_ms"].notna().sum() == 10 and not (one["rater"] == "r1").any()
+
+
+@pytest.mark.parametrize(
+    "ids", [np.array([5, 6, 9, 7]), np.array([3, 10**9, 17]), np.array([2, 40, 10**8]), np.array([], dtype=np.int64)]
+)
+def test_a_vote_finds_its_item_by_id_whether_the_ids_are_dense_or_not(ids) -> None:
+    wanted = np.repeat(ids, 3)[::-1]
+    positions = snapshot_module._positions(ids, wanted)
+    assert (ids[positions] == wanted).all() and positions.dtype == np.int32

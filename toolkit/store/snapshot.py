@@ -126,6 +126,21 @@ def _check_columns(columns: Sequence[str]) -> list[str]:
     return [c for c in VOTE_COLUMNS if c in columns]  # the frame keeps VOTE_COLUMNS' order
 
 
+def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The position in ``ids`` (distinct) of each of ``wanted`` (each one of ``ids``), as int32/int64."""
+    code_type = np.int32 if ids.size < 2**31 else np.int64
+    if ids.size and int(ids.max()) - int(ids.min()) <= 4 * ids.size + 2**20:
+        # A study's ids are a dense range: a table from id to position, one look-up a vote.
+        low = int(ids.min())
+        table = np.zeros(int(ids.max()) - low + 1, dtype=code_type)
+        table[ids - low] = np.arange(ids.size, dtype=code_type)
+        return table[wanted - low]
+    if (ids[1:] > ids[:-1]).all():  # in id order: positions by one search
+        return np.searchsorted(ids, wanted).astype(code_type)
+    order = np.argsort(ids)
+    return order[np.searchsorted(ids, wanted, sorter=order)].astype(code_type)
+
+
 def votes_from_arrays(
     items: pd.DataFrame,
     raters: pd.Series,
@@ -138,12 +153,7 @@ def votes_from_arrays(
     columns (and the item's own columns) are categoricals over the study's items and raters, so
     a vote costs a few bytes, not a string. ``times`` may be None when no time column is asked for."""
     wanted = _check_columns(columns)
-    item_ids = items["item_id"].to_numpy()
-    if (item_ids[1:] > item_ids[:-1]).all():  # items_frame's order (by id): positions by one search
-        position = np.searchsorted(item_ids, votes.item_id)
-    else:
-        order = np.argsort(item_ids)
-        position = order[np.searchsorted(item_ids, votes.item_id, sorter=order)]
+    position = _positions(items["item_id"].to_numpy(), votes.item_id)
 
     def per_item(column: str) -> pd.Categorical:
         codes, uniques = pd.factorize(items[column].astype(str))
@@ -155,12 +165,7 @@ def votes_from_arrays(
         return pd.Categorical.from_codes(position, categories=pd.Index(items["item"].astype(str), dtype=object))
 
     def rater() -> pd.Categorical:
-        rater_ids = raters.index.to_numpy()
-        if (rater_ids[1:] > rater_ids[:-1]).all():
-            rater_position = np.searchsorted(rater_ids, votes.rater_id)
-        else:
-            rater_order = np.argsort(rater_ids)
-            rater_position = rater_order[np.searchsorted(rater_ids, votes.rater_id, sorter=rater_order)]
+        rater_position = _positions(raters.index.to_numpy(), votes.rater_id)
         return pd.Categorical.from_codes(rater_position, categories=pd.Index(raters.astype(str), dtype=object))
 
     def time(column: str) -> pd.Series | np.ndarray:
