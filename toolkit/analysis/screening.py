@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from toolkit.analysis.grouped import group_moments
 from toolkit.analysis.votes import check_vote_table
 from toolkit.errors import InputError
 
@@ -103,29 +102,45 @@ def _longest_runs(rater: np.ndarray, vote: np.ndarray, order_key: np.ndarray, n_
     else:
         order = np.lexsort((order_key, rater))
     r, v = rater[order], vote[order]
+    del order
     start = np.ones(r.size, dtype=bool)
     start[1:] = (r[1:] != r[:-1]) | (v[1:] != v[:-1])
-    run_id = np.cumsum(start) - 1
-    lengths = np.bincount(run_id)
+    first = np.flatnonzero(start)  # where each run begins
+    del start, v
+    lengths = np.diff(first, append=r.size)
+    run_rater = r[first]
+    # The runs come rater by rater: each rater's longest is one maximum over its stretch of runs.
+    rater_first = np.flatnonzero(np.r_[True, run_rater[1:] != run_rater[:-1]]) if first.size else first
     longest = np.zeros(n_raters, dtype=np.int64)
-    np.maximum.at(longest, r[start], lengths)
+    longest[run_rater[rater_first]] = np.maximum.reduceat(lengths, rater_first) if first.size else 0
     return longest
 
 
 def _loo_correlation(
     item: np.ndarray, rater: np.ndarray, vote: np.ndarray, n_raters: int, min_votes: int
 ) -> np.ndarray:
-    """Per rater: Pearson r between their votes and the other raters' mean on the same items."""
-    item_code = pd.factorize(item)[0]  # grouping only: hashing, not sorting
-    n_e = np.bincount(item_code)
-    total = np.bincount(item_code, weights=vote)
-    usable = n_e[item_code] >= 2
-    others = np.where(usable, (total[item_code] - vote) / np.maximum(n_e[item_code] - 1, 1), np.nan)
-    x, y, s = vote[usable], others[usable], rater[usable]
-    n, mx, sxx, _ = group_moments(s, x, n_raters)
-    _, my, syy, _ = group_moments(s, y, n_raters)
+    """Per rater: Pearson r between their votes and the other raters' mean on the same items.
+
+    ``item``: non-negative item codes (any range; only equal codes matter)."""
+    n_e = np.bincount(item)
+    total = np.bincount(item, weights=vote)
+    n_item = n_e[item]
+    usable = n_item >= 2
+    if usable.all():  # the usual case: no copies of the votes
+        x, s = vote, rater
+        y = (total[item] - vote) / (n_item - 1)
+    else:
+        x, s, item = vote[usable], rater[usable], item[usable]
+        y = (total[item] - x) / (n_item[usable] - 1)
+    del n_item, usable
+    # Centred sums per rater (two passes: no cancellation), as grouped.group_moments forms them.
+    n = np.bincount(s, minlength=n_raters)
     with np.errstate(invalid="ignore", divide="ignore"):
-        sxy = np.bincount(s, weights=(x - mx[s]) * (y - my[s]), minlength=n_raters) / n
+        dx = x - (np.bincount(s, weights=x, minlength=n_raters) / n)[s]
+        dy = y - (np.bincount(s, weights=y, minlength=n_raters) / n)[s]
+        sxx = np.bincount(s, weights=dx * dx, minlength=n_raters) / n
+        syy = np.bincount(s, weights=dy * dy, minlength=n_raters) / n
+        sxy = np.bincount(s, weights=dx * dy, minlength=n_raters) / n
         r = sxy / np.sqrt(sxx * syy)
     return np.where((n >= min_votes) & (sxx > 0) & (syy > 0), r, np.nan)
 
