@@ -131,3 +131,23 @@ def test_the_content_oblivious_fit_on_raters_is_the_fit_on_rater_content_pairs(s
     assert lean.iterations == full.iterations and lean.converged and full.converged
     for a, b in ((lean.x, full.x), (lean.b, full.b), (lean.v, full.v)):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("repeats", [False, True])
+def test_weighted_rater_sums_of_the_icc_design_are_the_direct_sums(study, repeats) -> None:
+    # With one vote per cell the squared cell counts are the counts and are not multiplied twice.
+    votes = prepare_votes(study.votes)
+    if repeats:  # every tenth vote given twice: cells of two votes
+        again = np.arange(0, votes.n_votes, 10)
+        keep = np.r_[np.arange(votes.n_votes), again]
+        codes = (votes.item[keep], votes.rater[keep], votes.vote[keep])
+        votes = type(votes)(*codes, votes.items, votes.raters, votes.content, votes.contents)
+    design = _design(votes)
+    assert design.unit_cells is not repeats
+    w = np.random.default_rng(5).integers(0, 3, size=(4, votes.n_items)).astype(float)
+    n_ij = np.zeros((votes.n_items, votes.n_raters))
+    s_ij = np.zeros_like(n_ij)
+    np.add.at(n_ij, (votes.item, votes.rater), 1.0)
+    np.add.at(s_ij, (votes.item, votes.rater), votes.vote)
+    expected = np.concatenate([w @ s_ij, w @ n_ij, w @ n_ij**2], axis=1)
+    np.testing.assert_allclose(design.per_rater(w), expected, rtol=1e-12)

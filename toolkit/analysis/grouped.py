@@ -40,7 +40,10 @@ def group_moments(
 
 def group_sd(codes: np.ndarray, values: np.ndarray, n_groups: int, ddof: int = 1) -> np.ndarray:
     """Standard deviation per group; 0 where a group has ``ddof`` values or fewer."""
-    n, _, m2, _ = group_moments(codes, values, n_groups)
+    # group_moments' n and m2, without the fourth moment it would also form.
+    n = group_count(codes, n_groups)
+    dev = values - group_mean(codes, values, n_groups)[codes]
     with np.errstate(invalid="ignore", divide="ignore"):
+        m2 = group_sum(codes, dev * dev, n_groups) / n
         var = m2 * n / (n - ddof)
     return np.where(n > ddof, np.sqrt(np.maximum(var, 0.0)), 0.0)

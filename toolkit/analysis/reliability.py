@@ -320,13 +320,20 @@ class _Design:
         return int(self.n_ij.size)
 
     @cached_property
+    def unit_cells(self) -> bool:
+        """One vote in every cell (the usual case): then n_ij^2 = n_ij."""
+        return bool((self.n_ij == 1).all())
+
+    @cached_property
     def cells(self) -> sparse.csr_matrix:
-        """item x (3 * raters): rater totals | cell counts n_ij | n_ij^2 (for weighted items)."""
+        """item x (3 * raters): rater totals | cell counts n_ij | n_ij^2 (for weighted items); the
+        last block is left out when it equals the counts (:attr:`unit_cells`)."""
         r = self.n_raters
-        rows = np.concatenate([self.cell_item] * 3)
-        cols = np.concatenate([self.cell_rater, self.cell_rater + r, self.cell_rater + 2 * r])
-        data = np.concatenate([self.s_ij, self.n_ij, self.n_ij**2])
-        return sparse.csr_matrix((data, (rows, cols)), shape=(len(self.n), 3 * r))
+        blocks = 2 if self.unit_cells else 3
+        rows = np.concatenate([self.cell_item] * blocks)
+        cols = np.concatenate([self.cell_rater + k * r for k in range(blocks)])
+        data = np.concatenate([self.s_ij, self.n_ij, self.n_ij**2][:blocks])
+        return sparse.csr_matrix((data, (rows, cols)), shape=(len(self.n), blocks * r))
 
     def per_rater(self, w: np.ndarray | None) -> np.ndarray:
         """(batch, 3 * raters) rater totals, counts and squared cell counts for item weights ``w``;
@@ -335,7 +342,10 @@ class _Design:
             r = self.n_raters
             parts = [np.bincount(self.cell_rater, weights=v, minlength=r) for v in (self.s_ij, self.n_ij, self.n_ij**2)]
             return np.concatenate(parts)[None, :]
-        return np.asarray((self.cells.T @ w.T).T)  # a sparse product
+        product = np.asarray((self.cells.T @ w.T).T)  # a sparse product
+        if self.unit_cells:  # the squared counts are the counts
+            product = np.concatenate([product, product[:, self.n_raters :]], axis=1)
+        return product
 
 
 def _design(votes: Votes) -> _Design:
