@@ -279,7 +279,13 @@ def read_votes_with_times(
             for k, value in enumerate(first):
                 parts[k].append(np.full(packed.size, _as_micros(value), dtype=np.float64))
         packed_parts.append(packed)
-    votes = _unpack(np.concatenate(packed_parts) if packed_parts else np.empty(0, np.int64))
-    del packed_parts
-    joined = [np.concatenate(column) if column else empty.copy() for column in parts]
+    packed_all = np.concatenate(packed_parts) if packed_parts else np.empty(0, np.int64)
+    packed_parts.clear()
+    votes = _unpack(packed_all)
+    del packed_all
+    # Column by column, each block list emptied once joined: the transient copy is one column's.
+    joined: list[np.ndarray] = []
+    for column in parts:
+        joined.append(np.concatenate(column) if column else empty.copy())
+        column.clear()
     return votes, VoteTimes(joined[0], joined[1], joined[2])
