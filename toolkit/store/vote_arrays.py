@@ -30,8 +30,8 @@ _ID_BITS = 30  # item and rater ids below 2**30 fit the packed layout; larger on
 class VoteArrays:
     """A study's votes in rating order (oldest first): ids and levels, one entry per vote."""
 
-    item_id: np.ndarray  # int64
-    rater_id: np.ndarray  # int64
+    item_id: np.ndarray  # int64 (int32 from read_votes_with_times: its ids are below 2**30)
+    rater_id: np.ndarray  # same type as item_id
     level: np.ndarray  # int8
 
     def __len__(self) -> int:
@@ -109,10 +109,10 @@ def read_packed_votes(connection: Connection, study_id: int, where: str = "") ->
 _UNPACK_ROWS = 1 << 20  # votes unpacked at a time: the temporaries stay a few MB whatever the study's size
 
 
-def _unpack(packed: np.ndarray) -> VoteArrays:
+def _unpack(packed: np.ndarray, id_type: type[np.signedinteger] = np.int64) -> VoteArrays:
     """The three arrays of ``item_id << 33 | rater_id << 3 | level`` votes, filled a slice at a time."""
-    item = np.empty(packed.size, dtype=np.int64)
-    rater = np.empty(packed.size, dtype=np.int64)
+    item = np.empty(packed.size, dtype=id_type)
+    rater = np.empty(packed.size, dtype=id_type)
     level = np.empty(packed.size, dtype=np.int8)
     for start in range(0, packed.size, _UNPACK_ROWS):
         part = packed[start : start + _UNPACK_ROWS]
@@ -248,7 +248,7 @@ def read_votes_with_times(
     low, high = _id_range(connection, condition, study_id)
     empty = np.empty(0, dtype=np.float64)
     if low is None:
-        return VoteArrays(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int8)), VoteTimes(
+        return VoteArrays(np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.int8)), VoteTimes(
             empty, empty.copy(), empty.copy()
         )
     in_block = f"{condition} AND id >= ? AND id < ?"
@@ -281,7 +281,7 @@ def read_votes_with_times(
         packed_parts.append(packed)
     packed_all = np.concatenate(packed_parts) if packed_parts else np.empty(0, np.int64)
     packed_parts.clear()
-    votes = _unpack(packed_all)
+    votes = _unpack(packed_all, np.int32)  # ids below 2**30: half the memory of int64
     del packed_all
     # Column by column, each block list emptied once joined: the transient copy is one column's.
     joined: list[np.ndarray] = []
