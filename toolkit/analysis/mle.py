@@ -44,7 +44,7 @@ def _design(votes: Votes, content_ambiguity: bool = True) -> Design:
         # Without an ambiguity term a vote's variance is its rater's alone: one content for all
         # makes the (rater, content) pairs the raters, and every per-pair sum a per-rater sum.
         return Design(
-            X=votes.vote.astype(float),
+            X=np.asarray(votes.vote, dtype=float),  # the votes' own array when already float
             e=votes.item,
             s=votes.rater,
             c=np.zeros(votes.n_votes, dtype=np.int8),
@@ -53,7 +53,7 @@ def _design(votes: Votes, content_ambiguity: bool = True) -> Design:
             n_contents=1,
         )
     return Design(
-        X=votes.vote.astype(float),
+        X=np.asarray(votes.vote, dtype=float),  # the votes' own array when already float
         e=votes.item,
         s=votes.rater,
         c=votes.content[votes.item],

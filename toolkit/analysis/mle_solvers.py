@@ -89,7 +89,7 @@ class Design:
             # found by counting instead of sorting every vote.
             present = np.bincount(s, minlength=n_raters) > 0
             pair_key = np.flatnonzero(present)
-            self.pair = (np.cumsum(present) - 1)[s]
+            self.pair = (np.cumsum(present) - 1).astype(np.int32 if n_raters < 2**31 else np.int64)[s]
         else:
             pair_key, pair = np.unique(s * np.int64(n_contents) + c, return_inverse=True)
             self.pair = pair.ravel()
