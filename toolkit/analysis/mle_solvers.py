@@ -52,24 +52,24 @@ def _items_by_pairs(
 ) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
     """Items x pairs CSR matrices of vote counts and vote sums, sharing indices and row pointers.
 
-    The same matrices ``csr_matrix((data, (e, pair)))`` builds (duplicates summed, indices
-    sorted), without its coordinate copies.
+    One entry per vote, rows in item order: a (rater, content) pair voting twice on an item has
+    two entries in the row, which the products add up like one entry holding their sum (only
+    the matrix-vector products use these matrices). Votes already in item order (an import's,
+    usually) are used as they are, without a sort or a copy of the votes.
     """
-    key = e.astype(np.int64) * np.int64(n_pairs) + pair
-    order = np.argsort(key, kind="stable")  # stable: duplicates add up in vote order, as scipy does
-    key = key[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    counts = np.diff(np.r_[starts, key.size]).astype(X.dtype)
-    sums = np.add.reduceat(X[order], starts) if key.size else np.zeros(0, dtype=X.dtype)
-    entries = key[starts]
-    del key, order
-    index_type = np.int32 if max(n_items, n_pairs, entries.size) < 2**31 else np.int64
-    indices = (entries % n_pairs).astype(index_type)
-    indptr = np.r_[0, np.cumsum(np.bincount(entries // n_pairs, minlength=n_items))].astype(index_type)
+    index_type = np.int32 if max(n_items, n_pairs, e.size) < 2**31 else np.int64
+    if e.size > 1 and not (e[1:] >= e[:-1]).all():
+        order = np.argsort(e, kind="stable")  # stable: each row's votes stay in vote order
+        X, pair = X[order], pair[order]
+        del order
+    indices = pair.astype(index_type, copy=False)
+    indptr = np.zeros(n_items + 1, dtype=index_type)
+    np.cumsum(np.bincount(e, minlength=n_items), out=indptr[1:])
     shape = (n_items, n_pairs)
+    counts = np.ones(e.size, dtype=X.dtype)
     return (
-        sparse.csr_matrix((counts, indices, indptr), shape=shape),
-        sparse.csr_matrix((sums, indices, indptr), shape=shape),
+        sparse.csr_matrix((counts, indices, indptr), shape=shape, copy=False),
+        sparse.csr_matrix((X, indices, indptr), shape=shape, copy=False),
     )
 
 
