@@ -128,11 +128,14 @@ def _loo_correlation(
     usable = n_item >= 2
     if usable.all():  # the usual case: no copies of the votes
         x, s = vote, rater
-        y = (total[item] - vote) / (n_item - 1)
     else:
-        x, s, item = vote[usable], rater[usable], item[usable]
-        y = (total[item] - x) / (n_item[usable] - 1)
-    del n_item, usable
+        x, s, item, n_item = vote[usable], rater[usable], item[usable], n_item[usable]
+    del usable
+    y = total[item]  # the others' mean, formed in place
+    y -= x
+    n_item -= 1
+    y /= n_item
+    del n_item
     # Centred sums per rater (two passes: no cancellation), as grouped.group_moments forms them.
     n = np.bincount(s, minlength=n_raters)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -208,7 +211,11 @@ def screen_raters(
 
     # Straightlining: on every vote the rater cast (gold included: a straightliner answers those
     # the same way too).
-    hist = np.bincount(rater * 5 + (vote.astype(int) - 1), minlength=n_r * 5).reshape(n_r, 5)
+    level_code = rater * 5  # rater x level, formed in place: one temporary the size of the votes
+    level_code += vote.astype(np.int64)
+    level_code -= 1
+    hist = np.bincount(level_code, minlength=n_r * 5).reshape(n_r, 5)
+    del level_code
     modal = hist.max(axis=1) / np.maximum(n_votes, 1)
     table["modal_share"] = modal
     many = n_votes >= cfg.straightline_min_votes
@@ -269,7 +276,10 @@ def screen_raters(
     test = study_rows(frame, role_col).to_numpy()
     # Item codes, not the item texts: a categorical column (the store's) is coded already.
     item_code = pd.factorize(frame[item_col].astype(str) if frame[item_col].dtype == object else frame[item_col])[0]
-    corr = _loo_correlation(item_code[test], rater[test], vote[test], n_r, cfg.correlation_min_votes)
+    if test.all():  # no gold or training votes: the arrays as they are, no copies
+        corr = _loo_correlation(item_code, rater, vote, n_r, cfg.correlation_min_votes)
+    else:
+        corr = _loo_correlation(item_code[test], rater[test], vote[test], n_r, cfg.correlation_min_votes)
     table["correlation"] = corr
     flag(corr < cfg.min_correlation, [f"low agreement: r = {r:.2f} with the other raters' mean" for r in corr])
 
