@@ -168,13 +168,11 @@ def _assemble(
     b = st.b - shift
     v, a = st.v, st.a
 
-    vs2 = v[d.s] ** 2
-    a2 = a[d.c] ** 2
-    var = vs2 + a2
+    # A vote's weight 1 / (v^2 + a^2) is its (rater, content) pair's: summed per pair, not per vote.
     with np.errstate(divide="ignore", invalid="ignore"):
-        w = 1.0 / var
-        x_std = 1.0 / np.sqrt(np.bincount(d.e, weights=w, minlength=d.n_items))
-        b_std = 1.0 / np.sqrt(np.bincount(d.s, weights=w, minlength=d.n_raters))
+        w_p = 1.0 / (v[d.pair_rater] ** 2 + a[d.pair_content] ** 2)
+        x_std = 1.0 / np.sqrt(d.count_ep @ w_p)
+        b_std = 1.0 / np.sqrt(d.per_rater(w_p * d.n_p))
     v_low, v_high = inconsistency_interval(v, fitted.rater_counts())
 
     corrected = fitted.vote - b[fitted.rater]
@@ -206,6 +204,10 @@ def _assemble(
 
     contents = None
     if content_ambiguity:
+        vs2 = v[d.s] ** 2
+        a2 = a[d.c] ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            w = 1.0 / (vs2 + a2)
         r2 = (d.X - x[d.e] - b[d.s]) ** 2
         with np.errstate(divide="ignore", invalid="ignore"):
             curv = np.bincount(
