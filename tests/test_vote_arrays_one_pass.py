@@ -85,3 +85,22 @@ def test_a_vote_finds_its_item_by_id_whether_the_ids_are_dense_or_not(ids) -> No
     wanted = np.repeat(ids, 3)[::-1]
     positions = snapshot_module._positions(ids, wanted)
     assert (ids[positions] == wanted).all() and positions.dtype == np.int32
+
+
+def test_compact_votes_are_the_same_votes_and_analyse_the_same(store) -> None:
+    from toolkit.analysis.pipeline import ANALYSIS_VOTE_COLUMNS, AnalysisOptions, analyze_snapshot
+
+    with store.session() as s:
+        wide = read_snapshot(s, get_study(s, "pilot"), ANALYSIS_VOTE_COLUMNS)
+        compact = read_snapshot(s, get_study(s, "pilot"), ANALYSIS_VOTE_COLUMNS, compact=True)
+    a, b = wide.votes, compact.votes
+    assert (b["vote"].dtype, b["tolerance"].dtype, str(b["expected_level"].dtype)) == (np.int8, np.int8, "Int8")
+    assert a["expected_level"].notna().any() and a["expected_level"].isna().any()  # gold and study items
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+    options = AnalysisOptions(model="p913", agreement_splits=20, reliability_boot=20)
+    one, two = analyze_snapshot(wide, options), analyze_snapshot(compact, options)
+    pd.testing.assert_frame_equal(one.result.items, two.result.items)
+    pd.testing.assert_frame_equal(one.result.raters, two.result.raters)
+    assert one.screening is not None and two.screening is not None
+    pd.testing.assert_frame_equal(one.screening.table, two.screening.table)
+    assert one.screening.table["gold_votes"].sum() > 0 and one.notes == two.notes

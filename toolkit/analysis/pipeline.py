@@ -147,7 +147,8 @@ def analyze_study(study: str, db_url: str | None = None, options: AnalysisOption
     """:func:`analyze_snapshot` on the study called ``study`` in the database at ``db_url``."""
     from toolkit.store import load_snapshot
 
-    return analyze_snapshot(load_snapshot(study, db_url, ANALYSIS_VOTE_COLUMNS), options)
+    # Compact votes: the analysis reads the levels as numbers and only compares the gold columns.
+    return analyze_snapshot(load_snapshot(study, db_url, ANALYSIS_VOTE_COLUMNS, compact=True), options)
 
 
 def _content_column(frame: pd.DataFrame, content_col: str | None) -> str | None:

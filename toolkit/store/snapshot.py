@@ -148,10 +148,13 @@ def votes_from_arrays(
     times: VoteTimes | None,
     zoned: bool,
     columns: Sequence[str] = VOTE_COLUMNS,
+    compact: bool = False,
 ) -> pd.DataFrame:
     """``VOTE_COLUMNS`` (or those of them in ``columns``) from coded votes: the item and rater
     columns (and the item's own columns) are categoricals over the study's items and raters, so
-    a vote costs a few bytes, not a string. ``times`` may be None when no time column is asked for."""
+    a vote costs a few bytes, not a string. ``times`` may be None when no time column is asked for.
+    ``compact``: vote and tolerance as int8 and expected_level as Int8 (the levels and tolerances
+    fit), 21 bytes a vote less, for a reader that only compares them."""
     wanted = _check_columns(columns)
     position = _positions(items["item_id"].to_numpy(), votes.item_id)
 
@@ -175,15 +178,18 @@ def votes_from_arrays(
             return times.response_ms
         return _moments(times.shown_us if column == "shown_at" else times.answered_us, zoned)
 
+    level_type = "Int8" if compact else "Int64"  # levels are 1-5
+    small = items.empty or int(items["tolerance"].abs().max()) < 2**7
+    tolerance_type = np.int8 if compact and small else np.int64
     makers: dict[str, Callable[[], Any]] = {
         "item": item,
         "rater": rater,
-        "vote": lambda: votes.level.astype(np.int64),
+        "vote": lambda: votes.level.astype(np.int8 if compact else np.int64),
         "kind": lambda: per_item("kind"),
         "content_group": lambda: per_item("content_group"),
         "role": lambda: per_item("role"),
-        "expected_level": lambda: items["expected_level"].array.take(position),
-        "tolerance": lambda: items["tolerance"].to_numpy()[position],
+        "expected_level": lambda: items["expected_level"].astype(level_type).array.take(position),
+        "tolerance": lambda: items["tolerance"].to_numpy().astype(tolerance_type)[position],
         "sha256": lambda: per_item("sha256"),
         "shown_at": lambda: time("shown_at"),
         "answered_at": lambda: time("answered_at"),
@@ -192,13 +198,16 @@ def votes_from_arrays(
     return pd.DataFrame({column: makers[column]() for column in wanted}, copy=False)  # the arrays made here
 
 
-def read_snapshot(session: Session, study: Study, columns: Sequence[str] = VOTE_COLUMNS) -> StudySnapshot:
+def read_snapshot(
+    session: Session, study: Study, columns: Sequence[str] = VOTE_COLUMNS, compact: bool = False
+) -> StudySnapshot:
     """Read ``study`` in ``session``: items, valid votes, excluded raters and the set-up.
 
     ``columns``: the vote columns to build (``VOTE_COLUMNS`` by default, in that order). A
-    caller that needs fewer says so: the time columns cost a second pass over the votes and
-    16-24 bytes a vote, the item's own columns a few bytes each (``LABEL_VOTE_COLUMNS`` is what
-    labels and training data need).
+    caller that needs fewer says so: the time columns cost a look at every vote's times (a second
+    pass over the votes but on SQLite) and 16-24 bytes a vote, the item's own columns a few bytes
+    each (``LABEL_VOTE_COLUMNS`` is what labels and training data need). ``compact``: see
+    :func:`votes_from_arrays`.
     """
     wanted = _check_columns(columns)
     with_times = any(c in TIME_COLUMNS for c in wanted)
@@ -242,7 +251,7 @@ def read_snapshot(session: Session, study: Study, columns: Sequence[str] = VOTE_
         times = read_vote_times(connection, study.id, valid)
     else:
         raise StoreError(f"votes of study {study.name!r} kept changing while it was read; try again")
-    votes = votes_from_arrays(items, raters, coded, times, connection.dialect.name == "postgresql", wanted)
+    votes = votes_from_arrays(items, raters, coded, times, connection.dialect.name == "postgresql", wanted, compact)
     del coded, times
 
     kinds = set(items.loc[items["role"] == "test", "kind"])
@@ -264,7 +273,9 @@ def read_snapshot(session: Session, study: Study, columns: Sequence[str] = VOTE_
     )
 
 
-def load_snapshot(name: str, db_url: str | None = None, columns: Sequence[str] = VOTE_COLUMNS) -> StudySnapshot:
+def load_snapshot(
+    name: str, db_url: str | None = None, columns: Sequence[str] = VOTE_COLUMNS, compact: bool = False
+) -> StudySnapshot:
     """:func:`read_snapshot` of the study called ``name`` in the database at ``db_url``."""
     from toolkit.store.engine import Store
     from toolkit.store.studies import get_study
@@ -272,6 +283,6 @@ def load_snapshot(name: str, db_url: str | None = None, columns: Sequence[str] =
     store = Store(db_url)
     try:
         with store.session() as session:
-            return read_snapshot(session, get_study(session, name), columns)
+            return read_snapshot(session, get_study(session, name), columns, compact)
     finally:
         store.dispose()
