@@ -87,3 +87,11 @@ def test_concurrent_upgrades_of_one_sqlite_file(tmp_path):
             assert run.returncode == 0, err.decode()[-2000:]
             assert out.decode().strip() == head_revision()
         assert current_revision(url) == head_revision()
+
+
+def test_head_revision_read_from_the_scripts_is_alembics():
+    from alembic.script import ScriptDirectory
+
+    from toolkit.store.migrate import _head_from_files, alembic_config
+
+    assert _head_from_files() == ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
