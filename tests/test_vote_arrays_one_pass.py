@@ -97,10 +97,32 @@ def test_compact_votes_are_the_same_votes_and_analyse_the_same(store) -> None:
     assert (b["vote"].dtype, b["tolerance"].dtype, str(b["expected_level"].dtype)) == (np.int8, np.int8, "Int8")
     assert a["expected_level"].notna().any() and a["expected_level"].isna().any()  # gold and study items
     pd.testing.assert_frame_equal(a, b, check_dtype=False)
-    options = AnalysisOptions(model="p913", agreement_splits=20, reliability_boot=20)
+    options = AnalysisOptions(model="p913", agreement_splits=0, reliability_boot=20)
     one, two = analyze_snapshot(wide, options), analyze_snapshot(compact, options)
     pd.testing.assert_frame_equal(one.result.items, two.result.items)
     pd.testing.assert_frame_equal(one.result.raters, two.result.raters)
     assert one.screening is not None and two.screening is not None
     pd.testing.assert_frame_equal(one.screening.table, two.screening.table)
     assert one.screening.table["gold_votes"].sum() > 0 and one.notes == two.notes
+
+
+def test_compact_votes_leave_out_the_times_no_vote_has_and_analyse_the_same(tmp_path) -> None:
+    from toolkit.analysis.pipeline import ANALYSIS_VOTE_COLUMNS, AnalysisOptions, analyze_snapshot
+
+    store = Store(sqlite_url(tmp_path))
+    make_study(store, tmp_path / "media", n_test=8, n_gold=2)
+    rows = [(f"test_{k:02d}.png", f"r{r}", 1 + (k * r + r) % 5) for r in range(6) for k in range(8)]
+    rows += [(f"gold_{k:02d}.png", f"r{r}", 5 - r % 2) for r in range(6) for k in range(2)]
+    with store.session() as s:  # imported votes: an answer time, no display or response time
+        import_votes(s, get_study(s, "pilot"), pd.DataFrame(rows, columns=["item", "rater", "vote"]))
+    with store.session() as s:
+        wide = read_snapshot(s, get_study(s, "pilot"), ANALYSIS_VOTE_COLUMNS)
+        compact = read_snapshot(s, get_study(s, "pilot"), ANALYSIS_VOTE_COLUMNS, compact=True)
+    assert wide.votes["shown_at"].isna().all() and wide.votes["response_ms"].isna().all()
+    assert list(compact.votes.columns) == [c for c in wide.votes.columns if c not in ("shown_at", "response_ms")]
+    options = AnalysisOptions(model="p913", agreement_splits=0, reliability_boot=20)
+    one, two = analyze_snapshot(wide, options), analyze_snapshot(compact, options)
+    pd.testing.assert_frame_equal(one.result.items, two.result.items)
+    assert one.screening is not None and two.screening is not None
+    pd.testing.assert_frame_equal(one.screening.table, two.screening.table)
+    assert one.screening.table["gold_votes"].sum() == 12
