@@ -350,15 +350,16 @@ class _Design:
 
 def _design(votes: Votes) -> _Design:
     n_items, n_raters = votes.n_items, votes.n_raters
-    y = votes.vote.astype(float)
+    y = np.asarray(votes.vote, dtype=float)  # the votes' own array when already float
     n = np.bincount(votes.item, minlength=n_items).astype(float)
-    key = votes.item * n_raters + votes.rater
-    ordered = np.sort(key)
-    if not (ordered[1:] == ordered[:-1]).any():  # one vote per cell (the usual case): the votes are the cells
+    key = votes.item * np.int64(n_raters) + votes.rater
+    key.sort()  # in place: one array of keys, not two
+    if not (key[1:] == key[:-1]).any():  # one vote per cell (the usual case): the votes are the cells
+        del key
         cell_item, cell_rater, n_ij, s_ij = votes.item, votes.rater, np.ones(y.size), y
     else:
-        del ordered
-        cell, cell_code = np.unique(key, return_inverse=True)
+        del key
+        cell, cell_code = np.unique(votes.item * np.int64(n_raters) + votes.rater, return_inverse=True)
         cell_item, cell_rater = cell // n_raters, cell % n_raters
         n_ij = np.bincount(cell_code).astype(float)
         s_ij = np.bincount(cell_code, weights=y)
