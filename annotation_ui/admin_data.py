@@ -36,6 +36,7 @@ from toolkit.errors import ToolkitError
 from toolkit.store import Store, StudySnapshot, get_study, read_snapshot
 from toolkit.store.admin_views import study_version
 from toolkit.store.progress import rater_stats
+from toolkit.store.snapshot import LABEL_VOTE_COLUMNS, VOTE_COLUMNS
 
 SPLIT_HALF_SPLITS = 200
 
@@ -94,10 +95,12 @@ def staleness_note(name: str, view: str, shown: Version, current: Version) -> No
 
 # A few studies' snapshots at most: they are the largest objects here, and shared read-only.
 @st.cache_resource(max_entries=4, show_spinner=False)
-def snapshot(_store: Store, url: str, name: str, stamp: str) -> StudySnapshot:
-    """The study as every tab reads it: set-up, items and valid votes (excluded raters left out)."""
+def snapshot(_store: Store, url: str, name: str, stamp: str, columns: tuple[str, ...] = VOTE_COLUMNS) -> StudySnapshot:
+    """The study as the tabs read it: set-up, items and valid votes (excluded raters left out),
+    with the vote ``columns`` a tab needs (the labels, the fit and the exports take
+    ``LABEL_VOTE_COLUMNS``: at tens of millions of votes, the times alone are gigabytes)."""
     with _store.session() as session:
-        return read_snapshot(session, get_study(session, name))
+        return read_snapshot(session, get_study(session, name), columns=columns)
 
 
 @st.cache_data(max_entries=32, show_spinner="Labelling the items...")
@@ -105,7 +108,7 @@ def labels(_store: Store, url: str, name: str, stamp: str, model: str) -> StudyL
     """:func:`~toolkit.analysis.study_label_table` of the study with ``model``, or the one-line
     reason the model cannot label it (cached too: a failing fit is not retried on every click)."""
     try:
-        return study_label_table(snapshot(_store, url, name, stamp), model)
+        return study_label_table(snapshot(_store, url, name, stamp, LABEL_VOTE_COLUMNS), model)
     except ToolkitError as exc:
         return str(exc)
 
@@ -125,7 +128,7 @@ class SubjectFit:
 @st.cache_data(max_entries=32, show_spinner="Fitting the subject model...")
 def subject_fit(_store: Store, url: str, name: str, stamp: str, model: str) -> SubjectFit:
     """:func:`~toolkit.analysis.analyze_votes` on the valid test votes (the label table's votes)."""
-    shot = snapshot(_store, url, name, stamp)
+    shot = snapshot(_store, url, name, stamp, LABEL_VOTE_COLUMNS)
     votes = shot.votes[shot.votes["role"] == "test"].reset_index(drop=True)
     if votes.empty or votes["rater"].nunique() < 2:
         return SubjectFit(error="a subject model needs valid test votes from two raters or more")

@@ -21,6 +21,7 @@ from toolkit.convert.study_dataset import DEFAULT_SPLIT, export_study_dataset
 from toolkit.errors import ToolkitError
 from toolkit.io import write_table
 from toolkit.store import Store, export_study, get_study
+from toolkit.store.snapshot import LABEL_VOTE_COLUMNS
 
 EXPORT_FORMATS = {"CSV": ".csv", "Parquet": ".parquet", "JSON": ".json"}
 MIME = {".csv": "text/csv", ".parquet": "application/octet-stream", ".json": "application/json"}
@@ -35,7 +36,7 @@ def _table_bytes(frame: pd.DataFrame, suffix: str) -> bytes:
 # they are cached per study version and format: a click costs a copy, not an export.
 @st.cache_data(max_entries=8, show_spinner="Preparing the aggregates...")
 def _aggregates_bytes(_store: Store, url: str, name: str, stamp: str, suffix: str) -> bytes:
-    return _table_bytes(item_aggregates(admin_data.snapshot(_store, url, name, stamp)), suffix)
+    return _table_bytes(item_aggregates(admin_data.snapshot(_store, url, name, stamp, LABEL_VOTE_COLUMNS)), suffix)
 
 
 @st.cache_data(max_entries=8, show_spinner="Preparing the raw votes...")
