@@ -95,7 +95,9 @@ def staleness_note(name: str, view: str, shown: Version, current: Version) -> No
 
 # A few studies' snapshots at most: they are the largest objects here, and shared read-only.
 @st.cache_resource(max_entries=4, show_spinner=False)
-def snapshot(_store: Store, url: str, name: str, stamp: str, columns: tuple[str, ...] = VOTE_COLUMNS) -> StudySnapshot:
+def snapshot(
+    _store: Store, url: str, name: str, stamp: str, columns: tuple[str, ...] = tuple(VOTE_COLUMNS)
+) -> StudySnapshot:
     """The study as the tabs read it: set-up, items and valid votes (excluded raters left out),
     with the vote ``columns`` a tab needs (the labels, the fit and the exports take
     ``LABEL_VOTE_COLUMNS``: at tens of millions of votes, the times alone are gigabytes)."""
