@@ -171,6 +171,7 @@ def screen_raters(
     vote = check_vote_table(frame, item_col, rater_col, vote_col, source="screening")
     frame = frame.reset_index(drop=True)
     rater, raters = pd.factorize(frame[rater_col], sort=True)
+    rater = rater.astype(np.int32 if len(raters) < 2**31 else np.int64)  # half the bytes of the int64 codes
     n_r = len(raters)
     n_votes = np.bincount(rater, minlength=n_r)
     table = pd.DataFrame(index=pd.Index(raters, name="rater"))
@@ -211,7 +212,8 @@ def screen_raters(
 
     # Straightlining: on every vote the rater cast (gold included: a straightliner answers those
     # the same way too).
-    level_code = rater * 5  # rater x level, formed in place: one temporary the size of the votes
+    level_code = rater.astype(np.int64)  # rater x level, formed in place: one temporary the size of the votes
+    level_code *= 5
     level_code += vote.astype(np.int64)
     level_code -= 1
     hist = np.bincount(level_code, minlength=n_r * 5).reshape(n_r, 5)
@@ -275,7 +277,10 @@ def screen_raters(
     # Agreement with the others on the study items.
     test = study_rows(frame, role_col).to_numpy()
     # Item codes, not the item texts: a categorical column (the store's) is coded already.
-    item_code = pd.factorize(frame[item_col].astype(str) if frame[item_col].dtype == object else frame[item_col])[0]
+    item_code, item_names = pd.factorize(
+        frame[item_col].astype(str) if frame[item_col].dtype == object else frame[item_col]
+    )
+    item_code = item_code.astype(np.int32 if len(item_names) < 2**31 else np.int64)
     if test.all():  # no gold or training votes: the arrays as they are, no copies
         corr = _loo_correlation(item_code, rater, vote, n_r, cfg.correlation_min_votes)
     else:
