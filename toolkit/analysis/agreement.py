@@ -118,14 +118,14 @@ class _Splitter:
         self.half = n_e[eligible] // 2
         self.histogram = False
         if eligible.size * int(n_e[eligible].max()) > _MATRIX_CELLS:
-            position = np.full(votes.n_items, -1)
+            position = np.full(votes.n_items, -1, dtype=np.int32 if eligible.size < 2**31 else np.int64)
             position[eligible] = np.arange(eligible.size)
             row = position[votes.item]
             used = row >= 0
             values, code = np.unique(votes.vote[used], return_inverse=True)
             self.histogram = values.size <= _MAX_HISTOGRAM_VALUES
         if self.histogram:
-            flat = np.bincount(row[used] * values.size + code, minlength=eligible.size * values.size)
+            flat = np.bincount(row[used].astype(np.int64) * values.size + code, minlength=eligible.size * values.size)
             self.counts = flat.reshape(eligible.size, values.size)
             self.values = values.astype(float)
         else:

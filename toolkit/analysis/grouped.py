@@ -42,8 +42,10 @@ def group_sd(codes: np.ndarray, values: np.ndarray, n_groups: int, ddof: int = 1
     """Standard deviation per group; 0 where a group has ``ddof`` values or fewer."""
     # group_moments' n and m2, without the fourth moment it would also form.
     n = group_count(codes, n_groups)
-    dev = values - group_mean(codes, values, n_groups)[codes]
+    dev = group_mean(codes, values, n_groups)[codes]  # the squared deviations, formed in place
+    np.subtract(values, dev, out=dev)
+    dev *= dev
     with np.errstate(invalid="ignore", divide="ignore"):
-        m2 = group_sum(codes, dev * dev, n_groups) / n
+        m2 = group_sum(codes, dev, n_groups) / n
         var = m2 * n / (n - ddof)
     return np.where(n > ddof, np.sqrt(np.maximum(var, 0.0)), 0.0)

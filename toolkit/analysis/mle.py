@@ -175,7 +175,8 @@ def _assemble(
         b_std = 1.0 / np.sqrt(d.per_rater(w_p * d.n_p))
     v_low, v_high = inconsistency_interval(v, fitted.rater_counts())
 
-    corrected = fitted.vote - b[fitted.rater]
+    corrected = b[fitted.rater]  # the bias-corrected votes, formed in place
+    np.subtract(fitted.vote, corrected, out=corrected)
     items = item_frame(
         votes,
         x,

@@ -131,13 +131,16 @@ def initial_state(d: Design, content_ambiguity: bool) -> MleState:
     the residuals from the MOS over each rater's (each content's) votes."""
     n_e = np.bincount(d.e, minlength=d.n_items)
     mos = np.bincount(d.e, weights=d.X, minlength=d.n_items) / n_e
-    r = d.X - mos[d.e]
+    r = mos[d.e]  # the residuals from the MOS, formed in place (one array the size of the votes)
+    np.subtract(d.X, r, out=r)
 
     def sd(codes: np.ndarray, n_groups: int) -> np.ndarray:
         n = np.bincount(codes, minlength=n_groups)
         mean = np.bincount(codes, weights=r, minlength=n_groups) / n
-        dev = r - mean[codes]
-        return np.sqrt(np.bincount(codes, weights=dev * dev, minlength=n_groups) / n)
+        dev = mean[codes]
+        np.subtract(r, dev, out=dev)
+        dev *= dev
+        return np.sqrt(np.bincount(codes, weights=dev, minlength=n_groups) / n)
 
     # Raters left out of the fit keep their code but have no votes: NaN for them, unused.
     with np.errstate(invalid="ignore", divide="ignore"):
