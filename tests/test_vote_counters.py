@@ -7,6 +7,8 @@ schema back exactly, whether it succeeds or fails.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pandas as pd
 import pytest
 from sqlalchemy import Connection, delete, func, select, text
@@ -191,3 +193,43 @@ def test_migration_counts_the_stored_votes_and_goes_back(tmp_path):
         assert "ix_ratings_rater_id" in names and not any(n.startswith("tr_ratings_count") for n in names)
         assert connection.exec_driver_sql("SELECT count(*) FROM ratings").scalar_one() == 2
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_bulk_import_without_the_right_to_alter_the_table_goes_row_by_row(tmp_path, monkeypatch):
+    url = fresh_pg_url()
+    set_aside: list[bool] = []
+    original = vote_import_module.postgresql_bulk_insert
+
+    @contextmanager
+    def recorded(*args, **kwargs):
+        with original(*args, **kwargs) as done:
+            set_aside.append(done)
+            yield done
+
+    monkeypatch.setattr(vote_import_module, "postgresql_bulk_insert", recorded)
+    store = Store(url)
+    make_study(store, tmp_path / "media", n_test=6)
+    items = [f"test_{k:02d}.png" for k in range(6)]
+    with store.engine.begin() as connection:  # a user who may write votes but does not own the tables
+        connection.exec_driver_sql(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'qalign_writer') "
+            "THEN CREATE ROLE qalign_writer; END IF; END $$"
+        )
+        connection.exec_driver_sql(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO qalign_writer"
+        )
+        connection.exec_driver_sql("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO qalign_writer")
+        connection.exec_driver_sql("GRANT USAGE ON SCHEMA public TO qalign_writer")
+    with store.engine.connect() as connection:
+        before = _schema(connection)
+    with store.session() as s:
+        s.connection().exec_driver_sql("SET ROLE qalign_writer")
+        assert import_votes(s, get_study(s, "pilot"), _table(["a", "b"], items), bulk_rows=1) == (12, 0)
+        s.connection().exec_driver_sql("RESET ROLE")
+        s.commit()
+    assert set_aside == [False]  # the bulk way was refused, the votes went in row by row
+    assert sum(_assert_counters_true(store).values()) == 12
+    with store.engine.connect() as connection:
+        assert _schema(connection) == before
+    store.dispose()
