@@ -140,10 +140,14 @@ def _loo_correlation(
     n = np.bincount(s, minlength=n_raters)
     with np.errstate(invalid="ignore", divide="ignore"):
         dx = x - (np.bincount(s, weights=x, minlength=n_raters) / n)[s]
-        dy = y - (np.bincount(s, weights=y, minlength=n_raters) / n)[s]
-        sxx = np.bincount(s, weights=dx * dx, minlength=n_raters) / n
-        syy = np.bincount(s, weights=dy * dy, minlength=n_raters) / n
+        dy = (np.bincount(s, weights=y, minlength=n_raters) / n)[s]
+        np.subtract(y, dy, out=dy)
+        del y
         sxy = np.bincount(s, weights=dx * dy, minlength=n_raters) / n
+        dx *= dx  # the squares in place, once the cross products are summed
+        dy *= dy
+        sxx = np.bincount(s, weights=dx, minlength=n_raters) / n
+        syy = np.bincount(s, weights=dy, minlength=n_raters) / n
         r = sxy / np.sqrt(sxx * syy)
     return np.where((n >= min_votes) & (sxx > 0) & (syy > 0), r, np.nan)
 
@@ -236,7 +240,8 @@ def screen_raters(
             order_key = answered.astype("int64").to_numpy() if answered.notna().all() else np.arange(len(frame))
     else:
         order_key = np.arange(len(frame))
-    runs = _longest_runs(rater, vote, order_key, n_r)
+    # The votes are levels 1-5 (checked above): compared as one byte each, not eight.
+    runs = _longest_runs(rater, vote.astype(np.int8), order_key, n_r)
     table["longest_run"] = runs
     flag(runs >= cfg.straightline_run, [f"straightlining: {k} identical answers in a row" for k in runs])
 
