@@ -103,10 +103,9 @@ def _moments(micros: np.ndarray, zoned: bool) -> pd.Series:
     """Microseconds since 1970 as times: UTC-aware from PostgreSQL, naive UTC from SQLite (as stored)."""
     # The microsecond counts are the datetime64[us] values themselves: a view, not a parse.
     missing = np.isnan(micros)
-    ticks = np.round(micros)
-    ticks[missing] = 0.0
-    stamps = ticks.astype(np.int64)
-    del ticks
+    stamps = np.empty(micros.shape, dtype=np.int64)
+    with np.errstate(invalid="ignore"):  # NaN has no integer: those are set to NaT below
+        np.rint(micros, out=stamps, casting="unsafe")  # rounded straight into the integers, no float copy
     stamps[missing] = np.iinfo(np.int64).min  # NaT
     times = pd.Series(stamps.view("datetime64[us]"), copy=False)
     return times.dt.tz_localize("UTC") if zoned else times
