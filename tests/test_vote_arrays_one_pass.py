@@ -13,7 +13,7 @@ from toolkit.store import Store, get_study, import_votes, read_snapshot, record_
 from toolkit.store import snapshot as snapshot_module
 from toolkit.store.schema import Item, Rater
 
-from fixtures_ui import make_study, sqlite_url
+from fixtures_ui import fresh_pg_url, make_study, sqlite_url
 
 
 @pytest.fixture
@@ -106,10 +106,11 @@ def test_compact_votes_are_the_same_votes_and_analyse_the_same(store) -> None:
     assert one.screening.table["gold_votes"].sum() > 0 and one.notes == two.notes
 
 
-def test_compact_votes_leave_out_the_times_no_vote_has_and_analyse_the_same(tmp_path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_compact_votes_leave_out_the_times_no_vote_has_and_analyse_the_same(tmp_path, backend) -> None:
     from toolkit.analysis.pipeline import ANALYSIS_VOTE_COLUMNS, AnalysisOptions, analyze_snapshot
 
-    store = Store(sqlite_url(tmp_path))
+    store = Store(sqlite_url(tmp_path) if backend == "sqlite" else fresh_pg_url())
     make_study(store, tmp_path / "media", n_test=8, n_gold=2)
     rows = [(f"test_{k:02d}.png", f"r{r}", 1 + (k * r + r) % 5) for r in range(6) for k in range(8)]
     rows += [(f"gold_{k:02d}.png", f"r{r}", 5 - r % 2) for r in range(6) for k in range(2)]
