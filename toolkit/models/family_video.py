@@ -68,11 +68,6 @@ class FamilyVideoBackbone(HFVisionLanguageBackbone):
         """What the chat template writes for a video."""
         return str(getattr(self.processor, "video_token", "<video>"))
 
-    def _visual_content(self, n_frames: int, kind: InputKind) -> list[dict[str, Any]]:
-        if self.native_video and kind == "video":
-            return [{"type": "video"}]
-        return super()._visual_content(n_frames, kind)
-
     def _model_inputs(
         self,
         texts: list[str],

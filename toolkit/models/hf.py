@@ -108,8 +108,11 @@ class HFVisionLanguageBackbone(QAlignBackbone):
         return self.processor.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
 
     def _visual_content(self, n_frames: int, kind: InputKind) -> list[dict[str, Any]]:
-        """Chat-template content items for one visual: a video's frames are consecutive images
-        (a backbone that feeds videos to the model as videos overrides this and :meth:`_model_inputs`)."""
+        """Chat-template content items for one visual: a video's frames are consecutive images, or
+        one video item where this backbone gives videos to the model as videos (its
+        :meth:`_model_inputs` then builds the video's inputs)."""
+        if self.native_video and kind == "video":
+            return [{"type": "video"}]
         return [{"type": "image"} for _ in range(n_frames)]
 
     def _user_turn(self, question: str, n_images: int, kind: InputKind = "image") -> dict[str, Any]:

@@ -44,11 +44,6 @@ class QwenVLBackbone(HFVisionLanguageBackbone):
         # Kept apart from the model: scoring workers build batches with a copy that has none.
         self._model_type = getattr(getattr(model, "config", None), "model_type", None)
 
-    def _visual_content(self, n_frames: int, kind: InputKind) -> list[dict[str, Any]]:
-        if self.native_video and kind == "video":
-            return [{"type": "video"}]
-        return super()._visual_content(n_frames, kind)
-
     def _model_inputs(
         self,
         texts: list[str],
