@@ -7,6 +7,7 @@ import the constants (``from conftest import ONEALIGN_TINY``; pytest puts ``test
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,20 @@ def nflx_votes() -> Path:
 @pytest.fixture(scope="session")
 def nflx_sureal() -> Path:
     return NFLX_SUREAL_JSON
+
+
+@pytest.fixture(scope="session")
+def family_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """``family_model(name)``: the folder of that model family's tiny random build, built on first
+    use and shared by every test (read-only: copy it before writing into it)."""
+    from toolkit.models.tiny_families import build_tiny_family
+
+    root = tmp_path_factory.mktemp("families")
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = build_tiny_family(name, root / name)
+        return built[name]
+
+    return get

@@ -27,7 +27,6 @@ from typer.testing import CliRunner
 from toolkit.errors import ToolkitError
 from toolkit.media import FrameTimes, TimedFrames, VideoFrames, frame_times, load_video_frames
 from toolkit.models.loading import load_backbone
-from toolkit.models.tiny_families import build_tiny_family
 from toolkit.qalign import answer_text, scoring_question
 from toolkit.scoring import PROB_COLUMNS, Scorer, read_results
 from toolkit.scoring.decode import decode_input
@@ -45,19 +44,6 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_clip(root / "long.mp4", 20, 2)
     write_clip(root / "short.mp4", 6, 2)
     return root
-
-
-@pytest.fixture(scope="module")
-def family_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    root = tmp_path_factory.mktemp("timed-families")
-    built: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in built:
-            built[name] = build_tiny_family(name, root / name)
-        return built[name]
-
-    return get
 
 
 def _frames(n: int, seed: int = 0) -> list[Image.Image]:

@@ -35,22 +35,6 @@ FAMILY_NAMES = list(BUILDERS)
 
 
 @pytest.fixture(scope="session")
-def family_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """``family_model(name)``: the folder of that family's tiny build (built on first use)."""
-    root = tmp_path_factory.mktemp("families")
-    built: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name == "paligemma":  # its backbone is a module of its own
-            pytest.importorskip("toolkit.models.paligemma")
-        if name not in built:
-            built[name] = BUILDERS[name](root / name)
-        return built[name]
-
-    return get
-
-
-@pytest.fixture(scope="session")
 def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Eight rated toy images (the images sit in ``img/`` beside the records)."""
     return write_toy(tmp_path_factory.mktemp("family-data"), "train", 8, seed=5)

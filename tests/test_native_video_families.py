@@ -25,24 +25,10 @@ from toolkit.levels import level_word
 from toolkit.models.base import TrainingExample
 from toolkit.models.family_video import FamilyVideoBackbone, resized_frames
 from toolkit.models.loading import load_backbone, native_video_available
-from toolkit.models.tiny_families import build_tiny_family
 from toolkit.qalign import answer_text, scoring_question
 from toolkit.scoring import PROB_COLUMNS, Scorer
 
 FAMILIES = ["smolvlm", "internvl", "llava_onevision"]
-
-
-@pytest.fixture(scope="module")
-def family_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    root = tmp_path_factory.mktemp("video-families")
-    built: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in built:
-            built[name] = build_tiny_family(name, root / name)
-        return built[name]
-
-    return get
 
 
 @pytest.fixture(scope="module")
