@@ -7,12 +7,10 @@ are shown one page at a time, searchable, so a study of 250,000 items loads as f
 
 from __future__ import annotations
 
-import math
-from typing import cast
-
 import pandas as pd
 import streamlit as st
 
+from annotation_ui.paged_table import page_controls, page_count, page_footer, sorted_page
 from toolkit.store import Store, get_study
 from toolkit.store.media_check import check_media
 from toolkit.store.progress import item_progress, study_summary
@@ -47,7 +45,6 @@ SORTS = {
     "Item name": ("item", True),
 }
 PAGE_SIZES = (50, 100, 200, 500)
-PAGE_KEY = "progress_page"  # + the search, order and page size: a new filter opens on its first page
 
 
 def progress_page(items: pd.DataFrame, query: str, sort: str, page: int, size: int) -> tuple[pd.DataFrame, int]:
@@ -58,28 +55,14 @@ def progress_page(items: pd.DataFrame, query: str, sort: str, page: int, size: i
     if query:
         rows = rows[rows["item"].str.lower().str.contains(query, regex=False)]
     column, ascending = SORTS[sort]
-    keys = [column] if column == "item" else [column, "item"]
-    rows = rows.sort_values(keys, ascending=[ascending] + [True] * (len(keys) - 1), kind="stable")
-    start = (max(page, 1) - 1) * size
-    return rows.drop(columns=["item_id"]).iloc[start : start + size].reset_index(drop=True), len(rows)
+    return sorted_page(rows.drop(columns=["item_id"]), column, ascending, page, size), len(rows)
 
 
 def item_table(items: pd.DataFrame) -> None:
     st.subheader("Items")
-    cols = st.columns([3, 2, 1])
-    query = cols[0].text_input("Search item", key="progress_search")
-    sort = cast(str, cols[1].selectbox("Order", list(SORTS), key="progress_sort"))
-    size = cast(int, cols[2].selectbox("Rows per page", PAGE_SIZES, key="progress_page_size"))
-    key = f"{PAGE_KEY}:{query}:{sort}:{size}"
-    rows, total = progress_page(items, query, sort, int(st.session_state.get(key, 1)), size)
-    pages = max(1, math.ceil(total / size))
-    page = min(int(st.session_state.get(key, 1)), pages)
-    if page != st.session_state.get(key, 1):
-        rows, total = progress_page(items, query, sort, page, size)
+    request = page_controls("progress", "Search item", list(SORTS), PAGE_SIZES)
+    _, total = progress_page(items, request.query, request.sort, 1, 1)
+    page = min(request.page, page_count(total, request.size))
+    rows, total = progress_page(items, request.query, request.sort, page, request.size)
     st.dataframe(rows, hide_index=True)
-    below = st.columns([3, 2])
-    with below[0]:
-        st.pagination(pages, key=key)
-    first = (page - 1) * size + 1
-    shown = f"items {first:,}–{first + len(rows) - 1:,} of {total:,}" if total else "no item"
-    below[1].caption(f"{shown} matching; {len(items):,} in the study.")
+    page_footer(request, page, len(rows), total, f"{len(items):,} in the study")

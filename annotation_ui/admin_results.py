@@ -8,7 +8,6 @@ Labels, fits and agreement come from :mod:`annotation_ui.admin_data`, cached unt
 from __future__ import annotations
 
 import io
-import math
 from typing import cast
 
 import matplotlib.pyplot as plt
@@ -18,6 +17,7 @@ import streamlit as st
 from annotation_ui import admin_data
 from annotation_ui.admin_plots import MAX_RANKED, mos_histogram, ranked_items
 from annotation_ui.admin_reliability import reliability_section
+from annotation_ui.paged_table import page_controls, page_count, page_footer, sorted_page
 from toolkit.analysis import SUBJECT_MODELS
 from toolkit.qalign import COUNT_COLUMNS
 from toolkit.store import Store, get_study
@@ -32,7 +32,6 @@ SORTS: dict[str, tuple[str, bool]] = {
     "Item name": ("item", True),
 }
 TABLE_COLUMNS = ("item", "mos", "ci_low", "ci_high", "sd", "n", "level", *COUNT_COLUMNS, "content_group")
-PAGE_KEY = "results_page"  # + the search, order and page size: a new filter opens on its first page
 
 
 def table_page(table: pd.DataFrame, query: str, sort: str, page: int, size: int) -> tuple[pd.DataFrame, int]:
@@ -47,35 +46,21 @@ def table_page(table: pd.DataFrame, query: str, sort: str, page: int, size: int)
     column, ascending = SORTS[sort]
     if column == "ci_width":
         rows = rows.assign(ci_width=rows["ci_high"] - rows["ci_low"])
-    keys = [column] if column == "item" else [column, "item"]
-    rows = rows.sort_values(keys, ascending=[ascending] + [True] * (len(keys) - 1), kind="stable")
-    start = (max(page, 1) - 1) * size
-    return rows[list(TABLE_COLUMNS)].iloc[start : start + size].reset_index(drop=True), len(rows)
+    return sorted_page(rows, column, ascending, page, size)[list(TABLE_COLUMNS)], len(rows)
 
 
 def item_table(table: pd.DataFrame) -> None:
     st.subheader("Items")
-    cols = st.columns([3, 2, 1])
-    query = cols[0].text_input("Search item or content group", key="results_search")
-    sort = cast(str, cols[1].selectbox("Order", list(SORTS), key="results_sort"))
-    size = cast(int, cols[2].selectbox("Rows per page", PAGE_SIZES, key="results_page_size"))
-    _, total = table_page(table, query, sort, 1, 1)
-    pages = max(1, math.ceil(total / size))
-    # The page widget is drawn below the table but read first; its key names the filter it pages.
-    key = f"{PAGE_KEY}:{query}:{sort}:{size}"
-    page = min(int(st.session_state.get(key, 1)), pages)
-    rows, total = table_page(table, query, sort, page, size)
+    request = page_controls("results", "Search item or content group", list(SORTS), PAGE_SIZES)
+    _, total = table_page(table, request.query, request.sort, 1, 1)
+    page = min(request.page, page_count(total, request.size))
+    rows, total = table_page(table, request.query, request.sort, page, request.size)
     st.dataframe(
         rows,
         hide_index=True,
         column_config={c: st.column_config.NumberColumn(c, format="%.3f") for c in ("mos", "ci_low", "ci_high", "sd")},
     )
-    below = st.columns([3, 2])
-    with below[0]:
-        st.pagination(pages, key=key)
-    first = (page - 1) * size + 1
-    shown = f"items {first:,}–{first + len(rows) - 1:,} of {total:,}" if total else "no item"
-    below[1].caption(f"{shown} matching; {len(table):,} rated in all.")
+    page_footer(request, page, len(rows), total, f"{len(table):,} rated in all")
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -1,0 +1,58 @@
+"""A table of any length shown one page at a time: a search box, an order, a page size and the
+page buttons, so that a study of 250,000 items draws as fast as one of 50.
+
+The page widget is drawn below the table but read first; its key names the filter it pages, so
+a new search, order or page size opens on its first page.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import cast
+
+import pandas as pd
+import streamlit as st
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    query: str
+    sort: str
+    size: int
+    key: str  # the pagination widget's key
+
+    @property
+    def page(self) -> int:
+        return int(st.session_state.get(self.key, 1))
+
+
+def sorted_page(rows: pd.DataFrame, column: str, ascending: bool, page: int, size: int) -> pd.DataFrame:
+    """``rows`` ordered by ``column`` (ties by item name) and cut to page ``page`` of ``size``."""
+    keys = [column] if column == "item" else [column, "item"]
+    rows = rows.sort_values(keys, ascending=[ascending] + [True] * (len(keys) - 1), kind="stable")
+    start = (max(page, 1) - 1) * size
+    return rows.iloc[start : start + size].reset_index(drop=True)
+
+
+def page_controls(prefix: str, search_label: str, sorts: list[str], sizes: tuple[int, ...]) -> PageRequest:
+    """The search box, order and page size (widget keys ``<prefix>_search``, ``_sort``, ``_page_size``)."""
+    cols = st.columns([3, 2, 1])
+    query = cols[0].text_input(search_label, key=f"{prefix}_search")
+    sort = cast(str, cols[1].selectbox("Order", sorts, key=f"{prefix}_sort"))
+    size = cast(int, cols[2].selectbox("Rows per page", sizes, key=f"{prefix}_page_size"))
+    return PageRequest(query, sort, size, f"{prefix}_page:{query}:{sort}:{size}")
+
+
+def page_count(total: int, size: int) -> int:
+    return max(1, math.ceil(total / size))
+
+
+def page_footer(request: PageRequest, page: int, shown: int, total: int, in_all: str) -> None:
+    """The page buttons and "items a–b of n matching; ``in_all``"."""
+    below = st.columns([3, 2])
+    with below[0]:
+        st.pagination(page_count(total, request.size), key=request.key)
+    first = (page - 1) * request.size + 1
+    rows = f"items {first:,}–{first + shown - 1:,} of {total:,}" if total else "no item"
+    below[1].caption(f"{rows} matching; {in_all}.")
