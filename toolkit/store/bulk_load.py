@@ -31,9 +31,8 @@ import numpy as np
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-COUNT_TRIGGERS = ("tr_ratings_count_insert", "tr_ratings_count_delete", "tr_ratings_count_move")
-"""The triggers of revision 0005 that keep ``items.n_votes``; only the insert trigger fires on an import."""
-_INSERT_TRIGGER = COUNT_TRIGGERS[0]
+_INSERT_TRIGGER = "tr_ratings_count_insert"
+"""Of the triggers of revision 0005 that keep ``items.n_votes``, the one an import fires."""
 
 BULK_IMPORT_ROWS = 200_000
 """New votes from which an import sets the per-row work aside (below it, plain inserts are quicker)."""

@@ -14,7 +14,7 @@ from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
 from toolkit.store.schema import Assignment, Item, Rater, Rating, RatingSession, Study
-from toolkit.store.vote_arrays import read_vote_arrays, read_vote_times
+from toolkit.store.vote_arrays import placeholder, read_vote_arrays, read_vote_times
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -43,7 +43,7 @@ def item_progress(session: Session, study: Study) -> pd.DataFrame:
     The items are read as plain rows (no ORM or type processing: 250,000 items in well under a second).
     """
     connection = session.connection()
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    mark = placeholder(connection)
     # Straight from the driver: SQLAlchemy's row objects would cost three times the query.
     cursor = connection.connection.cursor()
     try:

@@ -55,7 +55,8 @@ def _cursor(connection: Connection) -> Any:
     return connection.connection.cursor()
 
 
-def _placeholder(connection: Connection) -> str:
+def placeholder(connection: Connection) -> str:
+    """The driver's parameter mark, for SQL run on its own cursor (``?`` on SQLite, ``%s`` on psycopg)."""
     return "?" if connection.dialect.paramstyle == "qmark" else "%s"
 
 
@@ -84,7 +85,7 @@ PACKED_ID_BITS = _ID_BITS
 def read_packed_votes(connection: Connection, study_id: int, where: str = "") -> np.ndarray | None:
     """The study's votes, oldest first, as ``item_id << 33 | rater_id << 3 | level`` (int64, 8 bytes
     a vote); None when an id is too large for that layout (then use :func:`read_vote_arrays`)."""
-    p = _placeholder(connection)
+    p = placeholder(connection)
     # A vote's item and rater ids are at most the largest ids of those tables: two primary-key
     # look-ups, where the votes' own maximum would read every vote of the study (once per block
     # for a blockwise caller).
@@ -128,7 +129,7 @@ def read_vote_arrays(connection: Connection, study_id: int, where: str = "") -> 
     packed = read_packed_votes(connection, study_id, where)
     if packed is not None:
         return _unpack(packed)
-    p = _placeholder(connection)
+    p = placeholder(connection)
     condition = f"study_id = {p}" + (f" AND {where}" if where else "")
     rows = _fetch(
         connection,
@@ -189,7 +190,7 @@ def read_vote_times(connection: Connection, study_id: int, where: str = "") -> V
     (an import stamps all its votes alike and leaves the others empty) costs one aggregate row;
     only a block of votes given in the app is read vote by vote.
     """
-    p = _placeholder(connection)
+    p = placeholder(connection)
     condition = f"study_id = {p}" + (f" AND {where}" if where else "")
     low, high = _id_range(connection, condition, study_id)
     if low is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
@@ -401,9 +401,8 @@ def _store_in_chunks(
     del stored
     added = int(new.sum())
     now = utcnow()
-    with (
-        sqlite_bulk_insert(connection, added, bulk_rows) if connection.dialect.name == "sqlite" else _per_row() as bulk
-    ):
+    sqlite = connection.dialect.name == "sqlite"
+    with sqlite_bulk_insert(connection, added, bulk_rows) if sqlite else nullcontext(False) as bulk:
         per_item: list[tuple[np.ndarray, np.ndarray]] = []  # (item ids, votes) of each chunk's new votes
         for start in range(0, len(keys), step):
             chosen = new[start : start + step]
@@ -417,11 +416,6 @@ def _store_in_chunks(
             counts = np.bincount(inverse, weights=np.concatenate([n for _, n in per_item])).astype(np.int64)
             add_item_counts(connection, ids, counts)
     return added, len(keys) - added
-
-
-@contextmanager
-def _per_row() -> Iterator[bool]:
-    yield False
 
 
 def _copy_staging(driver: Any, keys: np.ndarray, levels: np.ndarray, chunk_rows: int) -> None:
