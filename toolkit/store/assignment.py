@@ -184,6 +184,8 @@ BUSY_RETRIES = 25
 BUSY_WAIT_S = 0.02
 """Choosing an item retries this often (waiting a little longer each time) while the items with room are
 all being taken or voted on by other raters at that moment."""
+RACE_RETRIES = 3
+"""Times :func:`next_step` chooses again when the rater's other tab takes the item it chose away."""
 
 
 def lock_item(session: Session, study_id: int, item_id: int, wait: bool = True) -> bool:
@@ -652,6 +654,18 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
     """What the rater sees now: the item on screen (kept across reloads), a break, or the end."""
     _check_rater(rater)
     now = _now(now)
+    # The rater's other tab (on another replica) can take its item away between our attempt to
+    # put one on screen and our reading it back (it voted): then the choice is made again, from
+    # what that vote changed.
+    for _attempt in range(RACE_RETRIES):
+        step = _next_step(session, rater, now)
+        if step is not None:
+            return step
+    raise StoreError(f"the item shown to rater {rater.name!r} changed meanwhile; reload the page")
+
+
+def _next_step(session: Session, rater: Rater, now: datetime) -> NextStep | None:
+    """:func:`next_step` once; None when the item just put on screen was taken away concurrently."""
     _check_admitted(session, rater, now)
     study = _study_of(session, rater)
     protocol = study_protocol(study)
@@ -721,8 +735,8 @@ def next_step(session: Session, rater: Rater, now: datetime | None = None) -> Ne
     if inserted is not None:  # the row is as written: no need to read it back
         return NextStep("rate", _served_now(inserted, item, file, now), report(), skipped)
     assignment = session.scalar(_ASSIGNMENT_OF, {"rater_id": rater.id})
-    if assignment is None:  # the row just inserted (or the other tab's) was removed concurrently
-        raise StoreError(f"the item shown to rater {rater.name!r} changed meanwhile; reload the page")
+    if assignment is None:  # the other tab's row, which took the place of ours, was removed concurrently
+        return None
     if assignment.item_id != item.id:  # lost a race against the rater's other tab: show its item
         shown = session.get(Item, assignment.item_id)
         if shown is None:  # the foreign key (ON DELETE CASCADE) keeps this from happening
