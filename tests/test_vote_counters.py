@@ -1,4 +1,5 @@
-"""The per-item vote counters (``items.n_votes``, revision 0005) and the bulk way of importing.
+"""The per-item vote counters (``items.n_votes`` and ``n_level_1..5``, revisions 0005 and 0006) and
+the bulk way of importing.
 
 The counters are kept by triggers, so every path that adds or removes a vote must leave each
 item's counter equal to its votes; a bulk import sets the per-row work aside and must put the
@@ -35,12 +36,23 @@ def _table(raters: list[str], items: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["item", "rater", "vote"])
 
 
+LEVEL_COUNTERS = (Item.n_level_1, Item.n_level_2, Item.n_level_3, Item.n_level_4, Item.n_level_5)
+
+
 def _assert_counters_true(store: Store) -> dict[int, int]:
-    """Every item's counter equals its votes; returns the counters."""
+    """Every item's counters (votes, votes per level) equal its votes; returns the vote counters."""
     with store.session() as s:
         counted = dict(s.execute(select(Rating.item_id, func.count()).group_by(Rating.item_id)).all())
         stored = dict(s.execute(select(Item.id, Item.n_votes)).all())
+        per_level = {
+            (item_id, level): n
+            for item_id, level, n in s.execute(
+                select(Rating.item_id, Rating.level, func.count()).group_by(Rating.item_id, Rating.level)
+            )
+        }
+        histograms = {row[0]: tuple(row[1:]) for row in s.execute(select(Item.id, *LEVEL_COUNTERS))}
     assert stored == {item_id: counted.get(item_id, 0) for item_id in stored}
+    assert histograms == {i: tuple(per_level.get((i, level), 0) for level in range(1, 6)) for i in histograms}
     return stored
 
 
@@ -95,6 +107,9 @@ def test_counters_follow_every_path_a_vote_takes(url, tmp_path):
         s.execute(delete(Rating).where(Rating.id == s.scalar(select(func.min(Rating.id)))))
         spare = s.scalar(select(Item.id).where(Item.path == "test_04.png"))
         s.execute(text("UPDATE ratings SET item_id = :to WHERE id = (SELECT max(id) FROM ratings)"), {"to": spare})
+        # A level changed by SQL moves the vote between the item's level counters.
+        s.execute(text("UPDATE ratings SET level = 6 - level WHERE id = (SELECT min(id) FROM ratings)"))
+        s.execute(text("UPDATE ratings SET level = level"))  # nothing changes: no counter moves
         s.delete(s.get(Item, s.scalar(select(Item.id).where(Item.path == "test_03.png"))))
         s.commit()
     counters = _assert_counters_true(store)
@@ -178,7 +193,7 @@ def test_migration_counts_the_stored_votes_and_goes_back(tmp_path):
             "INSERT INTO raters (study_id, name, token_hash, revoked, created_at, excluded, self_registered, "
             "excluded_by_rules) VALUES (1, 'r', 'h', 0, '2026-01-01', 0, 0, 0)",
             "INSERT INTO ratings (study_id, item_id, rater_id, level, answered_at) "
-            "SELECT 1, id, 1, 3, '2026-01-01' FROM items WHERE id <= 2",
+            "SELECT 1, id, 1, 2 + id, '2026-01-01' FROM items WHERE id <= 2",
         ):
             connection.exec_driver_sql(statement)
     engine.dispose()
@@ -193,6 +208,40 @@ def test_migration_counts_the_stored_votes_and_goes_back(tmp_path):
         assert "ix_ratings_rater_id" in names and not any(n.startswith("tr_ratings_count") for n in names)
         assert connection.exec_driver_sql("SELECT count(*) FROM ratings").scalar_one() == 2
     engine.dispose()
+
+
+def test_level_counters_migration_there_and_back(url, tmp_path):
+    """Revision 0006 on votes stored under 0005: the histograms are filled; back at 0005 the vote
+    counter is kept by 0005's triggers again."""
+    store = Store(url)
+    make_study(store, tmp_path / "media", n_test=5)
+    with store.session() as s:
+        import_votes(s, get_study(s, "pilot"), _table(["a", "b", "c"], [f"test_{k:02d}.png" for k in range(4)]))
+        s.commit()
+    store.dispose()
+    downgrade(url, "0005")
+    engine = make_engine(url)
+    with engine.begin() as connection:  # a vote given under 0005
+        connection.exec_driver_sql(
+            "INSERT INTO ratings (study_id, item_id, rater_id, level, answered_at) "
+            "SELECT study_id, id, (SELECT min(id) FROM raters), 5, created_at FROM items "
+            "WHERE path = 'test_04.png'"
+        )
+        columns = set(connection.exec_driver_sql("SELECT * FROM items LIMIT 0").keys())
+        assert "n_votes" in columns and "n_level_1" not in columns
+    engine.dispose()
+    upgrade(url)
+    store = Store(url)
+    assert sum(_assert_counters_true(store).values()) == 13
+    store.dispose()
+    downgrade(url, "0005")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM ratings WHERE level = 5")
+        counted = connection.exec_driver_sql("SELECT count(*) FROM ratings").scalar_one()
+        assert connection.exec_driver_sql("SELECT sum(n_votes) FROM items").scalar_one() == counted
+    engine.dispose()
+    upgrade(url)
 
 
 @pytest.mark.postgres

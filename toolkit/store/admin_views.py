@@ -145,11 +145,14 @@ class StudyVersion:
 
 
 def study_version(session: Session, study: Study) -> StudyVersion:
-    """The current :class:`StudyVersion` of ``study`` (four small indexed queries)."""
-    votes, last_vote = session.execute(
-        select(func.count(), func.max(Rating.id)).where(Rating.study_id == study.id)
+    """The current :class:`StudyVersion` of ``study`` (five small indexed queries, none over the votes:
+    the count is the items' stored counters, the newest vote one step down an index)."""
+    items, last_item, votes = session.execute(
+        select(func.count(), func.max(Item.id), func.coalesce(func.sum(Item.n_votes), 0)).where(
+            Item.study_id == study.id
+        )
     ).one()
-    items, last_item = session.execute(select(func.count(), func.max(Item.id)).where(Item.study_id == study.id)).one()
+    last_vote = session.scalar(select(Rating.id).where(Rating.study_id == study.id).order_by(Rating.id.desc()).limit(1))
     raters = session.execute(
         select(Rater.id, Rater.excluded, Rater.revoked, Rater.exclusion_override)
         .where(Rater.study_id == study.id)

@@ -1,7 +1,8 @@
 """Inserting millions of votes at once: what a bulk import sets aside while it inserts, and puts back.
 
 A vote inserted on its own pays for every index of ``ratings``, its foreign-key checks and the
-trigger that counts it on its item (``items.n_votes``, revision 0005). For an import of tens of
+trigger that counts it on its item (``items.n_votes`` and the per-level counters, revisions
+0005 and 0006). For an import of tens of
 millions of votes that per-row work is most of the time (PostgreSQL: the foreign-key triggers
 alone are three quarters of it). So, inside the import's own transaction:
 
@@ -32,19 +33,57 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
 _INSERT_TRIGGER = "tr_ratings_count_insert"
-"""Of the triggers of revision 0005 that keep ``items.n_votes``, the one an import fires."""
+"""Of the triggers that keep the items' vote counters (revisions 0005, 0006), the one an import fires."""
 
 BULK_IMPORT_ROWS = 200_000
 """New votes from which an import sets the per-row work aside (below it, plain inserts are quicker)."""
 
 
-def add_item_counts(connection: Connection, ids: np.ndarray, counts: np.ndarray) -> None:
-    """Raise ``items.n_votes`` of item ``ids[k]`` by ``counts[k]``."""
-    if ids.size:
-        connection.execute(
-            text("UPDATE items SET n_votes = n_votes + :n WHERE id = :id"),
-            [{"n": n, "id": i} for i, n in zip(ids.tolist(), counts.tolist())],
-        )
+LEVEL_COLUMNS: tuple[str, ...] = ("n_level_1", "n_level_2", "n_level_3", "n_level_4", "n_level_5")
+"""The items' per-level vote counters (revision 0006), level 1 first."""
+
+
+def add_item_counts(connection: Connection, ids: np.ndarray, level_counts: np.ndarray) -> None:
+    """Raise the counters of item ``ids[k]`` by its new votes ``level_counts[k]`` (one column per
+    level, level 1 first): ``n_votes`` by their sum, ``n_level_j`` by column j."""
+    if not ids.size:
+        return
+    levels = ", ".join(f"{c} = {c} + :{c}" for c in LEVEL_COLUMNS)
+    rows = [
+        {"id": i, "n": sum(per_level), **dict(zip(LEVEL_COLUMNS, per_level))}
+        for i, per_level in zip(ids.tolist(), level_counts.tolist())
+    ]
+    connection.execute(text(f"UPDATE items SET n_votes = n_votes + :n, {levels} WHERE id = :id"), rows)
+
+
+def count_by_item_and_level(item_ids: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ``item_ids`` and, for each, how many of ``levels`` (1-5) it has at each level: an
+    (items, 5) array, level 1 first, for :func:`add_item_counts`."""
+    ids, inverse = np.unique(item_ids, return_inverse=True)
+    width = len(LEVEL_COLUMNS)
+    cell = inverse.astype(np.int64) * width + levels.astype(np.int64) - 1
+    return ids, np.bincount(cell, minlength=ids.size * width).reshape(ids.size, width)
+
+
+def merge_counts(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(ids, counts)`` of :func:`count_by_item_and_level` parts added up per item."""
+    ids, inverse = np.unique(np.concatenate([ids for ids, _ in parts]), return_inverse=True)
+    stacked = np.concatenate([counts for _, counts in parts])
+    merged = np.stack(
+        [np.bincount(inverse, weights=stacked[:, j], minlength=ids.size) for j in range(stacked.shape[1])], axis=1
+    )
+    return ids, merged.astype(np.int64)
+
+
+def pg_grouped_counts(source: str) -> str:
+    """PostgreSQL: ``UPDATE items`` raising each item's counters by the votes of table ``source``
+    (item_id, level), one grouped pass."""
+    per_level = ", ".join(f"count(*) FILTER (WHERE level = {k + 1}) AS {c}" for k, c in enumerate(LEVEL_COLUMNS))
+    levels = ", ".join(f"{c} = i.{c} + d.{c}" for c in LEVEL_COLUMNS)
+    return (
+        f"UPDATE items i SET n_votes = i.n_votes + d.n, {levels} "
+        f"FROM (SELECT item_id, count(*) AS n, {per_level} FROM {source} GROUP BY item_id) d WHERE i.id = d.item_id"
+    )
 
 
 def _sqlite_objects(connection: Connection, plain_indexes: bool) -> list[tuple[str, str, str]]:

@@ -89,6 +89,12 @@ class Item(Base):
     # Added in revision 0005: the item's votes (excluded raters' too), kept by triggers on ratings;
     # read it fresh from the database (an Item loaded before a vote still holds the old count).
     n_votes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Added in revision 0006: the same votes per level (1 bad .. 5 excellent), kept by the same triggers.
+    n_level_1: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_level_2: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_level_3: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_level_4: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_level_5: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     study: Mapped[Study] = relationship(back_populates="items")
 

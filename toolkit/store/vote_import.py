@@ -41,6 +41,9 @@ from toolkit.io import ID_COLUMNS, id_text, long_first_record, read_table, table
 from toolkit.store.bulk_load import (
     BULK_IMPORT_ROWS,
     add_item_counts,
+    count_by_item_and_level,
+    merge_counts,
+    pg_grouped_counts,
     postgresql_bulk_insert,
     sqlite_bulk_insert,
     stored_votes,
@@ -403,18 +406,18 @@ def _store_in_chunks(
     now = utcnow()
     sqlite = connection.dialect.name == "sqlite"
     with sqlite_bulk_insert(connection, added, bulk_rows) if sqlite else nullcontext(False) as bulk:
-        per_item: list[tuple[np.ndarray, np.ndarray]] = []  # (item ids, votes) of each chunk's new votes
+        per_item: list[tuple[np.ndarray, np.ndarray]] = []  # (item ids, counts per level) of each chunk's new votes
         for start in range(0, len(keys), step):
             chosen = new[start : start + step]
             if chosen.any():
                 key = keys[start : start + step][chosen]
-                _insert_rows(connection, study.id, key, levels[start : start + step][chosen], now)
-                per_item.append(np.unique(key >> 32, return_counts=True))
+                level = levels[start : start + step][chosen]
+                _insert_rows(connection, study.id, key, level, now)
+                if bulk:
+                    per_item.append(count_by_item_and_level(key >> 32, level))
         if bulk and per_item:
             # Counted chunk by chunk: the new votes' item ids all at once would be 8 bytes a vote more.
-            ids, inverse = np.unique(np.concatenate([ids for ids, _ in per_item]), return_inverse=True)
-            counts = np.bincount(inverse, weights=np.concatenate([n for _, n in per_item])).astype(np.int64)
-            add_item_counts(connection, ids, counts)
+            add_item_counts(connection, *merge_counts(per_item))
     return added, len(keys) - added
 
 
@@ -489,10 +492,7 @@ def _store_postgresql(
         with postgresql_bulk_insert(connection, rebuild) as set_aside:
             added = _insert_staged(connection, study, check_stored=False)
             if set_aside:
-                connection.exec_driver_sql(
-                    "UPDATE items i SET n_votes = i.n_votes + d.n "
-                    f"FROM (SELECT item_id, count(*) AS n FROM {_STAGING} GROUP BY item_id) d WHERE i.id = d.item_id"
-                )
+                connection.exec_driver_sql(pg_grouped_counts(_STAGING))
     else:
         added = _insert_staged(connection, study, check_stored=True)
     if added != expected:
