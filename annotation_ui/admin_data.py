@@ -29,6 +29,7 @@ from toolkit.analysis import (
     prepare_votes,
     screen_raters,
     study_label_table,
+    study_mos_labels,
 )
 from toolkit.analysis.model_agreement import ModelAgreement, read_model_agreement
 from toolkit.analysis.names import is_model_name
@@ -108,8 +109,14 @@ def snapshot(
 @st.cache_data(max_entries=32, show_spinner="Labelling the items...")
 def labels(_store: Store, url: str, name: str, stamp: str, model: str) -> StudyLabels | str:
     """:func:`~toolkit.analysis.study_label_table` of the study with ``model``, or the one-line
-    reason the model cannot label it (cached too: a failing fit is not retried on every click)."""
+    reason the model cannot label it (cached too: a failing fit is not retried on every click).
+
+    The plain MOS comes from the items' stored vote histograms (the same table, without reading
+    a vote); a subject model is fitted to the votes."""
     try:
+        if model == "mos":
+            with _store.session() as session:
+                return study_mos_labels(session, get_study(session, name))
         return study_label_table(snapshot(_store, url, name, stamp, LABEL_VOTE_COLUMNS), model)
     except ToolkitError as exc:
         return str(exc)

@@ -13,6 +13,7 @@ from typing import cast
 import matplotlib.pyplot as plt
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from annotation_ui import admin_data
 from annotation_ui.admin_plots import MAX_RANKED, mos_histogram, ranked_items
@@ -83,6 +84,32 @@ def figure_png(
     return out.getvalue()
 
 
+AUTO_FIT_VOTES = 2_000_000
+"""Up to this many votes the reliability figures are computed as the tab opens; above, on request
+(they read every vote: about a minute at 50 million), so the labels show at once whatever the size."""
+
+FIT_ASKED_KEY = "results_fit_asked"  # {(study, version stamp, model)} the administrator asked to compute
+
+
+def fit_wanted(name: str, stamp: str, model: str, votes: int, where: DeltaGenerator) -> bool:
+    """Whether to compute (or take from the cache) the reliability figures of this version: always
+    for a study of up to ``AUTO_FIT_VOTES`` votes, else once the administrator asks (a button in
+    ``where``)."""
+    asked: set[tuple[str, str, str]] = st.session_state.setdefault(FIT_ASKED_KEY, set())
+    if votes <= AUTO_FIT_VOTES or (name, stamp, model) in asked:
+        return True
+    with where:
+        st.markdown("**Reliability of the labels**")
+        st.caption(
+            f"Split-half agreement, Krippendorff's alpha and ICC read all {votes:,} votes: "
+            "about a minute at 50 million. `qalign analyze --study` reports them too."
+        )
+        if st.button("Compute the reliability figures", key="results_fit"):
+            asked.add((name, stamp, model))
+            st.rerun()
+    return False
+
+
 def results_tab(store: Store, name: str) -> None:
     shown, current = admin_data.pinned_version(store, name, "results")
     stamp = shown.stamp
@@ -136,6 +163,8 @@ def results_tab(store: Store, name: str) -> None:
         with side:
             figure(kind)
     item_table(table)
+    if not fit_wanted(name, stamp, model, shown.votes, right):
+        return
     fit = admin_data.subject_fit(store, store.url, name, stamp, model)
     with right:
         reliability_section(store, name, stamp, fit)

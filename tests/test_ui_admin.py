@@ -424,18 +424,19 @@ def test_results_refit_only_when_votes_arrive(store, tmp_path, monkeypatch):
     from annotation_ui import admin_data
 
     calls = {"labels": 0, "fit": 0}
-    real_labels, real_fit = admin_data.study_label_table, admin_data.analyze_votes
 
-    def counted_labels(*args, **kwargs):
-        calls["labels"] += 1
-        return real_labels(*args, **kwargs)
+    def counted(name: str, what: str) -> None:
+        real = getattr(admin_data, name)
 
-    def counted_fit(*args, **kwargs):
-        calls["fit"] += 1
-        return real_fit(*args, **kwargs)
+        def call(*args, **kwargs):
+            calls[what] += 1
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(admin_data, "study_label_table", counted_labels)
-    monkeypatch.setattr(admin_data, "analyze_votes", counted_fit)
+        monkeypatch.setattr(admin_data, name, call)
+
+    counted("study_label_table", "labels")  # a subject model's labels
+    counted("study_mos_labels", "labels")  # the plain MOS, from the stored histograms
+    counted("analyze_votes", "fit")
     bulk_study(store, tmp_path, "pilot", 30)
     items = [f"img_{k:05d}.jpg" for k in range(30)]
     vote(store, "pilot", items[:20], [f"r{k}" for k in range(6)])
@@ -463,6 +464,28 @@ def test_results_refit_only_when_votes_arrive(store, tmp_path, monkeypatch):
     assert "Raters in the p913 fit" in [h.value for h in at.subheader]
     at.selectbox(key="results_model").set_value("mos").run()
     assert calls == {"labels": 3, "fit": 3}  # the earlier model's fit is still cached
+
+
+def test_results_of_a_large_study_show_the_labels_and_compute_reliability_on_request(store, tmp_path, monkeypatch):
+    from annotation_ui import admin_data, admin_results
+
+    monkeypatch.setattr(admin_results, "AUTO_FIT_VOTES", 100)  # this study's 120 votes count as large
+    fits = []
+    real_fit = admin_data.analyze_votes
+    monkeypatch.setattr(admin_data, "analyze_votes", lambda *a, **k: fits.append(1) or real_fit(*a, **k))
+    bulk_study(store, tmp_path, "large", 30)
+    vote(store, "large", [f"img_{k:05d}.jpg" for k in range(30)], [f"r{k}" for k in range(4)])
+    at = open_study(admin_page(), "large", "Results")
+    assert not at.exception and not fits
+    assert not any("measure" in d.value.columns for d in at.dataframe)  # no reliability yet
+    table = next(d.value for d in at.dataframe if "votes_excellent" in d.value.columns)
+    assert len(table) == 25 and len(at.get("image")) == 3  # the labels, the figures and the table at once
+    assert any("read all 120 votes" in c.value for c in at.caption)
+    at.button(key="results_fit").click().run()
+    assert not at.exception and fits == [1]
+    assert any("measure" in d.value.columns for d in at.dataframe)
+    at.selectbox(key="results_sort").set_value("Item name").run()  # asked once for this version: kept
+    assert fits == [1] and any("measure" in d.value.columns for d in at.dataframe)
 
 
 class RecordingMediaStorage(MemoryMediaFileStorage):

@@ -50,6 +50,7 @@ _EXPORTS: dict[str, str] = {
     "StudyLabels": "toolkit.analysis.study_labels",
     "item_aggregates": "toolkit.analysis.study_labels",
     "study_label_table": "toolkit.analysis.study_labels",
+    "study_mos_labels": "toolkit.analysis.study_labels",
     "Bt500Screening": "toolkit.analysis.rejection",
     "bt500_screen": "toolkit.analysis.rejection",
     "fit_bt500": "toolkit.analysis.rejection",
@@ -240,6 +241,9 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers
     )
     from toolkit.analysis.study_labels import (
         study_label_table as study_label_table,
+    )
+    from toolkit.analysis.study_labels import (
+        study_mos_labels as study_mos_labels,
     )
     from toolkit.analysis.subject_models import (
         fit_subject_model as fit_subject_model,

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sqlalchemy.orm import Session
 
 from toolkit.analysis.mos import level_counts
 from toolkit.analysis.names import SUBJECT_MODELS, ModelName, is_model_name
@@ -40,6 +41,8 @@ from toolkit.analysis.pipeline import clean_labels
 from toolkit.errors import InputError
 from toolkit.levels import LevelScale, MosRule, t_interval
 from toolkit.qalign import COUNT_COLUMNS, LEVEL_VALUES
+from toolkit.store.histograms import item_histograms
+from toolkit.store.schema import Study
 from toolkit.store.snapshot import StudySnapshot
 
 ACR_SCALE = LevelScale(1.0, 5.0)
@@ -125,6 +128,12 @@ def _statistics(votes: pd.DataFrame, model: ModelName) -> tuple[pd.DataFrame, in
     ``clean_labels``."""
     counts = _vote_counts(votes)
     scores = _mos_from_counts(counts) if model == "mos" else _scores(votes, model)
+    return _labelled(scores, counts)
+
+
+def _labelled(scores: pd.DataFrame, counts: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """``STAT_COLUMNS`` from per-item scores and vote counts (clipped onto the scale, levelled);
+    and how many scores were clipped."""
     stats = scores.join(counts, how="inner")
     outside = ((stats["mos"] < ACR_SCALE.low) | (stats["mos"] > ACR_SCALE.high)).to_numpy()
     for column in ("mos", "ci_low", "ci_high"):
@@ -173,6 +182,39 @@ def study_label_table(snapshot: StudySnapshot, subject_model: str = "mos") -> St
         notes.append(f"{clipped} {subject_model} score(s) outside the vote scale [1, 5] were clipped onto it")
     unrated = tuple(test.loc[~test["item"].isin(stats.index), "item"])
     return StudyLabels(table[list(LABEL_COLUMNS)].reset_index(drop=True), model, unrated, notes)
+
+
+def study_mos_labels(session: Session, study: Study) -> StudyLabels:
+    """``study_label_table(read_snapshot(session, study), "mos")``, the same table to the last bit,
+    from the items' stored vote histograms (:func:`toolkit.store.histograms.item_histograms`)
+    instead of the votes: a read of the items, under a second at AVA size."""
+    histograms = item_histograms(session, study)
+    test = histograms.items[histograms.items["role"] == "test"]
+    counts = test.set_index("item")[list(COUNT_COLUMNS)]
+    n = counts.sum(axis=1)
+    notes = []
+    if histograms.excluded_raters:
+        notes.append(
+            f"{histograms.excluded_raters} rater(s) excluded by the admin;"
+            f" their {histograms.excluded_votes} vote(s) are not counted"
+        )
+    voted = (n > 0).to_numpy()
+    unrated = tuple(test.loc[~voted, "item"])
+    if not voted.any():
+        table = pd.DataFrame({c: pd.Series(dtype=object) for c in LABEL_COLUMNS})
+        return StudyLabels(table, "mos", unrated, notes)
+    counts = counts[voted]
+    counts.insert(0, "n", n[voted].astype(int))
+    stats, _ = _labelled(_mos_from_counts(counts), counts)  # a mean of 1-5 votes is never clipped
+    rated = test[voted]
+    # ``stats`` has the rated items' rows in their order: put side by side, no join on the names.
+    table = {
+        "item": pd.Series(rated["item"].to_numpy(), dtype=object),
+        **{c: stats[c].to_numpy() for c in STAT_COLUMNS},
+    }
+    for column in ("content_group", "sha256", "kind"):
+        table[column] = rated[column].astype(str).to_numpy()
+    return StudyLabels(pd.DataFrame(table, columns=list(LABEL_COLUMNS)), "mos", unrated, notes)
 
 
 def item_aggregates(snapshot: StudySnapshot) -> pd.DataFrame:
