@@ -125,19 +125,40 @@ def _check_columns(columns: Sequence[str]) -> list[str]:
     return [c for c in VOTE_COLUMNS if c in columns]  # the frame keeps VOTE_COLUMNS' order
 
 
-def _positions(ids: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """The position in ``ids`` (distinct) of each of ``wanted`` (each one of ``ids``), as int32/int64."""
+class UnknownVoteIds(StoreError):
+    """A vote names an item or rater id that is not among those read (they changed in between)."""
+
+
+def _positions(ids: np.ndarray, wanted: np.ndarray, what: str = "item") -> np.ndarray:
+    """The position in ``ids`` (distinct) of each of ``wanted``, as int32/int64; UnknownVoteIds when
+    one of ``wanted`` is not among ``ids`` (a vote read after its item or rater was: never a wrong
+    position)."""
     code_type = np.int32 if ids.size < 2**31 else np.int64
+    if wanted.size == 0:
+        return np.empty(0, dtype=code_type)
     if ids.size and int(ids.max()) - int(ids.min()) <= 4 * ids.size + 2**20:
-        # A study's ids are a dense range: a table from id to position, one look-up a vote.
-        low = int(ids.min())
-        table = np.zeros(int(ids.max()) - low + 1, dtype=code_type)
+        # A study's ids are a dense range: a table from id to position (-1: no such id), one look-up a vote.
+        low, high = int(ids.min()), int(ids.max())
+        least, most = int(wanted.min()), int(wanted.max())
+        if least < low or most > high:
+            raise _unknown(what, least if least < low else most)
+        table = np.full(high - low + 1, -1, dtype=code_type)
         table[ids - low] = np.arange(ids.size, dtype=code_type)
-        return table[wanted - low]
-    if (ids[1:] > ids[:-1]).all():  # in id order: positions by one search
-        return np.searchsorted(ids, wanted).astype(code_type)
-    order = np.argsort(ids)
-    return order[np.searchsorted(ids, wanted, sorter=order)].astype(code_type)
+        positions = table[wanted - low]
+        if int(positions.min()) < 0:
+            raise _unknown(what, int(wanted[np.argmin(positions)]))
+        return positions
+    order = None if (ids[1:] > ids[:-1]).all() else np.argsort(ids)  # in id order: positions by one search
+    sorted_ids = ids if order is None else ids[order]
+    found = np.searchsorted(sorted_ids, wanted).clip(0, max(ids.size - 1, 0))
+    if ids.size == 0 or not np.array_equal(sorted_ids[found], wanted):
+        missing = wanted if ids.size == 0 else wanted[sorted_ids[found] != wanted]
+        raise _unknown(what, int(missing[0]))
+    return (found if order is None else order[found]).astype(code_type)
+
+
+def _unknown(what: str, vote_id: int) -> UnknownVoteIds:
+    return UnknownVoteIds(f"a vote names {what} id {vote_id}, which is not among the study's {what}s read")
 
 
 def votes_from_arrays(
@@ -169,7 +190,7 @@ def votes_from_arrays(
         return pd.Categorical.from_codes(position, categories=pd.Index(items["item"].astype(str), dtype=object))
 
     def rater() -> pd.Categorical:
-        rater_position = _positions(raters.index.to_numpy(), votes.rater_id)
+        rater_position = _positions(raters.index.to_numpy(), votes.rater_id, "rater")
         return pd.Categorical.from_codes(rater_position, categories=pd.Index(raters.astype(str), dtype=object))
 
     def time(column: str) -> pd.Series | np.ndarray:
@@ -202,6 +223,12 @@ def votes_from_arrays(
     return pd.DataFrame({column: makers[column]() for column in wanted}, copy=False)  # the arrays made here
 
 
+def _raters(session: Session, study: Study) -> pd.Series:
+    """The study's rater names by rater id."""
+    rows = session.execute(select(Rater.id, Rater.name).where(Rater.study_id == study.id)).all()
+    return pd.Series(dict(rows), dtype=object)
+
+
 def read_snapshot(
     session: Session, study: Study, columns: Sequence[str] = VOTE_COLUMNS, compact: bool = False
 ) -> StudySnapshot:
@@ -215,10 +242,7 @@ def read_snapshot(
     """
     wanted = _check_columns(columns)
     with_times = any(c in TIME_COLUMNS for c in wanted)
-    items = items_frame(session, study)
-    raters = pd.Series(
-        dict(session.execute(select(Rater.id, Rater.name).where(Rater.study_id == study.id)).all()), dtype=object
-    )
+    items, raters = items_frame(session, study), _raters(session, study)
     excluded = tuple(
         sorted(session.scalars(select(Rater.name).where(Rater.study_id == study.id, Rater.excluded.is_(True))))
     )
@@ -255,7 +279,19 @@ def read_snapshot(
         times = read_vote_times(connection, study.id, valid)
     else:
         raise StoreError(f"votes of study {study.name!r} kept changing while it was read; try again")
-    votes = votes_from_arrays(items, raters, coded, times, connection.dialect.name == "postgresql", wanted, compact)
+    # The votes may have been read after the items and raters (SQLite's large studies are read on a
+    # connection of their own; PostgreSQL's statements each see the latest commits): a vote of an
+    # item or rater added in between is found here, and those are read again.
+    for _ in range(3):
+        try:
+            zoned = connection.dialect.name == "postgresql"
+            votes = votes_from_arrays(items, raters, coded, times, zoned, wanted, compact)
+            break
+        except UnknownVoteIds:
+            items, raters = items_frame(session, study), _raters(session, study)
+            registered = len(raters)
+    else:
+        raise StoreError(f"items or raters of study {study.name!r} kept changing while it was read; try again")
     del coded, times
 
     kinds = set(items.loc[items["role"] == "test", "kind"])

@@ -6,24 +6,37 @@ each vote into one integer, ``item_id << 33 | rater_id << 3 | level``, so the dr
 one number a vote, turned into numpy arrays a batch at a time; times come as microseconds since
 the epoch (exact in a float64 for the next 200 years). On a 2-core machine that reads about
 three million votes a second from SQLite and from PostgreSQL.
+
+Two readers skip the Python object per vote altogether: a SQLite study of ``COLUMNAR_MIN_VOTES``
+votes or more is read as Arrow columns through an ADBC connection to the same file
+(:mod:`toolkit.store.sqlite_columns`), and PostgreSQL (psycopg) sends a block of votes at a time as
+arrays in a binary COPY on the session's own connection (:mod:`toolkit.store.pg_copy`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import chain
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 from sqlalchemy import Connection, func, select
 
+from toolkit.errors import StoreError
+from toolkit.store import pg_copy
 from toolkit.store.schema import Item, Rater
+from toolkit.store.sqlite_columns import ColumnReader, column_reader, database_uri
 
 FETCH_ROWS = 200_000
 """Rows fetched from the driver per batch."""
 
 _ID_BITS = 30  # item and rater ids below 2**30 fit the packed layout; larger ones use three columns
+
+COLUMNAR_MIN_VOTES = 200_000
+"""A SQLite study with this many votes or more is read through ADBC (below, opening a second
+connection costs more than the Python objects it saves)."""
 
 
 @dataclass(frozen=True)
@@ -82,10 +95,8 @@ PACKED_ID_BITS = _ID_BITS
 """Ids below ``2**PACKED_ID_BITS`` fit :func:`read_packed_votes`' layout."""
 
 
-def read_packed_votes(connection: Connection, study_id: int, where: str = "") -> np.ndarray | None:
-    """The study's votes, oldest first, as ``item_id << 33 | rater_id << 3 | level`` (int64, 8 bytes
-    a vote); None when an id is too large for that layout (then use :func:`read_vote_arrays`)."""
-    p = placeholder(connection)
+def _ids_fit(connection: Connection) -> bool:
+    """Whether every item and rater id is below ``2**PACKED_ID_BITS`` (the packed layout)."""
     # A vote's item and rater ids are at most the largest ids of those tables: two primary-key
     # look-ups, where the votes' own maximum would read every vote of the study (once per block
     # for a blockwise caller).
@@ -93,18 +104,44 @@ def read_packed_votes(connection: Connection, study_id: int, where: str = "") ->
         connection.execute(select(func.max(Item.id))).scalar() or 0,
         connection.execute(select(func.max(Rater.id))).scalar() or 0,
     )
-    if top >= 2**_ID_BITS:
+    return top < 2**_ID_BITS
+
+
+def _psycopg(connection: Connection) -> bool:
+    return connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg"
+
+
+def _columnar_uri(connection: Connection, study_id: int) -> str | None:
+    """The URI to read this SQLite study through ADBC; None to read it through the session."""
+    if connection.dialect.name != "sqlite":
         return None
+    # The stored per-item counts: a cheap upper bound of the votes read (no pass over them).
+    stored = connection.execute(
+        select(func.coalesce(func.sum(Item.n_votes), 0)).where(Item.study_id == study_id)
+    ).scalar()
+    return database_uri(connection) if int(stored or 0) >= COLUMNAR_MIN_VOTES else None
+
+
+def read_packed_votes(connection: Connection, study_id: int, where: str = "") -> np.ndarray | None:
+    """The study's votes, oldest first, as ``item_id << 33 | rater_id << 3 | level`` (int64, 8 bytes
+    a vote); None when an id is too large for that layout (then use :func:`read_vote_arrays`)."""
+    if not _ids_fit(connection):
+        return None
+    if _psycopg(connection):
+        return _copy_packed(connection, study_id, where)
+    p = placeholder(connection)
     condition = f"study_id = {p}" + (f" AND {where}" if where else "")
     pg = connection.dialect.name == "postgresql"
-    item, rater = ("CAST(item_id AS BIGINT)", "CAST(rater_id AS BIGINT)") if pg else ("item_id", "rater_id")
-    return _fetch(
-        connection,
-        f"SELECT ({item} << 33) | ({rater} << 3) | level FROM ratings WHERE {condition} ORDER BY id",
-        (study_id,),
-        np.int64,
-        1,
-    )
+    sql = f"SELECT {_PG_PACKED if pg else _PACKED} FROM ratings WHERE {condition} ORDER BY id"
+    uri = _columnar_uri(connection, study_id)
+    if uri is not None:
+        with column_reader(uri) as reader:
+            return reader.columns(sql, (study_id,))[0].astype(np.int64, copy=False)
+    return _fetch(connection, sql, (study_id,), np.int64, 1)
+
+
+_PACKED = "(item_id << 33) | (rater_id << 3) | level"
+_PG_PACKED = "(CAST(item_id AS BIGINT) << 33) | (CAST(rater_id AS BIGINT) << 3) | level"
 
 
 _UNPACK_ROWS = 1 << 20  # votes unpacked at a time: the temporaries stay a few MB whatever the study's size
@@ -141,14 +178,16 @@ def read_vote_arrays(connection: Connection, study_id: int, where: str = "") -> 
     return VoteArrays(rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].astype(np.int8))
 
 
+# SQLAlchemy stores SQLite times as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC, no offset).
+_SQLITE_MICROS = (
+    "CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) * 1000000 + CAST(substr({column}, 21, 6) AS INTEGER)"
+)
+_PG_MICROS = "CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS DOUBLE PRECISION)"  # exact: a numeric product
+
+
 def _micros(connection: Connection, column: str) -> str:
     """SQL for a stored time as microseconds since the epoch (NULL stays NULL)."""
-    if connection.dialect.name == "postgresql":
-        return f"CAST(EXTRACT(EPOCH FROM {column}) * 1000000 AS DOUBLE PRECISION)"
-    # SQLAlchemy stores SQLite times as 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC, no offset).
-    return (
-        f"CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER) * 1000000 + CAST(substr({column}, 21, 6) AS INTEGER)"
-    )
+    return (_PG_MICROS if connection.dialect.name == "postgresql" else _SQLITE_MICROS).format(column=column)
 
 
 TIME_BLOCK_IDS = 65_536
@@ -226,67 +265,225 @@ def read_vote_times(connection: Connection, study_id: int, where: str = "") -> V
 _CHANGED_BIT = 63  # the sign bit of a packed vote, free: ids below 2**30 use bits 3 to 62
 
 
+def _empty_votes() -> tuple[VoteArrays, VoteTimes]:
+    empty = np.empty(0, dtype=np.float64)
+    votes = VoteArrays(np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.int8))
+    return votes, VoteTimes(empty, empty.copy(), empty.copy())
+
+
 def read_votes_with_times(
     connection: Connection, study_id: int, where: str = ""
 ) -> tuple[VoteArrays, VoteTimes] | None:
     """:func:`read_vote_arrays` and :func:`read_vote_times` of the same votes in one pass over them
-    (SQLite, ids below ``2**PACKED_ID_BITS``; None otherwise: then call those two).
+    (SQLite and PostgreSQL through psycopg, ids below ``2**PACKED_ID_BITS``; None otherwise: then
+    call those two).
 
     Block by block of ``TIME_BLOCK_IDS`` rating ids: the block's first vote gives its times, and each
     packed vote carries in its sign bit whether its times differ from those; only a block where one
-    does has its times read vote by vote. Votes and times come from the same query, so they match
-    even while votes are being added.
+    does has its times read vote by vote. Votes and times come from one read transaction (SQLite)
+    or one statement (PostgreSQL), so they match even while votes are being added.
     """
+    if connection.dialect.name not in ("sqlite", "postgresql") or not _ids_fit(connection):
+        return None
+    if _psycopg(connection):
+        return _copy_votes_with_times(connection, study_id, where)
     if connection.dialect.name != "sqlite":
         return None
-    top = max(
-        connection.execute(select(func.max(Item.id))).scalar() or 0,
-        connection.execute(select(func.max(Rater.id))).scalar() or 0,
-    )
-    if top >= 2**_ID_BITS:
-        return None
     condition = "study_id = ?" + (f" AND {where}" if where else "")
-    low, high = _id_range(connection, condition, study_id)
-    empty = np.empty(0, dtype=np.float64)
-    if low is None:
-        return VoteArrays(np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.int8)), VoteTimes(
-            empty, empty.copy(), empty.copy()
+    uri = _columnar_uri(connection, study_id)
+    if uri is None:
+        return _blocks_with_times(_SessionReader(connection), condition, study_id)
+    with column_reader(uri) as reader:
+        return _blocks_with_times(_AdbcReader(reader), condition, study_id)
+
+
+class _BlockReader(Protocol):
+    """Where :func:`_blocks_with_times` reads: a row, a block's packed votes, a block's times."""
+
+    def row(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None: ...
+
+    def packed(self, sql: str, params: tuple[Any, ...]) -> np.ndarray: ...
+
+    def times(self, in_block: str, params: tuple[Any, ...]) -> list[np.ndarray]: ...
+
+
+class _SessionReader:
+    """SQL on the session's own connection, through its driver (a Python object per value)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    def row(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        row = self.connection.exec_driver_sql(sql, params).first()
+        return None if row is None else tuple(row)
+
+    def packed(self, sql: str, params: tuple[Any, ...]) -> np.ndarray:
+        return _fetch(self.connection, sql, params, np.int64, 1)
+
+    def times(self, in_block: str, params: tuple[Any, ...]) -> list[np.ndarray]:
+        micros = ", ".join(_micros(self.connection, c) for c in _TIME_COLUMNS[:2])
+        rows = _fetch(
+            self.connection,
+            f"SELECT {micros}, response_ms FROM ratings WHERE {in_block} ORDER BY id",
+            params,
+            np.float64,
+            3,
         )
+        return [rows[:, k].copy() for k in range(len(_TIME_COLUMNS))]
+
+
+class _AdbcReader:
+    """The same SQL on an ADBC connection to the file: Arrow columns, no Python object per value."""
+
+    def __init__(self, reader: ColumnReader) -> None:
+        self.reader = reader
+
+    def row(self, sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        return self.reader.row(sql, params)
+
+    def packed(self, sql: str, params: tuple[Any, ...]) -> np.ndarray:
+        return self.reader.columns(sql, params)[0].astype(np.int64, copy=False)
+
+    def times(self, in_block: str, params: tuple[Any, ...]) -> list[np.ndarray]:
+        # ADBC types a column by its first rows: a response time column NULL there would be typed as
+        # an integer and fail at its first real value. So the value (never NULL) and whether it is NULL.
+        micros = ", ".join(_SQLITE_MICROS.format(column=c) for c in _TIME_COLUMNS[:2])
+        sql = f"SELECT {micros}, ifnull(CAST(response_ms AS REAL), 0.0), response_ms IS NULL FROM ratings"
+        shown, answered, response, missing = self.reader.columns(f"{sql} WHERE {in_block} ORDER BY id", params)
+        response = response.astype(np.float64)
+        response[missing.astype(bool)] = np.nan
+        return [shown.astype(np.float64, copy=False), answered.astype(np.float64, copy=False), response]
+
+
+def _blocks_with_times(reader: _BlockReader, condition: str, study_id: int) -> tuple[VoteArrays, VoteTimes] | None:
+    """:func:`read_votes_with_times` on SQLite through ``reader`` (None: read again in two passes)."""
+    # The index on study_id holds the rowid in order: the study's first and last vote are two look-ups.
+    first_id = f"SELECT id FROM ratings WHERE {condition} ORDER BY id"
+    low, high = reader.row(f"{first_id} LIMIT 1", (study_id,)), reader.row(f"{first_id} DESC LIMIT 1", (study_id,))
+    if low is None or high is None:
+        return _empty_votes()
     in_block = f"{condition} AND id >= ? AND id < ?"
     first_sql = f"SELECT {', '.join(_TIME_COLUMNS)} FROM ratings WHERE {in_block} ORDER BY id LIMIT 1"
     changed = " OR ".join(f"{c} IS NOT ?" for c in _TIME_COLUMNS)
-    packed_sql = (
-        f"SELECT (item_id << 33) | (rater_id << 3) | level | (({changed}) << {_CHANGED_BIT}) "
-        f"FROM ratings WHERE {in_block} ORDER BY id"
-    )
-    micros = ", ".join(_micros(connection, c) for c in _TIME_COLUMNS[:2])
-    rows_sql = f"SELECT {micros}, response_ms FROM ratings WHERE {in_block} ORDER BY id"
+    packed_sql = f"SELECT {_PACKED} | (({changed}) << {_CHANGED_BIT}) FROM ratings WHERE {in_block} ORDER BY id"
     packed_parts: list[np.ndarray] = []
     parts: list[list[np.ndarray]] = [[] for _ in _TIME_COLUMNS]
-    for start in range(int(low), int(high) + 1, TIME_BLOCK_IDS):
+    for start in range(int(low[0]), int(high[0]) + 1, TIME_BLOCK_IDS):
         block = (study_id, start, start + TIME_BLOCK_IDS)
-        first = connection.exec_driver_sql(first_sql, block).first()
+        first = reader.row(first_sql, block)
         if first is None:
             continue
-        packed = _fetch(connection, packed_sql, (*first, *block), np.int64, 1)
+        packed = reader.packed(packed_sql, (*first, *block))
         if (packed < 0).any():
-            rows = _fetch(connection, rows_sql, block, np.float64, 3)
-            if len(rows) != len(packed):  # a vote stored in between: read the block's votes again with them
+            times = reader.times(in_block, block)
+            if len(times[0]) != len(packed):  # a vote stored in between: read the block's votes again with them
                 return None
-            for k in range(len(_TIME_COLUMNS)):
-                parts[k].append(rows[:, k].copy())
-            packed &= np.int64(2**_CHANGED_BIT - 1)
+            for k, column in enumerate(times):
+                parts[k].append(column)
+            packed = packed & np.int64(2**_CHANGED_BIT - 1)  # (an Arrow column is read-only)
         else:
             for k, value in enumerate(first):
                 parts[k].append(np.full(packed.size, _as_micros(value), dtype=np.float64))
         packed_parts.append(packed)
+    return _joined(packed_parts, parts)
+
+
+def _joined(packed_parts: list[np.ndarray], parts: list[list[np.ndarray]]) -> tuple[VoteArrays, VoteTimes]:
+    """The blocks' votes and times as whole arrays, each list of parts emptied once joined."""
     packed_all = np.concatenate(packed_parts) if packed_parts else np.empty(0, np.int64)
     packed_parts.clear()
     votes = _unpack(packed_all, np.int32)  # ids below 2**30: half the memory of int64
     del packed_all
-    # Column by column, each block list emptied once joined: the transient copy is one column's.
+    # Column by column: the transient copy is one column's.
     joined: list[np.ndarray] = []
     for column in parts:
-        joined.append(np.concatenate(column) if column else empty.copy())
+        joined.append(np.concatenate(column) if column else np.empty(0, dtype=np.float64))
         column.clear()
     return votes, VoteTimes(joined[0], joined[1], joined[2])
+
+
+# PostgreSQL (psycopg): a binary COPY of one row per block of rating ids, the votes as arrays.
+
+_BLOCK = "id >= blocks.first_id AND id < blocks.first_id + {size}"
+_BLOCKS = "generate_series(CAST(%(low)s AS BIGINT), CAST(%(high)s AS BIGINT), {size}) AS blocks(first_id)"
+
+
+def _copy_rows(connection: Connection, sql: str, params: dict[str, Any], n_fields: int) -> Iterator[list[bytes | None]]:
+    """The rows of ``sql`` through a binary COPY on the session's own connection."""
+    driver: Any = connection.connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(f"COPY ({sql}) TO STDOUT (FORMAT BINARY)", params) as copy:
+        yield from pg_copy.copy_rows(copy, n_fields)
+
+
+def _pg_blocks(connection: Connection, study_id: int, where: str) -> tuple[str, str, dict[str, Any]] | None:
+    """The condition on a block's votes, the block series and their parameters; None: no votes."""
+    condition = "study_id = %(study)s" + (f" AND {where}" if where else "")
+    low, high = _id_range(connection, "study_id = %s" + (f" AND {where}" if where else ""), study_id)
+    if low is None:
+        return None
+    params = {"study": study_id, "low": int(low), "high": int(high)}
+    in_block = f"{condition} AND {_BLOCK.format(size=TIME_BLOCK_IDS)}"
+    return in_block, _BLOCKS.format(size=TIME_BLOCK_IDS), params
+
+
+def _copy_packed(connection: Connection, study_id: int, where: str) -> np.ndarray:
+    """:func:`read_packed_votes` on PostgreSQL through psycopg."""
+    blocks = _pg_blocks(connection, study_id, where)
+    if blocks is None:
+        return np.empty(0, np.int64)
+    in_block, series, params = blocks
+    sql = f"SELECT ARRAY(SELECT {_PG_PACKED} FROM ratings WHERE {in_block} ORDER BY id) FROM {series}"
+    sql += " ORDER BY blocks.first_id"
+    parts = [pg_copy.array_values(row[0], ">i8") for row in _copy_rows(connection, sql, params, 1)]
+    return np.concatenate(parts) if parts else np.empty(0, np.int64)
+
+
+def _pg_micros(column: str) -> str:
+    """A time as microseconds, NaN where empty: every field of the COPY has 8 bytes."""
+    return f"coalesce({_PG_MICROS.format(column=column)}, 'NaN')"
+
+
+def _copy_votes_with_times(connection: Connection, study_id: int, where: str) -> tuple[VoteArrays, VoteTimes]:
+    """:func:`read_votes_with_times` on PostgreSQL through psycopg: one statement, so one state of
+    the votes. A row per block: the first vote's three times, the packed votes (the sign bit: this
+    vote's times differ from those) and, only where one does, the block's times vote by vote."""
+    blocks = _pg_blocks(connection, study_id, where)
+    if blocks is None:
+        return _empty_votes()
+    in_block, series, params = blocks
+    response = "coalesce(CAST({} AS DOUBLE PRECISION), 'NaN')"
+    head = [_pg_micros("head.shown_at"), _pg_micros("head.answered_at"), response.format("head.response_ms")]
+    per_vote = [_pg_micros("shown_at"), _pg_micros("answered_at"), response.format("response_ms")]
+    changed = " OR ".join(f"{c} IS DISTINCT FROM head.{c}" for c in _TIME_COLUMNS)
+    flagged = f"{_PG_PACKED} | (CAST(CAST(({changed}) AS INTEGER) AS BIGINT) << {_CHANGED_BIT})"
+    times = [
+        f"CASE WHEN block.mixed THEN ARRAY(SELECT {value} FROM ratings WHERE {in_block} ORDER BY id) END"
+        for value in per_vote
+    ]
+    sql = (
+        f"SELECT {', '.join(head)}, block.packed, {', '.join(times)} FROM {series}"
+        f" CROSS JOIN LATERAL (SELECT {', '.join(_TIME_COLUMNS)} FROM ratings WHERE {in_block}"
+        " ORDER BY id LIMIT 1) AS head"
+        f" CROSS JOIN LATERAL (SELECT votes.packed, EXISTS (SELECT 1 FROM unnest(votes.packed) AS vote(v)"
+        f" WHERE vote.v < 0) AS mixed FROM (SELECT ARRAY(SELECT {flagged} FROM ratings WHERE {in_block}"
+        " ORDER BY id) AS packed) AS votes) AS block"
+        " ORDER BY blocks.first_id"
+    )
+    packed_parts: list[np.ndarray] = []
+    parts: list[list[np.ndarray]] = [[] for _ in _TIME_COLUMNS]
+    for row in _copy_rows(connection, sql, params, 7):
+        packed = pg_copy.array_values(row[3], ">i8")
+        if (packed < 0).any():
+            for k, field in enumerate(row[4:]):
+                column = pg_copy.array_values(field, ">f8")
+                if column.size != packed.size:
+                    raise StoreError("unexpected PostgreSQL COPY stream: a block's times are not one a vote")
+                parts[k].append(column)
+            packed &= np.int64(2**_CHANGED_BIT - 1)
+        else:
+            if any(field is not None for field in row[4:]):
+                raise StoreError("unexpected PostgreSQL COPY stream: times vote by vote for a block without changes")
+            for k, field in enumerate(row[:3]):
+                parts[k].append(np.full(packed.size, pg_copy.scalar_value(field), dtype=np.float64))
+        packed_parts.append(packed)
+    return _joined(packed_parts, parts)
