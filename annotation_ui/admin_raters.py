@@ -18,6 +18,7 @@ import streamlit as st
 
 from annotation_ui import admin_data
 from annotation_ui.admin_model_qa import model_qa_section
+from annotation_ui.paged_table import page_controls, page_count, page_footer, sorted_page
 from annotation_ui.text import plain
 from toolkit.errors import ToolkitError
 from toolkit.store import Store, get_study
@@ -139,12 +140,18 @@ def flagged_summary(table: pd.DataFrame) -> None:
     st.warning(f"{len(flagged)} rater(s) flagged:\n" + "\n".join(lines))
 
 
+MAX_RATER_CHOICES = 1000
+"""Up to this many raters the override form offers a list to choose from; above, a name to type."""
+
+
 def override_form(store: Store, name: str, table: pd.DataFrame) -> None:
     """Keep or exclude a rater whatever the rules say, with a reason (stored with who and when)."""
     with st.expander("Override an exclusion: keep or exclude a rater whatever the rules say"), st.form("override"):
         cols = st.columns([2, 2])
-        # Flagged raters first: the table's order.
-        who = cast(str, cols[0].selectbox("Rater", table["rater"].tolist(), key="override_rater"))
+        if len(table) <= MAX_RATER_CHOICES:  # flagged raters first: the table's order
+            who = cast(str, cols[0].selectbox("Rater", table["rater"].tolist(), key="override_rater"))
+        else:  # a list of tens of thousands of names is no help: the name, checked when saved
+            who = cols[0].text_input("Rater (name as in the table)", key="override_rater").strip()
         decision = cast(str, cols[1].selectbox("Decision", list(DECISIONS), key="override_decision"))
         reason = st.text_input("Reason (required to keep or exclude)", key="override_reason")
         submitted = st.form_submit_button("Save decision")
@@ -167,6 +174,45 @@ def override_form(store: Store, name: str, table: pd.DataFrame) -> None:
     st.rerun()  # the table above was drawn before the decision
 
 
+PAGE_SIZES = (50, 100, 200)
+SORTS: dict[str, tuple[str, bool]] = {
+    "Flagged first": ("_position", True),  # flag_table's order
+    "Most votes first": ("votes", False),
+    "Fewest votes first": ("votes", True),
+    "Rater name": ("rater", True),
+}
+
+
+def rater_page(table: pd.DataFrame, query: str, sort: str, page: int, size: int) -> tuple[pd.DataFrame, int]:
+    """One page of the raters table: rows whose name or flags contain ``query`` (any case),
+    ordered by ``sort`` (a key of ``SORTS``); and how many rows match."""
+    rows = table.assign(_position=range(len(table)))
+    query = query.strip().lower()
+    if query:
+        hit = rows["rater"].astype(str).str.lower().str.contains(query, regex=False)
+        for column in ("rule_flags", "screening_flags"):
+            hit |= rows[column].str.lower().str.contains(query, regex=False)
+        rows = rows[hit]
+    column, ascending = SORTS[sort]
+    return sorted_page(rows, column, ascending, page, size, name="rater").drop(columns="_position"), len(rows)
+
+
+def rater_table(table: pd.DataFrame) -> None:
+    """The raters a page at a time (a study may have tens of thousands), flagged ones highlighted."""
+    request = page_controls("raters", "Search rater or flag", list(SORTS), PAGE_SIZES)
+    _, total = rater_page(table, request.query, request.sort, 1, 1)
+    page = min(request.page, page_count(total, request.size))
+    rows, total = rater_page(table, request.query, request.sort, page, request.size)
+    st.dataframe(
+        rows.style.apply(_highlight, axis=1),
+        hide_index=True,
+        column_order=[c for c in COLUMN_ORDER if c in rows.columns],
+        column_config=_column_config(),  # type: ignore[arg-type]
+    )
+    page_footer(request, page, len(rows), total, f"{len(table):,} raters in all", noun="raters")
+    st.caption("Every vote of a rater counts in this table, excluded or not. Hover a column name for its meaning.")
+
+
 def raters_tab(store: Store, name: str) -> None:
     # The figures of every vote stay those first shown until the administrator updates them (as on
     # Results); the rules' flags and overrides below are read live.
@@ -183,13 +229,7 @@ def raters_tab(store: Store, name: str) -> None:
         flags = list_flags(session, get_study(session, name))
     table = flag_table(stats, screening, flags)
     flagged_summary(table)
-    st.dataframe(
-        table.style.apply(_highlight, axis=1),
-        hide_index=True,
-        column_order=[c for c in COLUMN_ORDER if c in table.columns],
-        column_config=_column_config(),  # type: ignore[arg-type]
-    )
-    st.caption("Every vote of a rater counts in this table, excluded or not. Hover a column name for its meaning.")
+    rater_table(table)
     override_form(store, name, table)
 
     model_qa_section(store, name, stamp)
@@ -201,4 +241,13 @@ def raters_tab(store: Store, name: str) -> None:
     snapshot = admin_data.snapshot(store, store.url, name, stamp)
     if snapshot.excluded_raters:
         st.caption(f"On valid votes: the {snapshot.raters_excluded} excluded rater(s) are not screened again.")
+    if len(screening) > MAX_RATER_CHOICES:  # the flagged ones: every rater's figures are a download
+        st.caption(f"The {int(screening['flagged'].sum()):,} flagged of {len(screening):,} raters.")
+        st.download_button(
+            "Download the screening of every rater (CSV)",
+            screening.to_csv().encode(),
+            file_name=f"{name}-screening.csv",
+            mime="text/csv",
+        )
+        screening = screening[screening["flagged"].astype(bool)]
     st.dataframe(screening.style.apply(_highlight, axis=1))

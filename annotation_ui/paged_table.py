@@ -1,5 +1,5 @@
 """A table of any length shown one page at a time: a search box, an order, a page size and the
-page buttons, so that a study of 250,000 items draws as fast as one of 50.
+page buttons, so that a study of 250,000 items (or 20,000 raters) draws as fast as one of 50.
 
 The page widget is drawn below the table but read first; its key names the filter it pages, so
 a new search, order or page size opens on its first page.
@@ -27,9 +27,11 @@ class PageRequest:
         return int(st.session_state.get(self.key, 1))
 
 
-def sorted_page(rows: pd.DataFrame, column: str, ascending: bool, page: int, size: int) -> pd.DataFrame:
-    """``rows`` ordered by ``column`` (ties by item name) and cut to page ``page`` of ``size``."""
-    keys = [column] if column == "item" else [column, "item"]
+def sorted_page(
+    rows: pd.DataFrame, column: str, ascending: bool, page: int, size: int, name: str = "item"
+) -> pd.DataFrame:
+    """``rows`` ordered by ``column`` (ties by the ``name`` column) and cut to page ``page`` of ``size``."""
+    keys = [column] if column == name else [column, name]
     rows = rows.sort_values(keys, ascending=[ascending] + [True] * (len(keys) - 1), kind="stable")
     start = (max(page, 1) - 1) * size
     return rows.iloc[start : start + size].reset_index(drop=True)
@@ -48,11 +50,11 @@ def page_count(total: int, size: int) -> int:
     return max(1, math.ceil(total / size))
 
 
-def page_footer(request: PageRequest, page: int, shown: int, total: int, in_all: str) -> None:
-    """The page buttons and "items a–b of n matching; ``in_all``"."""
+def page_footer(request: PageRequest, page: int, shown: int, total: int, in_all: str, noun: str = "items") -> None:
+    """The page buttons and "``noun`` a–b of n matching; ``in_all``"."""
     below = st.columns([3, 2])
     with below[0]:
         st.pagination(page_count(total, request.size), key=request.key)
     first = (page - 1) * request.size + 1
-    rows = f"items {first:,}–{first + shown - 1:,} of {total:,}" if total else "no item"
+    rows = f"{noun} {first:,}–{first + shown - 1:,} of {total:,}" if total else "none"
     below[1].caption(f"{rows} matching; {in_all}.")

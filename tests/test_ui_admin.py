@@ -298,6 +298,40 @@ def test_raters_tab_puts_flagged_raters_first_with_their_reasons(store, tmp_path
     assert "has changed" not in texts(at)
 
 
+def test_raters_tab_pages_many_raters_and_overrides_by_name(store, tmp_path, monkeypatch):
+    from annotation_ui import admin_raters
+
+    monkeypatch.setattr(admin_raters, "MAX_RATER_CHOICES", 10)  # these 61 raters count as many
+    bulk_study(store, tmp_path, "pilot", 12)
+    items = [f"img_{k:05d}.jpg" for k in range(12)]
+    vote(store, "pilot", items, [f"r{k:02d}" for k in range(60)])
+    with store.session() as s:
+        import_votes(s, get_study(s, "pilot"), pd.DataFrame({"item": items, "rater": "zed", "vote": 3}))
+    at = open_study(admin_page(), "pilot", "Raters")
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "screening_flags" in d.value.columns)
+    assert len(table) == 50 and table["rater"].iloc[0] == "zed"  # one page, flagged first
+    assert "raters 1–50 of 61 matching; 61 raters in all." in texts(at)
+    at.text_input(key="raters_search").input("r5").run()
+    table = next(d.value for d in at.dataframe if "screening_flags" in d.value.columns)
+    assert table["rater"].tolist() == [f"r{k}" for k in range(50, 60)]
+    at.selectbox(key="raters_sort").set_value("Rater name").run()
+    # Only the flagged raters' screening below, every rater's in a download.
+    screening = at.dataframe[-1].value
+    assert list(screening.index) == ["zed"]
+    assert any("screening of every rater" in b.proto.label for b in at.get("download_button"))
+    at.text_input(key="override_rater").input("nobody")
+    at.selectbox(key="override_decision").set_value("Exclude (leave their votes out)")
+    at.text_input(key="override_reason").input("test")
+    at.button(key="FormSubmitter:override-Save decision").click().run()
+    assert len(at.error) == 1 and "nobody" in at.error[0].value  # an unknown name: one line, no traceback
+    at.text_input(key="override_rater").input("zed")
+    at.button(key="FormSubmitter:override-Save decision").click().run()
+    assert not at.exception and not at.error
+    with store.session() as s:
+        assert next(r for r in get_study(s, "pilot").raters if r.name == "zed").excluded
+
+
 def straightliner_study(store, root, n_items=30):
     """Four raters voting near each item's quality, and zed, who gives one level to every item."""
     bulk_study(store, root, "pilot", n_items)
