@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from streamlit.testing.v1 import AppTest
 
-from toolkit.store import Store, get_study, import_votes, upgrade
+from toolkit.store import Store, add_rater, get_study, import_votes, record_rating, upgrade
 from toolkit.store.admin_secret import set_admin_secret
 from toolkit.store.schema import Item
 from toolkit.store.studies import create_study
@@ -82,38 +82,59 @@ def main() -> None:
     parser.add_argument("--votes", type=int, default=15)
     parser.add_argument("--raters", type=int, default=60)
     parser.add_argument("--studies", type=int, default=20)
+    parser.add_argument(
+        "--db",
+        help="Run on this database instead (a URL; e.g. the study bench/study_scale.py made). Its admin "
+        "secret is set to the bench's, and one vote is added to --study.",
+    )
+    parser.add_argument("--study", default="large", help="With --db: the study to open.")
     args = parser.parse_args()
 
-    root = Path(tempfile.mkdtemp(prefix="qalign-admin-bench-"))
-    url = f"sqlite:///{root / 'bench.db'}"
-    upgrade(url)
-    store = Store(url)
-    with store.session() as s:
-        set_admin_secret(s, SECRET)
-    make_study(store, root, "large", args.items, args.raters, args.votes, seed=0)
-    for k in range(args.studies - 1):
-        make_study(store, root, f"small-{k:02d}", 200, 10, 5, seed=k + 1)
+    if args.db:
+        url, name = args.db, args.study
+        upgrade(url)
+        store = Store(url)
+        with store.session() as s:
+            set_admin_secret(s, SECRET)
+        print(f"study {name!r} of {url}")
+    else:
+        name = "large"
+        root = Path(tempfile.mkdtemp(prefix="qalign-admin-bench-"))
+        url = f"sqlite:///{root / 'bench.db'}"
+        upgrade(url)
+        store = Store(url)
+        with store.session() as s:
+            set_admin_secret(s, SECRET)
+        make_study(store, root, name, args.items, args.raters, args.votes, seed=0)
+        for k in range(args.studies - 1):
+            make_study(store, root, f"small-{k:02d}", 200, 10, 5, seed=k + 1)
+        print(f"{args.items:,} items x {args.votes} votes ({args.items * args.votes:,} votes), {args.studies} studies")
     os.environ.update(QALIGN_DB_URL=url, QALIGN_UI_SAMPLE="0")
-    print(f"{args.items:,} items x {args.votes} votes ({args.items * args.votes:,} votes), {args.studies} studies")
 
     at = AppTest.from_file(ADMIN, default_timeout=600).run()
     at.text_input(key="admin_secret").input(SECRET)
     at = timed("sign in + overview", lambda: at.button(key="FormSubmitter:admin_login-Sign in").click().run())
     timed("overview again", at.run)
-    at = timed("open the study (Progress tab)", lambda: at.selectbox(key="admin_study").set_value("large").run())
+    at = timed("open the study (Progress tab)", lambda: at.selectbox(key="admin_study").set_value(name).run())
+    timed("Progress, again", at.run)
 
     def tab(name: str) -> AppTest:
         at.session_state["admin_tab"] = name
         return at.run()
 
-    timed("Results, first run (labels, fit, reliability)", lambda: tab("Results"))
+    timed("Results, first run (labels, figures, table)", lambda: tab("Results"))
+    if any(b.key == "results_fit" for b in at.button):
+        timed("Results, reliability on request (fit)", lambda: at.button(key="results_fit").click().run())
     timed("Results, a click (cached)", lambda: at.selectbox(key="results_sort").set_value("Item name").run())
     timed("Results, a search (cached)", lambda: at.text_input(key="results_search").input("img_0001").run())
     with store.session() as s:
-        one = pd.DataFrame({"item": ["img_000000.jpg"], "rater": ["new"], "vote": [3]})
-        import_votes(s, get_study(s, "large"), one)
+        study = get_study(s, name)
+        first = s.scalar(select(Item).where(Item.study_id == study.id).order_by(Item.id).limit(1))
+        rater, _ = add_rater(s, study, f"bench-rater-{time.time_ns()}")
+        record_rating(s, rater, first, 3)
+        s.commit()
     timed("Results after one new vote (figures kept)", at.run)
-    timed("Results, Update the figures (recomputed)", lambda: at.button(key="results_refresh").click().run())
+    timed("Results, Update the figures (labels again)", lambda: at.button(key="results_refresh").click().run())
     timed("Raters, first run (stats, screening)", lambda: tab("Raters"))
     timed("Raters, again (cached)", at.run)
     print(f"figures on Results: {len(tab('Results').get('image'))}")
