@@ -106,7 +106,9 @@ def snapshot(
         return read_snapshot(session, get_study(session, name), columns=columns)
 
 
-@st.cache_data(max_entries=32, show_spinner="Labelling the items...")
+# A resource, not data: the table of a large study (a quarter of a million rows) is shared as it
+# is, where a data cache would copy it by pickling on every click.
+@st.cache_resource(max_entries=8, show_spinner="Labelling the items...")
 def labels(_store: Store, url: str, name: str, stamp: str, model: str) -> StudyLabels | str:
     """:func:`~toolkit.analysis.study_label_table` of the study with ``model``, or the one-line
     reason the model cannot label it (cached too: a failing fit is not retried on every click).

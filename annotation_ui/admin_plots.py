@@ -18,6 +18,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from annotation_ui.paged_table import first_rows  # noqa: E402
+
 MAX_RANKED = 50
 """The most items one ranked plot shows: beyond that the labels no longer read."""
 
@@ -74,7 +76,7 @@ def ranked_items(table: pd.DataFrame, n: int, worst: bool) -> Figure:
     same study always shows the same items.
     """
     n = max(1, min(n, MAX_RANKED))
-    ordered = table.sort_values(["mos", "item"], ascending=[worst, True], kind="stable").head(n)
+    ordered = first_rows(table, "mos", worst, n)
     fig, ax = plt.subplots(figsize=(6.4, 0.24 * len(ordered) + 1.1))
     y = np.arange(len(ordered))
     mos = ordered["mos"].to_numpy(dtype=float)

@@ -11,8 +11,10 @@ import math
 from dataclasses import dataclass
 from typing import cast
 
+import numpy as np
 import pandas as pd
 import streamlit as st
+from pandas.api.types import is_numeric_dtype
 
 
 @dataclass(frozen=True)
@@ -27,14 +29,32 @@ class PageRequest:
         return int(st.session_state.get(self.key, 1))
 
 
+def first_rows(rows: pd.DataFrame, column: str, ascending: bool, count: int, name: str = "item") -> pd.DataFrame:
+    """The first ``count`` rows of ``rows`` ordered by ``column``, ties by the ``name`` column (a
+    stable sort: equal rows keep their order).
+
+    The head of a sort of every row, but for the first pages of a long table only the rows that
+    can be among them are sorted: those up to the ``count``-th value, found by a partial sort
+    (a quarter of a million items, each sorted by name on ties, cost a fifth of a second a sort).
+    """
+    keys = [column] if column == name else [column, name]
+    values = rows[column]
+    if count < len(rows) // 2 and is_numeric_dtype(values) and not values.isna().any():
+        signed = values.to_numpy(dtype=float) * (1.0 if ascending else -1.0)
+        bound = np.partition(signed, count - 1)[count - 1]
+        rows = rows[signed <= bound]  # every row of the head, and the rows tied with its last
+    ordered = rows.sort_values(keys, ascending=[ascending] + [True] * (len(keys) - 1), kind="stable")
+    return ordered.head(count)
+
+
 def sorted_page(
     rows: pd.DataFrame, column: str, ascending: bool, page: int, size: int, name: str = "item"
 ) -> pd.DataFrame:
     """``rows`` ordered by ``column`` (ties by the ``name`` column) and cut to page ``page`` of ``size``."""
-    keys = [column] if column == name else [column, name]
-    rows = rows.sort_values(keys, ascending=[ascending] + [True] * (len(keys) - 1), kind="stable")
     start = (max(page, 1) - 1) * size
-    return rows.iloc[start : start + size].reset_index(drop=True)
+    if start + size <= 0:
+        return rows.iloc[0:0].reset_index(drop=True)
+    return first_rows(rows, column, ascending, start + size, name).iloc[start:].reset_index(drop=True)
 
 
 def page_controls(prefix: str, search_label: str, sorts: list[str], sizes: tuple[int, ...]) -> PageRequest:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from toolkit.analysis import study_label_table, study_mos_labels
-from toolkit.store import Store, add_rater, get_study, import_votes, read_snapshot, record_rating
+from toolkit.store import Store, add_rater, get_study, histograms, import_votes, read_snapshot, record_rating
 from toolkit.store.raters import set_rater_excluded
 
 from fixtures_ui import fresh_pg_url, make_study, sqlite_url
@@ -32,7 +32,12 @@ def _assert_same(stored, from_votes) -> None:
     assert stored.subject_model == from_votes.subject_model == "mos"
 
 
-def test_labels_from_the_stored_histograms_equal_the_labels_of_the_votes(url, tmp_path):
+@pytest.mark.parametrize("reader", ["arrow", "driver"])
+def test_labels_from_the_stored_histograms_equal_the_labels_of_the_votes(url, tmp_path, reader, monkeypatch):
+    if reader == "driver":  # SQLite's other way: the items from the session's own driver
+        monkeypatch.setattr(histograms, "database_uri", lambda connection: None)
+    elif url.startswith("postgresql"):
+        pytest.skip("PostgreSQL reads the items from its driver")
     store = Store(url)
     make_study(store, tmp_path / "media", n_test=7, n_gold=2, n_training=2)
     stored, from_votes = _both(store)  # no votes yet: an empty table, every test item unrated

@@ -454,6 +454,31 @@ def test_ranked_plots_and_table_pages_stay_bounded():
     assert total == 10_000 and page["item"].tolist()[-1] == "folder/item_09999.png"
 
 
+def test_first_rows_are_the_head_of_the_full_sort_ties_included():
+    from annotation_ui.paged_table import first_rows, sorted_page
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    table = pd.DataFrame(
+        {
+            "item": [f"i{k:05d}" for k in rng.permutation(n)],
+            "mos": rng.integers(1, 9, n) / 2,  # many ties: the names decide among them
+            "n": rng.integers(0, 4, n),
+            "share": np.where(rng.random(n) < 0.1, np.nan, rng.random(n)),  # NaN: the plain sort
+        }
+    )
+    for column in ("mos", "n", "share", "item"):
+        for ascending in (True, False):
+            keys = [column] if column == "item" else [column, "item"]
+            full = table.sort_values(keys, ascending=[ascending] + [True] * (len(keys) - 1), kind="stable")
+            for count in (1, 25, 400, n):
+                expected = full.head(count).reset_index(drop=True)
+                got = first_rows(table, column, ascending, count).reset_index(drop=True)
+                pd.testing.assert_frame_equal(got, expected)
+            page = sorted_page(table, column, ascending, 3, 25)
+            pd.testing.assert_frame_equal(page, full.iloc[50:75].reset_index(drop=True))
+
+
 def test_results_refit_only_when_votes_arrive(store, tmp_path, monkeypatch):
     from annotation_ui import admin_data
 

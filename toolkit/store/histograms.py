@@ -10,6 +10,7 @@ the (rater, item) index; excluded raters are few.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from toolkit.qalign import COUNT_COLUMNS, LEVEL_VALUES
 from toolkit.store.schema import Rater, Rating, Study
+from toolkit.store.sqlite_columns import column_reader, database_uri
 from toolkit.store.vote_arrays import placeholder
 
 HISTOGRAM_ITEM_COLUMNS: tuple[str, ...] = ("item_id", "item", "kind", "role", "content_group", "sha256")
@@ -33,31 +35,38 @@ class ItemHistograms:
     excluded_votes: int  # their votes, not counted in ``items``
 
 
+def _items(session: Session, study: Study) -> pd.DataFrame:
+    """``HISTOGRAM_ITEM_COLUMNS`` and the stored ``COUNT_COLUMNS`` of the study's items, in study order."""
+    connection = session.connection()
+    # COUNT_COLUMNS run excellent (level 5) first.
+    stored = ", ".join(f"n_level_{level}" for level in LEVEL_VALUES)
+    sql = "SELECT id, path, kind, role, content_group, sha256, {} FROM items WHERE study_id = {} ORDER BY id"
+    uri = database_uri(connection)
+    if uri is not None:  # a SQLite file: Arrow columns, no Python row per item (half the time)
+        with column_reader(uri) as reader:
+            columns: list[Any] = reader.columns(sql.format(stored, "?"), (study.id,))
+    else:  # straight from the driver: SQLAlchemy's rows would cost three times the query
+        cursor = connection.connection.cursor()
+        try:
+            cursor.execute(sql.format(stored, placeholder(connection)), (study.id,))
+            rows = cursor.fetchall()
+        finally:
+            cursor.close()
+        width = len(HISTOGRAM_ITEM_COLUMNS) + len(COUNT_COLUMNS)
+        columns = list(zip(*rows)) if rows else [() for _ in range(width)]
+    # Column by column, the texts as plain objects: no per-value type inference or conversion.
+    data: dict[str, object] = {"item_id": np.asarray(columns[0], dtype=np.int64)}
+    for name, values in zip(HISTOGRAM_ITEM_COLUMNS[1:], columns[1:]):
+        data[name] = pd.Series(np.asarray(values, dtype=object), dtype=object)
+    for name, values in zip(COUNT_COLUMNS, columns[len(HISTOGRAM_ITEM_COLUMNS) :]):
+        data[name] = np.array(values, dtype=np.int64)  # a copy: Arrow's memory is read-only
+    return pd.DataFrame(data, copy=False)
+
+
 def item_histograms(session: Session, study: Study) -> ItemHistograms:
     """:class:`ItemHistograms` of ``study``: one read of its items (straight from the driver: no
     ORM row per item) and one of the excluded raters' votes per item and level."""
-    connection = session.connection()
-    mark = placeholder(connection)
-    # COUNT_COLUMNS run excellent (level 5) first.
-    stored = ", ".join(f"n_level_{level}" for level in LEVEL_VALUES)
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(
-            f"SELECT id, path, kind, role, content_group, sha256, {stored} "
-            f"FROM items WHERE study_id = {mark} ORDER BY id",
-            (study.id,),
-        )
-        rows = cursor.fetchall()
-    finally:
-        cursor.close()
-    columns = list(zip(*rows)) if rows else [() for _ in range(len(HISTOGRAM_ITEM_COLUMNS) + len(COUNT_COLUMNS))]
-    # Column by column, the texts as plain objects: no per-value type inference or conversion.
-    data: dict[str, object] = {"item_id": np.array(columns[0], dtype=np.int64)}
-    for name, values in zip(HISTOGRAM_ITEM_COLUMNS[1:], columns[1:]):
-        data[name] = pd.Series(values, dtype=object)
-    for name, values in zip(COUNT_COLUMNS, columns[len(HISTOGRAM_ITEM_COLUMNS) :]):
-        data[name] = np.array(values, dtype=np.int64)
-    items = pd.DataFrame(data, copy=False)
+    items = _items(session, study)
     excluded = select(Rater.id).where(Rater.study_id == study.id, Rater.excluded.is_(True))
     n_excluded = int(session.scalar(select(func.count()).select_from(excluded.subquery())) or 0)
     taken = 0
