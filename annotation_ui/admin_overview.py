@@ -106,9 +106,11 @@ def overview_tab(store: Store, names: Collection[str] | None) -> None:
                 "valid votes", format="localized", help="excluded raters' votes left out"
             ),
             "votes_last_hour": st.column_config.NumberColumn(
-                "votes/hour", format="localized", help="votes in the last hour"
+                "votes/hour", format="localized", help="votes given in the app in the last hour (imports not counted)"
             ),
-            "raters_active": st.column_config.NumberColumn("active", help="raters who voted in the last hour"),
+            "raters_active": st.column_config.NumberColumn(
+                "active", help="raters who voted in the app in the last hour"
+            ),
             "flagged_raters": st.column_config.NumberColumn(
                 "flagged", help="raters the study's exclusion rules flagged (see the study's Raters tab)"
             ),

@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import streamlit.testing.v1 as streamlit_testing
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from annotation_ui.text import plain
-from toolkit.store import get_study, import_votes
+from toolkit.store import add_rater, get_study, import_votes
 from toolkit.store.admin_views import study_board, study_version
 from toolkit.store.raters import set_rater_excluded
-from toolkit.store.schema import Item, Rater, Rating, utcnow
+from toolkit.store.schema import Item, Rating, RatingSession, utcnow
 from toolkit.store.studies import create_study
 
 from fixtures_ui import ADMIN_SECRET, app_store, make_study
@@ -131,17 +131,40 @@ def test_study_board_counts_progress_and_the_last_hour(store, tmp_path):
             ),
         )
         set_rater_excluded(s, get_study(s, "a"), "r3", True)
-        # r1's votes were given two hours ago: they count as votes, not as recent ones.
-        r1 = s.scalar(select(Rater.id).where(Rater.name == "r1"))
-        s.execute(update(Rating).where(Rating.rater_id == r1).values(answered_at=utcnow() - timedelta(hours=2)))
+    with store.session() as s:
+        board = {row.study: row for row in study_board(s)}
+    # img_00000 has two valid votes (r1, r2; r3 is excluded): the only complete item. Imported
+    # votes are no activity: none in the last hour.
+    a = board["a"]
+    assert (a.test_items, a.complete_items, a.votes, a.valid_votes) == (4, 1, 5, 4)
+    assert a.target_fraction == pytest.approx((2 + 1 + 1) / (4 * 2))
+    assert (a.votes_last_hour, a.raters_active, a.raters) == (0, 0, 3)
+    imported_at = a.last_vote_at
+    assert imported_at is not None
+    with store.session() as s:  # two raters vote in a sitting of the app, one of them two hours ago
+        study = get_study(s, "a")
+        now = utcnow()
+        for name, answered in (("app1", now - timedelta(hours=2)), ("app2", now)):
+            rater, _ = add_rater(s, study, name)
+            sitting = RatingSession(rater_id=rater.id, started_at=answered, last_seen_at=now, n_votes=1)
+            s.add(sitting)
+            s.flush()
+            s.add(
+                Rating(
+                    study_id=study.id,
+                    item_id=study.items[3].id,
+                    rater_id=rater.id,
+                    level=4,
+                    session_id=sitting.id,
+                    answered_at=answered,
+                )
+            )
+        s.commit()
     with store.session() as s:
         board = {row.study: row for row in study_board(s)}
     a, b = board["a"], board["b"]
-    # img_00000 has two valid votes (r1, r2; r3 is excluded): the only complete item.
-    assert (a.test_items, a.complete_items, a.votes, a.valid_votes) == (4, 1, 5, 4)
-    assert a.target_fraction == pytest.approx((2 + 1 + 1) / (4 * 2))
-    assert (a.votes_last_hour, a.raters_active, a.raters) == (2, 2, 3)
-    assert a.last_vote_at is not None
+    assert (a.votes_last_hour, a.raters_active, a.raters, a.votes) == (1, 1, 5, 7)
+    assert a.last_vote_at is not None and a.last_vote_at >= imported_at
     assert (b.test_items, b.complete_items, b.votes, b.votes_last_hour, b.last_vote_at) == (3, 0, 0, 0, None)
     with store.session() as s:
         assert [row.study for row in study_board(s, names={"b"})] == ["b"]
@@ -172,8 +195,9 @@ def test_the_admin_lands_on_the_overview_of_every_study(store, tmp_path):
     assert board["study"].tolist() == ["pilot", "large"]
     rows = board.set_index("study")
     assert rows.loc["large", "complete"] == "10 / 40" and rows.loc["pilot", "complete"] == "0 / 3"
-    assert rows.loc["large", "votes"] == 20 and rows.loc["large", "votes_last_hour"] == 20
-    assert rows.loc["large", "raters_active"] == 2 and rows.loc["pilot", "votes"] == 0
+    # Imported votes: counted, but no activity of the last hour.
+    assert rows.loc["large", "votes"] == 20 and rows.loc["large", "votes_last_hour"] == 0
+    assert rows.loc["large", "raters_active"] == 0 and rows.loc["pilot", "votes"] == 0
     assert rows.loc["large", "progress"] == pytest.approx(100 * 20 / 80)
     assert at.selectbox(key="admin_study").value == ""  # the overview, until a study is chosen
     # The counts are read again after a while or on Refresh, not on every click.
