@@ -90,8 +90,12 @@ def study_board(
         study_id: (int(n), int(raters))
         for study_id, n, raters in session.execute(
             select(Rating.study_id, func.count(), func.count(Rating.rater_id.distinct()))
-            .join(RatingSession, RatingSession.id == Rating.session_id)
-            .where(RatingSession.last_seen_at >= since, Rating.answered_at >= since)
+            .where(
+                # The sittings first, then their votes through the (partial) session index.
+                Rating.session_id.is_not(None),
+                Rating.session_id.in_(select(RatingSession.id).where(RatingSession.last_seen_at >= since)),
+                Rating.answered_at >= since,
+            )
             .group_by(Rating.study_id)
         )
     }
