@@ -90,6 +90,7 @@ def test_columnar_reads_give_the_arrays_of_the_row_by_row_reads(tmp_path, monkey
             packed_rows = vote_arrays.read_packed_votes(connection, study_id, where)
     assert both is not None and packed is not None and packed_rows is not None
     assert _equal(packed, packed_rows) and len(packed) == 4 * 8 - (8 if excluded else 0) + 2 * 5 + 8
+    assert packed.flags.writeable  # the import sorts it in place
     columnar, columnar_times = both
     for a, b in zip(
         (columnar.item_id, columnar.rater_id, columnar.level),
@@ -269,3 +270,26 @@ def test_items_that_keep_changing_while_read_give_a_clear_error(tmp_path, monkey
     monkeypatch.setattr(snapshot_module, "items_frame", lambda session, study: real(session, study).iloc[1:])
     with store.session() as s, pytest.raises(StoreError, match="kept changing while it was read"):
         read_snapshot(s, get_study(s, "pilot"))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_imported_studys_shared_times_take_no_memory_and_read_the_same(tmp_path, monkeypatch, backend) -> None:
+    store = Store(sqlite_url(tmp_path) if backend == "sqlite" else fresh_pg_url())
+    make_study(store, tmp_path / "media", n_test=5)
+    rows = [(f"test_{k:02d}.png", f"r{r}", 1 + (k + r) % 5) for r in range(7) for k in range(5)]
+    with store.session() as s:  # one import: one answer time for all, no display or response time
+        import_votes(s, get_study(s, "pilot"), pd.DataFrame(rows, columns=["item", "rater", "vote"]))
+    monkeypatch.setattr(vote_arrays, "TIME_BLOCK_IDS", 4)
+    monkeypatch.setattr(vote_arrays, "COLUMNAR_MIN_VOTES", 0)
+    with store.session() as s:
+        both = vote_arrays.read_votes_with_times(s.connection(), get_study(s, "pilot").id)
+        one = read_snapshot(s, get_study(s, "pilot"))
+    assert both is not None
+    for column in (both[1].shown_us, both[1].answered_us, both[1].response_ms):
+        assert column.shape == (35,) and column.strides == (0,) and not column.flags.writeable
+    assert np.isnan(both[1].shown_us).all() and np.isfinite(both[1].answered_us).all()
+    _row_by_row(monkeypatch)
+    with store.session() as s:
+        two = read_snapshot(s, get_study(s, "pilot"))
+    pd.testing.assert_frame_equal(one.votes, two.votes)
+    assert one.votes["response_ms"].isna().all() and one.votes["shown_at"].isna().all()

@@ -196,8 +196,8 @@ def votes_from_arrays(
     def time(column: str) -> pd.Series | np.ndarray:
         if times is None:
             raise StoreError(f"vote column {column!r} asked for without the vote times")
-        if column == "response_ms":
-            return times.response_ms
+        if column == "response_ms":  # a frame column of its own (the read may share one read-only value)
+            return times.response_ms if times.response_ms.flags.writeable else times.response_ms.copy()
         return _moments(times.shown_us if column == "shown_at" else times.answered_us, zoned)
 
     level_type = "Int8" if compact else "Int64"  # levels are 1-5

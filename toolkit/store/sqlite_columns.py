@@ -19,6 +19,9 @@ from sqlalchemy import Connection
 from toolkit.errors import StoreError
 from toolkit.store.engine import SQLITE_BUSY_MS, error_reason
 
+BATCH_ROWS = 65_536
+"""Rows per Arrow batch the driver fills (its default is 1,024)."""
+
 
 def database_uri(connection: Connection) -> str | None:
     """A read-only URI of the session's SQLite database file; None for a database in memory (or
@@ -40,7 +43,8 @@ class ColumnReader:
         self._cursor = cursor
 
     def columns(self, sql: str, params: tuple[Any, ...] = ()) -> list[np.ndarray]:
-        """Each column of the result as a numpy array (an integer column with NULLs as float64 NaN)."""
+        """Each column of the result as a numpy array (an integer column with NULLs as float64 NaN;
+        read-only where Arrow's memory is used as it is)."""
         try:
             self._cursor.execute(sql, params)
             table = self._cursor.fetch_arrow_table()
@@ -74,6 +78,8 @@ def column_reader(uri: str) -> Iterator[ColumnReader]:
             # Wait for another process's lock as the session's connections do (engine.make_engine).
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
             cursor.fetchall()
+            # Arrow batches of this many rows: a block of votes comes as one array, not sixty-four.
+            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
             yield ColumnReader(cursor)
         finally:
             cursor.close()

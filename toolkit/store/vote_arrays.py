@@ -15,7 +15,7 @@ arrays in a binary COPY on the session's own connection (:mod:`toolkit.store.pg_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import chain
@@ -53,7 +53,8 @@ class VoteArrays:
 
 @dataclass(frozen=True)
 class VoteTimes:
-    """The time columns of the same votes: microseconds since 1970 (UTC), NaN where empty."""
+    """The time columns of the same votes: microseconds since 1970 (UTC), NaN where empty. From
+    :func:`read_votes_with_times` a column may be a read-only view of one value shared by all."""
 
     shown_us: np.ndarray  # float64
     answered_us: np.ndarray  # float64
@@ -136,7 +137,8 @@ def read_packed_votes(connection: Connection, study_id: int, where: str = "") ->
     uri = _columnar_uri(connection, study_id)
     if uri is not None:
         with column_reader(uri) as reader:
-            return reader.columns(sql, (study_id,))[0].astype(np.int64, copy=False)
+            packed = reader.columns(sql, (study_id,))[0].astype(np.int64, copy=False)
+        return packed if packed.flags.writeable else packed.copy()  # callers may sort it in place
     return _fetch(connection, sql, (study_id,), np.int64, 1)
 
 
@@ -149,16 +151,19 @@ _UNPACK_ROWS = 1 << 20  # votes unpacked at a time: the temporaries stay a few M
 
 def _unpack(packed: np.ndarray, id_type: type[np.signedinteger] = np.int64) -> VoteArrays:
     """The three arrays of ``item_id << 33 | rater_id << 3 | level`` votes, filled a slice at a time."""
-    item = np.empty(packed.size, dtype=id_type)
-    rater = np.empty(packed.size, dtype=id_type)
-    level = np.empty(packed.size, dtype=np.int8)
+    votes = VoteArrays(np.empty(packed.size, id_type), np.empty(packed.size, id_type), np.empty(packed.size, np.int8))
+    _unpack_into(packed, votes, 0)
+    return votes
+
+
+def _unpack_into(packed: np.ndarray, votes: VoteArrays, at: int) -> None:
+    """``packed`` unpacked into ``votes`` from position ``at`` on (the sign bit is left out)."""
     for start in range(0, packed.size, _UNPACK_ROWS):
         part = packed[start : start + _UNPACK_ROWS]
-        end = start + part.size
-        np.right_shift(part, 33, out=item[start:end])
-        np.bitwise_and(part >> 3, 2**_ID_BITS - 1, out=rater[start:end])
-        level[start:end] = part & 7
-    return VoteArrays(item, rater, level)
+        begin, end = at + start, at + start + part.size
+        np.bitwise_and(part >> 33, 2**_ID_BITS - 1, out=votes.item_id[begin:end], casting="unsafe")
+        np.bitwise_and(part >> 3, 2**_ID_BITS - 1, out=votes.rater_id[begin:end], casting="unsafe")
+        np.bitwise_and(part, 7, out=votes.level[begin:end], casting="unsafe")
 
 
 def read_vote_arrays(connection: Connection, study_id: int, where: str = "") -> VoteArrays:
@@ -366,8 +371,7 @@ def _blocks_with_times(reader: _BlockReader, condition: str, study_id: int) -> t
     first_sql = f"SELECT {', '.join(_TIME_COLUMNS)} FROM ratings WHERE {in_block} ORDER BY id LIMIT 1"
     changed = " OR ".join(f"{c} IS NOT ?" for c in _TIME_COLUMNS)
     packed_sql = f"SELECT {_PACKED} | (({changed}) << {_CHANGED_BIT}) FROM ratings WHERE {in_block} ORDER BY id"
-    packed_parts: list[np.ndarray] = []
-    parts: list[list[np.ndarray]] = [[] for _ in _TIME_COLUMNS]
+    blocks: list[_Block] = []
     for start in range(int(low[0]), int(high[0]) + 1, TIME_BLOCK_IDS):
         block = (study_id, start, start + TIME_BLOCK_IDS)
         first = reader.row(first_sql, block)
@@ -378,28 +382,49 @@ def _blocks_with_times(reader: _BlockReader, condition: str, study_id: int) -> t
             times = reader.times(in_block, block)
             if len(times[0]) != len(packed):  # a vote stored in between: read the block's votes again with them
                 return None
-            for k, column in enumerate(times):
-                parts[k].append(column)
-            packed = packed & np.int64(2**_CHANGED_BIT - 1)  # (an Arrow column is read-only)
+            blocks.append(_Block(packed, times))
         else:
-            for k, value in enumerate(first):
-                parts[k].append(np.full(packed.size, _as_micros(value), dtype=np.float64))
-        packed_parts.append(packed)
-    return _joined(packed_parts, parts)
+            blocks.append(_Block(packed, [_as_micros(value) for value in first]))
+    return _joined(blocks)
 
 
-def _joined(packed_parts: list[np.ndarray], parts: list[list[np.ndarray]]) -> tuple[VoteArrays, VoteTimes]:
-    """The blocks' votes and times as whole arrays, each list of parts emptied once joined."""
-    packed_all = np.concatenate(packed_parts) if packed_parts else np.empty(0, np.int64)
-    packed_parts.clear()
-    votes = _unpack(packed_all, np.int32)  # ids below 2**30: half the memory of int64
-    del packed_all
-    # Column by column: the transient copy is one column's.
-    joined: list[np.ndarray] = []
-    for column in parts:
-        joined.append(np.concatenate(column) if column else np.empty(0, dtype=np.float64))
-        column.clear()
-    return votes, VoteTimes(joined[0], joined[1], joined[2])
+@dataclass
+class _Block:
+    """A block's packed votes (the sign bit may be set) and its times: a column each, or one value
+    each when all its votes share them."""
+
+    packed: np.ndarray
+    times: Sequence[np.ndarray | float]
+
+
+def _shared(blocks: list[_Block], k: int) -> float | None:
+    """The one value time column ``k`` has for every vote of the blocks (NaN: empty), else None."""
+    values = [block.times[k] for block in blocks]
+    if not all(isinstance(value, float) for value in values):
+        return None  # a block whose votes differ
+    distinct = set(np.asarray(values, dtype=np.float64).view(np.int64).tolist())  # NaN equals NaN here
+    return float(values[0]) if len(distinct) <= 1 and values else None
+
+
+def _joined(blocks: list[_Block]) -> tuple[VoteArrays, VoteTimes]:
+    """The blocks' votes and times as whole arrays, each block written into them and let go: no
+    array the size of the study but the result. A time column whose votes all share one value (an
+    imported study: one answer time, no display or response time) is that value seen n times, a
+    read-only view that takes no memory."""
+    n = sum(block.packed.size for block in blocks)
+    votes = VoteArrays(np.empty(n, np.int32), np.empty(n, np.int32), np.empty(n, np.int8))  # ids below 2**30
+    shared = [_shared(blocks, k) for k in range(len(_TIME_COLUMNS))]
+    columns = [np.empty(n) if value is None else np.broadcast_to(np.float64(value), (n,)) for value in shared]
+    at = 0
+    for k, block in enumerate(blocks):
+        end = at + block.packed.size
+        _unpack_into(block.packed, votes, at)
+        for column, value, values in zip(columns, shared, block.times):
+            if value is None:
+                np.copyto(column[at:end], values)
+        blocks[k] = _Block(np.empty(0, np.int64), ())  # its memory goes now, not with the list
+        at = end
+    return votes, VoteTimes(columns[0], columns[1], columns[2])
 
 
 # PostgreSQL (psycopg): a binary COPY of one row per block of rating ids, the votes as arrays.
@@ -428,10 +453,10 @@ def _pg_blocks(connection: Connection, study_id: int, where: str) -> tuple[str, 
 
 def _copy_packed(connection: Connection, study_id: int, where: str) -> np.ndarray:
     """:func:`read_packed_votes` on PostgreSQL through psycopg."""
-    blocks = _pg_blocks(connection, study_id, where)
-    if blocks is None:
+    plan = _pg_blocks(connection, study_id, where)
+    if plan is None:
         return np.empty(0, np.int64)
-    in_block, series, params = blocks
+    in_block, series, params = plan
     sql = f"SELECT ARRAY(SELECT {_PG_PACKED} FROM ratings WHERE {in_block} ORDER BY id) FROM {series}"
     sql += " ORDER BY blocks.first_id"
     parts = [pg_copy.array_values(row[0], ">i8") for row in _copy_rows(connection, sql, params, 1)]
@@ -447,21 +472,21 @@ def _copy_votes_with_times(connection: Connection, study_id: int, where: str) ->
     """:func:`read_votes_with_times` on PostgreSQL through psycopg: one statement, so one state of
     the votes. A row per block: the first vote's three times, the packed votes (the sign bit: this
     vote's times differ from those) and, only where one does, the block's times vote by vote."""
-    blocks = _pg_blocks(connection, study_id, where)
-    if blocks is None:
+    plan = _pg_blocks(connection, study_id, where)
+    if plan is None:
         return _empty_votes()
-    in_block, series, params = blocks
+    in_block, series, params = plan
     response = "coalesce(CAST({} AS DOUBLE PRECISION), 'NaN')"
     head = [_pg_micros("head.shown_at"), _pg_micros("head.answered_at"), response.format("head.response_ms")]
     per_vote = [_pg_micros("shown_at"), _pg_micros("answered_at"), response.format("response_ms")]
     changed = " OR ".join(f"{c} IS DISTINCT FROM head.{c}" for c in _TIME_COLUMNS)
     flagged = f"{_PG_PACKED} | (CAST(CAST(({changed}) AS INTEGER) AS BIGINT) << {_CHANGED_BIT})"
-    times = [
+    vote_times = [
         f"CASE WHEN block.mixed THEN ARRAY(SELECT {value} FROM ratings WHERE {in_block} ORDER BY id) END"
         for value in per_vote
     ]
     sql = (
-        f"SELECT {', '.join(head)}, block.packed, {', '.join(times)} FROM {series}"
+        f"SELECT {', '.join(head)}, block.packed, {', '.join(vote_times)} FROM {series}"
         f" CROSS JOIN LATERAL (SELECT {', '.join(_TIME_COLUMNS)} FROM ratings WHERE {in_block}"
         " ORDER BY id LIMIT 1) AS head"
         f" CROSS JOIN LATERAL (SELECT votes.packed, EXISTS (SELECT 1 FROM unnest(votes.packed) AS vote(v)"
@@ -469,21 +494,16 @@ def _copy_votes_with_times(connection: Connection, study_id: int, where: str) ->
         " ORDER BY id) AS packed) AS votes) AS block"
         " ORDER BY blocks.first_id"
     )
-    packed_parts: list[np.ndarray] = []
-    parts: list[list[np.ndarray]] = [[] for _ in _TIME_COLUMNS]
+    blocks: list[_Block] = []
     for row in _copy_rows(connection, sql, params, 7):
         packed = pg_copy.array_values(row[3], ">i8")
         if (packed < 0).any():
-            for k, field in enumerate(row[4:]):
-                column = pg_copy.array_values(field, ">f8")
-                if column.size != packed.size:
-                    raise StoreError("unexpected PostgreSQL COPY stream: a block's times are not one a vote")
-                parts[k].append(column)
-            packed &= np.int64(2**_CHANGED_BIT - 1)
+            times = [pg_copy.array_values(field, ">f8") for field in row[4:]]
+            if any(column.size != packed.size for column in times):
+                raise StoreError("unexpected PostgreSQL COPY stream: a block's times are not one a vote")
+            blocks.append(_Block(packed, times))
+        elif any(field is not None for field in row[4:]):
+            raise StoreError("unexpected PostgreSQL COPY stream: times vote by vote for a block without changes")
         else:
-            if any(field is not None for field in row[4:]):
-                raise StoreError("unexpected PostgreSQL COPY stream: times vote by vote for a block without changes")
-            for k, field in enumerate(row[:3]):
-                parts[k].append(np.full(packed.size, pg_copy.scalar_value(field), dtype=np.float64))
-        packed_parts.append(packed)
-    return _joined(packed_parts, parts)
+            blocks.append(_Block(packed, [pg_copy.scalar_value(field) for field in row[:3]]))
+    return _joined(blocks)
