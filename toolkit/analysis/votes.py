@@ -116,7 +116,12 @@ def check_vote_table(
     for col, what in ((item_col, "item"), (rater_col, "rater")):
         # A blank string is as missing as NaN: it would otherwise become an item or rater "".
         # The rule runs once per distinct id (a study of millions of votes names far fewer).
-        codes, uniques = pd.factorize(frame[col], use_na_sentinel=True)
+        column = frame[col]
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            # A categorical is factorized already (a study's votes are): its codes, -1 for NaN.
+            codes, uniques = column.cat.codes.to_numpy(), column.cat.categories
+        else:
+            codes, uniques = pd.factorize(column, use_na_sentinel=True)
         blank = np.array([id_text(v) is None for v in uniques] + [True], dtype=bool)
         absent = blank[codes]
         if absent.any():
