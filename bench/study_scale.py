@@ -22,6 +22,7 @@ process's peak resident memory (VmHWM):
     python bench/study_scale.py                                           # 50 M votes, a while
     python bench/study_scale.py --items 2000 --votes-per-item 20 --raters 200   # a quick run
     python bench/study_scale.py --study-db study.db       # the stages after the import, on a study made before
+    python bench/study_scale.py --study-url postgresql+psycopg://...   # the same on a PostgreSQL database
 """
 
 from __future__ import annotations
@@ -261,12 +262,18 @@ def main() -> None:
         default="",
         help="Stages to leave out, comma-separated as the table names them (e.g. 'export csv,rater_stats').",
     )
+    parser.add_argument(
+        "--study-url",
+        default=None,
+        help="Like --study-db, for a database URL (e.g. a PostgreSQL database an earlier import filled).",
+    )
     options = parser.parse_args()
     skip = frozenset(name.strip() for name in options.skip.split(",") if name.strip())
-    if options.study_db is not None:
+    if options.study_db is not None or options.study_url is not None:
+        db = options.study_url or f"sqlite:///{options.study_db.resolve()}"
+        label = "postgresql" if db.startswith("postgresql") else "sqlite"
         with tempfile.TemporaryDirectory(prefix="qalign-study-scale-", dir=options.work) as tmp:
-            db = f"sqlite:///{options.study_db.resolve()}"
-            rows = bench_backend("sqlite", db, Path(), Path(tmp), 0, True, skip)
+            rows = bench_backend(label, db, Path(), Path(tmp), 0, True, skip)
         print_rows(rows)
         return
 

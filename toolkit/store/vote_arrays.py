@@ -485,13 +485,16 @@ def _copy_votes_with_times(connection: Connection, study_id: int, where: str) ->
         f"CASE WHEN block.mixed THEN ARRAY(SELECT {value} FROM ratings WHERE {in_block} ORDER BY id) END"
         for value in per_vote
     ]
+    # OFFSET 0 keeps each lateral subquery whole: pulled up into the select list, the block's array
+    # would be built again for every reference to it (four times a block).
     sql = (
-        f"SELECT {', '.join(head)}, block.packed, {', '.join(vote_times)} FROM {series}"
+        f"SELECT {', '.join(head)}, votes.packed, {', '.join(vote_times)} FROM {series}"
         f" CROSS JOIN LATERAL (SELECT {', '.join(_TIME_COLUMNS)} FROM ratings WHERE {in_block}"
         " ORDER BY id LIMIT 1) AS head"
-        f" CROSS JOIN LATERAL (SELECT votes.packed, EXISTS (SELECT 1 FROM unnest(votes.packed) AS vote(v)"
-        f" WHERE vote.v < 0) AS mixed FROM (SELECT ARRAY(SELECT {flagged} FROM ratings WHERE {in_block}"
-        " ORDER BY id) AS packed) AS votes) AS block"
+        f" CROSS JOIN LATERAL (SELECT ARRAY(SELECT {flagged} FROM ratings WHERE {in_block} ORDER BY id) AS packed"
+        " OFFSET 0) AS votes"
+        " CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM unnest(votes.packed) AS vote(v) WHERE vote.v < 0) AS mixed"
+        " OFFSET 0) AS block"
         " ORDER BY blocks.first_id"
     )
     blocks: list[_Block] = []
