@@ -10,6 +10,7 @@ from sqlalchemy import text
 from toolkit.analysis import study_label_table, study_mos_labels
 from toolkit.store import Store, add_rater, get_study, histograms, import_votes, read_snapshot, record_rating
 from toolkit.store.raters import set_rater_excluded
+from toolkit.store.schema import Item
 
 from fixtures_ui import fresh_pg_url, make_study, sqlite_url
 
@@ -55,13 +56,20 @@ def test_labels_from_the_stored_histograms_equal_the_labels_of_the_votes(url, tm
         import_votes(s, study, pd.DataFrame(rows, columns=["item", "rater", "vote"]))
         rater, _ = add_rater(s, study, "app")
         record_rating(s, rater, study.items[0], 2)
+        # Names a CSV or a missing-value reader could take apart: kept as they are.
+        for k, path in enumerate(('odd, "quoted"\nname.png', "NA")):
+            odd = Item(study_id=study.id, path=path, kind="image", sha256=f"{k:064x}", content_group="", role="test")
+            s.add(odd)
+            s.flush()
+            record_rating(s, rater, odd, 3 + k)
         set_rater_excluded(s, study, "careless", True)
         s.execute(text("UPDATE ratings SET level = 5 WHERE id = (SELECT min(id) FROM ratings)"))
         s.commit()
     stored, from_votes = _both(store)
     _assert_same(stored, from_votes)
     assert stored.unrated == ("test_06.png",)
-    assert len(stored.table) == 6 and stored.table["n"].tolist()[5] == 1
+    assert len(stored.table) == 8 and stored.table["n"].tolist()[5] == 1
+    assert stored.table["item"].tolist()[-2:] == ['odd, "quoted"\nname.png', "NA"]
     assert stored.notes == ["1 rater(s) excluded by the admin; their 5 vote(s) are not counted"]
 
     with store.session() as s:  # the excluded rater re-admitted: their votes count again
@@ -70,4 +78,17 @@ def test_labels_from_the_stored_histograms_equal_the_labels_of_the_votes(url, tm
     stored, from_votes = _both(store)
     _assert_same(stored, from_votes)
     assert stored.notes == []
+    store.dispose()
+
+
+def test_a_study_without_items_has_no_labels(url, tmp_path):
+    from toolkit.store.studies import create_study
+
+    store = Store(url)
+    with store.session() as s:
+        create_study(s, "pilot", media_root=tmp_path)
+        s.commit()
+    stored, from_votes = _both(store)
+    _assert_same(stored, from_votes)
+    assert stored.table.empty and stored.unrated == ()
     store.dispose()
