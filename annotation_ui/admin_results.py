@@ -86,7 +86,7 @@ def figure_png(
 
 AUTO_FIT_VOTES = 2_000_000
 """Up to this many votes the reliability figures are computed as the tab opens; above, on request
-(they read every vote: about a minute at 50 million), so the labels show at once whatever the size."""
+(they read every vote: half a minute or more at 50 million), so the labels show at once whatever the size."""
 
 FIT_ASKED_KEY = "results_fit_asked"  # {(study, version stamp, model)} the administrator asked to compute
 
@@ -102,7 +102,7 @@ def fit_wanted(name: str, stamp: str, model: str, votes: int, where: DeltaGenera
         st.markdown("**Reliability of the labels**")
         st.caption(
             f"Split-half agreement, Krippendorff's alpha and ICC read all {votes:,} votes: "
-            "about a minute at 50 million. `qalign analyze --study` reports them too."
+            "half a minute or more at 50 million. `qalign analyze --study` reports them too."
         )
         if st.button("Compute the reliability figures", key="results_fit"):
             asked.add((name, stamp, model))

@@ -28,7 +28,7 @@ from sqlalchemy import insert, select, update
 
 from toolkit.store import Store, get_study, import_votes, load_snapshot
 from toolkit.store.exclusion import run_exclusion
-from toolkit.store.schema import Item, Rating, utcnow
+from toolkit.store.schema import Item, Rating, RatingSession, utcnow
 from toolkit.store.setup import prepare_database
 from toolkit.store.studies import create_study
 from toolkit.store.study_settings import configure_protocol
@@ -95,12 +95,26 @@ def add_votes(store: Store, name: str, paths: list[str], n_raters: int, per_item
     with store.session() as s:
         study = get_study(s, name)
         import_votes(s, study, pd.DataFrame(rows, columns=["item", "rater", "vote"]))
-        ids = s.scalars(select(Rating.id).where(Rating.study_id == study.id).order_by(Rating.id)).all()
+        ids, raters = zip(
+            *s.execute(select(Rating.id, Rating.rater_id).where(Rating.study_id == study.id).order_by(Rating.id)).all()
+        )
         now = utcnow()
         ages = np.sort(rng.uniform(0.0, hours * 3600.0, len(ids)))[::-1]
+        moments = [now - timedelta(seconds=float(a)) for a in ages]
+        # Given in the app: each rater's votes in one sitting, last seen at their newest vote.
+        last = dict(zip(raters, moments))
+        first = dict(zip(reversed(raters), reversed(moments)))
+        sittings = {}
+        for rater_id in last:
+            sitting = RatingSession(
+                rater_id=rater_id, started_at=first[rater_id], last_seen_at=last[rater_id], n_votes=0
+            )
+            s.add(sitting)
+            s.flush()
+            sittings[rater_id] = sitting.id
         s.execute(
             update(Rating),
-            [{"id": i, "answered_at": now - timedelta(seconds=float(a))} for i, a in zip(ids, ages)],
+            [{"id": i, "answered_at": moment, "session_id": sittings[r]} for i, r, moment in zip(ids, raters, moments)],
         )
 
 
