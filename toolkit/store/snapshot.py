@@ -175,8 +175,9 @@ def votes_from_arrays(
     a vote costs a few bytes, not a string. ``times`` may be None when no time column is asked for.
     ``compact``: vote and tolerance as int8 and expected_level as Int8 (the levels and tolerances
     fit), 21 bytes a vote less, and a time column no vote has a value in left out (8 bytes a vote
-    each; imported votes have no display or response time), for a reader that only compares the
-    levels and takes an absent time column for an empty one (the screening does)."""
+    each; imported votes have no display or response time), as is then an answer time all votes
+    share, for a reader that only compares the levels, takes an absent time column for an empty one
+    and votes without answer times in their stored order (the screening does)."""
     wanted = _check_columns(columns)
     position = _positions(items["item_id"].to_numpy(), votes.item_id)
 
@@ -220,6 +221,12 @@ def votes_from_arrays(
     if compact and times is not None:
         stored = {"shown_at": times.shown_us, "answered_at": times.answered_us, "response_ms": times.response_ms}
         wanted = [c for c in wanted if c not in stored or not np.isnan(stored[c]).all()]
+        # With no display or response time, an answer time all votes share (one import) neither
+        # orders the votes (they stay in rating order) nor times them: 8 bytes a vote left out too.
+        untimed = "shown_at" not in wanted and "response_ms" not in wanted
+        answered = times.answered_us
+        if untimed and "answered_at" in wanted and answered.size and bool((answered == answered[0]).all()):
+            wanted.remove("answered_at")
     return pd.DataFrame({column: makers[column]() for column in wanted}, copy=False)  # the arrays made here
 
 
