@@ -38,12 +38,26 @@ def group_moments(
     return n, mean, m2, m4
 
 
-def group_sd(codes: np.ndarray, values: np.ndarray, n_groups: int, ddof: int = 1) -> np.ndarray:
-    """Standard deviation per group; 0 where a group has ``ddof`` values or fewer."""
+_SLICE = 1 << 20  # values a slice of the in-place deviations: a few MB of temporaries
+
+
+def group_sd(
+    codes: np.ndarray, values: np.ndarray, n_groups: int, ddof: int = 1, overwrite: bool = False
+) -> np.ndarray:
+    """Standard deviation per group; 0 where a group has ``ddof`` values or fewer. ``overwrite``:
+    ``values`` (a float64 temporary of the caller's) may be used for the deviations, so that no
+    second array the size of the values is made."""
     # group_moments' n and m2, without the fourth moment it would also form.
     n = group_count(codes, n_groups)
-    dev = group_mean(codes, values, n_groups)[codes]  # the squared deviations, formed in place
-    np.subtract(values, dev, out=dev)
+    mean = group_mean(codes, values, n_groups)
+    if overwrite and values.dtype == np.float64:
+        dev = values  # the same subtraction, a slice at a time
+        for start in range(0, values.size, _SLICE):
+            part = slice(start, start + _SLICE)
+            np.subtract(values[part], mean[codes[part]], out=dev[part])
+    else:
+        dev = mean[codes]  # the squared deviations, formed in place
+        np.subtract(values, dev, out=dev)
     dev *= dev
     with np.errstate(invalid="ignore", divide="ignore"):
         m2 = group_sum(codes, dev, n_groups) / n

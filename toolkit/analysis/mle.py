@@ -181,7 +181,7 @@ def _assemble(
         votes,
         x,
         x_std,
-        group_sd(fitted.item, corrected, votes.n_items, ddof=1),
+        group_sd(fitted.item, corrected, votes.n_items, ddof=1, overwrite=True),  # used up: not read again
         x - Z95 * x_std,
         x + Z95 * x_std,
         fitted.item_counts(),
