@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from toolkit.analysis.votes import check_vote_table
+from toolkit.analysis.votes import check_vote_table, factorize_sorted
 from toolkit.errors import InputError
 
 
@@ -174,7 +174,7 @@ def screen_raters(
         raise InputError("screening: no votes")
     vote = check_vote_table(frame, item_col, rater_col, vote_col, source="screening")
     frame = frame.reset_index(drop=True)
-    rater, raters = pd.factorize(frame[rater_col], sort=True)
+    rater, raters = factorize_sorted(frame[rater_col])
     rater = rater.astype(np.int32 if len(raters) < 2**31 else np.int64)  # half the bytes of the int64 codes
     n_r = len(raters)
     n_votes = np.bincount(rater, minlength=n_r)

@@ -106,6 +106,23 @@ def _show(value: object) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
+def factorize_sorted(values: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """``pd.factorize(values, sort=True)``; a categorical column (a study's votes) through its codes
+    and categories, no hash of every value: codes in category order, -1 for a missing value."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        codes, uniques = pd.factorize(values, sort=True)
+        return codes, pd.Index(uniques)
+    raw = values.cat.codes.to_numpy()
+    n_categories = len(values.dtype.categories)
+    present = np.zeros(n_categories + 1, dtype=bool)  # the last entry stands for a missing value
+    present[raw] = True  # -1 marks the last entry
+    used = np.flatnonzero(present[:n_categories])
+    table = np.full(n_categories + 1, -1, dtype=np.intp)  # code -1 looks up the last entry: -1
+    table[used] = np.arange(used.size)
+    uniques = pd.CategoricalIndex(pd.Categorical.from_codes(used, dtype=values.dtype))
+    return table[raw], uniques
+
+
 def check_vote_table(
     frame: pd.DataFrame, item_col: str = "item", rater_col: str = "rater", vote_col: str = "vote", source: str = "votes"
 ) -> np.ndarray:
@@ -192,13 +209,13 @@ def prepare_votes(
             f"{source}: {int((counts == 0).sum())} item(s) without votes: {_names(item_index[counts == 0])}"
         )
 
-    rater_code, rater_index = pd.factorize(frame[rater_col], sort=True)
+    rater_code, rater_index = factorize_sorted(frame[rater_col])
 
     if content_col is not None:
         absent = frame[content_col].isna().to_numpy()
         if absent.any():
             raise InputError(f"{source}: content missing in row(s) {_rows(absent, frame.index)}")
-        vote_content, content_index = pd.factorize(frame[content_col], sort=True)
+        vote_content, content_index = factorize_sorted(frame[content_col])
         per_item = np.full(len(item_index), -1)
         per_item[item_code] = vote_content
         clash = per_item[item_code] != vote_content
