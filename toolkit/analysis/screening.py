@@ -281,11 +281,14 @@ def screen_raters(
 
     # Agreement with the others on the study items.
     test = study_rows(frame, role_col).to_numpy()
-    # Item codes, not the item texts: a categorical column (the store's) is coded already.
-    item_code, item_names = pd.factorize(
-        frame[item_col].astype(str) if frame[item_col].dtype == object else frame[item_col]
-    )
-    item_code = item_code.astype(np.int32 if len(item_names) < 2**31 else np.int64)
+    # Item codes, not the item texts: a categorical column (the store's) is coded already, its codes
+    # used as they are (no missing id: checked above; only equal codes matter).
+    items = frame[item_col]
+    if isinstance(items.dtype, pd.CategoricalDtype):
+        item_code = items.cat.codes.to_numpy()
+    else:
+        item_code, item_names = pd.factorize(items.astype(str) if items.dtype == object else items)
+        item_code = item_code.astype(np.int32 if len(item_names) < 2**31 else np.int64)
     if test.all():  # no gold or training votes: the arrays as they are, no copies
         corr = _loo_correlation(item_code, rater, vote, n_r, cfg.correlation_min_votes)
     else:
