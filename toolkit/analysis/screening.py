@@ -139,11 +139,13 @@ def _loo_correlation(
     # Centred sums per rater (two passes: no cancellation), as grouped.group_moments forms them.
     n = np.bincount(s, minlength=n_raters)
     with np.errstate(invalid="ignore", divide="ignore"):
-        dx = x - (np.bincount(s, weights=x, minlength=n_raters) / n)[s]
+        dx = (np.bincount(s, weights=x, minlength=n_raters) / n)[s]  # the deviations formed in place
+        np.subtract(x, dx, out=dx)
         dy = (np.bincount(s, weights=y, minlength=n_raters) / n)[s]
         np.subtract(y, dy, out=dy)
+        np.multiply(dx, dy, out=y)  # the cross products in y's array, which is done with
+        sxy = np.bincount(s, weights=y, minlength=n_raters) / n
         del y
-        sxy = np.bincount(s, weights=dx * dy, minlength=n_raters) / n
         dx *= dx  # the squares in place, once the cross products are summed
         dy *= dy
         sxx = np.bincount(s, weights=dx, minlength=n_raters) / n
