@@ -1,4 +1,5 @@
-"""A per-group standard deviation formed in the caller's own array is the same, to the bit."""
+"""Analysis shortcuts at scale give the same answers: a per-group SD formed in the caller's own array
+(to the bit), the one-vote-per-cell check of the reliability design."""
 
 from __future__ import annotations
 
@@ -22,3 +23,15 @@ def test_group_sd_in_the_callers_array_is_the_same_to_the_bit(monkeypatch) -> No
     ints = codes.astype(np.int64)  # not float64: left as it is
     assert np.array_equal(grouped.group_sd(codes, ints, 9, overwrite=True), grouped.group_sd(codes, ints, 9))
     assert np.array_equal(ints, codes)
+
+
+def test_one_vote_per_cell_is_found_without_sorting_the_votes() -> None:
+    import pandas as pd
+
+    from toolkit.analysis.reliability import _one_vote_per_cell
+    from toolkit.analysis.votes import prepare_votes
+
+    frame = pd.DataFrame({"item": list("aabbca"), "rater": list("xyxyzz"), "vote": [1, 2, 3, 4, 5, 1]})
+    assert _one_vote_per_cell(prepare_votes(frame))
+    again = pd.concat([frame, frame.iloc[[3]]])  # rater y on item b twice
+    assert not _one_vote_per_cell(prepare_votes(again))
