@@ -112,7 +112,8 @@ def _moments(micros: np.ndarray, zoned: bool) -> pd.Series:
 
 
 TIME_COLUMNS: tuple[str, ...] = ("shown_at", "answered_at", "response_ms")
-"""The vote columns read by a second pass over the votes (:func:`read_vote_times`)."""
+"""The vote columns read with the votes' times (:func:`read_votes_with_times`, or a second pass
+over the votes where that cannot be used: :func:`read_vote_times`)."""
 
 LABEL_VOTE_COLUMNS: tuple[str, ...] = ("item", "rater", "vote", "content_group", "role")
 """The vote columns labels, training data and dataset cards are made from (no times)."""
@@ -243,7 +244,7 @@ def read_snapshot(
 
     ``columns``: the vote columns to build (``VOTE_COLUMNS`` by default, in that order). A
     caller that needs fewer says so: the time columns cost a look at every vote's times (a second
-    pass over the votes but on SQLite) and 16-24 bytes a vote, the item's own columns a few bytes
+    pass over the votes but on SQLite and psycopg's PostgreSQL) and up to 24 bytes a vote, the item's own columns a few bytes
     each (``LABEL_VOTE_COLUMNS`` is what labels and training data need). ``compact``: see
     :func:`votes_from_arrays`.
     """

@@ -285,8 +285,10 @@ def read_votes_with_times(
 
     Block by block of ``TIME_BLOCK_IDS`` rating ids: the block's first vote gives its times, and each
     packed vote carries in its sign bit whether its times differ from those; only a block where one
-    does has its times read vote by vote. Votes and times come from one read transaction (SQLite)
-    or one statement (PostgreSQL), so they match even while votes are being added.
+    does has its times read vote by vote. Through ADBC all of it is one read transaction and on
+    PostgreSQL one statement; on the session's SQLite connection a block read vote by vote is
+    checked to hold the same votes (None otherwise). So votes and times match even while votes are
+    being added.
     """
     if connection.dialect.name not in ("sqlite", "postgresql") or not _ids_fit(connection):
         return None
