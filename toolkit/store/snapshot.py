@@ -244,8 +244,9 @@ def read_snapshot(
 
     ``columns``: the vote columns to build (``VOTE_COLUMNS`` by default, in that order). A
     caller that needs fewer says so: the time columns cost a look at every vote's times (a second
-    pass over the votes but on SQLite and psycopg's PostgreSQL) and up to 24 bytes a vote, the item's own columns a few bytes
-    each (``LABEL_VOTE_COLUMNS`` is what labels and training data need). ``compact``: see
+    pass over the votes but on SQLite and psycopg's PostgreSQL) and up to 24 bytes a vote, the
+    item's own columns a few bytes each (``LABEL_VOTE_COLUMNS`` is what labels and training data
+    need). ``compact``: see
     :func:`votes_from_arrays`.
     """
     wanted = _check_columns(columns)
