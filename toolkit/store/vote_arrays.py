@@ -15,6 +15,7 @@ arrays in a binary COPY on the session's own connection (:mod:`toolkit.store.pg_
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -301,7 +302,19 @@ def read_votes_with_times(
     if uri is None:
         return _blocks_with_times(_SessionReader(connection), condition, study_id)
     with column_reader(uri) as reader:
-        return _blocks_with_times(_AdbcReader(reader), condition, study_id)
+        both = _blocks_with_times(_AdbcReader(reader), condition, study_id)
+    _give_back_freed_memory()
+    return both
+
+
+def _give_back_freed_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc). A block-by-block read leaves hundreds
+    of block-sized buffers freed in the heap (the driver's, not numpy's own large arrays), which
+    would otherwise stay counted in the process's memory: 250 MB at 50 M votes."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to hand back this way
+        pass
 
 
 class _BlockReader(Protocol):
@@ -511,4 +524,6 @@ def _copy_votes_with_times(connection: Connection, study_id: int, where: str) ->
             raise StoreError("unexpected PostgreSQL COPY stream: times vote by vote for a block without changes")
         else:
             blocks.append(_Block(packed, [pg_copy.scalar_value(field) for field in row[:3]]))
-    return _joined(blocks)
+    both = _joined(blocks)
+    _give_back_freed_memory()
+    return both
