@@ -213,3 +213,29 @@ def test_scale_mapping_between_studies():
         fit_scale_mapping(source.iloc[:2], target)
     assert np.allclose(rescale_range([0, 50, 100], 0, 100), [1, 3, 5])
     assert np.allclose(rescale_range([0, 100], 0, 100, higher_is_better=False), [5, 1])
+
+
+def test_leave_one_out_correlation_is_the_same_a_chunk_at_a_time(monkeypatch):
+    """The per-vote quantities formed a chunk of votes at a time (bounded memory) give the
+    correlations of one pass over all votes, with votes on single-vote items left out."""
+    from toolkit.analysis import screening
+
+    rng = np.random.default_rng(4)
+    n = 5000
+    item = rng.integers(0, 700, n)
+    rater = rng.integers(0, 40, n).astype(np.int32)
+    vote = np.clip(np.rint(item % 5 + 1 + rng.normal(0, 1, n)), 1, 5).astype(np.int8)
+    whole = screening._loo_correlation(item, rater, vote, 41, 3)
+    monkeypatch.setattr(screening, "LOO_CHUNK_VOTES", 97)
+    chunked = screening._loo_correlation(item, rater, vote, 41, 3)
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-12)
+    assert np.isnan(whole[40]) and np.isfinite(whole[:40]).all()
+    # The definition, rater by rater: Pearson r with the mean of the other votes on each item.
+    frame = pd.DataFrame({"item": item, "rater": rater, "vote": vote.astype(float)})
+    sums = frame.groupby("item")["vote"].agg(["sum", "count"])
+    frame = frame.join(sums, on="item")
+    frame = frame[frame["count"] >= 2]
+    frame["others"] = (frame["sum"] - frame["vote"]) / (frame["count"] - 1)
+    for r in (0, 17, 39):
+        own = frame[frame["rater"] == r]
+        assert whole[r] == pytest.approx(np.corrcoef(own["vote"], own["others"])[0, 1], abs=1e-12)

@@ -17,6 +17,7 @@ A check whose columns are absent is skipped: its metric is NaN in the table and 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,40 +117,54 @@ def _longest_runs(rater: np.ndarray, vote: np.ndarray, order_key: np.ndarray, n_
     return longest
 
 
+LOO_CHUNK_VOTES = 1 << 22
+"""Votes formed at a time in :func:`_loo_correlation`: its temporaries stay some 100 MB whatever the
+study's size (at 50 M votes, whole-vote temporaries were the analysis' peak)."""
+
+
 def _loo_correlation(
     item: np.ndarray, rater: np.ndarray, vote: np.ndarray, n_raters: int, min_votes: int
 ) -> np.ndarray:
     """Per rater: Pearson r between their votes and the other raters' mean on the same items.
 
-    ``item``: non-negative item codes (any range; only equal codes matter)."""
+    ``item``: non-negative item codes (any range; only equal codes matter). Votes on an item no
+    one else rated are left out. The per-vote quantities are formed a chunk of votes at a time and
+    summed per rater: centred sums in two passes (no cancellation), as grouped.group_moments forms them.
+    """
     n_e = np.bincount(item)
     total = np.bincount(item, weights=vote)
-    n_item = n_e[item]
-    usable = n_item >= 2
-    if usable.all():  # the usual case: no copies of the votes
-        x, s = vote, rater
-    else:
-        x, s, item, n_item = vote[usable], rater[usable], item[usable], n_item[usable]
-    del usable
-    y = total[item]  # the others' mean, formed in place
-    y -= x
-    n_item -= 1
-    y /= n_item
-    del n_item
-    # Centred sums per rater (two passes: no cancellation), as grouped.group_moments forms them.
-    n = np.bincount(s, minlength=n_raters)
+    others = n_e - 1  # per item: how many other votes its mean is over
+
+    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(rater, vote, the others' mean) of the usable votes, chunk by chunk."""
+        for start in range(0, vote.size, LOO_CHUNK_VOTES):
+            part = slice(start, start + LOO_CHUNK_VOTES)
+            it, s, x = item[part], rater[part], vote[part].astype(np.float64)
+            keep = others[it] >= 1
+            if not keep.all():
+                it, s, x = it[keep], s[keep], x[keep]
+            y = total[it]
+            y -= x
+            y /= others[it]
+            yield s, x, y
+
+    n = np.zeros(n_raters, dtype=np.int64)
+    sum_x, sum_y = np.zeros(n_raters), np.zeros(n_raters)
+    for s, x, y in chunks():
+        n += np.bincount(s, minlength=n_raters)
+        sum_x += np.bincount(s, weights=x, minlength=n_raters)
+        sum_y += np.bincount(s, weights=y, minlength=n_raters)
     with np.errstate(invalid="ignore", divide="ignore"):
-        dx = (np.bincount(s, weights=x, minlength=n_raters) / n)[s]  # the deviations formed in place
-        np.subtract(x, dx, out=dx)
-        dy = (np.bincount(s, weights=y, minlength=n_raters) / n)[s]
-        np.subtract(y, dy, out=dy)
-        np.multiply(dx, dy, out=y)  # the cross products in y's array, which is done with
-        sxy = np.bincount(s, weights=y, minlength=n_raters) / n
-        del y
-        dx *= dx  # the squares in place, once the cross products are summed
-        dy *= dy
-        sxx = np.bincount(s, weights=dx, minlength=n_raters) / n
-        syy = np.bincount(s, weights=dy, minlength=n_raters) / n
+        mean_x, mean_y = sum_x / n, sum_y / n
+        sxy, sxx, syy = np.zeros(n_raters), np.zeros(n_raters), np.zeros(n_raters)
+        for s, x, y in chunks():
+            x -= mean_x[s]
+            y -= mean_y[s]
+            sxx += np.bincount(s, weights=x * x, minlength=n_raters)
+            syy += np.bincount(s, weights=y * y, minlength=n_raters)
+            x *= y
+            sxy += np.bincount(s, weights=x, minlength=n_raters)
+        sxy, sxx, syy = sxy / n, sxx / n, syy / n
         r = sxy / np.sqrt(sxx * syy)
     return np.where((n >= min_votes) & (sxx > 0) & (syy > 0), r, np.nan)
 
