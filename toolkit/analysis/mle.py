@@ -189,11 +189,14 @@ def _assemble(
 
     reasons = np.array([""] * votes.n_raters, dtype=object)
     if sparse.any():
-        # Left-out raters get the descriptive numbers against the fitted scores.
-        residual = votes.vote - x[votes.item]
-        desc_bias = group_mean(votes.rater, residual, votes.n_raters)
+        # Left-out raters get the descriptive numbers against the fitted scores, from their own
+        # votes only (a few; the whole study's residuals would be four vote-sized arrays).
+        own = np.flatnonzero(sparse[votes.rater])
+        rater_own = votes.rater[own]
+        residual = votes.vote[own] - x[votes.item[own]]
+        desc_bias = group_mean(rater_own, residual, votes.n_raters)
         rms = np.sqrt(
-            np.maximum(group_mean(votes.rater, (residual - desc_bias[votes.rater]) ** 2, votes.n_raters), 0.0)
+            np.maximum(group_mean(rater_own, (residual - desc_bias[rater_own]) ** 2, votes.n_raters), 0.0)
         )
         b = np.where(sparse, desc_bias, b)
         v = np.where(sparse, rms, v)
