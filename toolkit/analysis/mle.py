@@ -195,9 +195,7 @@ def _assemble(
         rater_own = votes.rater[own]
         residual = votes.vote[own] - x[votes.item[own]]
         desc_bias = group_mean(rater_own, residual, votes.n_raters)
-        rms = np.sqrt(
-            np.maximum(group_mean(rater_own, (residual - desc_bias[rater_own]) ** 2, votes.n_raters), 0.0)
-        )
+        rms = np.sqrt(np.maximum(group_mean(rater_own, (residual - desc_bias[rater_own]) ** 2, votes.n_raters), 0.0))
         b = np.where(sparse, desc_bias, b)
         v = np.where(sparse, rms, v)
         b_std = np.where(sparse, np.nan, b_std)
