@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from annotation_ui.paged_table import page_controls, page_count, page_footer, sorted_page
+from annotation_ui.paged_table import fetch_page, page_controls, page_footer, sorted_page
 from toolkit.store import Store, get_study
 from toolkit.store.media_check import check_media
 from toolkit.store.progress import item_progress, study_summary
@@ -61,8 +61,6 @@ def progress_page(items: pd.DataFrame, query: str, sort: str, page: int, size: i
 def item_table(items: pd.DataFrame) -> None:
     st.subheader("Items")
     request = page_controls("progress", "Search item", list(SORTS), PAGE_SIZES)
-    _, total = progress_page(items, request.query, request.sort, 1, 1)
-    page = min(request.page, page_count(total, request.size))
-    rows, total = progress_page(items, request.query, request.sort, page, request.size)
+    rows, total, page = fetch_page(request, lambda n, size: progress_page(items, request.query, request.sort, n, size))
     st.dataframe(rows, hide_index=True)
     page_footer(request, page, len(rows), total, f"{len(items):,} in the study")

@@ -18,7 +18,7 @@ import streamlit as st
 
 from annotation_ui import admin_data
 from annotation_ui.admin_model_qa import model_qa_section
-from annotation_ui.paged_table import page_controls, page_count, page_footer, sorted_page
+from annotation_ui.paged_table import fetch_page, page_controls, page_footer, sorted_page
 from annotation_ui.text import plain
 from toolkit.errors import ToolkitError
 from toolkit.store import Store, get_study
@@ -200,9 +200,7 @@ def rater_page(table: pd.DataFrame, query: str, sort: str, page: int, size: int)
 def rater_table(table: pd.DataFrame) -> None:
     """The raters a page at a time (a study may have tens of thousands), flagged ones highlighted."""
     request = page_controls("raters", "Search rater or flag", list(SORTS), PAGE_SIZES)
-    _, total = rater_page(table, request.query, request.sort, 1, 1)
-    page = min(request.page, page_count(total, request.size))
-    rows, total = rater_page(table, request.query, request.sort, page, request.size)
+    rows, total, page = fetch_page(request, lambda n, size: rater_page(table, request.query, request.sort, n, size))
     st.dataframe(
         rows.style.apply(_highlight, axis=1),
         hide_index=True,

@@ -18,7 +18,7 @@ from streamlit.delta_generator import DeltaGenerator
 from annotation_ui import admin_data
 from annotation_ui.admin_plots import MAX_RANKED, mos_histogram, ranked_items
 from annotation_ui.admin_reliability import reliability_section
-from annotation_ui.paged_table import page_controls, page_count, page_footer, sorted_page
+from annotation_ui.paged_table import fetch_page, page_controls, page_footer, sorted_page
 from toolkit.analysis import SUBJECT_MODELS
 from toolkit.qalign import COUNT_COLUMNS
 from toolkit.store import Store, get_study
@@ -53,9 +53,7 @@ def table_page(table: pd.DataFrame, query: str, sort: str, page: int, size: int)
 def item_table(table: pd.DataFrame) -> None:
     st.subheader("Items")
     request = page_controls("results", "Search item or content group", list(SORTS), PAGE_SIZES)
-    _, total = table_page(table, request.query, request.sort, 1, 1)
-    page = min(request.page, page_count(total, request.size))
-    rows, total = table_page(table, request.query, request.sort, page, request.size)
+    rows, total, page = fetch_page(request, lambda n, size: table_page(table, request.query, request.sort, n, size))
     st.dataframe(
         rows,
         hide_index=True,

@@ -8,6 +8,7 @@ a new search, order or page size opens on its first page.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -68,6 +69,18 @@ def page_controls(prefix: str, search_label: str, sorts: list[str], sizes: tuple
 
 def page_count(total: int, size: int) -> int:
     return max(1, math.ceil(total / size))
+
+
+def fetch_page(
+    request: PageRequest, fetch: Callable[[int, int], tuple[pd.DataFrame, int]]
+) -> tuple[pd.DataFrame, int, int]:
+    """The rows of the page ``request`` asks for, kept within the pages there are (a narrower search
+    may leave fewer), how many rows match, and the page's number. ``fetch(page, size)`` gives one
+    page of the filtered, ordered rows and how many match."""
+    _, total = fetch(1, 1)
+    page = min(request.page, page_count(total, request.size))
+    rows, total = fetch(page, request.size)
+    return rows, total, page
 
 
 def page_footer(request: PageRequest, page: int, shown: int, total: int, in_all: str, noun: str = "items") -> None:
