@@ -225,7 +225,7 @@ def test_an_unexpected_array_field_is_refused_by_name(field, message) -> None:
 )
 def test_a_vote_of_an_id_not_read_is_refused_never_placed(ids, wanted, what) -> None:
     with pytest.raises(snapshot_module.UnknownVoteIds, match=what):
-        snapshot_module._positions(ids, wanted)
+        snapshot_module.vote_positions(ids, wanted)
 
 
 def _add_item_and_vote(store: Store) -> None:

@@ -83,7 +83,7 @@ def test_the_snapshot_is_the_same_read_either_way(store, monkeypatch) -> None:
 )
 def test_a_vote_finds_its_item_by_id_whether_the_ids_are_dense_or_not(ids) -> None:
     wanted = np.repeat(ids, 3)[::-1]
-    positions = snapshot_module._positions(ids, wanted)
+    positions = snapshot_module.vote_positions(ids, wanted)
     assert (ids[positions] == wanted).all() and positions.dtype == np.int32
 
 

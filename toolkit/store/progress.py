@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from toolkit.errors import StoreError
 from toolkit.store.schema import Assignment, Item, Rater, Rating, RatingSession, Study
+from toolkit.store.snapshot import UnknownVoteIds, vote_positions
 from toolkit.store.vote_arrays import placeholder, read_vote_arrays, read_vote_times, read_votes_with_times
 
 if TYPE_CHECKING:
@@ -243,28 +244,12 @@ def rater_stats(session: Session, study: Study, min_session_votes: int = 5) -> p
 
 
 def _positions(ids: np.ndarray, wanted: np.ndarray, what: str, study: Study) -> np.ndarray:
-    """The position in ``ids`` (ascending) of each of ``wanted``; a vote whose rater or item is
-    not among them (deleted meanwhile) fails clearly, never lands on a neighbour's row."""
-    gone = StoreError(f"a vote of study {study.name!r} names a {what} that is gone; try again")
-    if not ids.size:
-        if wanted.size:
-            raise gone
-        return np.empty(0, dtype=np.int32)
-    low, high = int(ids[0]), int(ids[-1])
-    if high - low <= 4 * ids.size + 2**20:  # a study's ids are a dense range: one look-up a vote
-        table = np.full(high - low + 2, -1, dtype=np.int32)  # the last entry: any id outside
-        table[ids - low] = np.arange(ids.size, dtype=np.int32)
-        outside = (wanted < low) | (wanted > high)
-        looked_up = table[np.where(outside, high - low + 1, wanted - low)]
-        if (looked_up < 0).any():
-            raise gone
-        return looked_up
-    position = np.searchsorted(ids, wanted)
-    found = position < ids.size
-    found[found] = ids[position[found]] == wanted[found]
-    if not found.all():
-        raise gone
-    return position
+    """:func:`~toolkit.store.snapshot.vote_positions`; a vote whose rater or item is not among
+    ``ids`` (deleted meanwhile) fails clearly, never lands on a neighbour's row."""
+    try:
+        return vote_positions(ids, wanted, what)
+    except UnknownVoteIds:
+        raise StoreError(f"a vote of study {study.name!r} names a {what} that is gone; try again") from None
 
 
 def _min_session_sd(session: Session, study: Study, min_session_votes: int) -> pd.Series:

@@ -130,7 +130,7 @@ class UnknownVoteIds(StoreError):
     """A vote names an item or rater id that is not among those read (they changed in between)."""
 
 
-def _positions(ids: np.ndarray, wanted: np.ndarray, what: str = "item") -> np.ndarray:
+def vote_positions(ids: np.ndarray, wanted: np.ndarray, what: str = "item") -> np.ndarray:
     """The position in ``ids`` (distinct) of each of ``wanted``, as int32/int64; UnknownVoteIds when
     one of ``wanted`` is not among ``ids`` (a vote read after its item or rater was: never a wrong
     position)."""
@@ -180,7 +180,7 @@ def votes_from_arrays(
     share, for a reader that only compares the levels, takes an absent time column for an empty one
     and votes without answer times in their stored order (the screening does)."""
     wanted = _check_columns(columns)
-    position = _positions(items["item_id"].to_numpy(), votes.item_id)
+    position = vote_positions(items["item_id"].to_numpy(), votes.item_id)
 
     def per_item(column: str) -> pd.Categorical:
         codes, uniques = pd.factorize(items[column].astype(str))
@@ -192,7 +192,7 @@ def votes_from_arrays(
         return pd.Categorical.from_codes(position, categories=pd.Index(items["item"].astype(str), dtype=object))
 
     def rater() -> pd.Categorical:
-        rater_position = _positions(raters.index.to_numpy(), votes.rater_id, "rater")
+        rater_position = vote_positions(raters.index.to_numpy(), votes.rater_id, "rater")
         return pd.Categorical.from_codes(rater_position, categories=pd.Index(raters.astype(str), dtype=object))
 
     def time(column: str) -> pd.Series | np.ndarray:
