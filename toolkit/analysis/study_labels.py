@@ -148,13 +148,11 @@ def _check_model(subject_model: str) -> ModelName:
     return subject_model
 
 
-def _excluded_note(snapshot: StudySnapshot) -> list[str]:
-    if not snapshot.excluded_raters:
+def _excluded_note(raters: int, votes: int) -> list[str]:
+    """The note on the raters the admin excluded (none when there are none)."""
+    if not raters:
         return []
-    return [
-        f"{snapshot.raters_excluded} rater(s) excluded by the admin;"
-        f" their {snapshot.excluded_votes} vote(s) are not counted"
-    ]
+    return [f"{raters} rater(s) excluded by the admin; their {votes} vote(s) are not counted"]
 
 
 def study_label_table(snapshot: StudySnapshot, subject_model: str = "mos") -> StudyLabels:
@@ -169,7 +167,7 @@ def study_label_table(snapshot: StudySnapshot, subject_model: str = "mos") -> St
     test = snapshot.test_items
     on_test = (snapshot.votes["role"] == "test").to_numpy()
     votes = snapshot.votes if on_test.all() else snapshot.votes[on_test]  # no copy when every vote is on a test item
-    notes = _excluded_note(snapshot)
+    notes = _excluded_note(snapshot.raters_excluded, snapshot.excluded_votes)
     if votes.empty:
         table = pd.DataFrame({c: pd.Series(dtype=object) for c in LABEL_COLUMNS})
         return StudyLabels(table, model, tuple(test["item"]), notes)
@@ -192,12 +190,7 @@ def study_mos_labels(session: Session, study: Study) -> StudyLabels:
     test = histograms.items[histograms.items["role"] == "test"]
     counts = test.set_index("item")[list(COUNT_COLUMNS)]
     n = counts.sum(axis=1)
-    notes = []
-    if histograms.excluded_raters:
-        notes.append(
-            f"{histograms.excluded_raters} rater(s) excluded by the admin;"
-            f" their {histograms.excluded_votes} vote(s) are not counted"
-        )
+    notes = _excluded_note(histograms.excluded_raters, histograms.excluded_votes)
     voted = (n > 0).to_numpy()
     unrated = tuple(test.loc[~voted, "item"])
     if not voted.any():
